@@ -1,0 +1,1 @@
+"""clinic: appointment software for a small clinic, in one Python process."""

@@ -1,0 +1,38 @@
+"""What domain functions raise when a request cannot be done. The web layer turns them into a
+form error or a 4xx JSON ``{"error": ...}``; nothing half-written is left behind because each
+domain function validates before it writes, inside one transaction."""
+
+
+class ClinicError(Exception):
+    status = 400
+
+    def __init__(self, message, fields=None):
+        super().__init__(message)
+        self.message = message
+        self.fields = fields or {}
+
+
+class Invalid(ClinicError):
+    """Bad input. ``fields`` maps a form field to what is wrong with it."""
+
+    status = 400
+
+
+class Forbidden(ClinicError):
+    status = 403
+
+
+class NotFound(ClinicError):
+    status = 404
+
+
+class Conflict(ClinicError):
+    """The request was fine but the world disagrees (the slot was just taken)."""
+
+    status = 409
+
+
+def check(errors, message="Please correct the highlighted fields."):
+    """Raise Invalid if the ``errors`` dict collected by a validator is not empty."""
+    if errors:
+        raise Invalid(message if len(errors) > 1 else next(iter(errors.values())), errors)

@@ -1,0 +1,250 @@
+"""The clinic's tables. Rules that govern the data live in the domain modules named after it
+(appointments.py, people.py, outbox.py, ...); this module only says what is stored.
+
+Instants are UTCDateTimeField (aware UTC in Python, naive UTC in the database). The schema is
+created and upgraded by the numbered files in clinic/migrations/, never by create_tables() at
+run time; tests/test_migrations.py checks the two agree.
+"""
+
+from peewee import (
+    SQL,
+    AutoField,
+    BooleanField,
+    CharField,
+    DateField,
+    FloatField,
+    ForeignKeyField,
+    IntegerField,
+    Model,
+    TextField,
+)
+
+from clinic.clock import now
+from clinic.db import JSONField, UTCDateTimeField, database
+
+ROLES = ("patient", "doctor", "admin")
+APPOINTMENT_STATUSES = ("booked", "confirmed", "completed", "cancelled", "no_show")
+ACTIVE_STATUSES = ("booked", "confirmed")  # still going to happen
+MESSAGE_STATUSES = ("pending", "sending", "sent", "failed", "skipped")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class BaseModel(Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class User(BaseModel):
+    id = AutoField()
+    email = CharField(max_length=254, unique=True)  # stored lower-cased
+    name = CharField(max_length=200)
+    role = CharField(max_length=10, choices=[(r, r) for r in ROLES])
+    password_hash = CharField(max_length=200)
+    active = BooleanField(default=True)
+    created_at = UTCDateTimeField(default=now)
+
+    def __str__(self):
+        return self.name
+
+
+class Doctor(BaseModel):
+    """A doctor's practice details; its id is the user's id."""
+
+    user = ForeignKeyField(User, primary_key=True, backref="doctor_profile", on_delete="CASCADE")
+    specialization = CharField(max_length=100, index=True)
+    slot_minutes = IntegerField(default=30)
+    # {"mon": [["09:00", "13:00"], ["14:00", "17:00"]], ...} in clinic-local wall time.
+    working_hours = JSONField(default=dict)
+
+
+class Patient(BaseModel):
+    """A patient's personal details; its id is the user's id."""
+
+    user = ForeignKeyField(User, primary_key=True, backref="patient_profile", on_delete="CASCADE")
+    date_of_birth = DateField(null=True)
+    phone = CharField(max_length=40, default="")
+
+
+class Appointment(BaseModel):
+    id = AutoField()
+    # Both point at users (their profiles share the user's id): appointment.doctor.name works
+    # without a join through the profile.
+    patient = ForeignKeyField(User, backref="appointments", on_delete="RESTRICT")
+    doctor = ForeignKeyField(User, backref="doctor_appointments", on_delete="RESTRICT")
+    start = UTCDateTimeField()
+    end = UTCDateTimeField()
+    reason = TextField(default="")
+    status = CharField(max_length=10, default="booked")
+    archived = BooleanField(default=False)
+    created_at = UTCDateTimeField(default=now)
+    updated_at = UTCDateTimeField(default=now)
+
+    class Meta:
+        indexes = (
+            (("status", "start"), False),
+            (("doctor", "start"), False),
+            (("patient", "start"), False),
+        )
+
+
+# One live appointment per doctor and start: the database, not Python, settles a race for a slot.
+Appointment.add_index(
+    Appointment.index(
+        Appointment.doctor, Appointment.start, unique=True,
+        where=(SQL("status <> 'cancelled'")), name="appointment_slot_taken",
+    )
+)
+
+
+class Treatment(BaseModel):
+    appointment = ForeignKeyField(Appointment, primary_key=True, backref="treatment_rows",
+                                  on_delete="RESTRICT")
+    visit_type = CharField(max_length=100)
+    symptoms = TextField(default="")
+    diagnosis = TextField(default="")
+    treatment = TextField(default="")
+    prescription = TextField(default="")
+    notes = TextField(default="")
+    created_at = UTCDateTimeField(default=now)
+
+
+class Session(BaseModel):
+    """A sign-in: a browser cookie (kind 'web') or an API bearer token (kind 'api').
+    Only the SHA-256 of the token is kept."""
+
+    token_hash = CharField(max_length=64, unique=True)
+    user = ForeignKeyField(User, backref="sessions", on_delete="CASCADE")
+    kind = CharField(max_length=3, default="web")
+    created_at = UTCDateTimeField(default=now)
+    last_seen_at = UTCDateTimeField(default=now)
+    expires_at = UTCDateTimeField(index=True)
+    ip = CharField(max_length=64, default="")
+
+
+class LoginAttempt(BaseModel):
+    email = CharField(max_length=254)
+    ip = CharField(max_length=64)
+    at = UTCDateTimeField(default=now)
+    success = BooleanField(default=False)
+
+    class Meta:
+        indexes = ((("email", "at"), False), (("ip", "at"), False))
+
+
+class Message(BaseModel):
+    """The outbox: every email is a row here before anything tries to send it."""
+
+    key = CharField(max_length=200, unique=True)  # makes a second run harmless
+    kind = CharField(max_length=40)
+    recipient = CharField(max_length=254)
+    user = ForeignKeyField(User, null=True, backref="messages", on_delete="SET NULL")
+    appointment = ForeignKeyField(Appointment, null=True, backref="messages",
+                                  on_delete="SET NULL")
+    subject = CharField(max_length=300)
+    text_body = TextField(default="")
+    html_body = TextField(default="")
+    attachments = JSONField(default=list)  # [{"filename", "content_type", "path"|"text"}]
+    message_id = CharField(max_length=200)
+    status = CharField(max_length=10, default="pending")
+    attempts = IntegerField(default=0)
+    last_error = TextField(default="")
+    priority = IntegerField(default=0)  # higher goes first
+    due_at = UTCDateTimeField(default=now)  # not before
+    claimed_at = UTCDateTimeField(null=True)
+    sent_at = UTCDateTimeField(null=True)
+    created_at = UTCDateTimeField(default=now)
+    updated_at = UTCDateTimeField(default=now)
+
+    class Meta:
+        indexes = ((("status", "due_at"), False), (("kind", "created_at"), False))
+
+
+class TaskRecord(BaseModel):
+    """What a background task did: state and progress for GET /api/tasks/<id>."""
+
+    task_id = CharField(max_length=64, unique=True)
+    name = CharField(max_length=80)
+    user = ForeignKeyField(User, null=True, backref="tasks", on_delete="SET NULL")
+    state = CharField(max_length=10, default="PENDING")
+    current = IntegerField(default=0)
+    total = IntegerField(default=0)
+    status = TextField(default="")
+    result = JSONField(null=True)
+    created_at = UTCDateTimeField(default=now, index=True)
+    updated_at = UTCDateTimeField(default=now)
+
+
+class MonthlyReport(BaseModel):
+    doctor = ForeignKeyField(User, backref="reports", on_delete="CASCADE")
+    month = CharField(max_length=7)  # YYYY-MM
+    totals = JSONField(default=dict)
+    message = ForeignKeyField(Message, null=True, on_delete="SET NULL")
+    created_at = UTCDateTimeField(default=now)
+
+    class Meta:
+        indexes = ((("doctor", "month"), True),)
+
+
+class Export(BaseModel):
+    patient = ForeignKeyField(User, backref="exports", on_delete="CASCADE")
+    task_id = CharField(max_length=64, unique=True)
+    filename = CharField(max_length=200, default="")
+    rows = IntegerField(default=0)
+    created_at = UTCDateTimeField(default=now)
+    expires_at = UTCDateTimeField(index=True)
+    deleted = BooleanField(default=False)
+
+
+class Review(BaseModel):
+    appointment = ForeignKeyField(Appointment, unique=True, backref="reviews",
+                                  on_delete="CASCADE")
+    patient = ForeignKeyField(User, backref="reviews_given", on_delete="CASCADE")
+    doctor = ForeignKeyField(User, backref="reviews", on_delete="CASCADE")
+    rating = IntegerField()
+    comment = TextField(default="")
+    created_at = UTCDateTimeField(default=now)
+
+
+class DoctorRating(BaseModel):
+    """Each doctor's rating, kept up to date as reviews arrive."""
+
+    doctor = ForeignKeyField(User, primary_key=True, on_delete="CASCADE")
+    count = IntegerField(default=0)
+    average = FloatField(default=0.0)
+    stars_1 = IntegerField(default=0)
+    stars_2 = IntegerField(default=0)
+    stars_3 = IntegerField(default=0)
+    stars_4 = IntegerField(default=0)
+    stars_5 = IntegerField(default=0)
+
+
+class DailyStat(BaseModel):
+    day = DateField(unique=True)  # clinic-local date
+    booked = IntegerField(default=0)
+    confirmed = IntegerField(default=0)
+    completed = IntegerField(default=0)
+    cancelled = IntegerField(default=0)
+    no_show = IntegerField(default=0)
+    new_patients = IntegerField(default=0)
+    reviews = IntegerField(default=0)
+    emails_sent = IntegerField(default=0)
+    emails_failed = IntegerField(default=0)
+    computed_at = UTCDateTimeField(default=now)
+
+
+class JobState(BaseModel):
+    """When each scheduled job last fell due and ran; the scheduler claims a due time here
+    with a conditional UPDATE, so a job fires once per due time whatever the number of ticks."""
+
+    name = CharField(max_length=60, primary_key=True)
+    last_due_at = UTCDateTimeField(null=True)
+    last_started_at = UTCDateTimeField(null=True)
+    last_finished_at = UTCDateTimeField(null=True)
+    last_result = TextField(default="")
+
+
+MODELS = [
+    User, Doctor, Patient, Appointment, Treatment, Session, LoginAttempt, Message, TaskRecord,
+    MonthlyReport, Export, Review, DoctorRating, DailyStat, JobState,
+]

@@ -1,0 +1,287 @@
+"""Every setting the clinic reads, declared once with its default and one line of help.
+
+Settings come from environment variables with the ``CLINIC_`` prefix. They are read once at
+start, parsed into typed values, and a bad value stops the start with a one-line message naming
+the variable. ``tests/test_settings.py`` fails when a setting here is missing from the README.
+"""
+
+import os
+import re
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+
+class SettingsError(ValueError):
+    """A setting has a value we refuse; the message names the variable."""
+
+
+# -- parsers: each takes the raw string and returns the typed value or raises ValueError --------
+
+
+def _str(raw):
+    return raw.strip()
+
+
+def _int(raw):
+    return int(raw.strip())
+
+
+def _port(raw):
+    value = int(raw.strip())
+    if not 0 <= value <= 65535:
+        raise ValueError("a port is a number from 0 to 65535")
+    return value
+
+
+def _positive_int(raw):
+    value = int(raw.strip())
+    if value < 1:
+        raise ValueError("must be 1 or more")
+    return value
+
+
+def _bool(raw):
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("expected true or false")
+
+
+def _timezone(raw):
+    try:
+        return ZoneInfo(raw.strip())
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("not a time zone name such as Europe/Berlin") from None
+
+
+def _time_of_day(raw):
+    match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", raw.strip())
+    if not match:
+        raise ValueError("expected a time of day as HH:MM")
+    return f"{int(match.group(1)):02d}:{match.group(2)}"
+
+
+def _duration(raw):
+    """'90m', '2h', '3d', '45s' or a bare number of seconds."""
+    match = re.fullmatch(r"(\d+)\s*([smhd]?)", raw.strip().lower())
+    if not match:
+        raise ValueError("expected a duration such as 30m, 2h or 7d")
+    unit = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+    return timedelta(seconds=int(match.group(1)) * unit)
+
+
+def _durations(raw):
+    values = [_duration(part) for part in raw.split(",") if part.strip()]
+    if not values:
+        raise ValueError("expected one or more durations such as 24h,2h")
+    return tuple(sorted(values, reverse=True))
+
+
+def _choice(*options):
+    def parse(raw):
+        value = raw.strip().lower()
+        if value not in options:
+            raise ValueError("expected one of " + ", ".join(options))
+        return value
+
+    return parse
+
+
+def _url(*schemes):
+    def parse(raw):
+        value = raw.strip()
+        if not value.startswith(tuple(s + "://" for s in schemes)):
+            prefixes = " or ".join(s + "://" for s in schemes)
+            raise ValueError("expected a URL starting with " + prefixes)
+        return value
+
+    return parse
+
+
+def _machine_timezone():
+    """The machine's zone: $TZ, then /etc/localtime's target, then /etc/timezone, then UTC."""
+    candidates = [os.environ.get("TZ", "").lstrip(":")]
+    try:
+        candidates.append(str(Path("/etc/localtime").resolve()).split("/zoneinfo/", 1)[1])
+    except (OSError, IndexError):
+        pass
+    try:
+        candidates.append(Path("/etc/timezone").read_text().strip())
+    except OSError:
+        pass
+    for name in candidates:
+        if name:
+            try:
+                return ZoneInfo(name)
+            except (ZoneInfoNotFoundError, ValueError):
+                continue
+    return ZoneInfo("UTC")
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str  # the attribute; the variable is CLINIC_<NAME>
+    default: object  # a raw string, or None for "derived at load time"
+    parse: object
+    help: str
+    secret: bool = False
+
+    @property
+    def env(self):
+        return "CLINIC_" + self.name.upper()
+
+
+SETTINGS = [
+    Setting("host", "127.0.0.1", _str, "Address the web server listens on."),
+    Setting("port", "8080", _port, "Port the web server listens on (0 picks a free one)."),
+    Setting("data_dir", "./data", _str,
+            "Folder for the database, the queue, the secret key, exports and the mail outbox."),
+    Setting("database_url", None, _url("sqlite", "postgresql", "postgres"),
+            "Where the clinic's data lives. Default: sqlite:///<data_dir>/clinic.db."),
+    Setting("queue_url", None, _url("sqlite", "redis", "postgresql", "postgres"),
+            "Where the job queue lives. Default: sqlite:///<data_dir>/queue.db."),
+    Setting("timezone", None, _timezone,
+            "The clinic's time zone (IANA name). Default: the machine's."),
+    Setting("secret_key", None, _str,
+            "Key that signs links and CSRF tokens. Default: generated once into "
+            "<data_dir>/secret_key.", secret=True),
+    Setting("admin_email", "", _str, "Email of the admin created on the first start."),
+    Setting("admin_password", "", _str,
+            "Password of that admin. Default: a one-time password printed at the first start.",
+            secret=True),
+    Setting("name", "Clinic", _str, "The clinic's name, shown on pages and in emails."),
+    Setting("address", "", _str, "The clinic's street address, shown in emails and invites."),
+    Setting("base_url", None, _str,
+            "Public address used in links in emails. Default: http://<host>:<port>."),
+    Setting("cancel_cutoff", "2h", _duration,
+            "How long before the start a patient may still cancel or reschedule."),
+    Setting("stats_cache_ttl", "5m", _duration,
+            "How long the admin dashboard's figures are served from the cache."),
+    Setting("session_lifetime", "14d", _duration, "How long a sign-in lasts without activity."),
+    Setting("web_threads", "8", _positive_int, "Threads serving web requests."),
+    Setting("workers", "2", _positive_int, "Threads running background jobs."),
+    Setting("shutdown_timeout", "30s", _duration,
+            "On Ctrl-C or SIGTERM, how long to wait for running jobs to finish."),
+    Setting("booking_horizon", "90d", _duration, "How far ahead patients may book."),
+]
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Typed settings. Build with ``load()``; tests may pass overrides."""
+
+    values: dict = field(default_factory=dict)
+
+    def __getattr__(self, name):
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def replace(self, **changes):
+        return Settings({**self.values, **changes})
+
+    @property
+    def data_path(self):
+        return Path(self.values["data_dir"])
+
+
+def register(*settings):
+    """Add settings declared by another module (mail, jobs). Names must be new."""
+    for setting in settings:
+        if setting.name in _BY_NAME:
+            raise ValueError(f"setting {setting.name} declared twice")
+        SETTINGS.append(setting)
+        _BY_NAME[setting.name] = setting
+
+
+def load(environ=None, **overrides):
+    """Read every setting from ``environ`` (default os.environ), apply ``overrides`` (already
+    typed, for tests), fill in derived defaults, and return Settings. Raises SettingsError."""
+    environ = os.environ if environ is None else environ
+    values = {}
+    for setting in SETTINGS:
+        if setting.name in overrides:
+            values[setting.name] = overrides.pop(setting.name)
+            continue
+        raw = environ.get(setting.env)
+        if raw is None or (raw.strip() == "" and setting.default is None):
+            raw = setting.default
+        if raw is None:
+            values[setting.name] = None
+            continue
+        try:
+            values[setting.name] = setting.parse(raw)
+        except ValueError as exc:
+            raise SettingsError(f"{setting.env}={raw!r} is invalid: {exc}") from None
+    if overrides:
+        raise SettingsError("unknown settings: " + ", ".join(sorted(overrides)))
+    return Settings(_derive(values))
+
+
+def _derive(values):
+    data = Path(values["data_dir"]).expanduser()
+    values["data_dir"] = str(data.resolve())
+    if values["database_url"] is None:
+        values["database_url"] = f"sqlite:///{data.resolve() / 'clinic.db'}"
+    if values["queue_url"] is None:
+        values["queue_url"] = f"sqlite:///{data.resolve() / 'queue.db'}"
+    if values["timezone"] is None:
+        values["timezone"] = _machine_timezone()
+    if values["base_url"] is None:
+        host = values["host"] if values["host"] not in ("0.0.0.0", "::") else "localhost"  # noqa: S104
+        values["base_url"] = f"http://{host}:{values['port']}"
+    values["base_url"] = values["base_url"].rstrip("/")
+    return values
+
+
+def ensure_secret_key(settings):
+    """Return settings with a secret key: the configured one, or one kept in the data folder
+    (created on first use with mode 0600, so restarts keep sessions and links valid)."""
+    if settings.secret_key:
+        return settings
+    data = settings.data_path
+    data.mkdir(parents=True, exist_ok=True)
+    path = data / "secret_key"
+    if not path.exists():
+        tmp = data / f".secret_key.{os.getpid()}.{time.monotonic_ns()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(48))
+        try:
+            os.link(tmp, path)  # atomic: a racing second process keeps the first key
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return settings.replace(secret_key=path.read_text().strip())
+
+
+def describe():
+    """(variable, default, help) for every setting: the README table and `--help` use it."""
+    for setting in SETTINGS:
+        yield setting.env, setting.default, setting.help
+
+
+# The settings of the running process, set once by create_app() / the CLI.
+_current = None
+
+
+def use(settings):
+    global _current
+    _current = settings
+    return settings
+
+
+def get():
+    if _current is None:
+        raise RuntimeError("settings not configured: call clinic.settings.use(load()) first")
+    return _current

@@ -1,0 +1,75 @@
+"""The admin dashboard's figures, and the small in-memory memo that spares the database from
+recomputing them on every page view. Each process has its own memo; its entries live for
+CLINIC_STATS_CACHE_TTL (5 minutes by default)."""
+
+import threading
+from datetime import datetime, time
+
+from peewee import fn
+
+from clinic import clock, settings
+from clinic.appointments import day_bounds
+from clinic.models import APPOINTMENT_STATUSES, Appointment, Doctor, Patient, Treatment, User
+
+_memo = {}
+_lock = threading.Lock()
+
+
+def memo(key, compute, ttl=None, now=None):
+    """``(value, computed_at, cached)``: a fresh value from ``compute()`` if none younger than
+    ``ttl`` is kept, else the kept one. Concurrent misses compute once."""
+    ttl = settings.get().stats_cache_ttl if ttl is None else ttl
+    now = now or clock.now()
+    with _lock:
+        entry = _memo.get(key)
+        if entry is not None and now - entry[1] < ttl:
+            return entry[0], entry[1], True
+        value = compute()
+        _memo[key] = (value, now)
+        return value, now, False
+
+
+def forget(key=None):
+    with _lock:
+        if key is None:
+            _memo.clear()
+        else:
+            _memo.pop(key, None)
+
+
+def _by_status(lo, hi):
+    counts = dict.fromkeys(APPOINTMENT_STATUSES, 0)
+    rows = (Appointment.select(Appointment.status, fn.COUNT(Appointment.id).alias("n"))
+            .where(Appointment.start >= lo, Appointment.start < hi)
+            .group_by(Appointment.status).tuples())
+    for status, n in rows:
+        counts[status] = n
+    return counts
+
+
+def compute_dashboard(now=None):
+    now = now or clock.now()
+    today = clock.local(now).date()
+    day_lo, day_hi = day_bounds(today)
+    month_start = today.replace(day=1)
+    next_month = (month_start.replace(year=month_start.year + 1, month=1)
+                  if month_start.month == 12 else month_start.replace(month=month_start.month + 1))
+    tz = clock.zone()
+    month_lo = datetime.combine(month_start, time(0), tzinfo=tz)
+    month_hi = datetime.combine(next_month, time(0), tzinfo=tz)
+    return {
+        "today": _by_status(day_lo, day_hi),
+        "this_month": _by_status(month_lo, month_hi),
+        "patients": Patient.select(fn.COUNT(Patient.user)).scalar(),
+        "doctors": (Doctor.select(fn.COUNT(Doctor.user)).join(User).where(User.active)
+                    .scalar()),
+        "completed_treatments": Treatment.select(fn.COUNT(Treatment.appointment)).scalar(),
+        "date": today.isoformat(),
+    }
+
+
+def dashboard(now=None, refresh=False):
+    """``(figures, computed_at, cached)`` for the admin dashboard."""
+    if refresh:
+        forget("dashboard")
+    return memo("dashboard", lambda: compute_dashboard(now), now=now)

@@ -1,0 +1,82 @@
+"""Signing in and out, and patient registration."""
+
+import bottle
+from bottle import request
+
+from clinic import auth, people
+from clinic.errors import Invalid
+from clinic.web import current_user, flash, form, home_for, page, redirect, render, safe_next
+from clinic.web import sign_in as start_web_session
+from clinic.web import sign_out as end_web_session
+
+routes = bottle.Bottle()
+
+
+@routes.get("/")
+@page()
+def index():
+    user = current_user()
+    if user is not None:
+        redirect(home_for(user))
+    return render("index.html", specializations=people.specializations())
+
+
+@routes.get("/login")
+@page()
+def login_form():
+    if current_user() is not None:
+        redirect(home_for(current_user()))
+    return render("auth/login.html", form={"next": request.query.getunicode("next", "")})
+
+
+def _throttle_message(exc):
+    minutes = max(1, round(exc.retry_after.total_seconds() / 60))
+    return (f"Too many failed sign-ins. Please wait {minutes} minute"
+            f"{'s' if minutes != 1 else ''} and try again.")
+
+
+@routes.post("/login")
+@page()
+def login():
+    data = form()
+    try:
+        user = auth.authenticate(data.get("email"), data.get("password"), request.remote_addr
+                                 or "")
+    except auth.Throttled as exc:
+        return render("auth/login.html", status=429, form=data,
+                      errors={"email": _throttle_message(exc)})
+    if user is None:
+        return render("auth/login.html", status=400, form=data,
+                      errors={"password": "The email or password is not right."})
+    start_web_session(user)
+    redirect(safe_next(data.get("next"), home_for(user)))
+
+
+@routes.post("/logout")
+@page()
+def logout():
+    end_web_session()
+    flash("You are signed out.")
+    redirect("/login")
+
+
+@routes.get("/register")
+@page()
+def register_form():
+    return render("auth/register.html")
+
+
+@routes.post("/register")
+@page()
+def register():
+    data = form()
+    try:
+        user = people.register_patient(data.get("email"), data.get("password"),
+                                       data.get("name"), data.get("date_of_birth"),
+                                       data.get("phone"))
+    except Invalid as exc:
+        data.pop("password", None)
+        return render("auth/register.html", status=400, form=data, errors=exc.fields)
+    start_web_session(user)
+    flash("Welcome! Your account is ready: book your first appointment below.")
+    redirect("/patient/doctors")

@@ -1,0 +1,5 @@
+"""The admin's pages."""
+
+import bottle
+
+routes = bottle.Bottle()

@@ -1,0 +1,5 @@
+"""The doctor's pages."""
+
+import bottle
+
+routes = bottle.Bottle()

@@ -1,0 +1,5 @@
+"""The patient's pages."""
+
+import bottle
+
+routes = bottle.Bottle()

@@ -1,0 +1,134 @@
+"""Fixtures: a clinic on a temporary SQLite file served by a real waitress server, HTTP clients,
+and named people.
+
+    alice, bob   patients          carol (cardiology), dave (dermatology)   doctors
+    erin         the admin
+
+Every doctor works every day 09:00-17:00 with 30-minute slots, so tests do not depend on the
+weekday they run on. The clinic is in Europe/Berlin, which has daylight saving time.
+"""
+
+import threading
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from argon2 import PasswordHasher
+from waitress.server import create_server
+
+from clinic import auth, clock, db, people, settings, stats
+from clinic.models import Doctor, Patient, User
+from clinic.web import create_app
+from tests.client import Client
+
+TZ = ZoneInfo("Europe/Berlin")
+PASSWORD = "password123"
+EVERY_DAY = {day: [["09:00", "17:00"]] for day in ("mon", "tue", "wed", "thu", "fri", "sat",
+                                                    "sun")}
+
+# argon2id at its production cost takes ~130 ms a hash; tests hash hundreds of passwords.
+# Same algorithm, cheaper parameters: only the speed differs.
+auth._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+auth._DUMMY_HASH = auth._hasher.hash("not a password")
+
+
+@pytest.fixture
+def clinic_settings(tmp_path):
+    return settings.load(
+        environ={},
+        data_dir=str(tmp_path / "data"),
+        timezone=TZ,
+        secret_key="test-secret-key-0123456789abcdef",
+        host="127.0.0.1",
+        port=0,
+        name="Test Clinic",
+        address="1 Test Street, Berlin",
+    )
+
+
+@pytest.fixture
+def app(clinic_settings):
+    application = create_app(clinic_settings)
+    db.migrate()
+    stats.forget()
+    db.database.connect(reuse_if_open=True)
+    yield application
+    db.database.close()
+
+
+@pytest.fixture
+def server(app):
+    srv = create_server(app, host="127.0.0.1", port=0, threads=8, ident="clinic-test")
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{srv.effective_port}"
+    srv.close()
+    thread.join(timeout=5)
+
+
+@pytest.fixture
+def client(server):
+    return Client(server)
+
+
+@pytest.fixture
+def new_client(server):
+    """A factory of fresh browsers (separate cookie jars)."""
+    return lambda: Client(server)
+
+
+def make_patient(email, name):
+    return people.register_patient(email, PASSWORD, name, "1980-05-17", "+49 30 1234567")
+
+
+def make_doctor(email, name, specialization, hours=None):
+    return people.create_doctor(name, email, PASSWORD, specialization, 30, hours or EVERY_DAY)
+
+
+@pytest.fixture
+def alice(app):
+    return make_patient("alice@example.com", "Alice Adams")
+
+
+@pytest.fixture
+def bob(app):
+    return make_patient("bob@example.com", "Bob Brown")
+
+
+@pytest.fixture
+def carol(app):
+    return make_doctor("carol@example.com", "Dr Carol Clark", "Cardiology")
+
+
+@pytest.fixture
+def dave(app):
+    return make_doctor("dave@example.com", "Dr Dave Davis", "Dermatology")
+
+
+@pytest.fixture
+def erin(app):
+    return people.create_admin("erin@example.com", PASSWORD, "Erin Admin")
+
+
+@pytest.fixture
+def everyone(alice, bob, carol, dave, erin):
+    return {"alice": alice, "bob": bob, "carol": carol, "dave": dave, "erin": erin}
+
+
+def doctor_of(user):
+    return Doctor.select(Doctor, User).join(User).where(Doctor.user == user.id).get()
+
+
+def patient_of(user):
+    return Patient.get(Patient.user == user.id)
+
+
+def slot(days_ahead=1, at="10:00", now=None):
+    """A slot start (aware UTC) ``days_ahead`` clinic-local days from now at wall time ``at``."""
+    now = now or clock.now()
+    day = now.astimezone(TZ).date() + timedelta(days=days_ahead)
+    return datetime.combine(day, time.fromisoformat(at), tzinfo=TZ).astimezone(UTC)
+
+
+def login(client, user):
+    return client.login(user.email, PASSWORD)
