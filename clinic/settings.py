@@ -5,6 +5,7 @@ start, parsed into typed values, and a bad value stops the start with a one-line
 the variable. ``tests/test_settings.py`` fails when a setting here is missing from the README.
 """
 
+import importlib
 import os
 import re
 import secrets
@@ -203,9 +204,24 @@ def register(*settings):
         _BY_NAME[setting.name] = setting
 
 
+# Modules that declare settings of their own with register(); imported before settings are read
+# so that every setting is known (and documented) whichever module was imported first.
+SETTING_MODULES = ("clinic.mail", "clinic.jobs")
+
+
+def _import_setting_modules():
+    for name in SETTING_MODULES:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:  # a module that is not written yet is fine; a broken one is not
+                raise
+
+
 def load(environ=None, **overrides):
     """Read every setting from ``environ`` (default os.environ), apply ``overrides`` (already
     typed, for tests), fill in derived defaults, and return Settings. Raises SettingsError."""
+    _import_setting_modules()
     environ = os.environ if environ is None else environ
     values = {}
     for setting in SETTINGS:
@@ -267,6 +283,7 @@ def ensure_secret_key(settings):
 
 def describe():
     """(variable, default, help) for every setting: the README table and `--help` use it."""
+    _import_setting_modules()
     for setting in SETTINGS:
         yield setting.env, setting.default, setting.help
 
