@@ -389,3 +389,25 @@ def parse_day(raw, default=None):
         return date.fromisoformat(raw.strip())
     except ValueError:
         raise Invalid("date must be YYYY-MM-DD", {"date": "Enter the date as YYYY-MM-DD."}) from None
+
+
+# -- for the patient's pages ----------------------------------------------------------------------
+
+
+def bookable_doctor(doctor_id):
+    """The profile (with ``.user``) of an active doctor patients may book, or NotFound."""
+    try:
+        doctor_id = int(doctor_id)
+    except (TypeError, ValueError):
+        raise NotFound("No such doctor.") from None
+    doctor = (Doctor.select(Doctor, User).join(User)
+              .where(Doctor.user == doctor_id, User.active).first())
+    if doctor is None:
+        raise NotFound("No such doctor.")
+    return doctor
+
+
+def check_changeable(appointment, user, now=None):
+    """Raise Conflict saying why ``user`` may no longer cancel or move the appointment, so a page
+    can say so before offering a form that would fail."""
+    _check_changeable(appointment, user, now or clock.now())

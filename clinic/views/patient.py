@@ -1,5 +1,187 @@
-"""The patient's pages."""
+"""The patient's pages: my appointments, finding a doctor, booking, cancelling, rescheduling and
+the medical history."""
+
+from datetime import timedelta
 
 import bottle
+from bottle import request
+
+from clinic import appointments, clock, people, settings
+from clinic.errors import Conflict, Invalid, NotFound
+from clinic.web import current_user, flash, form, page, redirect, render
 
 routes = bottle.Bottle()
+
+
+def _when(instant):
+    return clock.local(instant).strftime("%a %d %b %Y, %H:%M")
+
+
+def _cutoff():
+    """The cancel cutoff in words, for "online changes close 2 hours before the start"."""
+    minutes = int(settings.get().cancel_cutoff.total_seconds() // 60)
+    count, unit = (minutes // 60, "hour") if minutes % 60 == 0 else (minutes, "minute")
+    return f"{count} {unit}{'' if count == 1 else 's'}"
+
+
+def _banner(exc):
+    """A domain error as form errors: its message on top, its fields next to the inputs."""
+    return {"__all__": exc.message, **exc.fields}
+
+
+@routes.get("/patient")
+@page("patient")
+def my_appointments():
+    user = current_user()
+    now = clock.now()
+    upcoming = list(appointments.upcoming(user, now=now))
+    changeable = {a.id for a in upcoming if appointments.can_change(a, user, now=now)}
+    return render("patient/home.html", upcoming=upcoming, changeable=changeable,
+                  past=list(appointments.past(user, now=now)), cutoff=_cutoff())
+
+
+@routes.get("/patient/doctors")
+@page("patient")
+def find_doctor():
+    specialization = request.query.getunicode("specialization", "").strip()
+    return render("patient/doctors.html", specializations=people.specializations(),
+                  doctors=list(people.doctors(specialization or None)),
+                  form={"specialization": specialization})
+
+
+def _slot_picker(doctor, raw_day, appointment=None, form=None, errors=None, status=200):
+    """The free times of ``doctor`` on one clinic-local day, as a form that books them, or that
+    moves ``appointment`` there. A bad day is a form error on the same page."""
+    now = clock.now()
+    today = clock.local(now).date()
+    last_day = clock.local(now + settings.get().booking_horizon).date()
+    errors = dict(errors or {})
+    default = clock.local(appointment.start).date() if appointment else today
+    try:
+        day = appointments.parse_day(raw_day, default=default)
+    except Invalid as exc:
+        errors.update(exc.fields)
+        day, status = None, 400 if status == 200 else status
+    slots = []
+    if day is not None:
+        exclude = appointment.id if appointment else None
+        slots = [clock.local(s) for s in
+                 appointments.free_slots(doctor, day, now=now, exclude=exclude)]
+    if appointment:
+        picker_url = f"/patient/appointments/{appointment.id}/reschedule"
+        post_url = picker_url
+    else:
+        picker_url = f"/patient/doctors/{doctor.user_id}"
+        post_url = "/patient/appointments"
+    return render("patient/slots.html", status=status, doctor=doctor, appointment=appointment,
+                  day=day, today=today, last_day=last_day, one_day=timedelta(days=1),
+                  slots=slots, picker_url=picker_url, post_url=post_url,
+                  form={"date": raw_day or "", **(form or {})}, errors=errors)
+
+
+@routes.get("/patient/doctors/<doctor_id:int>")
+@page("patient")
+def doctor_slots(doctor_id):
+    doctor = appointments.bookable_doctor(doctor_id)
+    return _slot_picker(doctor, request.query.getunicode("date", ""))
+
+
+@routes.post("/patient/appointments")
+@page("patient")
+def book():
+    data = form()
+    try:
+        start = appointments.parse_start(data.get("start"))
+        appointment = appointments.book(current_user().id, data.get("doctor_id"), start,
+                                        data.get("reason"))
+    except (Invalid, Conflict) as exc:
+        try:
+            doctor = appointments.bookable_doctor(data.get("doctor_id"))
+        except NotFound:
+            raise exc from None  # no picker to go back to: the error page says why
+        return _slot_picker(doctor, data.get("date", ""), form=data, errors=_banner(exc),
+                            status=exc.status)
+    flash(f"Booked: {_when(appointment.start)}. See you then!")
+    redirect(f"/patient/appointments/{appointment.id}")
+
+
+def _appointment_page(user, appointment_id, errors=None, status=200):
+    appointment = appointments.appointment_for(user, appointment_id)
+    treatment = (appointments.treatment_of(appointment)
+                 if appointment.status == "completed" else None)
+    return render("patient/appointment.html", status=status, a=appointment,
+                  changeable=appointments.can_change(appointment, user), treatment=treatment,
+                  cutoff=_cutoff(), errors=errors or {})
+
+
+@routes.get("/patient/appointments/<appointment_id:int>")
+@page("patient")
+def appointment_details(appointment_id):
+    return _appointment_page(current_user(), appointment_id)
+
+
+@routes.get("/patient/appointments/<appointment_id:int>/cancel")
+@page("patient")
+def cancel_confirm(appointment_id):
+    user = current_user()
+    appointment = appointments.appointment_for(user, appointment_id)
+    try:
+        appointments.check_changeable(appointment, user)
+    except Conflict as exc:
+        return _appointment_page(user, appointment_id, errors=_banner(exc), status=exc.status)
+    return render("patient/cancel.html", a=appointment)
+
+
+@routes.post("/patient/appointments/<appointment_id:int>/cancel")
+@page("patient")
+def cancel(appointment_id):
+    user = current_user()
+    appointment = appointments.appointment_for(user, appointment_id)
+    try:
+        appointments.cancel(appointment, user)
+    except Conflict as exc:
+        return _appointment_page(user, appointment_id, errors=_banner(exc), status=exc.status)
+    flash(f"Your appointment on {_when(appointment.start)} with {appointment.doctor.name} "
+          "is cancelled.")
+    redirect("/patient")
+
+
+@routes.get("/patient/appointments/<appointment_id:int>/reschedule")
+@page("patient")
+def reschedule_form(appointment_id):
+    user = current_user()
+    appointment = appointments.appointment_for(user, appointment_id)
+    try:
+        appointments.check_changeable(appointment, user)
+    except Conflict as exc:
+        return _appointment_page(user, appointment_id, errors=_banner(exc), status=exc.status)
+    return _slot_picker(appointment.doctor_profile, request.query.getunicode("date", ""),
+                        appointment=appointment)
+
+
+@routes.post("/patient/appointments/<appointment_id:int>/reschedule")
+@page("patient")
+def reschedule(appointment_id):
+    user = current_user()
+    appointment = appointments.appointment_for(user, appointment_id)
+    data = form()
+    try:
+        start = appointments.parse_start(data.get("start"))
+        moved = appointments.reschedule(appointment, start, user)
+    except (Invalid, Conflict) as exc:
+        appointment = appointments.appointment_for(user, appointment_id)  # as it is now
+        if not appointments.can_change(appointment, user):
+            # Past the cutoff (or cancelled meanwhile): no point offering other times.
+            return _appointment_page(user, appointment_id, errors=_banner(exc),
+                                     status=exc.status)
+        return _slot_picker(appointment.doctor_profile, data.get("date", ""),
+                            appointment=appointment, form=data, errors=_banner(exc),
+                            status=exc.status)
+    flash(f"Your appointment is moved to {_when(moved.start)}.")
+    redirect(f"/patient/appointments/{moved.id}")
+
+
+@routes.get("/patient/history")
+@page("patient")
+def medical_history():
+    return render("patient/history.html", visits=appointments.history(current_user().id))
