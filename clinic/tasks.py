@@ -5,7 +5,9 @@ Priorities (higher runs first): confirmations and reminders before reports and e
 clean-up last.
 """
 
-from huey_config import huey  # noqa: F401
+from huey import crontab
+
+from huey_config import huey
 
 URGENT = 100  # confirmations, cancellations, reminders
 NORMAL = 50  # reports, exports, review requests
@@ -15,3 +17,20 @@ HOUSEKEEPING = 0  # statistics, clean-up
 # -- the outbox ---------------------------------------------------------------------------------
 
 # -- the scheduler ------------------------------------------------------------------------------
+# One periodic task for every scheduled job: Huey's crontab knows no time zone and skips missed
+# checks, so jobs.tick() decides what fell due (in the clinic's zone, caught up once after
+# downtime) and enqueues run_job with each job's priority. Every minute is zone-free.
+
+from clinic import jobs  # noqa: E402  (here, after the priorities jobs.py imports)
+
+
+@huey.periodic_task(crontab(), priority=URGENT)
+def scheduler_tick():
+    jobs.tick()
+
+
+@huey.task()
+def run_job(name, due_at=None):
+    """Run a scheduled job; ``due_at`` (ISO UTC, for the log) is the due time it was queued for.
+    Returns nothing: Huey would keep every result."""
+    jobs.run(name)
