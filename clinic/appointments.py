@@ -9,13 +9,14 @@ clear message before that.
 
 from datetime import UTC, date, datetime, time, timedelta
 
-from peewee import IntegrityError
+from peewee import IntegrityError, fn
 
 from clinic import clock, settings
 from clinic.db import database, locked
 from clinic.errors import Conflict, Forbidden, Invalid, NotFound
 from clinic.models import (
     ACTIVE_STATUSES,
+    APPOINTMENT_STATUSES,
     WEEKDAYS,
     Appointment,
     Doctor,
@@ -389,6 +390,64 @@ def parse_day(raw, default=None):
         return date.fromisoformat(raw.strip())
     except ValueError:
         raise Invalid("date must be YYYY-MM-DD", {"date": "Enter the date as YYYY-MM-DD."}) from None
+
+
+# -- for the doctor's and the admin's pages -------------------------------------------------------
+
+
+def can_complete(appointment, now=None):
+    """Whether complete() would take this appointment now: the pages offer the form only then."""
+    now = now or clock.now()
+    return (appointment.status in ACTIVE_STATUSES
+            and clock.local(now).date() >= clock.local(appointment.start).date())
+
+
+def can_mark_no_show(appointment, now=None):
+    now = now or clock.now()
+    return appointment.status in ACTIVE_STATUSES and appointment.start <= now
+
+
+def of_patient(user, patient_id):
+    """Every appointment of the patient that ``user`` may see (a doctor: their own with the
+    patient), newest first."""
+    return (visible_to(user).where(Appointment.patient == patient_id)
+            .order_by(Appointment.start.desc()))
+
+
+def search(query="", status="", doctor_id="", day="", limit=50, offset=0):
+    """Appointments for the admin's list. ``query`` matches the patient's name or email,
+    ``status`` is one of APPOINTMENT_STATUSES, ``day`` a clinic-local YYYY-MM-DD; empty means
+    any. A day's list runs in time order, any other newest first. Raises Invalid on bad
+    filters."""
+    errors = {}
+    result = with_people()
+    needle = (query or "").strip().lower()
+    if needle:
+        result = result.where(Appointment.patient.in_(
+            User.select(User.id).where(fn.LOWER(User.name).contains(needle)
+                                       | fn.LOWER(User.email).contains(needle))))
+    if status:
+        if status in APPOINTMENT_STATUSES:
+            result = result.where(Appointment.status == status)
+        else:
+            errors["status"] = "Choose a status from the list."
+    if doctor_id:
+        try:
+            result = result.where(Appointment.doctor == int(doctor_id))
+        except ValueError:
+            errors["doctor"] = "Choose a doctor from the list."
+    order = Appointment.start.desc()
+    if day:
+        try:
+            lo, hi = day_bounds(date.fromisoformat(day.strip()))
+            result = result.where(Appointment.start >= lo, Appointment.start < hi)
+            order = Appointment.start
+        except ValueError:
+            errors["date"] = "Enter the date as YYYY-MM-DD."
+    if errors:
+        raise Invalid(next(iter(errors.values())) if len(errors) == 1
+                      else "Please correct the highlighted filters.", errors)
+    return result.order_by(order, Appointment.id).limit(limit).offset(offset)
 
 
 # -- for the patient's pages ----------------------------------------------------------------------

@@ -81,7 +81,10 @@ def create_admin(email, password, name="Administrator"):
 
 def parse_working_hours(value):
     """Validate ``{"mon": [["09:00","13:00"], ...], ...}``; returns it normalised or raises
-    Invalid. Intervals must be ordered, non-empty and not overlap."""
+    Invalid. Intervals must be ordered, non-empty and not overlap. Text in the admin form's
+    format (see working_hours_from_text) is accepted too, so its errors come with the others."""
+    if isinstance(value, str):
+        return working_hours_from_text(value)
     if not isinstance(value, dict):
         raise Invalid("working_hours must be an object of weekdays",
                       {"working_hours": "Expected weekdays mon..sun with lists of intervals."})
@@ -250,3 +253,11 @@ def search_patients(query="", limit=50, offset=0):
         q = q.where(fn.LOWER(User.name).contains(needle) | fn.LOWER(User.email).contains(needle)
                     | Patient.phone.contains(needle))
     return q.limit(limit).offset(offset)
+
+
+def get_doctor(doctor_id):
+    """The doctor's profile (with ``.user``), active or not, or NotFound."""
+    doctor = Doctor.select(Doctor, User).join(User).where(Doctor.user == doctor_id).first()
+    if doctor is None:
+        raise NotFound("No such doctor.")
+    return doctor

@@ -1,5 +1,196 @@
-"""The admin's pages."""
+"""The admin's pages: the dashboard, doctors, patients and appointments."""
 
 import bottle
+from bottle import request
+
+from clinic import appointments, clock, people, settings, stats
+from clinic.errors import Conflict, Invalid
+from clinic.models import APPOINTMENT_STATUSES
+from clinic.web import current_user, flash, form, page, redirect, render
 
 routes = bottle.Bottle()
+
+PAGE_SIZE = 25
+DEFAULT_HOURS = "\n".join(f"{day} 09:00-13:00, 14:00-17:00" for day in
+                          ("mon", "tue", "wed", "thu", "fri"))
+
+
+def _page():
+    """The page number asked for, and the limit and offset that fetch its rows plus one: that
+    one only tells whether a next page exists."""
+    try:
+        number = max(1, int(request.query.get("page", "1")))
+    except ValueError:
+        number = 1
+    return number, {"limit": PAGE_SIZE + 1, "offset": (number - 1) * PAGE_SIZE}
+
+
+def _split(rows):
+    rows = list(rows)
+    return rows[:PAGE_SIZE], len(rows) > PAGE_SIZE
+
+
+# -- dashboard ------------------------------------------------------------------------------------
+
+
+@routes.get("/admin")
+@page("admin")
+def dashboard():
+    figures, computed_at, cached = stats.dashboard()
+    return render("admin/dashboard.html", figures=figures, computed_at=computed_at, cached=cached,
+                  statuses=APPOINTMENT_STATUSES, ttl=settings.get().stats_cache_ttl)
+
+
+@routes.post("/admin/refresh-stats")
+@page("admin")
+def refresh_stats():
+    # Dropping the kept figures (rather than computing them here) lets the page we redirect to
+    # compute them, so it can say truthfully that they are fresh.
+    stats.forget("dashboard")
+    redirect("/admin")
+
+
+# -- doctors --------------------------------------------------------------------------------------
+
+
+@routes.get("/admin/doctors")
+@page("admin")
+def doctors():
+    return render("admin/doctors.html", doctors=list(people.doctors(active_only=False)))
+
+
+def _doctor_form(doctor, status=200, **context):
+    # For a doctor being deactivated: their booked appointments stay, and the admin should know.
+    upcoming = appointments.upcoming(doctor.user).count() if doctor else 0
+    return render("admin/doctor_form.html", status=status, doctor=doctor, upcoming=upcoming,
+                  **context)
+
+
+@routes.get("/admin/doctors/new")
+@page("admin")
+def new_doctor_form():
+    return _doctor_form(None, form={"slot_minutes": "30", "working_hours": DEFAULT_HOURS})
+
+
+@routes.post("/admin/doctors/new")
+@page("admin")
+def create_doctor():
+    data = form()
+    try:
+        user = people.create_doctor(data.get("name"), data.get("email"), data.get("password"),
+                                    data.get("specialization"), data.get("slot_minutes"),
+                                    data.get("working_hours"))
+    except Invalid as exc:
+        data.pop("password", None)
+        return _doctor_form(None, status=400, form=data, errors=exc.fields)
+    flash(f"{user.name} can now sign in as a doctor with {user.email}.")
+    redirect("/admin/doctors")
+
+
+@routes.get("/admin/doctors/<doctor_id:int>/edit")
+@page("admin")
+def edit_doctor_form(doctor_id):
+    doctor = people.get_doctor(doctor_id)
+    return _doctor_form(doctor, form={
+        "name": doctor.user.name,
+        "specialization": doctor.specialization,
+        "slot_minutes": str(doctor.slot_minutes),
+        "working_hours": people.working_hours_to_text(doctor.working_hours),
+        "active": "1" if doctor.user.active else "",
+    })
+
+
+@routes.post("/admin/doctors/<doctor_id:int>/edit")
+@page("admin")
+def edit_doctor(doctor_id):
+    doctor = people.get_doctor(doctor_id)
+    data = form()
+    try:
+        people.update_doctor(doctor_id, data.get("name"), data.get("specialization"),
+                             data.get("slot_minutes"), data.get("working_hours"),
+                             active=bool(data.get("active")), password=data.get("password"))
+    except Invalid as exc:
+        data.pop("password", None)
+        return _doctor_form(doctor, status=400, form=data, errors=exc.fields)
+    flash(f"The details of {(data.get('name') or '').strip()} are saved.")
+    redirect("/admin/doctors")
+
+
+@routes.post("/admin/doctors/<doctor_id:int>/<action:re:activate|deactivate>")
+@page("admin")
+def set_doctor_active(doctor_id, action):
+    doctor = people.get_doctor(doctor_id)
+    people.set_active(doctor.user_id, action == "activate")
+    if action == "activate":
+        flash(f"{doctor.user.name} is active again and takes bookings.")
+    else:
+        flash(f"{doctor.user.name} is deactivated: no new bookings, and signed out. "
+              "Appointments already booked stay; cancel them if needed.")
+    redirect("/admin/doctors")
+
+
+# -- patients -------------------------------------------------------------------------------------
+
+
+@routes.get("/admin/patients")
+@page("admin")
+def patients():
+    q = request.query.getunicode("q", "").strip()
+    number, window = _page()
+    rows, more = _split(people.search_patients(q, **window))
+    return render("admin/patients.html", patients=rows, q=q, page=number, more=more)
+
+
+@routes.get("/admin/patients/<patient_id:int>")
+@page("admin")
+def patient(patient_id):
+    user = current_user()
+    return render("admin/patient.html", patient=people.patient_for(user, patient_id),
+                  appointments=list(appointments.of_patient(user, patient_id)),
+                  history=list(appointments.history(patient_id)))
+
+
+# -- appointments ---------------------------------------------------------------------------------
+
+
+@routes.get("/admin/appointments")
+@page("admin")
+def appointment_list():
+    filters = {name: request.query.getunicode(name, "").strip()
+               for name in ("q", "status", "doctor", "date")}
+    number, window = _page()
+    errors = {}
+    try:
+        rows, more = _split(appointments.search(filters["q"], filters["status"],
+                                                filters["doctor"], filters["date"], **window))
+    except Invalid as exc:
+        rows, more, errors = [], False, exc.fields
+    return render("admin/appointments.html", status=400 if errors else 200, appointments=rows,
+                  form=filters, errors=errors, page=number, more=more,
+                  statuses=APPOINTMENT_STATUSES, doctors=list(people.doctors(active_only=False)))
+
+
+def _appointment_page(appt, status=200, **context):
+    return render("admin/appointment.html", status=status, appointment=appt,
+                  treatment=appointments.treatment_of(appt),
+                  can_cancel=appointments.can_change(appt, current_user()), **context)
+
+
+@routes.get("/admin/appointments/<appointment_id:int>")
+@page("admin")
+def appointment(appointment_id):
+    return _appointment_page(appointments.appointment_for(current_user(), appointment_id))
+
+
+@routes.post("/admin/appointments/<appointment_id:int>/cancel")
+@page("admin")
+def cancel_appointment(appointment_id):
+    user = current_user()
+    appt = appointments.appointment_for(user, appointment_id)
+    try:
+        appointments.cancel(appt, user)
+    except Conflict as exc:
+        return _appointment_page(appt, status=409, errors={"__all__": exc.message})
+    flash(f"The appointment of {appt.patient.name} on "
+          f"{clock.local(appt.start):%a %d %b %Y, %H:%M} is cancelled.")
+    redirect(f"/admin/appointments/{appt.id}")

@@ -1,5 +1,91 @@
-"""The doctor's pages."""
+"""The doctor's pages: the day's schedule, what is coming, a patient's record, and recording a
+visit's treatment (or that the patient did not come)."""
+
+from datetime import timedelta
+from itertools import groupby
 
 import bottle
+from bottle import request
+
+from clinic import appointments, clock, people
+from clinic.errors import Conflict, Invalid
+from clinic.web import current_user, flash, form, page, redirect, render
 
 routes = bottle.Bottle()
+
+VISIT_TYPES = ("Consultation", "Follow-up", "Check-up", "Procedure", "Emergency")
+
+
+@routes.get("/doctor")
+@page("doctor")
+def today():
+    user = current_user()
+    day = appointments.parse_day(request.query.getunicode("date"))
+    return render("doctor/today.html", day=day, today=clock.local().date(),
+                  previous_day=day - timedelta(days=1), next_day=day + timedelta(days=1),
+                  appointments=list(appointments.on_day(user, day)),
+                  can_mark_no_show=appointments.can_mark_no_show)
+
+
+@routes.get("/doctor/upcoming")
+@page("doctor")
+def upcoming():
+    rows = appointments.upcoming(current_user())
+    days = [(day, list(group))
+            for day, group in groupby(rows, key=lambda a: clock.local(a.start).date())]
+    return render("doctor/upcoming.html", days=days)
+
+
+@routes.get("/doctor/patients/<patient_id:int>")
+@page("doctor")
+def patient_record(patient_id):
+    user = current_user()
+    patient = people.patient_for(user, patient_id)
+    return render("doctor/patient.html", patient=patient,
+                  visits=list(appointments.of_patient(user, patient_id)),
+                  history=list(appointments.history(patient_id)))
+
+
+def _appointment_page(appointment, status=200, **context):
+    return render("doctor/appointment.html", status=status, appointment=appointment,
+                  treatment=appointments.treatment_of(appointment),
+                  can_complete=appointments.can_complete(appointment),
+                  can_mark_no_show=appointments.can_mark_no_show(appointment),
+                  visit_types=VISIT_TYPES, **context)
+
+
+@routes.get("/doctor/appointments/<appointment_id:int>")
+@page("doctor")
+def appointment(appointment_id):
+    return _appointment_page(appointments.appointment_for(current_user(), appointment_id))
+
+
+@routes.post("/doctor/appointments/<appointment_id:int>/complete")
+@page("doctor")
+def complete(appointment_id):
+    user = current_user()
+    appt = appointments.appointment_for(user, appointment_id)
+    data = form()
+    try:
+        appointments.complete(appt, user, data)
+    except Invalid as exc:
+        return _appointment_page(appt, status=400, form=data, errors=exc.fields)
+    except Conflict as exc:
+        # Keep what was typed: a note written during the visit must not be lost to a refusal.
+        return _appointment_page(appt, status=409, form=data, errors={"__all__": exc.message})
+    flash(f"Visit completed: the treatment of {appt.patient.name} is recorded.")
+    redirect(f"/doctor/appointments/{appt.id}")
+
+
+@routes.post("/doctor/appointments/<appointment_id:int>/no-show")
+@page("doctor")
+def no_show(appointment_id):
+    user = current_user()
+    appt = appointments.appointment_for(user, appointment_id)
+    try:
+        appointments.mark_no_show(appt, user)
+    except Conflict as exc:
+        return _appointment_page(appt, status=409, errors={"__all__": exc.message})
+    flash(f"{appt.patient.name} is marked as not having come.")
+    redirect(f"/doctor/appointments/{appt.id}")
+
