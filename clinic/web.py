@@ -240,7 +240,7 @@ def json_body():
         return {}
     try:
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: deep nesting
         raise json_error(400, "The body is not valid JSON.") from None
     if not isinstance(data, dict):
         raise json_error(400, "The body must be a JSON object.")
