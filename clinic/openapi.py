@@ -1,0 +1,254 @@
+"""The OpenAPI 3.0 description of the JSON API, built from the routes themselves.
+
+Each API route carries ``@doc(...)`` next to its code (summary, body, success schema, the error
+statuses it can answer); ``document(routes)`` walks the Bottle routes and adds what the route
+already knows: the path and its parameters, and from ``@api(*roles)`` who may call it, so the
+bearer requirement and the 401/403 answers cannot drift from the code. tests/test_openapi.py
+checks that every /api/ route is described and every description has a route.
+"""
+
+import re
+
+PATH_PARAM_RE = re.compile(r"<(\w+)(?::[^>]*)?>")
+
+ERRORS = {
+    400: "Bad input: the body is not a JSON object, or a field is wrong (see `fields`).",
+    401: "Not signed in: send `Authorization: Bearer <token>` from POST /api/login.",
+    403: "This account's role may not do this (or a cookie-signed-in POST lacked "
+         "X-CSRF-Token).",
+    404: "No such thing, or not one this account may see.",
+    409: "The request was fine but the current state forbids it (the slot was just taken, "
+         "the appointment is no longer active, ...).",
+    413: "The body is larger than 1 MiB.",
+    429: "Too many failed sign-ins; wait the seconds in Retry-After.",
+}
+
+
+def doc(summary, *, body=None, returns=None, ok=200, query=(), errors=(), description=""):
+    """Describe an API route for /api/openapi.json. ``body`` and ``returns`` name schemas in
+    SCHEMAS; ``query`` lists query parameters as dicts; ``errors`` the 4xx statuses the route
+    itself can answer, or a dict of them to what they mean here when ERRORS does not say it
+    (401 and 403 are added from the route's roles)."""
+    errors = errors if isinstance(errors, dict) else dict.fromkeys(errors)
+
+    def decorate(fn):
+        fn.openapi = {"summary": summary, "body": body, "returns": returns, "ok": ok,
+                      "query": list(query), "errors": errors, "description": description}
+        return fn
+
+    return decorate
+
+
+def query_param(name, schema, description, required=False):
+    return {"name": name, "in": "query", "required": required, "schema": schema,
+            "description": description}
+
+
+def ref(name):
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema):
+    return {"application/json": {"schema": schema}}
+
+
+def openapi_path(rule):
+    """Bottle's ``/api/appointments/<appointment_id>`` as ``/api/appointments/{appointment_id}``."""
+    return PATH_PARAM_RE.sub(r"{\1}", rule)
+
+
+def _operation(route, spec):
+    roles = getattr(route.callback, "api_roles", ())
+    params = [{"name": name, "in": "path", "required": True,
+               "schema": {"type": "integer", "minimum": 1}}
+              for name in PATH_PARAM_RE.findall(route.rule)]
+    params += spec["query"]
+    meanings = spec["errors"]
+    errors = set(meanings)
+    if roles:
+        errors |= {401, 403}
+    if spec["body"]:
+        errors |= {400, 413}
+    if PATH_PARAM_RE.search(route.rule):
+        errors.add(404)
+    success = {"description": "OK" if spec["ok"] == 200 else "Created"}
+    if spec["returns"]:
+        success["content"] = _json(ref(spec["returns"]))
+    responses = {str(spec["ok"]): success}
+    for status in sorted(errors):
+        responses[str(status)] = {"description": meanings.get(status) or ERRORS[status],
+                                  "content": _json(ref("Error"))}
+        if status == 429:
+            responses[str(status)]["headers"] = {"Retry-After": {
+                "description": "Seconds to wait before trying again.",
+                "schema": {"type": "integer"}}}
+    description = spec["description"]
+    who = ", ".join(roles) if roles else "anyone, without signing in"
+    operation = {
+        "operationId": route.callback.__name__,
+        "summary": spec["summary"],
+        "description": (description + "\n\n" if description else "") + f"Who may call: {who}.",
+        "responses": responses,
+        # Signed-in routes take the bearer token; public ones need nothing.
+        "security": [{"bearerAuth": []}] if roles else [],
+    }
+    if params:
+        operation["parameters"] = params
+    if spec["body"]:
+        operation["requestBody"] = {"required": True, "content": _json(ref(spec["body"]))}
+    return operation
+
+
+def document(routes, server_url=""):
+    """The OpenAPI 3.0 document for the documented routes among ``routes`` (Bottle Routes)."""
+    paths = {}
+    for route in routes:
+        spec = getattr(route.callback, "openapi", None)
+        if spec is not None:
+            paths.setdefault(openapi_path(route.rule), {})[route.method.lower()] = \
+                _operation(route, spec)
+    result = {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Clinic API",
+            "version": "1",
+            "description": (
+                "Appointments, doctors and patient records as JSON. Sign in with POST /api/login "
+                "and send the token as `Authorization: Bearer <token>`. Errors are "
+                "`{\"error\": \"...\"}` with a 4xx status; bad input also has `fields` (field "
+                "-> what is wrong). Times are ISO 8601 with an offset, in the clinic's time "
+                "zone. A browser signed in with the session cookie may call the API too, but "
+                "then every POST must carry the X-CSRF-Token header."),
+        },
+        "paths": dict(sorted(paths.items())),
+        "components": {
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
+            "schemas": SCHEMAS,
+        },
+    }
+    if server_url:
+        result["servers"] = [{"url": server_url}]
+    return result
+
+
+# -- schemas --------------------------------------------------------------------------------------
+
+_STR = {"type": "string"}
+_INT = {"type": "integer"}
+_ID = {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
+_INSTANT = {"type": "string", "format": "date-time",
+            "description": "ISO 8601 with offset, in the clinic's time zone."}
+_HHMM = {"type": "string", "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$"}
+_STATUSES = ["booked", "confirmed", "completed", "cancelled", "no_show"]
+_TREATMENT = {name: _STR for name in ("visit_type", "symptoms", "diagnosis", "treatment",
+                                      "prescription", "notes")}
+
+
+def _object(properties, required=()):
+    schema = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = list(required)
+    return schema
+
+
+SCHEMAS = {
+    "Error": _object({
+        "error": {"type": "string", "description": "What went wrong, for people."},
+        "fields": {"type": "object", "additionalProperties": {"type": "string"},
+                   "description": "Input field -> what is wrong with it."},
+    }, ["error"]),
+    "Credentials": _object({"email": _STR, "password": _STR}, ["email", "password"]),
+    "User": _object({"id": _ID, "email": _STR, "name": _STR,
+                     "role": {"type": "string", "enum": ["patient", "doctor", "admin"]}},
+                    ["id", "email", "name", "role"]),
+    "Token": _object({
+        "token": {"type": "string", "description": "Send as Authorization: Bearer <token>; "
+                                                   "valid for 30 days or until POST /api/logout."},
+        "token_type": {"type": "string", "enum": ["Bearer"]},
+        "user": ref("User"),
+    }, ["token", "token_type", "user"]),
+    "SignedOut": _object({"signed_out": {"type": "boolean"}}, ["signed_out"]),
+    "Registration": _object({
+        "email": _STR,
+        "password": {"type": "string", "minLength": 8},
+        "name": _STR,
+        "date_of_birth": {"type": "string", "format": "date"},
+        "phone": {"type": "string", "maxLength": 40},
+    }, ["email", "password", "name"]),
+    "Doctor": _object({"id": _ID, "name": _STR, "specialization": _STR,
+                       "slot_minutes": _INT}, ["id", "name", "specialization", "slot_minutes"]),
+    "DoctorList": _object({"doctors": {"type": "array", "items": ref("Doctor")}}, ["doctors"]),
+    "WorkingHours": {
+        "type": "object",
+        "description": "Clinic-local wall times per weekday; intervals must not overlap.",
+        "properties": {day: {"type": "array", "items": {
+            "type": "array", "items": _HHMM, "minItems": 2, "maxItems": 2}}
+            for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")},
+        "additionalProperties": False,
+        "example": {"mon": [["09:00", "13:00"], ["14:00", "17:00"]]},
+    },
+    "NewDoctor": _object({
+        "name": _STR, "email": _STR, "password": {"type": "string", "minLength": 8},
+        "specialization": _STR,
+        "slot_minutes": {"type": "integer", "minimum": 5, "maximum": 240, "default": 30},
+        "working_hours": ref("WorkingHours"),
+    }, ["name", "email", "password", "specialization"]),
+    "DoctorDetails": _object({
+        "id": _ID, "name": _STR, "email": _STR, "role": {"type": "string", "enum": ["doctor"]},
+        "active": {"type": "boolean"}, "specialization": _STR, "slot_minutes": _INT,
+        "working_hours": ref("WorkingHours"),
+    }, ["id", "name", "email", "role", "active", "specialization", "slot_minutes",
+        "working_hours"]),
+    "Slots": _object({
+        "date": {"type": "string", "format": "date"},
+        "slot_minutes": _INT,
+        "slots": {"type": "array", "items": _INSTANT,
+                  "description": "Free, bookable starts, ascending."},
+    }, ["date", "slot_minutes", "slots"]),
+    "Treatment": _object({**_TREATMENT, "visit_type": {"type": "string", "minLength": 1}},
+                         ["visit_type"]),
+    "Appointment": _object({
+        "id": _ID, "status": {"type": "string", "enum": _STATUSES}, "start": _INSTANT,
+        "end": _INSTANT, "reason": _STR, "doctor_id": _ID, "patient_id": _ID,
+        "patient_name": _STR, "doctor_name": _STR, "specialization": _STR,
+        "treatment": {"allOf": [ref("Treatment")], "nullable": True,
+                      "description": "Only on a single appointment; null until completed."},
+    }, ["id", "status", "start", "end", "reason", "doctor_id", "patient_id", "patient_name",
+        "doctor_name", "specialization"]),
+    "AppointmentList": _object({
+        "appointments": {"type": "array", "items": ref("Appointment")},
+        "limit": _INT, "offset": _INT,
+    }, ["appointments", "limit", "offset"]),
+    "Booking": _object({
+        "doctor_id": _ID,
+        "start": {**_INSTANT, "description": "One of the doctor's free slots, with offset."},
+        "reason": {"type": "string", "maxLength": 2000},
+        "patient_id": {**_ID, "description": "Admins only, and required for them: the patient "
+                                             "booked for. Patients book for themselves."},
+    }, ["doctor_id", "start"]),
+    "Reschedule": _object({"start": _INSTANT}, ["start"]),
+    "Patient": _object({
+        "id": _ID, "name": _STR, "email": _STR,
+        "date_of_birth": {"type": "string", "format": "date", "nullable": True},
+        "phone": _STR,
+    }, ["id", "name", "email", "date_of_birth", "phone"]),
+    "Visit": _object({
+        "appointment_id": _ID, "date": {"type": "string", "format": "date"}, "start": _INSTANT,
+        "doctor": _STR, "doctor_id": _ID, "specialization": _STR, **_TREATMENT,
+    }, ["appointment_id", "date", "start", "doctor", "doctor_id", "specialization",
+        *_TREATMENT]),
+    "History": _object({"patient": ref("Patient"),
+                        "visits": {"type": "array", "items": ref("Visit"),
+                                   "description": "Completed visits, newest first."}},
+                       ["patient", "visits"]),
+    "StatusCounts": _object({status: _INT for status in _STATUSES}, _STATUSES),
+    "DashboardStats": _object({
+        "today": ref("StatusCounts"), "this_month": ref("StatusCounts"),
+        "patients": _INT, "doctors": _INT, "completed_treatments": _INT,
+        "date": {"type": "string", "format": "date"},
+        "cached": {"type": "boolean", "description": "Served from the short-lived cache."},
+        "computed_at": _INSTANT,
+    }, ["today", "this_month", "patients", "doctors", "completed_treatments", "date", "cached",
+        "computed_at"]),
+    "OpenAPI": {"type": "object", "description": "This document."},
+}
