@@ -15,6 +15,20 @@ BULK = 10  # announcements
 HOUSEKEEPING = 0  # statistics, clean-up
 
 # -- the outbox ---------------------------------------------------------------------------------
+# Delivery is queued by outbox.enqueue() once the row is committed; outbox.sweep() (an interval
+# job: every minute) delivers whatever a lost task or a retry leaves pending.
+
+from clinic import outbox  # noqa: E402
+
+
+@huey.task(priority=URGENT)
+def send_messages(ids):
+    """Deliver these outbox rows now. Returns nothing: Huey would keep every result.
+
+    No connection_context() here: it would close the caller's connection (and refuse inside a
+    transaction) when Huey runs tasks immediately; a worker thread keeps its one connection."""
+    outbox.deliver(ids)
+
 
 # -- the scheduler ------------------------------------------------------------------------------
 # One periodic task for every scheduled job: Huey's crontab knows no time zone and skips missed

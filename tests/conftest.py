@@ -20,6 +20,7 @@ from clinic import auth, clock, db, people, settings, stats
 from clinic.models import Doctor, Patient, User
 from clinic.web import create_app
 from tests.client import Client
+from tests.smtp import SMTPServer
 
 TZ = ZoneInfo("Europe/Berlin")
 PASSWORD = "password123"
@@ -132,3 +133,21 @@ def slot(days_ahead=1, at="10:00", now=None):
 
 def login(client, user):
     return client.login(user.email, PASSWORD)
+
+
+@pytest.fixture
+def smtp():
+    """A real SMTP server in this process (tests/smtp.py): ``.messages`` holds what it accepted,
+    ``.answer("451" | "550" | "hang" | "accept")`` changes how it answers."""
+    server = SMTPServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def smtp_settings(app, smtp):
+    """The running clinic's settings pointed at the ``smtp`` server: plain SMTP, 2 s timeout."""
+    return settings.use(settings.get().replace(
+        smtp_host=smtp.host, smtp_port=smtp.port, smtp_security="none",
+        smtp_timeout=timedelta(seconds=2)))

@@ -1,0 +1,101 @@
+"""A real SMTP server for tests: aiosmtpd on 127.0.0.1, on a free port, in a thread of the test
+process. It keeps what it receives and counts connections (EHLOs), and can be switched to:
+
+    "accept"   250 for everything (the default)
+    "451"      refuse every recipient for now (451 4.7.1), as a greylisting server does
+    "550"      refuse every recipient for good (550 5.1.1)
+    "hang"     take the message but never answer DATA, so the client's timeout must fire
+"""
+
+import asyncio
+import email
+import email.policy
+from dataclasses import dataclass
+
+from aiosmtpd.controller import Controller
+
+MODES = ("accept", "451", "550", "hang")
+
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt_tos: list
+    message: email.message.EmailMessage
+    raw: bytes
+
+
+class Recorder:
+    """The aiosmtpd handler. Its hooks run in the server's thread."""
+
+    def __init__(self):
+        self.mode = "accept"
+        self.messages = []  # Received, for each message answered 250
+        self.unanswered = []  # Received, for each message taken in "hang" mode
+        self.connections = 0
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        # smtplib greets once per connection (twice only after STARTTLS, not used here).
+        self.connections += 1
+        session.host_name = hostname
+        return responses
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self.mode == "451":
+            return "451 4.7.1 Greylisted, try again later"
+        if self.mode == "550":
+            return "550 5.1.1 No such user here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        raw = envelope.original_content or envelope.content
+        received = Received(envelope.mail_from, list(envelope.rcpt_tos),
+                            email.message_from_bytes(raw, policy=email.policy.default), raw)
+        if self.mode == "hang":
+            self.unanswered.append(received)
+            await asyncio.sleep(3600)  # cancelled when the server stops
+        self.messages.append(received)
+        return "250 Message accepted for delivery"
+
+
+class _Controller(Controller):
+    def _trigger_server(self):
+        # Bound to port 0: learn the port the system chose before aiosmtpd connects to it.
+        self.port = self.server.sockets[0].getsockname()[1]
+        super()._trigger_server()
+
+
+class SMTPServer:
+    def __init__(self):
+        self.handler = Recorder()
+        self.controller = _Controller(self.handler, hostname="127.0.0.1", port=0)
+        self.host = "127.0.0.1"
+        self.port = None
+
+    def start(self):
+        self.controller.start()
+        self.port = self.controller.port
+
+    def stop(self):
+        self.controller.stop()
+
+    @property
+    def messages(self):
+        return self.handler.messages
+
+    @property
+    def unanswered(self):
+        return self.handler.unanswered
+
+    @property
+    def connections(self):
+        return self.handler.connections
+
+    def answer(self, mode):
+        """Switch how the server answers from the next command on."""
+        assert mode in MODES, mode
+        self.handler.mode = mode
+
+    def message_ids(self):
+        return [received.message["Message-ID"] for received in self.messages]

@@ -1,0 +1,283 @@
+"""Rendering, building and sending one email (clinic/mail.py), against a real SMTP server."""
+
+import base64
+import email
+import email.policy
+import re
+import socket
+import threading
+import time
+from datetime import timedelta
+
+import jinja2
+import pytest
+
+from clinic import mail, settings
+from clinic.models import Message, User
+from clinic.settings import SettingsError
+
+INJECTIONS = [
+    "Hello\r\nBcc: evil@example.com",
+    "Hello\nBcc: evil@example.com",
+    "Hello\rBcc: evil@example.com",
+    "Hello\u2028Bcc: evil@example.com",
+    "Hello\x85Bcc: evil@example.com",
+    "Hello\x0bBcc: evil@example.com",
+    "=?utf-8?q?Hello=0D=0ABcc:_evil@example.com?=",
+    "=?utf-8?b?" + base64.b64encode(b"Hello\r\nBcc: evil@example.com").decode() + "?=",
+    # Long enough to be folded: the fold is where CVE-2024-6923 writes the hidden line break.
+    "x" * 70 + " =?utf-8?q?Hello=0D=0ABcc:_evil@example.com?=",
+    # A long name with a colon: folded without its quotes it would start a group of addresses.
+    "a" * 70 + " b:evil@example.com",
+    'a' * 70 + ' "; filename="evil.exe',
+    # An encoded-word that decodes to another one.
+    "=?utf-8?q?=3D=3Futf-8=3Fq=3FHello=3D0D=3D0ABcc:_evil@example.com=3F=3D?=",
+]
+HEADERS = {"subject", "from", "to", "date", "message-id", "auto-submitted", "content-type",
+           "mime-version"}
+
+
+def row(**fields):
+    """An outbox row as enqueue() would store it (unsaved: build() needs no database row)."""
+    values = dict(key="k", kind="test", recipient="alice@example.com", subject="Hello",
+                  text_body="Hi Alice\n", html_body="<p>Hi Alice</p>", attachments=[],
+                  message_id="<0123abcd@localhost>")
+    values.update(fields)
+    return Message(**values)
+
+
+def parse(message):
+    """What a receiving server sees: the bytes as sent over SMTP (CRLF), parsed again."""
+    return read(message.as_bytes(policy=email.policy.SMTP))
+
+
+def read(raw):
+    return email.message_from_bytes(raw.replace(b"\r\n", b"\n"), policy=email.policy.default)
+
+
+def use(**changes):
+    return settings.use(settings.get().replace(**changes))
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# -- rendering ------------------------------------------------------------------------------------
+
+
+def test_render_escapes_html_but_not_text(app):
+    subject, text, html = mail.render("test", name="<b>Tom & Jerry</b>")
+    assert subject == "Test email from Test Clinic"
+    assert "Hello <b>Tom & Jerry</b>," in text
+    assert "&lt;b&gt;Tom &amp; Jerry&lt;/b&gt;" in html
+    assert "<b>Tom" not in html
+
+
+def test_render_gives_every_email_the_clinic_name_address_and_link(app):
+    _, text, html = mail.render("test")
+    for body in (text, html):
+        assert "Test Clinic" in body
+        assert "1 Test Street, Berlin" in body
+        assert settings.get().base_url in body
+    assert html.lstrip().startswith("<!doctype html>")  # the shared layout
+
+
+def test_render_refuses_undefined_names_and_odd_kinds(app):
+    with pytest.raises(jinja2.UndefinedError):
+        mail.templates.from_string("{{ nobody_passed_this }}").render()
+    with pytest.raises(ValueError):
+        mail.render("../base")
+    with pytest.raises(jinja2.TemplateNotFound):
+        mail.render("no_such_email")
+
+
+# -- building -------------------------------------------------------------------------------------
+
+
+def test_build_is_text_and_html_alternatives_with_the_rows_message_id(app):
+    message = parse(mail.build(row()))
+    assert message.get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in message.iter_parts()] == ["text/plain", "text/html"]
+    assert message.get_body(("plain",)).get_content() == "Hi Alice\n"
+    assert message.get_body(("html",)).get_content().strip() == "<p>Hi Alice</p>"
+    assert message["Message-ID"] == "<0123abcd@localhost>"
+    assert message["From"] == "Test Clinic <noreply@localhost>"
+    assert message["To"] == "alice@example.com"
+    assert message["Subject"] == "Hello"
+    assert message["Date"].datetime.tzinfo is not None
+    assert message["Auto-Submitted"] == "auto-generated"
+
+
+def test_build_attaches_text_and_files_from_the_data_folder(app):
+    exports = settings.get().data_path / "exports"
+    exports.mkdir(parents=True)
+    (exports / "history.csv").write_bytes(b"id,name\r\n1,Zo\xc3\xab\r\n")
+    message = parse(mail.build(row(attachments=[
+        {"filename": "history.csv", "content_type": "text/csv", "path": "exports/history.csv"},
+        {"filename": "visit.ics", "content_type": "text/calendar; method=REQUEST",
+         "text": "BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n"},
+    ])))
+    assert message.get_content_type() == "multipart/mixed"
+    body, csv, ics = message.iter_parts()
+    assert body.get_content_type() == "multipart/alternative"
+    assert csv.get_filename() == "history.csv"
+    assert csv.get_payload(decode=True) == b"id,name\r\n1,Zo\xc3\xab\r\n"
+    assert ics.get_content_type() == "text/calendar"
+    assert ics.get_param("method") == "REQUEST"
+    assert ics.get_payload(decode=True) == b"BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n"
+
+
+def test_build_refuses_attachments_outside_the_data_folder_or_gone(app, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for patients")
+    for path in (str(secret), "../secret.txt", "exports/gone.csv"):
+        attachment = {"filename": "x.txt", "content_type": "text/plain", "path": path}
+        with pytest.raises(mail.PermanentError):
+            mail.build(row(attachments=[attachment]))
+
+
+@pytest.mark.parametrize("evil", INJECTIONS)
+def test_nothing_typed_into_a_header_adds_a_header(app, evil):
+    eve = User.create(email="eve@example.com", name=evil, role="patient", password_hash="-")
+    attachment = {"filename": evil + ".txt", "content_type": "text/plain", "text": "hi"}
+    message = parse(mail.build(row(subject=evil, user=eve, attachments=[attachment])))
+    assert {name.lower() for name in message} == HEADERS
+    assert not re.search(r"(?im)^bcc:", message.as_string())
+    assert "\n" not in str(message["Subject"]) and "\r" not in str(message["Subject"])
+    assert [a.addr_spec for a in message["To"].addresses] == ["alice@example.com"]
+    assert "\n" not in message["To"].addresses[0].display_name
+    attached = list(message.iter_attachments())[0]
+    assert {name.lower() for name in attached} == {
+        "content-type", "content-transfer-encoding", "content-disposition", "mime-version"}
+    assert attached.get_filename().endswith(".txt")
+    assert dict(attached["Content-Disposition"].params).keys() == {"filename"}
+
+
+@pytest.mark.parametrize("recipient", [
+    "alice@example.com\r\nBcc: evil@example.com", "alice@example.com, evil@example.com",
+    "Alice <alice@example.com>", "=?utf-8?q?a=0D=0A?=@example.com", "alice", ""])
+def test_recipient_must_be_one_plain_address(app, recipient):
+    with pytest.raises(mail.PermanentError):
+        mail.build(row(recipient=recipient))
+
+
+def test_cleaning_keeps_ordinary_text():
+    assert mail.clean_header("Your visit with Dr Zoë Öz on Mon 2 Mar — 10:00") == (
+        "Your visit with Dr Zoë Öz on Mon 2 Mar — 10:00")
+    assert mail.clean_name("Dr. Zoë O'Brien-Öz") == "Dr. Zoë O'Brien-Öz"
+    assert mail.clean_name('Clark, "Carol" <c@x>') == "Clark Carol c x"
+    assert mail.clean_filename("history 2026-03 (Zoë).csv") == "history 2026-03 (Zoë).csv"
+    assert mail.clean_header("  two\r\n  lines ") == "two lines"
+    assert "=?" not in mail.clean_header("=?utf-8?q?x?= and =?=?")
+
+
+# -- settings -------------------------------------------------------------------------------------
+
+
+def test_mail_settings_come_from_clinic_variables(tmp_path):
+    s = settings.load(environ={
+        "CLINIC_DATA_DIR": str(tmp_path), "CLINIC_SMTP_HOST": "mail.example.org",
+        "CLINIC_SMTP_PORT": "465", "CLINIC_SMTP_USER": "clinic", "CLINIC_SMTP_PASSWORD": " s3 ",
+        "CLINIC_SMTP_SECURITY": "TLS", "CLINIC_SMTP_TIMEOUT": "30s",
+        "CLINIC_MAIL_FROM": "Sunny Clinic <hello@sunny.example>",
+    })
+    assert (s.smtp_host, s.smtp_port, s.smtp_user, s.smtp_password, s.smtp_security) == (
+        "mail.example.org", 465, "clinic", " s3 ", "tls")
+    assert s.smtp_timeout == timedelta(seconds=30)
+    assert str(mail.from_address(s)) == "Sunny Clinic <hello@sunny.example>"
+    assert mail.new_message_id(s).endswith("@sunny.example>")
+    defaults = settings.load(environ={"CLINIC_DATA_DIR": str(tmp_path)})
+    assert (defaults.smtp_host, defaults.smtp_port, defaults.smtp_security) == ("", 587,
+                                                                                "starttls")
+    assert str(mail.from_address(defaults)) == "Clinic <noreply@localhost>"
+
+
+@pytest.mark.parametrize("variable, value", [
+    ("CLINIC_SMTP_SECURITY", "ssl"), ("CLINIC_SMTP_TIMEOUT", "0"), ("CLINIC_SMTP_PORT", "x"),
+    ("CLINIC_MAIL_FROM", "not an address"), ("CLINIC_MAIL_FROM", "A <a@b.example>\nBcc: c@d"),
+])
+def test_bad_mail_settings_stop_the_start(tmp_path, variable, value):
+    with pytest.raises(SettingsError, match=variable):
+        settings.load(environ={"CLINIC_DATA_DIR": str(tmp_path), variable: value})
+
+
+# -- sending --------------------------------------------------------------------------------------
+
+
+def test_without_smtp_host_each_message_becomes_an_eml_file(app):
+    with mail.Sender() as sender:
+        path = sender.send(mail.build(row(subject="Ça marche")))
+    outbox = settings.get().data_path / "outbox"
+    assert path.parent == outbox and path.name.endswith("-0123abcd.eml")
+    assert [p.name for p in outbox.iterdir()] == [path.name]  # no temporary file left
+    saved = read(path.read_bytes())
+    assert saved["Subject"] == "Ça marche"
+    assert saved["Message-ID"] == "<0123abcd@localhost>"
+    assert saved.get_body(("plain",)).get_content() == "Hi Alice\n"
+
+
+def test_a_batch_goes_over_one_connection(smtp_settings, smtp):
+    with mail.Sender() as sender:
+        for n in range(3):
+            sender.send(mail.build(row(message_id=f"<{n}@localhost>")))
+    assert smtp.connections == 1
+    assert smtp.message_ids() == ["<0@localhost>", "<1@localhost>", "<2@localhost>"]
+    assert smtp.messages[0].rcpt_tos == ["alice@example.com"]
+    assert smtp.messages[0].mail_from == "noreply@localhost"
+
+
+def test_550_is_permanent_and_the_next_message_gets_a_new_connection(smtp_settings, smtp):
+    smtp.answer("550")
+    with mail.Sender() as sender:
+        with pytest.raises(mail.PermanentError, match="550 5.1.1 No such user"):
+            sender.send(mail.build(row()))
+        smtp.answer("accept")
+        sender.send(mail.build(row()))
+    assert smtp.connections == 2
+    assert len(smtp.messages) == 1
+
+
+def test_451_is_transient(smtp_settings, smtp):
+    smtp.answer("451")
+    with mail.Sender() as sender, pytest.raises(mail.TransientError, match="451"):
+        sender.send(mail.build(row()))
+    assert smtp.messages == []
+
+
+def test_a_hanging_server_times_out_as_transient(smtp_settings, smtp):
+    use(smtp_timeout=timedelta(seconds=1))
+    smtp.answer("hang")
+    outcome = []
+
+    def send():
+        try:
+            with mail.Sender() as sender:
+                sender.send(mail.build(row()))
+        except mail.TransientError as exc:
+            outcome.append(exc)
+
+    started = time.monotonic()
+    thread = threading.Thread(target=send, daemon=True)
+    thread.start()
+    thread.join(timeout=15)  # without a client timeout this would wait forever
+    assert not thread.is_alive(), "the client has no timeout"
+    assert time.monotonic() - started < 10
+    assert [str(exc) for exc in outcome] == ["the SMTP server did not answer in time"]
+    assert len(smtp.unanswered) == 1 and smtp.messages == []
+
+
+def test_an_unreachable_server_is_unavailable(smtp_settings):
+    use(smtp_port=free_port())
+    with mail.Sender() as sender, pytest.raises(mail.Unavailable, match="refused"):
+        sender.send(mail.build(row()))
+    assert issubclass(mail.Unavailable, mail.TransientError)
+
+
+def test_starttls_against_a_server_without_it_is_unavailable(smtp_settings, smtp):
+    use(smtp_security="starttls")
+    with mail.Sender() as sender, pytest.raises(mail.Unavailable, match="STARTTLS"):
+        sender.send(mail.build(row()))
+    assert smtp.messages == []

@@ -1,0 +1,299 @@
+"""The outbox (clinic/outbox.py): every email a row first, delivered once, retried when it may
+pass, failed with the reason when it cannot, against a real SMTP server and a real database."""
+
+import re
+import threading
+from datetime import timedelta
+
+import pytest
+
+from clinic import clock, db, outbox, settings
+from clinic.models import Appointment, Message, User
+from huey_config import huey
+from tests.conftest import slot
+from tests.test_mail import free_port
+
+
+def add(key, recipient="alice@example.com", **fields):
+    return outbox.enqueue("test", key, recipient, **fields)
+
+
+def status(message):
+    return Message.get_by_id(message.id).status
+
+
+def reload(message):
+    return Message.get_by_id(message.id)
+
+
+def queued():
+    """The ids of the send_messages tasks waiting in the queue, in order."""
+    return [task.args[0] for task in huey.pending()]
+
+
+def in_threads(n, work):
+    """Run ``work()`` in ``n`` threads released together; returns their results."""
+    barrier = threading.Barrier(n)
+    results = [None] * n
+
+    def run(i):
+        try:
+            barrier.wait()
+            results[i] = work()
+        finally:
+            db.database.close()  # each thread had its own connection
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return results
+
+
+# -- enqueue --------------------------------------------------------------------------------------
+
+
+def test_enqueue_stores_the_rendered_email_and_queues_it_after_commit(app):
+    with db.database.atomic():
+        message = add("test:1", context={"name": "Alice <3"})
+        assert queued() == []  # not before the commit
+    assert queued() == [[message.id]]
+    message = reload(message)
+    assert message.status == "pending" and message.attempts == 0
+    assert message.subject == "Test email from Test Clinic"
+    assert "Hello Alice <3," in message.text_body
+    assert "Hello Alice &lt;3," in message.html_body
+    assert re.fullmatch(r"<[0-9a-f]{32}@localhost>", message.message_id)
+
+
+def test_a_rolled_back_enqueue_leaves_nothing_to_send(smtp_settings, smtp):
+    with db.database.atomic() as transaction:
+        add("test:1")
+        transaction.rollback()
+    assert Message.select().count() == 0
+    assert queued() == []
+    assert outbox.sweep() == 0
+    assert smtp.messages == []
+
+
+def test_the_queued_task_delivers_the_message(smtp_settings, smtp):
+    message = add("test:1")
+    task = huey.dequeue()  # what the consumer would do, without one
+    assert task.name.endswith("send_messages")
+    huey.execute(task)
+    assert reload(message).status == "sent"
+    assert smtp.message_ids() == [message.message_id]
+    assert smtp.messages[0].rcpt_tos == ["alice@example.com"]
+
+
+def test_one_key_is_one_row_and_one_email(smtp_settings, smtp):
+    first = add("reminder:7:24h")
+    assert add("reminder:7:24h") is None
+    assert Message.select().count() == 1
+    outbox.sweep()
+    assert add("reminder:7:24h") is None  # also once it has been sent
+    outbox.sweep()
+    assert smtp.message_ids() == [first.message_id]
+
+
+@pytest.mark.parametrize("recipient, reason", [
+    ("", "no address"), (None, "no address"),
+    ("alice@example.com\r\nBcc: evil@example.com", "invalid address")])
+def test_without_a_usable_address_the_message_fails_at_once(smtp_settings, smtp, recipient,
+                                                            reason):
+    message = add("test:1", recipient=recipient)
+    assert message.status == "failed" and message.last_error.startswith(reason)
+    assert queued() == []
+    assert outbox.sweep() == 0
+    assert smtp.messages == []
+
+
+# -- deliver --------------------------------------------------------------------------------------
+
+
+def test_a_batch_is_sent_over_one_connection(smtp_settings, smtp):
+    messages = [add(f"test:{n}") for n in range(5)]
+    now = clock.now()
+    counts = outbox.deliver([m.id for m in messages], now=now)
+    assert counts == {"sent": 5, "failed": 0, "retry": 0, "passed": 0, "deferred": 0}
+    assert smtp.connections == 1
+    assert sorted(smtp.message_ids()) == sorted(m.message_id for m in messages)
+    for message in map(reload, messages):
+        assert (message.status, message.sent_at, message.attempts) == ("sent", now, 1)
+
+
+def test_4xx_is_retried_with_growing_delays_then_failed(smtp_settings, smtp):
+    smtp.answer("451")
+    message = add("test:1")
+    t0 = clock.now()
+    assert outbox.deliver([message.id], now=t0)["retry"] == 1
+    first = reload(message)
+    assert (first.status, first.attempts) == ("pending", 1)
+    assert "451" in first.last_error
+    assert first.due_at == t0 + outbox.RETRY_DELAYS[0]
+
+    assert outbox.sweep(now=first.due_at - timedelta(seconds=1)) == 0  # not yet
+    assert outbox.sweep(now=first.due_at) == 1
+    second = reload(message)
+    assert (second.status, second.attempts) == ("pending", 2)
+    assert second.due_at == first.due_at + outbox.RETRY_DELAYS[1]
+    assert outbox.RETRY_DELAYS[1] > outbox.RETRY_DELAYS[0]
+
+    assert outbox.sweep(now=second.due_at) == 1
+    last = reload(message)
+    assert (last.status, last.attempts) == ("failed", 3)
+    assert last.last_error.startswith("gave up after 3 attempts: recipient refused: 451")
+    assert last.due_at - t0 < timedelta(hours=24)
+    assert outbox.sweep(now=t0 + timedelta(days=2)) == 0  # no fourth attempt
+    assert smtp.messages == []
+
+
+def test_5xx_fails_at_once_with_the_reason(smtp_settings, smtp):
+    smtp.answer("550")
+    message = add("test:1")
+    assert outbox.deliver([message.id])["failed"] == 1
+    failed = reload(message)
+    assert (failed.status, failed.attempts) == ("failed", 1)
+    assert failed.last_error == "recipient refused: 550 5.1.1 No such user here"
+    smtp.answer("accept")
+    assert outbox.sweep(now=clock.now() + timedelta(days=1)) == 0
+    assert smtp.messages == []
+
+
+def test_a_timeout_is_retried_later_with_the_same_message_id(smtp_settings, smtp):
+    settings.use(settings.get().replace(smtp_timeout=timedelta(seconds=1)))
+    smtp.answer("hang")
+    message = add("test:1")
+    t0 = clock.now()
+    assert outbox.deliver([message.id], now=t0)["retry"] == 1
+    assert reload(message).last_error == "the SMTP server did not answer in time"
+    smtp.answer("accept")
+    assert outbox.sweep(now=t0 + outbox.RETRY_DELAYS[0]) == 1
+    assert reload(message).status == "sent"
+    # The server may have kept the unanswered copy: the resent one is recognisably the same.
+    assert [r.message["Message-ID"] for r in smtp.unanswered] == smtp.message_ids() == [
+        message.message_id]
+
+
+def test_an_unreachable_server_stops_the_batch(smtp_settings, smtp):
+    messages = [add(f"test:{n}") for n in range(3)]
+    settings.use(settings.get().replace(smtp_port=free_port()))
+    counts = outbox.deliver([m.id for m in messages])
+    assert counts == {"sent": 0, "failed": 0, "retry": 1, "passed": 0, "deferred": 2}
+    assert [reload(m).attempts for m in messages] == [1, 0, 0]
+    assert "refused" in reload(messages[0]).last_error
+
+
+def test_two_deliveries_of_the_same_ids_send_each_message_once(smtp_settings, smtp):
+    ids = [add(f"test:{n}").id for n in range(20)]
+    results = in_threads(2, lambda: outbox.deliver(ids))
+    assert sum(r["sent"] for r in results) == 20
+    assert sum(r["passed"] for r in results) == 20
+    assert len(smtp.messages) == 20
+    assert len(set(smtp.message_ids())) == 20
+
+
+def test_overlapping_sweeps_send_each_message_once(smtp_settings, smtp):
+    for n in range(30):
+        add(f"test:{n}")
+    tried = in_threads(3, outbox.sweep)
+    assert sum(tried) == 30
+    assert len(smtp.messages) == 30
+    assert len(set(smtp.message_ids())) == 30
+    assert Message.select().where(Message.status == "sent").count() == 30
+
+
+def test_a_message_left_sending_by_a_crash_is_delivered_once_by_the_sweeper(smtp_settings,
+                                                                             smtp):
+    now = clock.now()
+    crashed = add("test:crashed", due_at=now - timedelta(hours=1))
+    busy = add("test:busy", due_at=now - timedelta(hours=1))
+    # Claimed by a process that died 15 minutes ago, and by one still sending.
+    outbox.claim(crashed.id, now - timedelta(minutes=15))
+    outbox.claim(busy.id, now - timedelta(minutes=1))
+    assert outbox.sweep(now=now) == 1
+    assert smtp.message_ids() == [crashed.message_id]
+    assert (reload(crashed).status, reload(busy).status) == ("sent", "sending")
+    assert outbox.sweep(now=now + timedelta(minutes=1)) == 0
+    assert len(smtp.messages) == 1
+
+
+def test_sweep_sends_later_messages_when_due_and_urgent_ones_first(smtp_settings, smtp):
+    bulk = add("test:bulk", priority=0)
+    urgent = add("test:urgent", priority=100)
+    now = clock.now()
+    later = add("test:later", due_at=now + timedelta(hours=1))
+    assert queued() == [[bulk.id], [urgent.id]]  # one due later waits for the sweeper
+    assert outbox.sweep(now=now) == 2
+    assert smtp.message_ids() == [urgent.message_id, bulk.message_id]
+    assert outbox.sweep(now=now + timedelta(hours=1)) == 1
+    assert smtp.message_ids()[-1] == later.message_id
+
+
+def test_without_smtp_host_messages_are_delivered_as_eml_files(app):
+    message = add("test:1")
+    assert outbox.sweep() == 1
+    assert reload(message).status == "sent"
+    files = list((settings.get().data_path / "outbox").glob("*.eml"))
+    assert len(files) == 1
+    assert message.message_id.strip("<>").split("@")[0] in files[0].name
+
+
+def test_a_name_typed_by_a_user_adds_no_recipient(smtp_settings, smtp):
+    eve = User.create(email="eve@example.com", name="Eve\r\nBcc: evil@example.com",
+                      role="patient", password_hash="-")
+    add("test:1", recipient=eve.email, user=eve, context={"name": eve.name})
+    outbox.sweep()
+    (received,) = smtp.messages
+    assert received.rcpt_tos == ["eve@example.com"]
+    assert "Bcc" not in received.message
+    assert received.message["To"].addresses[0].display_name == "Eve Bcc evil example.com"
+
+
+# -- withdraw, skip, resend -----------------------------------------------------------------------
+
+
+def test_withdraw_skips_the_appointments_pending_messages_with_the_reason(app, alice, bob, carol):
+    start = slot(2)
+    visit = Appointment.create(patient=alice, doctor=carol, start=start,
+                               end=start + timedelta(minutes=30))
+    other = Appointment.create(patient=bob, doctor=carol, start=start + timedelta(hours=1),
+                               end=start + timedelta(hours=1, minutes=30))
+    due = {"due_at": start - timedelta(hours=24)}
+    reminder = add("reminder:1", appointment=visit, **due)
+    confirmation = add("confirmation:1", appointment=visit)
+    outbox.deliver([confirmation.id])
+    others = add("reminder:2", appointment=other, **due)
+    Message.update(kind="reminder").where(Message.key.startswith("reminder")).execute()
+
+    assert outbox.withdraw(visit.id, ["reminder", "confirmation"], "appointment cancelled") == 1
+    assert (status(reminder), reload(reminder).last_error) == ("skipped", "appointment cancelled")
+    assert status(confirmation) == "sent"  # what went out stays as it was
+    assert status(others) == "pending"  # another appointment's
+    assert outbox.sweep(now=start) == 1  # only the other appointment's reminder
+
+
+def test_skip_records_the_reason_and_takes_the_key(app, alice):
+    skipped = outbox.skip("reminder:9:2h", "reminder", alice.email, "the visit has passed",
+                          user=alice)
+    assert (skipped.status, skipped.last_error) == ("skipped", "the visit has passed")
+    assert outbox.skip("reminder:9:2h", "reminder", alice.email, "again") is None
+    assert add("reminder:9:2h") is None
+    assert outbox.sweep() == 0
+
+
+def test_resend_puts_a_failed_message_back_with_its_message_id(smtp_settings, smtp):
+    smtp.answer("550")
+    message = add("test:1")
+    huey.flush()
+    outbox.deliver([message.id])
+    assert outbox.resend(message.id) is True
+    again = reload(message)
+    assert (again.status, again.attempts, again.last_error) == ("pending", 0, "")
+    assert queued() == [[message.id]]
+    smtp.answer("accept")
+    huey.execute(huey.dequeue())
+    assert reload(message).status == "sent"
+    assert smtp.message_ids() == [message.message_id]
+    assert outbox.resend(message.id) is False  # a sent message is never sent again
