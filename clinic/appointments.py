@@ -389,7 +389,8 @@ def parse_day(raw, default=None):
     try:
         return date.fromisoformat(raw.strip())
     except ValueError:
-        raise Invalid("date must be YYYY-MM-DD", {"date": "Enter the date as YYYY-MM-DD."}) from None
+        raise Invalid("date must be YYYY-MM-DD",
+                      {"date": "Enter the date as YYYY-MM-DD."}) from None
 
 
 # -- for the doctor's and the admin's pages -------------------------------------------------------

@@ -30,7 +30,7 @@ def _check_identity(errors, email, name, password, password_required=True):
         if len(password or "") < auth.MIN_PASSWORD_LENGTH:
             errors["password"] = f"Use at least {auth.MIN_PASSWORD_LENGTH} characters."
         elif len(password) > 1024:
-            errors["password"] = "The password is too long."
+            errors["password"] = "The password is too long."  # noqa: S105 (a message)
     return email
 
 

@@ -32,7 +32,8 @@ def test_login_and_logout(client, alice):
     response = login(client, alice)
     assert response.location.endswith("/patient")
     assert Session.select().count() == 1
-    cookie_header = [c for c in response.headers["set-cookie"] if c.startswith("clinic_session=")][0]
+    cookies = response.headers["set-cookie"]
+    cookie_header = [c for c in cookies if c.startswith("clinic_session=")][0]
     assert "HttpOnly" in cookie_header and "samesite=lax" in cookie_header.lower()
     token = client.cookies["clinic_session"]
     assert Session.get().token_hash != token  # only a hash is stored

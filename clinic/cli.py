@@ -1,0 +1,216 @@
+"""`python run.py [command]`: the clinic's command line.
+
+    serve        web pages and background jobs in one process (the default)
+    web          web pages only          worker      background jobs only
+    createadmin  add an admin            demo        fill an empty database with a demo clinic
+    migrate      upgrade the database    job         list or run the scheduled jobs
+"""
+
+import argparse
+import getpass
+import logging
+import secrets
+import sys
+
+from clinic import db, settings
+from clinic.errors import Invalid
+from clinic.settings import SettingsError
+
+
+def _settings():
+    try:
+        return settings.ensure_secret_key(settings.load())
+    except SettingsError as exc:
+        raise SystemExit(f"clinic: {exc}") from None
+    except OSError as exc:
+        raise SystemExit(f"clinic: cannot use the data folder: {exc}") from None
+
+
+def _prepare():
+    """Settings, database and queue configured, migrations applied."""
+    from clinic.server import prepare
+
+    s = _settings()
+    try:
+        prepare(s)
+    except Exception as exc:  # noqa: BLE001 - one line for the admin, not a traceback
+        raise SystemExit(f"clinic: cannot open the database ({s.database_url}): {exc}") from None
+    return s
+
+
+def _progress(done, total, what):
+    width = 30
+    filled = int(width * done / max(total, 1))
+    end = "\n" if done >= total else ""
+    print(f"\r  [{'#' * filled}{'.' * (width - filled)}] {done}/{total} {what:<20}", end=end,
+          flush=True)
+
+
+def ensure_admin(s, out=print):
+    """On the first start, the admin: from CLINIC_ADMIN_EMAIL / CLINIC_ADMIN_PASSWORD, or with a
+    one-time password printed once."""
+    from clinic import people
+    from clinic.models import User
+
+    with db.database.connection_context():
+        if User.select().where(User.role == "admin").exists():
+            return None
+        email = s.admin_email or "admin@clinic.local"
+        password = s.admin_password or secrets.token_urlsafe(12)
+        try:
+            people.create_admin(email, password)
+        except Invalid as exc:
+            raise SystemExit(f"clinic: cannot create the admin {email!r}: {exc.message}") from None
+    if s.admin_password:
+        out(f"Created the admin {email} with the password from CLINIC_ADMIN_PASSWORD.")
+    else:
+        out(f"Created the admin {email} with the one-time password: {password}")
+        out("Sign in and change it; it is not shown again.")
+    return email
+
+
+def load_demo(out=print):
+    from clinic import demo
+
+    with db.database.connection_context():
+        if not demo.is_empty():
+            out("The database already has data; the demo clinic is only added to an empty one.")
+            return False
+        out("Creating the demo clinic...")
+        counts = demo.create(progress=_progress)
+    out("Demo clinic: {doctors} doctors, {patients} patients, {appointments} appointments, "
+        "{treatments} treatments.".format(**counts))
+    return True
+
+
+def demo_banner(out=print):
+    from clinic import demo
+
+    out("Demo sign-ins (password demo1234 for each):")
+    out(f"  admin    {demo.ADMIN}\n  doctor   {demo.DOCTOR}\n  patient  {demo.PATIENT}")
+
+
+def cmd_serve(args, web=True, jobs=True):
+    from clinic.server import Process
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
+                        "%(message)s")
+    logging.getLogger("huey").setLevel(logging.WARNING)
+    s = _prepare()
+    if getattr(args, "demo", False):
+        load_demo()
+    if web:
+        ensure_admin(s)
+    from clinic import demo
+
+    with db.database.connection_context():
+        has_demo = not demo.is_empty() and demo.has_demo_accounts()
+    if web and has_demo:
+        demo_banner()
+    scheduler = getattr(args, "scheduler", True)
+    Process(s, web=web, jobs=jobs, scheduler=scheduler).run()
+    return 0
+
+
+def cmd_createadmin(args):
+    from clinic import people
+
+    _prepare()
+    email = args.email or input("Email: ").strip()
+    password = args.password or getpass.getpass("Password (at least 8 characters): ")
+    with db.database.connection_context():
+        try:
+            people.create_admin(email, password, args.name)
+        except Invalid as exc:
+            print(f"clinic: {exc.message}", file=sys.stderr)
+            for field, message in exc.fields.items():
+                print(f"  {field}: {message}", file=sys.stderr)
+            return 2
+    print(f"Created the admin {email}.")
+    return 0
+
+
+def cmd_demo(args):
+    _prepare()
+    if not load_demo():
+        return 1
+    demo_banner()
+    return 0
+
+
+def cmd_migrate(args):
+    s = _settings()
+    from clinic.web import create_app
+
+    create_app(s)
+    applied = db.migrate()
+    print("Applied: " + ", ".join(applied) if applied else "The database is up to date.")
+    return 0
+
+
+def cmd_job(args):
+    from clinic import jobs
+
+    _prepare()
+    with db.database.connection_context():
+        if args.job_command == "list":
+            for row in jobs.listing():
+                print(f"{row['name']:<20} {row['schedule']}")
+                print(f"{'':<20} next: {row['next']}   last: {row['last']}")
+            return 0
+        if args.job_command == "run":
+            try:
+                result = jobs.run(args.name)
+            except KeyError:
+                names = ", ".join(j.name for j in jobs.JOBS)
+                print(f"clinic: no job named {args.name!r}. Jobs: {names}", file=sys.stderr)
+                return 2
+            print(f"{args.name}: {result}")
+            return 0
+    return 2
+
+
+def parser():
+    p = argparse.ArgumentParser(
+        prog="python run.py",
+        description="clinic: appointment software for a small clinic, in one process.",
+        epilog="Settings come from CLINIC_* environment variables; see README.md.")
+    p.add_argument("--demo", action="store_true",
+                   help="fill an empty database with a demo clinic before starting")
+    sub = p.add_subparsers(dest="command", metavar="command")
+    serve = sub.add_parser("serve", help="web pages and background jobs (the default)")
+    serve.add_argument("--demo", action="store_true", default=argparse.SUPPRESS,
+                       help="add the demo clinic if empty")
+    web = sub.add_parser("web", help="web pages only (jobs run in a separate worker)")
+    web.add_argument("--demo", action="store_true", default=argparse.SUPPRESS,
+                     help="add the demo clinic if empty")
+    worker = sub.add_parser("worker", help="background jobs only")
+    worker.add_argument("--no-scheduler", dest="scheduler", action="store_false",
+                        help="run queued jobs but not the periodic schedule")
+    admin = sub.add_parser("createadmin", help="add an admin account")
+    admin.add_argument("--email")
+    admin.add_argument("--password", help="prompted for when not given")
+    admin.add_argument("--name", default="Administrator")
+    sub.add_parser("demo", help="fill an empty database with the demo clinic")
+    sub.add_parser("migrate", help="upgrade the database schema")
+    job = sub.add_parser("job", help="list or run the scheduled jobs")
+    job_sub = job.add_subparsers(dest="job_command", metavar="job_command", required=True)
+    job_sub.add_parser("list", help="each job with its schedule and next run")
+    run = job_sub.add_parser("run", help="run one job now, in the foreground")
+    run.add_argument("name")
+    return p
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    command = args.command or "serve"
+    handlers = {
+        "serve": cmd_serve,
+        "web": lambda a: cmd_serve(a, web=True, jobs=False),
+        "worker": lambda a: cmd_serve(a, web=False, jobs=True),
+        "createadmin": cmd_createadmin,
+        "demo": cmd_demo,
+        "migrate": cmd_migrate,
+        "job": cmd_job,
+    }
+    return handlers[command](args)

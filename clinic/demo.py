@@ -1,0 +1,154 @@
+"""A living demo clinic for an empty database: an admin, doctors with working hours, patients,
+past visits with treatments, and appointments today and in the coming days.
+
+Its sign-ins are fixed: admin@demo.clinic, doctor@demo.clinic and patient@demo.clinic, all with
+the password demo1234. The demo patient has a history of completed visits with the demo doctor.
+"""
+
+import random
+from datetime import timedelta
+
+from clinic import appointments, auth, clock
+from clinic.db import database
+from clinic.models import Appointment, Doctor, Patient, Treatment, User
+
+PASSWORD = "demo1234"
+ADMIN = "admin@demo.clinic"
+DOCTOR = "doctor@demo.clinic"
+PATIENT = "patient@demo.clinic"
+
+WEEKDAYS_9_TO_5 = {day: [["09:00", "12:30"], ["13:30", "17:00"]]
+                   for day in ("mon", "tue", "wed", "thu", "fri")}
+
+DOCTORS = [
+    (DOCTOR, "Dr Maria Keller", "General practice", 20, WEEKDAYS_9_TO_5),
+    ("cardio@demo.clinic", "Dr Jonas Weber", "Cardiology", 30,
+     {day: [["08:00", "14:00"]] for day in ("mon", "tue", "wed", "thu")}),
+    ("derma@demo.clinic", "Dr Aylin Demir", "Dermatology", 15,
+     {**WEEKDAYS_9_TO_5, "sat": [["09:00", "13:00"]]}),
+    ("peds@demo.clinic", "Dr Lucas Novak", "Paediatrics", 30,
+     {day: [["10:00", "18:00"]] for day in ("mon", "wed", "fri", "sat")}),
+]
+
+FIRST = ["Anna", "Ben", "Clara", "David", "Elif", "Felix", "Greta", "Hugo", "Ines", "Jan",
+         "Katja", "Leon", "Mia", "Noah", "Olga", "Paul", "Rosa", "Sami", "Tara", "Umut"]
+LAST = ["Schmidt", "Müller", "Fischer", "Yilmaz", "Wagner", "Becker", "Hoffmann", "Kowalski",
+        "Rossi", "Nguyen", "Richter", "Klein"]
+
+VISITS = [
+    ("Check-up", "Tiredness", "Iron deficiency", "Blood test, diet advice", "Iron 100 mg daily",
+     "Recheck in 3 months"),
+    ("Consultation", "Cough for two weeks", "Acute bronchitis", "Inhalation",
+     "Ambroxol 30 mg", "Come back if fever"),
+    ("Follow-up", "Blood pressure review", "Essential hypertension", "Medication adjusted",
+     "Ramipril 5 mg", "Home readings twice a day"),
+    ("Consultation", "Itchy rash on forearm", "Contact dermatitis", "Topical steroid",
+     "Hydrocortisone 1% cream", "Avoid the new detergent"),
+    ("Vaccination", "", "Routine immunisation", "Influenza vaccine given", "", ""),
+    ("Check-up", "Knee pain after running", "Patellar tendinopathy", "Physiotherapy referral",
+     "Ibuprofen 400 mg as needed", "Reduce running for 4 weeks"),
+]
+REASONS = ["Check-up", "Follow-up", "Cough", "Skin rash", "Blood pressure", "Vaccination",
+           "Back pain", "Prescription renewal", ""]
+
+
+def is_empty():
+    return not User.select().exists()
+
+
+def has_demo_accounts():
+    return User.select().where(User.email.in_([ADMIN, DOCTOR, PATIENT])).count() == 3
+
+
+def _user(email, name, role, password_hash):
+    return User.create(email=email, name=name, role=role, password_hash=password_hash)
+
+
+def create(now=None, patients=40, seed=7, progress=None):
+    """Fill the (empty) database; returns counts. ``progress(done, total, what)`` is told how
+    far it got."""
+    now = now or clock.now()
+    rng = random.Random(seed)
+    progress = progress or (lambda done, total, what: None)
+    password_hash = auth.hash_password(PASSWORD)  # one hash for all demo accounts: quick
+    today = clock.local(now).date()
+    counts = {"doctors": 0, "patients": 0, "appointments": 0, "treatments": 0}
+    steps = 3
+    with database.atomic():
+        _user(ADMIN, "Alex Admin", "admin", password_hash)
+        doctors = []
+        for email, name, specialization, slot, hours in DOCTORS:
+            user = _user(email, name, "doctor", password_hash)
+            doctors.append(Doctor.create(user=user, specialization=specialization,
+                                         slot_minutes=slot, working_hours=hours))
+        counts["doctors"] = len(doctors)
+        progress(1, steps, "doctors")
+
+        people = [_user(PATIENT, "Paula Patient", "patient", password_hash)]
+        Patient.create(user=people[0], phone="+49 30 555 0100",
+                       date_of_birth=today.replace(year=today.year - 38, day=1))
+        for i in range(patients - 1):
+            name = f"{FIRST[i % len(FIRST)]} {LAST[(i * 7) % len(LAST)]}"
+            user = _user(f"patient{i + 1}@demo.clinic", name, "patient", password_hash)
+            Patient.create(user=user, phone=f"+49 30 555 {1000 + i}",
+                           date_of_birth=today.replace(year=today.year - rng.randint(2, 85),
+                                                       day=rng.randint(1, 28)))
+            people.append(user)
+        counts["patients"] = len(people)
+        progress(2, steps, "patients")
+
+        taken = set()
+        busy_patients = set()
+
+        def add(doctor, patient, start, status, visit=None):
+            key = (doctor.user_id, start)
+            if key in taken or (patient.id, start) in busy_patients:
+                return False
+            taken.add(key)
+            busy_patients.add((patient.id, start))
+            end = start + timedelta(minutes=doctor.slot_minutes)
+            appointment = Appointment.create(
+                patient=patient, doctor=doctor.user_id, start=start, end=end,
+                reason=rng.choice(REASONS), status=status, created_at=start - timedelta(days=7),
+                updated_at=start)
+            counts["appointments"] += 1
+            if visit is not None:
+                fields = dict(zip(appointments.TREATMENT_FIELDS, visit, strict=True))
+                Treatment.create(appointment=appointment, created_at=end, **fields)
+                counts["treatments"] += 1
+            return True
+
+        # The demo patient's own history with the demo doctor: a visit every two months.
+        main_doctor = doctors[0]
+        for months_ago in range(1, 7):
+            day = today - timedelta(days=61 * months_ago)
+            while not appointments.grid(main_doctor, day):  # the nearest working day before
+                day -= timedelta(days=1)
+            slots = appointments.grid(main_doctor, day)
+            add(main_doctor, people[0], slots[len(slots) // 3], "completed",
+                VISITS[months_ago % len(VISITS)])
+
+        # Ninety days of past visits, and two weeks ahead, across all doctors.
+        for offset in range(-90, 15):
+            day = today + timedelta(days=offset)
+            for doctor in doctors:
+                for start in appointments.grid(doctor, day):
+                    if rng.random() > (0.45 if offset <= 0 else 0.3):
+                        continue
+                    patient = rng.choice(people[1:])
+                    if start + timedelta(minutes=doctor.slot_minutes) <= now:
+                        status = rng.choices(["completed", "no_show", "cancelled"],
+                                             weights=[85, 6, 9])[0]
+                        add(doctor, patient, start, status,
+                            rng.choice(VISITS) if status == "completed" else None)
+                    else:
+                        add(doctor, patient, start,
+                            rng.choices(["booked", "confirmed", "cancelled"], [70, 22, 8])[0])
+
+        # The demo patient's next visits: one tomorrow-ish with the demo doctor.
+        for offset in range(1, 8):
+            free = appointments.free_slots(main_doctor, today + timedelta(days=offset), now=now)
+            if free and add(main_doctor, people[0], free[len(free) // 2], "booked"):
+                break
+        progress(3, steps, "appointments")
+    return counts

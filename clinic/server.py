@@ -1,0 +1,137 @@
+"""The running process: waitress serving the web app and Huey's consumer running the jobs in
+threads beside it, and a clean stop on Ctrl-C or SIGTERM.
+
+Stopping, in order: stop accepting connections; let requests in flight finish; let running jobs
+finish (at most CLINIC_SHUTDOWN_TIMEOUT); then leave. Nothing is left half-written because
+every write is a transaction and every job's effect is recorded in the outbox first.
+"""
+
+import _thread
+import logging
+import signal
+import threading
+import time
+
+from waitress.server import create_server
+
+from clinic import db, settings
+from clinic.web import create_app
+
+log = logging.getLogger("clinic")
+
+HEALTH_CHECK_INTERVAL = 10  # seconds between checks that every worker thread is alive
+
+
+def prepare(s):
+    """Configure everything on settings ``s`` and bring the database up to date."""
+    app = create_app(s)
+    applied = db.migrate()
+    if applied:
+        log.info("database migrated: %s", ", ".join(applied))
+    return app
+
+
+def make_consumer(s, scheduler=True):
+    """Huey's consumer as threads in this process. ``scheduler`` runs the periodic tasks (only
+    one process of a clinic may do that)."""
+    import clinic.tasks  # noqa: F401  (registers the tasks)
+    from huey_config import huey
+
+    return huey.create_consumer(
+        workers=s.workers,
+        worker_type="thread",
+        periodic=scheduler,
+        initial_delay=0.05,
+        max_delay=1.0,  # idle workers poll at most a second apart (DESIGN.md)
+        shutdown_timeout=s.shutdown_timeout.total_seconds(),
+    )
+
+
+class Process:
+    """One clinic process: web, jobs, or both."""
+
+    def __init__(self, s, web=True, jobs=True, scheduler=True, out=print):
+        self.settings = s
+        self.web = web
+        self.jobs = jobs
+        self.scheduler = scheduler and jobs
+        self.out = out
+        self.stopping = threading.Event()
+        self.drained = threading.Event()
+        self.stopped = threading.Event()
+        self.server = None
+        self.consumer = None
+
+    def run(self):
+        s = self.settings
+        app = prepare(s)
+        if self.jobs:
+            self.consumer = make_consumer(s, scheduler=self.scheduler)
+            self.consumer.start()  # must be the main thread: it installs signal handlers
+        # Ours replace Huey's: a stop must also stop the web server, and always gracefully.
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGTERM, self._on_signal)
+        threading.Thread(target=self._watch_workers, name="clinic-health", daemon=True).start()
+        try:
+            if self.web:
+                self.server = create_server(app, host=s.host, port=s.port,
+                                            threads=s.web_threads, ident="clinic",
+                                            max_request_body_size=16 * 1024 * 1024,
+                                            clear_untrusted_proxy_headers=True)
+                port = self.server.effective_port
+                self.out(f"clinic is running at http://{s.host}:{port}/  (Ctrl-C stops it)")
+                self.server.run()  # returns after _on_signal's interrupt
+            else:
+                self.out("clinic worker is running (Ctrl-C stops it)")
+                self.stopping.wait()
+        finally:
+            self._finish()
+
+    def _on_signal(self, signum, frame):
+        if self.drained.is_set():
+            raise KeyboardInterrupt  # from _drain_web: ends server.run() in the main thread
+        if self.stopping.is_set():
+            self.out("already stopping; waiting for running work to finish")
+            return
+        self.out(f"{signal.Signals(signum).name} received: finishing requests and jobs")
+        self.stopping.set()
+        if self.server is not None:
+            self.server.accepting = False  # no new connections from here on
+            threading.Thread(target=self._drain_web, name="clinic-drain", daemon=True).start()
+
+    def _drain_web(self):
+        """Wait until the requests in flight are answered, then end the server loop."""
+        dispatcher = self.server.task_dispatcher
+        deadline = time.monotonic() + self.settings.shutdown_timeout.total_seconds()
+        while time.monotonic() < deadline:
+            busy = dispatcher.active_count or dispatcher.queue
+            writing = any(getattr(ch, "total_outbufs_len", 0) for ch in
+                          list(self.server._map.values()))
+            if not busy and not writing:
+                break
+            time.sleep(0.02)
+        self.drained.set()
+        _thread.interrupt_main()  # runs _on_signal in the main thread, which ends server.run()
+
+    def _watch_workers(self):
+        while not self.stopping.wait(HEALTH_CHECK_INTERVAL):
+            if self.consumer is not None:
+                self.consumer.check_worker_health()
+
+    def _finish(self):
+        if self.consumer is not None:
+            self.consumer.stop(graceful=True)
+        if self.server is not None:
+            try:
+                self.server.close()
+            except OSError as exc:  # already closed by waitress; must not mask the exit
+                log.debug("closing the web server: %s", exc)
+        if not db.database.is_closed():
+            db.database.close()
+        self.stopped.set()
+        self.out("clinic stopped")
+
+
+def serve(s=None, **kwargs):
+    s = s or settings.load()
+    Process(s, **kwargs).run()
