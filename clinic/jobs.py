@@ -22,7 +22,7 @@ from datetime import timedelta
 
 from clinic import clock, models, schedule, settings
 from clinic.errors import NotFound
-from clinic.tasks import HOUSEKEEPING, NORMAL, URGENT
+from clinic.queue import HOUSEKEEPING, NORMAL, URGENT
 
 log = logging.getLogger("clinic.jobs")
 

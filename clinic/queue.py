@@ -11,6 +11,13 @@ from pathlib import Path
 from huey import Huey
 from huey.storage import MemoryStorage
 
+# Task priorities: higher runs first. Confirmations and reminders before reports and exports,
+# bulk mail after those, housekeeping last.
+URGENT = 100  # confirmations, cancellations, reminders
+NORMAL = 50  # reports, exports, review requests
+BULK = 10  # announcements
+HOUSEKEEPING = 0  # statistics, clean-up
+
 
 class ClinicHuey(Huey):
     storage_class = MemoryStorage  # until configure() names the real one

@@ -1,32 +1,47 @@
 """Huey tasks: thin wrappers around plain functions in the domain modules. The functions are
 what the tests call; these wrappers only give them a queue, a priority and a schedule.
 
-Priorities (higher runs first): confirmations and reminders before reports and exports,
-clean-up last.
+Priorities (clinic.queue): confirmations and reminders before reports and exports, clean-up last.
 """
+
+import threading
 
 from huey import crontab
 
+from clinic import db, jobs, outbox
+from clinic.queue import BULK, HOUSEKEEPING, NORMAL, URGENT  # noqa: F401 (re-exported)
 from huey_config import huey
 
-URGENT = 100  # confirmations, cancellations, reminders
-NORMAL = 50  # reports, exports, review requests
-BULK = 10  # announcements
-HOUSEKEEPING = 0  # statistics, clean-up
+# -- a database connection for each task ---------------------------------------------------------
+# A worker thread opens a connection for the task and closes it after, so a connection broken by
+# one task (a PostgreSQL restart, say) is not inherited by the next. When the caller already has
+# one open (Huey's immediate mode runs tasks inline, maybe inside a transaction) it is left alone.
+
+_opened = threading.local()
+
+
+@huey.pre_execute()
+def _open_connection(task):
+    _opened.here = db.database.is_closed()
+    if _opened.here:
+        db.database.connect()
+
+
+@huey.post_execute()
+def _close_connection(task, task_value, exc):
+    if getattr(_opened, "here", False) and not db.database.is_closed():
+        db.database.close()
+    _opened.here = False
+
 
 # -- the outbox ---------------------------------------------------------------------------------
 # Delivery is queued by outbox.enqueue() once the row is committed; outbox.sweep() (an interval
 # job: every minute) delivers whatever a lost task or a retry leaves pending.
 
-from clinic import outbox  # noqa: E402
-
 
 @huey.task(priority=URGENT)
 def send_messages(ids):
-    """Deliver these outbox rows now. Returns nothing: Huey would keep every result.
-
-    No connection_context() here: it would close the caller's connection (and refuse inside a
-    transaction) when Huey runs tasks immediately; a worker thread keeps its one connection."""
+    """Deliver these outbox rows now. Returns nothing: Huey would keep every result."""
     outbox.deliver(ids)
 
 
@@ -34,8 +49,6 @@ def send_messages(ids):
 # One periodic task for every scheduled job: Huey's crontab knows no time zone and skips missed
 # checks, so jobs.tick() decides what fell due (in the clinic's zone, caught up once after
 # downtime) and enqueues run_job with each job's priority. Every minute is zone-free.
-
-from clinic import jobs  # noqa: E402  (here, after the priorities jobs.py imports)
 
 
 @huey.periodic_task(crontab(), priority=URGENT)
