@@ -59,11 +59,21 @@ def app(clinic_settings):
 
 @pytest.fixture
 def server(app):
+    """The app served by waitress on a free port. The server's loop runs in a thread that also
+    closes it, so stopping never pulls a socket from under a running select()."""
     srv = create_server(app, host="127.0.0.1", port=0, threads=8, ident="clinic-test")
-    thread = threading.Thread(target=srv.run, daemon=True)
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            srv.asyncore.loop(timeout=0.05, map=srv._map, use_poll=True, count=1)
+        srv.task_dispatcher.shutdown()
+        srv.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{srv.effective_port}"
-    srv.close()
+    stop.set()
     thread.join(timeout=5)
 
 
