@@ -50,8 +50,9 @@ def make_consumer(s, scheduler=True):
 class Process:
     """One clinic process: web, jobs, or both."""
 
-    def __init__(self, s, web=True, jobs=True, scheduler=True, out=print):
+    def __init__(self, s, web=True, jobs=True, scheduler=True, out=print, app=None):
         self.settings = s
+        self.app = app  # already prepared (tests add routes); default: prepare(s)
         self.web = web
         self.jobs = jobs
         self.scheduler = scheduler and jobs
@@ -64,7 +65,7 @@ class Process:
 
     def run(self):
         s = self.settings
-        app = prepare(s)
+        app = self.app or prepare(s)
         if self.jobs:
             self.consumer = make_consumer(s, scheduler=self.scheduler)
             self.consumer.start()  # must be the main thread: it installs signal handlers
@@ -74,12 +75,17 @@ class Process:
         threading.Thread(target=self._watch_workers, name="clinic-health", daemon=True).start()
         try:
             if self.web:
-                self.server = create_server(app, host=s.host, port=s.port,
-                                            threads=s.web_threads, ident="clinic",
-                                            max_request_body_size=16 * 1024 * 1024,
-                                            clear_untrusted_proxy_headers=True)
-                port = self.server.effective_port
-                self.out(f"clinic is running at http://{s.host}:{port}/  (Ctrl-C stops it)")
+                try:
+                    self.server = create_server(app, host=s.host, port=s.port,
+                                                threads=s.web_threads, ident="clinic",
+                                                max_request_body_size=16 * 1024 * 1024,
+                                                clear_untrusted_proxy_headers=True)
+                except OSError as exc:
+                    raise SystemExit(f"clinic: cannot listen on {s.host}:{s.port}: "
+                                     f"{exc.strerror}. Set CLINIC_PORT to a free port.") from None
+                url = f"http://{s.host}:{self.server.effective_port}"
+                self.out(f"clinic is running at {url}/  (Ctrl-C stops it)")
+                self.out(f"Sign in at {url}/login")
                 self.server.run()  # returns after _on_signal's interrupt
             else:
                 self.out("clinic worker is running (Ctrl-C stops it)")
