@@ -4,11 +4,13 @@
     web          web pages only          worker      background jobs only
     createadmin  add an admin            demo        fill an empty database with a demo clinic
     migrate      upgrade the database    job         list or run the scheduled jobs
+    settings     show every setting
 """
 
 import argparse
 import getpass
 import logging
+import re
 import secrets
 import sys
 
@@ -170,6 +172,31 @@ def cmd_job(args):
     return 2
 
 
+def settings_table():
+    """The README's table of settings, made from their declarations."""
+    rows = ["| Variable | Default | What it does |", "| --- | --- | --- |"]
+    for env, default, help_text in settings.describe():
+        shown = f"`{default}`" if default not in (None, "") else ""
+        rows.append(f"| `{env}` | {shown} | {help_text.replace('|', '/')} |")
+    return "\n".join(rows)
+
+
+def cmd_settings(args):
+    if args.markdown:
+        print(settings_table())
+        return 0
+    s = _settings()
+    secret = {env for env, _, _ in settings.describe()
+              if settings._BY_NAME[env.removeprefix("CLINIC_").lower()].secret}
+    for env, _, _ in settings.describe():
+        value = getattr(s, env.removeprefix("CLINIC_").lower())
+        shown = "(set)" if env in secret and value else value
+        if isinstance(shown, str):
+            shown = re.sub(r"(://[^:/@]+:)[^@]+@", r"\1***@", shown)  # passwords in URLs
+        print(f"{env:<32} {shown}")
+    return 0
+
+
 def parser():
     p = argparse.ArgumentParser(
         prog="python run.py",
@@ -193,6 +220,8 @@ def parser():
     admin.add_argument("--name", default="Administrator")
     sub.add_parser("demo", help="fill an empty database with the demo clinic")
     sub.add_parser("migrate", help="upgrade the database schema")
+    show = sub.add_parser("settings", help="show every setting's value (secrets hidden)")
+    show.add_argument("--markdown", action="store_true", help="print the README's table")
     job = sub.add_parser("job", help="list or run the scheduled jobs")
     job_sub = job.add_subparsers(dest="job_command", metavar="job_command", required=True)
     job_sub.add_parser("list", help="each job with its schedule and next run")
@@ -212,5 +241,6 @@ def main(argv=None):
         "demo": cmd_demo,
         "migrate": cmd_migrate,
         "job": cmd_job,
+        "settings": cmd_settings,
     }
     return handlers[command](args)
