@@ -10,6 +10,7 @@ process. It keeps what it receives and counts connections (EHLOs), and can be sw
 import asyncio
 import email
 import email.policy
+import threading
 from dataclasses import dataclass
 
 from aiosmtpd.controller import Controller
@@ -33,6 +34,7 @@ class Recorder:
         self.messages = []  # Received, for each message answered 250
         self.unanswered = []  # Received, for each message taken in "hang" mode
         self.connections = 0
+        self.arrived = threading.Condition()  # notified as each message is accepted
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         # smtplib greets once per connection (twice only after STARTTLS, not used here).
@@ -55,7 +57,9 @@ class Recorder:
         if self.mode == "hang":
             self.unanswered.append(received)
             await asyncio.sleep(3600)  # cancelled when the server stops
-        self.messages.append(received)
+        with self.arrived:
+            self.messages.append(received)
+            self.arrived.notify_all()
         return "250 Message accepted for delivery"
 
 
@@ -96,6 +100,14 @@ class SMTPServer:
         """Switch how the server answers from the next command on."""
         assert mode in MODES, mode
         self.handler.mode = mode
+
+    def wait_for(self, count, timeout=10):
+        """Block until ``count`` messages have arrived (for work done by other threads, such as
+        the real consumer); returns the messages. Fails the test after ``timeout`` seconds."""
+        with self.handler.arrived:
+            arrived = self.handler.arrived.wait_for(lambda: len(self.messages) >= count, timeout)
+        assert arrived, f"expected {count} message(s), got {len(self.messages)}"
+        return list(self.messages)
 
     def message_ids(self):
         return [received.message["Message-ID"] for received in self.messages]
