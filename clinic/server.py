@@ -31,20 +31,23 @@ def prepare(s):
     return app
 
 
-def make_consumer(s, scheduler=True):
+def make_consumer(s, scheduler=True, **options):
     """Huey's consumer as threads in this process. ``scheduler`` runs the periodic tasks (only
-    one process of a clinic may do that)."""
+    one process of a clinic may do that); ``options`` override Huey's consumer options."""
     import clinic.tasks  # noqa: F401  (registers the tasks)
     from huey_config import huey
 
-    return huey.create_consumer(
-        workers=s.workers,
-        worker_type="thread",
-        periodic=scheduler,
-        initial_delay=0.05,
-        max_delay=1.0,  # idle workers poll at most a second apart (DESIGN.md)
-        shutdown_timeout=s.shutdown_timeout.total_seconds(),
-    )
+    return huey.create_consumer(**{
+        "workers": s.workers,
+        "worker_type": "thread",
+        "periodic": scheduler,
+        "initial_delay": 0.05,
+        # Idle workers are woken by enqueue() (clinic.queue); polling a second apart only finds
+        # tasks queued by other processes.
+        "max_delay": 1.0,
+        "shutdown_timeout": s.shutdown_timeout.total_seconds(),
+        **options,
+    })
 
 
 class Process:

@@ -1,0 +1,73 @@
+"""The queue: Huey in this process, with idle workers woken by enqueue() instead of polling,
+and its storage chosen by CLINIC_QUEUE_URL."""
+
+import signal
+import threading
+
+import pytest
+
+from clinic import queue
+from clinic.server import make_consumer
+from huey_config import huey
+
+_ran = threading.Event()
+
+
+@huey.task()
+def _note():
+    _ran.set()
+
+
+@pytest.fixture
+def consumer(app, clinic_settings):
+    """The real consumer in threads, as run.py starts it, but with idle workers backing off to
+    a minute between polls: only the wake-up can make a task start quickly."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    worker_pool = make_consumer(clinic_settings, scheduler=False, initial_delay=60.0,
+                                max_delay=60.0)
+    worker_pool.start()
+    yield worker_pool
+    worker_pool.stop(graceful=True)
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
+def test_an_idle_worker_is_woken_by_enqueue(consumer):
+    _ran.clear()
+    # Let every worker find the queue empty and go to sleep for its minute.
+    threading.Event().wait(0.2)
+    _note()
+    assert _ran.wait(10), "the task waited for a poll instead of waking a worker"
+
+
+def test_stopping_wakes_sleeping_workers_at_once(app, clinic_settings):
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    worker_pool = make_consumer(clinic_settings, scheduler=False, initial_delay=60.0,
+                                max_delay=60.0, shutdown_timeout=10)
+    worker_pool.start()
+    try:
+        threading.Event().wait(0.2)
+        worker_pool.stop(graceful=True)
+        assert not any(t.is_alive() for _, t in worker_pool.worker_threads)
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+def test_wakeup_is_not_lost_between_looking_and_waiting():
+    wakeup = queue.Wakeup()
+    seen = wakeup.generation
+    wakeup.notify()  # lands after the look, before the wait
+    assert wakeup.wait(seen, timeout=0) is True
+
+
+def test_sqlite_queue_lives_in_its_own_file_with_normal_sync(clinic_settings):
+    storage = queue.storage_for(clinic_settings.queue_url)
+    assert storage.filename.endswith("queue.db")
+    assert storage.conn.execute("pragma synchronous").fetchone()[0] == 1  # NORMAL
+    assert storage.conn.execute("pragma journal_mode").fetchone()[0] == "wal"
+
+
+def test_unknown_queue_url_is_refused():
+    with pytest.raises(ValueError):
+        queue.storage_for("amqp://localhost")
