@@ -280,6 +280,19 @@ def mark_no_show(appointment, user, now=None):
     return Appointment.get_by_id(appointment.id)
 
 
+def mark_no_shows(now=None):
+    """The no-shows job (every 15 minutes): every visit still booked or confirmed longer than
+    CLINIC_NO_SHOW_AFTER (1 h) past its start becomes a no-show. One conditional UPDATE, served
+    by the (status, start) index: a visit completed or cancelled a moment before is left alone,
+    and two runs at once mark each visit once. Returns ``{"marked": n}``."""
+    now = now or clock.now()
+    marked = (Appointment.update(status="no_show", updated_at=now)
+              .where(Appointment.status.in_(ACTIVE_STATUSES),
+                     Appointment.start < now - settings.get().no_show_after)
+              .execute())
+    return {"marked": marked}
+
+
 def _after_booking(appointment, event):
     """Called inside the booking transaction (issue 3 adds the confirmation email here)."""
 

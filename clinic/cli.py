@@ -169,7 +169,22 @@ def cmd_job(args):
                 return 2
             print(f"{args.name}: {result}")
             return 0
+        if args.job_command == "history":
+            return _job_history(args)
     return 2
+
+
+def _job_history(args):
+    from clinic import clock, monitor
+
+    runs = monitor.history(failed=args.failed, limit=max(1, args.limit))
+    if not runs:
+        print("No failed task runs." if args.failed else "No task runs yet.")
+    for run in runs:
+        error = run.error.splitlines()[0][:120] if run.error and run.state != "succeeded" else ""
+        print(f"{clock.local(run.queued_at):%Y-%m-%d %H:%M:%S %Z}  {run.job:<20} {run.state:<11} "
+              f"{monitor.format_runtime(run.runtime):>10}  {error}".rstrip())
+    return 0
 
 
 def cmd_backup(args):
@@ -239,11 +254,15 @@ def parser():
     backup.add_argument("path", help="file (or folder) to write the copy to")
     show = sub.add_parser("settings", help="show every setting's value (secrets hidden)")
     show.add_argument("--markdown", action="store_true", help="print the README's table")
-    job = sub.add_parser("job", help="list or run the scheduled jobs")
+    job = sub.add_parser("job", help="list or run the scheduled jobs, or show their history")
     job_sub = job.add_subparsers(dest="job_command", metavar="job_command", required=True)
     job_sub.add_parser("list", help="each job with its schedule and next run")
     run = job_sub.add_parser("run", help="run one job now, in the foreground")
     run.add_argument("name")
+    history = job_sub.add_parser("history", help="the latest task runs, newest first")
+    history.add_argument("--failed", action="store_true", help="only the failed ones")
+    history.add_argument("--limit", type=int, default=20, metavar="N",
+                         help="how many to show (default 20)")
     return p
 
 

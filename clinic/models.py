@@ -244,7 +244,38 @@ class JobState(BaseModel):
     last_result = TextField(default="")
 
 
+# What the jobs page shows of a background task (clinic/monitor.py).
+TASK_RUN_STATES = ("queued", "running", "succeeded", "failed", "retrying", "revoked", "expired",
+                   "interrupted", "cancelled")
+
+
+class TaskRun(BaseModel):
+    """One background task as the jobs page shows it, written from Huey's signals. A task that
+    runs again (Huey's retries, Retry on the jobs page) keeps its row: ``attempt`` counts its
+    runs, and the state, times and runtime are those of the latest one."""
+
+    task_id = CharField(max_length=64, unique=True)  # Huey's task id
+    job = CharField(max_length=80)  # the scheduled job's name for run_job, else the task's name
+    task = CharField(max_length=200)  # Huey's registry name, e.g. "clinic.tasks.run_job"
+    summary = CharField(max_length=300, default="")  # the arguments, ids only
+    call = JSONField(null=True)  # {"args": [...], "kwargs": {...}} to run it again
+    priority = IntegerField(null=True)
+    progress_id = CharField(max_length=64, default="")  # its TaskRecord, if it reports progress
+    state = CharField(max_length=12, default="queued")
+    queued_at = UTCDateTimeField(default=now, index=True)
+    started_at = UTCDateTimeField(null=True, index=True)
+    finished_at = UTCDateTimeField(null=True)
+    runtime = FloatField(null=True)  # seconds
+    attempt = IntegerField(default=0)
+    error = TextField(default="")
+    traceback = TextField(default="")
+
+    class Meta:
+        indexes = ((("job", "queued_at"), False), (("state", "queued_at"), False))
+
+
 MODELS = [
     User, Doctor, Patient, Appointment, Treatment, Session, LoginAttempt, Message, TaskRecord,
     MonthlyReport, Export, Review, DoctorRating, DailyStat, JobState,
+    TaskRun,
 ]

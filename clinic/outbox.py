@@ -12,8 +12,9 @@ A message's life::
 ``enqueue()`` renders the email and writes the row; once the surrounding transaction commits it
 puts a ``send_messages`` task on the queue, so a booking never waits for SMTP and a rolled-back
 booking sends nothing. Huey drops a task that was running when the process died (DESIGN.md), so
-``sweep()``, run every minute, delivers whatever is pending and due, and hands back rows that a
-dead process left in ``sending``.
+``sweep()``, run every minute, delivers what was never tried (its task was lost, or it was due
+later) and rows that a dead process left in ``sending``. A message whose attempt failed for a
+passing reason waits for ``retry_failed()``, run every hour: three attempts, growing delays.
 
 At the SMTP server itself delivery is at least once: a process killed after the server took a
 message but before the row says ``sent`` sends it again when the sweeper hands it back. The second
@@ -202,28 +203,57 @@ def sweep(now=None, batch=BATCH):
     minute.
 
     1. Rows in ``sending`` for longer than stuck_after() go back to pending: the process that
-       claimed them died mid-send.
-    2. Pending rows that are due (their task was lost, or a retry fell due) are delivered in
-       batches of ``batch``, highest priority first, until none is left. deliver() claims each
-       row, so sweeps that overlap each other or a send_messages task send every message once,
-       and a message already sent is never picked up again.
+       claimed them died mid-send. They are delivered in this sweep, though their claim counted
+       an attempt (so a message that kills the process cannot loop for ever).
+    2. Pending rows that are due and were never attempted (their task was lost, or they were due
+       later) are delivered in batches of ``batch``, highest priority first, until none is left.
+       Rows waiting after a transient failure are retry_failed()'s, on their own slower clock.
+       deliver() claims each row, so sweeps that overlap each other or a send_messages task send
+       every message once, and a message already sent is never picked up again.
     """
     at = now or clock.now()
-    (Message.update(status="pending", updated_at=at)
-     .where(Message.status == "sending",
-            Message.claimed_at.is_null() | (Message.claimed_at < at - stuck_after()))
-     .execute())
-    tried = 0
+    stuck = (Message.status == "sending") & (
+        Message.claimed_at.is_null() | (Message.claimed_at < at - stuck_after()))
+    # Claims are taken one message at a time, so a dead process leaves one row per worker here.
+    recovered = [row.id for row in Message.select(Message.id).where(stuck)]
+    if recovered:
+        (Message.update(status="pending", updated_at=at)
+         .where(Message.id.in_(recovered), stuck).execute())
+    never_tried = Message.attempts == 0
+    which = (never_tried | Message.id.in_(recovered)) if recovered else never_tried
+    return _deliver_due(at, now, batch, which)["tried"]
+
+
+def retry_failed(now=None, batch=BATCH):
+    """Try again the due messages whose earlier attempt failed for a passing reason (connection
+    refused, timeout, SMTP 4xx); run it every hour. Returns counts: tried, sent, failed (a 5xx
+    now, or the last of MAX_ATTEMPTS), retry (pending again, later) and deferred.
+
+    Each attempt's failure set a later due_at (RETRY_DELAYS: 10 minutes, then 3 hours), so with
+    an hourly run the three attempts of a message fall within about 5 hours, well inside a day.
+    Batches of ``batch`` rows, each over one SMTP connection, until none is due; stops when the
+    server cannot be reached at all."""
+    at = now or clock.now()
+    counts = _deliver_due(at, now, batch, Message.attempts > 0)
+    return {key: counts[key] for key in ("tried", "sent", "failed", "retry", "deferred")}
+
+
+def _deliver_due(at, now, batch, which):
+    """Deliver the pending rows due at ``at`` that match ``which``, ``batch`` at a time, highest
+    priority first; returns the summed counts of deliver() and how many were tried."""
+    totals = dict.fromkeys(("tried", "sent", "failed", "retry", "passed", "deferred"), 0)
     while True:
         ids = [row.id for row in Message.select(Message.id)
-               .where(Message.status == "pending", Message.due_at <= at)
+               .where(Message.status == "pending", Message.due_at <= at, which)
                .order_by(Message.priority.desc(), Message.due_at, Message.id)
                .limit(batch)]
         if not ids:
             break
         counts = deliver(ids, now)
+        for key, value in counts.items():
+            totals[key] += value
         done = counts["sent"] + counts["failed"] + counts["retry"]
-        tried += done
+        totals["tried"] += done
         if counts["deferred"] or not done:  # the server is away, or others took the rows
             break
-    return tried
+    return totals

@@ -170,6 +170,8 @@ SETTINGS = [
     Setting("shutdown_timeout", "30s", _duration,
             "On Ctrl-C or SIGTERM, how long to wait for running jobs to finish."),
     Setting("booking_horizon", "90d", _duration, "How far ahead patients may book."),
+    Setting("no_show_after", "1h", _duration,
+            "How long after its start a visit still booked or confirmed becomes a no-show."),
 ]
 
 _BY_NAME = {s.name: s for s in SETTINGS}

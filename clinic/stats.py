@@ -3,13 +3,24 @@ recomputing them on every page view. Each process has its own memo; its entries 
 CLINIC_STATS_CACHE_TTL (5 minutes by default)."""
 
 import threading
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 
 from peewee import fn
 
 from clinic import clock, settings
 from clinic.appointments import day_bounds
-from clinic.models import APPOINTMENT_STATUSES, Appointment, Doctor, Patient, Treatment, User
+from clinic.db import database
+from clinic.models import (
+    APPOINTMENT_STATUSES,
+    Appointment,
+    DailyStat,
+    Doctor,
+    Message,
+    Patient,
+    Review,
+    Treatment,
+    User,
+)
 
 _memo = {}
 _lock = threading.Lock()
@@ -73,3 +84,51 @@ def dashboard(now=None, refresh=False):
     if refresh:
         forget("dashboard")
     return memo("dashboard", lambda: compute_dashboard(now), now=now)
+
+
+# -- daily statistics -----------------------------------------------------------------------------
+
+# How far back record_day() fills in days that have no figures yet.
+BACKFILL_DAYS = 30
+
+
+def day_figures(day):
+    """The figures of one clinic-local day: appointments starting that day by status, patients
+    who registered, reviews written, emails sent and emails that failed that day."""
+    lo, hi = day_bounds(day)
+    figures = _by_status(lo, hi)
+    figures["new_patients"] = (Patient.select(fn.COUNT(Patient.user)).join(User)
+                               .where(User.created_at >= lo, User.created_at < hi).scalar())
+    figures["reviews"] = (Review.select(fn.COUNT(Review.id))
+                          .where(Review.created_at >= lo, Review.created_at < hi).scalar())
+    figures["emails_sent"] = (Message.select(fn.COUNT(Message.id))
+                              .where(Message.status == "sent", Message.sent_at >= lo,
+                                     Message.sent_at < hi).scalar())
+    # A failed message last changed when it failed (the clean-up keeps its times).
+    figures["emails_failed"] = (Message.select(fn.COUNT(Message.id))
+                                .where(Message.status == "failed", Message.updated_at >= lo,
+                                       Message.updated_at < hi).scalar())
+    return figures
+
+
+def record_day(now=None, backfill=BACKFILL_DAYS):
+    """The daily-stats job (01:00): write yesterday's DailyStat row (clinic-local days), replacing
+    the figures if it was written before, and the row of every day of the ``backfill`` days up
+    to yesterday that has none. The scheduler catches up only the latest missed run, so this is
+    what fills in the days a stopped clinic missed (a clinic's first run fills in 30 days, zeros
+    included). Returns ``{"recorded": n, "from": day, "to": day}``."""
+    now = now or clock.now()
+    yesterday = clock.local(now).date() - timedelta(days=1)
+    first = yesterday - timedelta(days=backfill - 1)
+    recorded = {row.day for row in DailyStat.select(DailyStat.day)
+                .where(DailyStat.day >= first, DailyStat.day < yesterday)}
+    days = [first + timedelta(days=n) for n in range(backfill)]
+    days = [day for day in days if day not in recorded]
+    columns = [field for field in DailyStat._meta.sorted_fields
+               if field.name not in ("id", "day")]
+    for day in days:
+        with database.atomic():
+            (DailyStat.insert(day=day, computed_at=now, **day_figures(day))
+             .on_conflict(conflict_target=[DailyStat.day], preserve=columns)
+             .execute())
+    return {"recorded": len(days), "from": days[0].isoformat(), "to": days[-1].isoformat()}

@@ -8,7 +8,7 @@ import threading
 
 from huey import crontab
 
-from clinic import db, jobs, outbox
+from clinic import db, jobs, monitor, outbox  # noqa: F401 (monitor records each task run)
 from clinic.queue import BULK, HOUSEKEEPING, NORMAL, URGENT  # noqa: F401 (re-exported)
 from huey_config import huey
 

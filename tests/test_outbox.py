@@ -133,19 +133,19 @@ def test_4xx_is_retried_with_growing_delays_then_failed(smtp_settings, smtp):
     assert "451" in first.last_error
     assert first.due_at == t0 + outbox.RETRY_DELAYS[0]
 
-    assert outbox.sweep(now=first.due_at - timedelta(seconds=1)) == 0  # not yet
-    assert outbox.sweep(now=first.due_at) == 1
+    assert outbox.retry_failed(now=first.due_at - timedelta(seconds=1))["tried"] == 0  # not yet
+    assert outbox.retry_failed(now=first.due_at)["tried"] == 1
     second = reload(message)
     assert (second.status, second.attempts) == ("pending", 2)
     assert second.due_at == first.due_at + outbox.RETRY_DELAYS[1]
     assert outbox.RETRY_DELAYS[1] > outbox.RETRY_DELAYS[0]
 
-    assert outbox.sweep(now=second.due_at) == 1
+    assert outbox.retry_failed(now=second.due_at)["tried"] == 1
     last = reload(message)
     assert (last.status, last.attempts) == ("failed", 3)
     assert last.last_error.startswith("gave up after 3 attempts: recipient refused: 451")
     assert last.due_at - t0 < timedelta(hours=24)
-    assert outbox.sweep(now=t0 + timedelta(days=2)) == 0  # no fourth attempt
+    assert outbox.retry_failed(now=t0 + timedelta(days=2))["tried"] == 0  # no fourth attempt
     assert smtp.messages == []
 
 
@@ -169,7 +169,7 @@ def test_a_timeout_is_retried_later_with_the_same_message_id(smtp_settings, smtp
     assert outbox.deliver([message.id], now=t0)["retry"] == 1
     assert reload(message).last_error == "the SMTP server did not answer in time"
     smtp.answer("accept")
-    assert outbox.sweep(now=t0 + outbox.RETRY_DELAYS[0]) == 1
+    assert outbox.retry_failed(now=t0 + outbox.RETRY_DELAYS[0])["tried"] == 1
     assert reload(message).status == "sent"
     # The server may have kept the unanswered copy: the resent one is recognisably the same.
     assert [r.message["Message-ID"] for r in smtp.unanswered] == smtp.message_ids() == [

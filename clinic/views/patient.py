@@ -6,7 +6,7 @@ from datetime import timedelta
 import bottle
 from bottle import request
 
-from clinic import appointments, clock, people, settings
+from clinic import appointments, clock, people, reviews, settings
 from clinic.errors import Conflict, Invalid, NotFound
 from clinic.web import current_user, flash, form, page, redirect, render
 
@@ -44,8 +44,9 @@ def my_appointments():
 @page("patient")
 def find_doctor():
     specialization = request.query.getunicode("specialization", "").strip()
+    doctors = list(people.doctors(specialization or None))
     return render("patient/doctors.html", specializations=people.specializations(),
-                  doctors=list(people.doctors(specialization or None)),
+                  doctors=doctors, ratings=reviews.ratings(d.user_id for d in doctors),
                   form={"specialization": specialization})
 
 

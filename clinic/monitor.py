@@ -1,0 +1,488 @@
+"""The jobs monitor: every background task, recorded from Huey's signals into TaskRun, for the
+admin's jobs page and `python run.py job history`; and the few things an admin can do about one
+(run a job now, retry a failed task, revoke a waiting one).
+
+Huey emits a signal at each step of a task's life (huey/api.py). Where they fire matters:
+- ``enqueued`` fires in the thread that queues the task (a web request, a worker, or the
+  consumer's scheduler thread moving a delayed task to the queue), before the task reaches the
+  queue: its row exists before any worker can start it.
+- ``executing`` fires in the worker BEFORE the pre_execute hook opens the task's database
+  connection (clinic/tasks.py), ``complete`` and ``retrying`` AFTER post_execute closed it; so
+  every handler opens a connection when its thread has none, and closes it again.
+- A handler that fails is logged and forgotten: recording must never break a task. Each write is
+  its own transaction, or a savepoint inside the caller's (PostgreSQL aborts a whole transaction
+  on one failed statement).
+
+A task that runs again keeps its task id (Huey's retries; Retry here re-queues the same id), so it
+keeps its row: ``attempt`` counts its runs and the state is that of the latest. The last error
+stays on the row after a later attempt succeeds: it tells why the retry was needed.
+
+The scheduler's tick runs every minute: it is recorded as a heartbeat (the JobState row named
+``scheduler``), which the banner reads, and as a TaskRun row only when it fails.
+"""
+
+import contextlib
+import inspect
+import json
+import logging
+import math
+import re
+import statistics
+import sys
+import traceback as tb
+from collections import defaultdict
+from datetime import date, datetime, time, timedelta
+
+from huey import signals as S
+from huey.exceptions import HueyException
+
+from clinic import clock, db, jobs
+from clinic.errors import Conflict, NotFound, check
+from clinic.models import TASK_RUN_STATES, JobState, TaskRecord, TaskRun
+from huey_config import huey
+
+log = logging.getLogger("clinic.monitor")
+
+HEARTBEAT = "scheduler"  # the JobState row the scheduler's tick keeps fresh
+TICK = "scheduler_tick"  # the Huey task that ticks (clinic/tasks.py)
+STALLED_AFTER = timedelta(minutes=2)  # no tick, or waiting tasks and none started, this long
+WAITING = ("queued", "retrying")  # may still run: Revoke applies
+RETRYABLE = ("failed", "interrupted")
+ERROR_CHARS = 1000
+TRACEBACK_CHARS = 20_000  # the end of a traceback says most; the start is cut
+STATS_DAYS = 7
+KEEP = timedelta(days=30)
+_IDENTIFIER = re.compile(r"[A-Za-z0-9_.:+-]{1,64}")
+
+
+# -- recording ------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _connection():
+    """This thread's connection, opened (and closed after) if it has none."""
+    if db.database.is_closed():
+        with db.database.connection_context():
+            yield
+    else:
+        yield
+
+
+def _record(signal, task, *args):
+    try:
+        with _connection(), db.database.atomic():
+            _HANDLERS[signal](task, *args)
+    except Exception:
+        log.exception("could not record %s of task %s %s", signal, task.name, task.id)
+
+
+def _queued(task):
+    if task.name == TICK:
+        return
+    run = TaskRun.get_or_none(TaskRun.task_id == task.id)
+    if run is None:
+        _insert(task, state="queued")
+    elif run.state not in WAITING and run.state not in ("running", "revoked"):
+        # Queued again under the same id, by something other than retry(): a new attempt waits.
+        # A revoked task stays revoked: Huey will skip it.
+        _update(task, state="queued")
+
+
+def _started(task):
+    now = clock.now()
+    if task.name == TICK:
+        _heartbeat(last_started_at=now)
+        return
+    changed = _update(task, state="running", started_at=now, finished_at=None, runtime=None,
+                      attempt=TaskRun.attempt + 1)
+    if not changed:
+        _insert(task, state="running", started_at=now, attempt=1)
+
+
+def _finished(task, state, error=""):
+    now = clock.now()
+    if task.name == TICK:
+        _heartbeat(last_finished_at=now, last_result="ticked" if state == "succeeded"
+                   else _cut(f"{state}: {error}", 200))
+        if state == "succeeded":
+            return
+    run = TaskRun.get_or_none(TaskRun.task_id == task.id)
+    if run is None:
+        _insert(task, state=state)
+        run = TaskRun.get(TaskRun.task_id == task.id)
+    fields = {"state": state, "finished_at": now, "runtime": None}
+    if run.started_at is not None and state not in ("revoked", "expired"):
+        fields["runtime"] = max(0.0, (now - run.started_at).total_seconds())
+    if error:
+        fields["error"] = error
+    _update(task, **fields)
+
+
+def _failed(task, exc):
+    _finished(task, "failed", _describe(exc))
+    _update(task, traceback=_traceback(exc))
+
+
+def _retrying(task):
+    run = TaskRun.get_or_none(TaskRun.task_id == task.id)
+    if run is None:
+        _insert(task, state="retrying")
+    fields = {"state": "retrying"}
+    if run is None or run.state not in ("failed", "cancelled"):
+        fields["error"] = "The task asked to be run again."
+    _update(task, **fields)
+
+
+_HANDLERS = {
+    S.SIGNAL_ENQUEUED: _queued,
+    S.SIGNAL_SCHEDULED: _queued,
+    S.SIGNAL_EXECUTING: _started,
+    S.SIGNAL_COMPLETE: lambda task: _finished(task, "succeeded"),
+    S.SIGNAL_ERROR: _failed,
+    S.SIGNAL_RETRYING: _retrying,
+    S.SIGNAL_REVOKED: lambda task: _finished(task, "revoked"),
+    S.SIGNAL_EXPIRED: lambda task: _finished(
+        task, "expired", "Not run: it waited longer than its expiry allows."),
+    S.SIGNAL_CANCELED: lambda task: _finished(task, "cancelled", "Cancelled before it finished."),
+    S.SIGNAL_INTERRUPTED: lambda task: _finished(
+        task, "interrupted", "The clinic stopped while this task was running."),
+    S.SIGNAL_LOCKED: lambda task: _finished(
+        task, "failed", "Not run: another run of this task held its lock."),
+    S.SIGNAL_TIMEOUT: lambda task: _finished(
+        task, "failed", f"Stopped: it ran longer than its {task.timeout} s time limit."),
+    S.SIGNAL_RATE_LIMITED: lambda task: _finished(
+        task, "failed", "Not run: too many runs of this task in a short time."),
+}
+
+huey.signal(*_HANDLERS)(_record)
+
+
+def _insert(task, **fields):
+    fields.setdefault("queued_at", clock.now())
+    TaskRun.insert(task_id=task.id, job=job_name(task), task=_registry_name(task),
+                   summary=summarize(task), call=_call(task), priority=task.priority,
+                   progress_id=_progress_id(task), **fields).on_conflict_ignore().execute()
+
+
+def _update(task, **fields):
+    return TaskRun.update(**fields).where(TaskRun.task_id == task.id).execute()
+
+
+def _heartbeat(**fields):
+    JobState.insert(name=HEARTBEAT, **fields).on_conflict(
+        conflict_target=[JobState.name],
+        update={getattr(JobState, name): value for name, value in fields.items()}).execute()
+
+
+# -- what a task is -------------------------------------------------------------------------------
+
+
+def job_name(task):
+    """The scheduled job's name for run_job, "scheduler" for the tick, else the task's name."""
+    if task.name == "run_job":
+        name = task.args[0] if task.args else task.kwargs.get("name")
+        return _cut(str(name), 80)
+    if task.name == TICK:
+        return HEARTBEAT
+    return _cut(task.name, 80)
+
+
+def _registry_name(task):
+    return huey._registry.task_to_string(type(task))
+
+
+def _parameters(task):
+    """The names of the task function's parameters, for ``name=value`` in the summary."""
+    wrapper = getattr(sys.modules.get(type(task).__module__), task.name, None)
+    func = getattr(wrapper, "func", None)
+    try:
+        return list(inspect.signature(func).parameters) if func else []
+    except (TypeError, ValueError):
+        return []
+
+
+def _named_arguments(task):
+    names = _parameters(task)
+    pairs = [(names[i] if i < len(names) else f"arg{i + 1}", value)
+             for i, value in enumerate(task.args)]
+    return pairs + list(task.kwargs.items())
+
+
+def summarize(task):
+    """The task's arguments in a line, ``ids=[12, 13], name=daily-reminders``. Clinic tasks take
+    ids by design; anything that does not look like an id or a name is shown only by its kind,
+    so no patient's details reach the jobs page."""
+    return _cut(", ".join(f"{name}={_shown(value)}" for name, value in _named_arguments(task)),
+                300)
+
+
+def _shown(value):
+    if value is None or isinstance(value, bool | int | float):
+        return str(value)
+    if isinstance(value, str):
+        return value if _IDENTIFIER.fullmatch(value) else f"<text, {len(value)} characters>"
+    if isinstance(value, list | tuple | set | frozenset):
+        items = list(value)
+        if all(isinstance(item, int) and not isinstance(item, bool) for item in items):
+            shown = ", ".join(str(item) for item in items[:10])
+            more = f", … {len(items)} in all" if len(items) > 10 else ""
+            return f"[{shown}{more}]"
+        return f"<{len(items)} items>"
+    if isinstance(value, dict):
+        return f"<{len(value)} entries>"
+    return f"<{type(value).__name__}>"
+
+
+def _call(task):
+    """The arguments as JSON, so Retry can queue the task again; None when they are not JSON."""
+    try:
+        return json.loads(json.dumps({"args": list(task.args), "kwargs": dict(task.kwargs)}))
+    except (TypeError, ValueError):
+        return None
+
+
+def _progress_id(task):
+    for name, value in _named_arguments(task):
+        if name == "task_id" and isinstance(value, str):
+            return value[:64]
+    return ""
+
+
+def _describe(exc):
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return _cut(text, ERROR_CHARS)
+
+
+def _traceback(exc):
+    text = "".join(tb.format_exception(type(exc), exc, exc.__traceback__))
+    if len(text) > TRACEBACK_CHARS:
+        text = "… (the start is cut)\n" + text[-TRACEBACK_CHARS:]
+    return text
+
+
+def _cut(text, limit):
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# -- reading --------------------------------------------------------------------------------------
+
+
+def run_for(task_id):
+    run = TaskRun.get_or_none(TaskRun.task_id == str(task_id)[:64])
+    if run is None:
+        raise NotFound("No task has that id; it may have been cleaned up.")
+    return run
+
+
+def progress_of(run):
+    """The progress record (clinic.progress) the task reports on, or None."""
+    ids = [run.task_id] + ([run.progress_id] if run.progress_id else [])
+    return TaskRecord.select().where(TaskRecord.task_id.in_(ids)).first()
+
+
+def _day(raw, field, errors):
+    if not raw:
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        errors[field] = "Enter a date as YYYY-MM-DD."
+        return None
+
+
+def _midnight(day):
+    return clock.to_utc(datetime.combine(day, time()))  # naive: clinic-local wall time
+
+
+def search(job="", state="", day_from="", day_to="", limit=25, offset=0):
+    """Task runs, newest first, filtered by job, state and clinic-local days (both included).
+    Raises Invalid (with the field) for a state or a date it does not know."""
+    errors = {}
+    if state and state not in TASK_RUN_STATES:
+        errors["state"] = "Choose a state from the list."
+    start, end = _day(day_from, "from", errors), _day(day_to, "to", errors)
+    if start and end and end < start:
+        errors["to"] = "The last day comes before the first."
+    check(errors)
+    query = TaskRun.select()
+    if job:
+        query = query.where(TaskRun.job == job)
+    if state:
+        query = query.where(TaskRun.state == state)
+    if start:
+        query = query.where(TaskRun.queued_at >= _midnight(start))
+    if end:
+        query = query.where(TaskRun.queued_at < _midnight(end + timedelta(days=1)))
+    return query.order_by(TaskRun.queued_at.desc(), TaskRun.id.desc()).limit(limit).offset(offset)
+
+
+def history(failed=False, limit=20):
+    """The latest runs for `python run.py job history`, newest first."""
+    return list(search(state="failed" if failed else "", limit=limit))
+
+
+def job_names():
+    """Every name the job filter offers: the scheduled jobs, then other tasks seen."""
+    seen = {row[0] for row in TaskRun.select(TaskRun.job).distinct().tuples()}
+    scheduled = [job.name for job in jobs.JOBS]
+    return scheduled + sorted(seen - set(scheduled))
+
+
+def percentile(values, pct):
+    """The nearest-rank percentile: the smallest value with ``pct`` % of values at or below."""
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    return ordered[max(1, math.ceil(pct / 100 * len(ordered))) - 1]
+
+
+def runtime_stats(now=None, days=STATS_DAYS):
+    """Per job over the last ``days``: ``{"succeeded", "failed", "median", "p95"}``, the
+    runtimes (seconds) being those of the successful runs."""
+    since = (now or clock.now()) - timedelta(days=days)
+    counts = defaultdict(lambda: {"succeeded": 0, "failed": 0})
+    runtimes = defaultdict(list)
+    rows = (TaskRun.select(TaskRun.job, TaskRun.state, TaskRun.runtime)
+            .where(TaskRun.queued_at >= since, TaskRun.state.in_(("succeeded", "failed")))
+            .tuples())
+    for job, state, runtime in rows:
+        counts[job][state] += 1
+        if state == "succeeded" and runtime is not None:
+            runtimes[job].append(runtime)
+    return {job: {**count,
+                  "median": statistics.median(runtimes[job]) if runtimes[job] else None,
+                  "p95": percentile(runtimes[job], 95)}
+            for job, count in counts.items()}
+
+
+def overview(now=None):
+    """Each scheduled job as clinic.jobs.listing() gives it (schedule in words, last run, next
+    five runs), with its counts and runtimes over the last week."""
+    now = now or clock.now()
+    stats = runtime_stats(now)
+    empty = {"succeeded": 0, "failed": 0, "median": None, "p95": None}
+    return [{**row, **stats.get(row["name"], empty)} for row in jobs.listing(now, runs=5)]
+
+
+def last_tick():
+    """When the scheduler last ticked (aware UTC), or None if it never has."""
+    beat = JobState.get_or_none(JobState.name == HEARTBEAT)
+    return beat.last_started_at if beat else None
+
+
+def banner(now=None):
+    """Why background jobs look stopped, in plain words, or None. Cheap enough for every admin
+    page: one row by key, one indexed row, and the queue's length only when tasks wait."""
+    try:
+        now = now or clock.now()
+        ticked = last_tick()
+        if ticked is not None and now - ticked > STALLED_AFTER:
+            return f"Background jobs are not running since {_when(ticked, now)}."
+        oldest = (TaskRun.select(TaskRun.queued_at).where(TaskRun.state == "queued")
+                  .order_by(TaskRun.queued_at).first())
+        if oldest is None or now - oldest.queued_at <= STALLED_AFTER:
+            return None
+        started_lately = TaskRun.select().where(
+            TaskRun.started_at >= now - STALLED_AFTER).exists()
+        if started_lately or huey.pending_count() == 0:
+            return None
+        return (f"Background jobs are not running: tasks have been waiting since "
+                f"{_when(oldest.queued_at, now)} and none has started.")
+    except Exception:  # the banner must never break a page
+        log.exception("could not check the background jobs")
+        return None
+
+
+def _when(instant, now):
+    local = clock.local(instant)
+    if local.date() == clock.local(now).date():
+        return local.strftime("%H:%M")
+    return local.strftime("%a %d %b, %H:%M")
+
+
+def format_runtime(seconds):
+    """Seconds as people read them: 0.42 s, 12 s, 3 min 5 s, 1 h 2 min."""
+    if seconds is None:
+        return "—"
+    if seconds < 10:
+        return f"{seconds:.2f} s"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+# -- acting ---------------------------------------------------------------------------------------
+
+
+def run_now(name):
+    """Queue scheduled job ``name`` now with its priority; returns the task id. NotFound for a
+    name no job has."""
+    from clinic import tasks  # tasks imports this module
+
+    job = jobs.get(name)
+    task = tasks.run_job.s(job.name, priority=job.priority)
+    huey.enqueue(task)
+    return task.id
+
+
+def retry(task_id):
+    """Queue a failed (or interrupted) task again: the same task, arguments and id, so its row
+    counts the new attempt.
+
+    1. Check it can run again: its arguments were kept, and this clinic still has the task.
+    2. Claim it with a conditional UPDATE (failed -> queued): of two clicks, one queues it.
+    3. Queue it; if that fails, give the state back."""
+    run = run_for(task_id)
+    if run.state not in RETRYABLE:
+        raise Conflict(f"Only a failed task can be retried; its state is {run.state}.")
+    if run.call is None:
+        raise Conflict("This task's arguments were not kept, so it cannot be run again.")
+    try:
+        task_class = huey._registry.string_to_task(run.task)
+    except HueyException:
+        raise Conflict(f"This clinic has no task {run.task} any more.") from None
+    claimed = (TaskRun.update(state="queued")
+               .where(TaskRun.task_id == run.task_id, TaskRun.state == run.state).execute())
+    if claimed != 1:
+        raise Conflict("Someone else retried or changed this task a moment ago.")
+    task = task_class(tuple(run.call["args"]), dict(run.call["kwargs"]), id=run.task_id,
+                      priority=run.priority)
+    try:
+        huey.enqueue(task)
+    except Exception:
+        TaskRun.update(state=run.state).where(TaskRun.task_id == run.task_id).execute()
+        raise
+    return task.id
+
+
+def revoke(task_id, now=None):
+    """Make a task that is still waiting never run. Huey skips a revoked task when a worker
+    takes it from the queue, which then records it as revoked; the row says so at once."""
+    run = run_for(task_id)
+    with db.database.atomic():
+        claimed = (TaskRun.update(state="revoked", finished_at=now or clock.now())
+                   .where(TaskRun.task_id == run.task_id, TaskRun.state.in_(WAITING))
+                   .execute())
+        if claimed != 1:
+            raise Conflict(f"Only a waiting task can be revoked; its state is "
+                           f"{TaskRun.get_by_id(run.id).state}.")
+        # revoke_once: Huey forgets the revocation once it has skipped the task.
+        huey.revoke_by_id(run.task_id, revoke_once=True)
+
+
+def prune(now=None, keep=KEEP, batch=500):
+    """Delete runs queued more than ``keep`` ago, ``batch`` rows per transaction; returns how
+    many. For the weekly clean-up job (clinic/cleanup.py)."""
+    cutoff = (now or clock.now()) - keep
+    deleted = 0
+    while True:
+        with db.database.atomic():
+            ids = [r.id for r in TaskRun.select(TaskRun.id).where(TaskRun.queued_at < cutoff)
+                   .limit(batch)]
+            if not ids:
+                return deleted
+            deleted += TaskRun.delete().where(TaskRun.id.in_(ids)).execute()

@@ -1,0 +1,80 @@
+"""The admin's jobs pages: the scheduled jobs with Run now, every task run with filters, a run's
+details with Retry and Revoke, and the banner that says when background jobs are not running."""
+
+import bottle
+from bottle import request
+
+from clinic import monitor
+from clinic.errors import Conflict, Invalid
+from clinic.models import TASK_RUN_STATES
+from clinic.views.admin import _page, _split
+from clinic.web import flash, page, redirect, render, templates
+
+routes = bottle.Bottle()
+
+# base.html shows the banner on every page an admin sees.
+templates.globals["jobs_banner"] = monitor.banner
+
+FILTERS = ("job", "state", "from", "to")
+
+
+@routes.get("/admin/jobs")
+@page("admin")
+def jobs_page():
+    filters = {name: request.query.getunicode(name, "").strip() for name in FILTERS}
+    number, window = _page()
+    errors = {}
+    try:
+        runs, more = _split(monitor.search(filters["job"], filters["state"], filters["from"],
+                                           filters["to"], **window))
+    except Invalid as exc:
+        runs, more, errors = [], False, exc.fields
+    return render("admin/jobs.html", status=400 if errors else 200, jobs=monitor.overview(),
+                  runs=runs, more=more, page=number, form=filters, errors=errors,
+                  job_names=monitor.job_names(), states=TASK_RUN_STATES,
+                  runtime=monitor.format_runtime, stats_days=monitor.STATS_DAYS)
+
+
+@routes.post("/admin/jobs/<name>/run")
+@page("admin")
+def run_now(name):
+    monitor.run_now(name)
+    flash(f"{name} is queued: it starts as soon as a worker is free. Its run is listed below.")
+    redirect("/admin/jobs#runs")
+
+
+def _run_page(run, status=200, **context):
+    return render("admin/jobs_run.html", status=status, run=run,
+                  record=monitor.progress_of(run), runtime=monitor.format_runtime,
+                  can_retry=run.state in monitor.RETRYABLE and run.call is not None,
+                  can_revoke=run.state in monitor.WAITING, **context)
+
+
+@routes.get("/admin/jobs/runs/<task_id>")
+@page("admin")
+def run_detail(task_id):
+    return _run_page(monitor.run_for(task_id))
+
+
+@routes.post("/admin/jobs/runs/<task_id>/retry")
+@page("admin")
+def retry(task_id):
+    run = monitor.run_for(task_id)
+    try:
+        monitor.retry(run.task_id)
+    except Conflict as exc:
+        return _run_page(monitor.run_for(task_id), status=409, errors={"__all__": exc.message})
+    flash(f"{run.job} is queued again; this page shows how it goes.")
+    redirect(f"/admin/jobs/runs/{run.task_id}")
+
+
+@routes.post("/admin/jobs/runs/<task_id>/revoke")
+@page("admin")
+def revoke(task_id):
+    run = monitor.run_for(task_id)
+    try:
+        monitor.revoke(run.task_id)
+    except Conflict as exc:
+        return _run_page(monitor.run_for(task_id), status=409, errors={"__all__": exc.message})
+    flash(f"{run.job} is revoked: it will not run.")
+    redirect(f"/admin/jobs/runs/{run.task_id}")

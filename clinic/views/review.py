@@ -1,0 +1,43 @@
+"""The review page: a patient follows the signed link from a review request and rates the visit,
+without signing in."""
+
+import bottle
+from bottle import response
+
+from clinic import reviews
+from clinic.errors import Invalid
+from clinic.web import flash, form, page, redirect, render
+
+routes = bottle.Bottle()
+
+
+def _private():
+    # The page names the patient's doctor and visit: no shared cache may keep it.
+    response.set_header("Cache-Control", "no-store")
+
+
+@routes.get("/review/<token>")
+@page()
+def review_form(token):
+    _private()
+    visit, review = reviews.visit_for(token)
+    if review is not None:
+        return render("review/thanks.html", visit=visit, review=review)
+    return render("review/form.html", visit=visit, token=token, stars=reviews.STARS)
+
+
+@routes.post("/review/<token>")
+@page()
+def review(token):
+    _private()
+    data = form()
+    try:
+        visit, added = reviews.submit(token, data.get("rating"), data.get("comment"))
+    except Invalid as exc:
+        visit, _ = reviews.visit_for(token)
+        return render("review/form.html", status=400, visit=visit, token=token,
+                      stars=reviews.STARS, form=data, errors=exc.fields)
+    if not added:
+        return render("review/thanks.html", visit=visit, review=None)
+    flash("Thank you for your review!")
+    redirect(f"/review/{token}")

@@ -1,0 +1,377 @@
+"""The jobs monitor: every task run recorded from Huey's signals (through the real in-process
+consumer, or by draining the queue with huey.dequeue() + huey.execute()), Retry and Revoke, the
+scheduler's heartbeat and the banner, per-job runtimes, pruning, and `job history`."""
+
+import os
+import queue as stdqueue
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import time_machine
+from huey import signals as S
+
+from clinic import db, jobs, monitor, tasks
+from clinic.errors import Conflict, Invalid
+from clinic.jobs import Job
+from clinic.models import JobState, TaskRecord, TaskRun
+from clinic.server import make_consumer
+from huey_config import huey
+from tests.conftest import TZ
+
+ROOT = Path(__file__).resolve().parent.parent
+
+calls = []
+
+
+@huey.task()
+def remember_ids(ids):
+    calls.append(ids)
+
+
+@huey.task()
+def fails_once(ids):
+    """Fails the first time it runs, succeeds after: what a passing SMTP outage looks like."""
+    calls.append(ids)
+    if len(calls) == 1:
+        raise RuntimeError("the SMTP server is on fire")
+
+
+@huey.task()
+def reports_progress(task_id, month_year):
+    calls.append(task_id)
+
+
+@huey.task(retries=1)
+def fails_once_with_a_retry(ids):
+    calls.append(ids)
+    if len(calls) == 1:
+        raise RuntimeError("connection refused")
+
+
+def local(*args):
+    return datetime(*args, tzinfo=TZ).astimezone(UTC)
+
+
+@pytest.fixture(autouse=True)
+def forget_calls():
+    calls.clear()
+
+
+@pytest.fixture
+def consumer(app, clinic_settings):
+    """The real consumer in threads, as run.py starts it (without the periodic scheduler)."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    pool = make_consumer(clinic_settings, scheduler=False)
+    pool.start()
+    yield pool
+    pool.stop(graceful=True)
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
+@pytest.fixture
+def finished():
+    """finished(task_id, signal): wait until the consumer has sent ``signal`` for the task. Our
+    receiver is connected after the monitor's, so by then the monitor has recorded it."""
+    seen = stdqueue.Queue()
+
+    def note(sig, task, *args):
+        seen.put((sig, task.id))
+
+    huey.signal(S.SIGNAL_COMPLETE, S.SIGNAL_ERROR)(note)
+
+    def wait(task_id, sig, timeout=10):
+        deadline = time.monotonic() + timeout
+        while seen.get(timeout=max(0.01, deadline - time.monotonic())) != (sig, task_id):
+            pass
+
+    yield wait
+    huey.disconnect_signal(note)
+
+
+def drain():
+    """Run every queued task in this thread, as a worker would."""
+    while (task := huey.dequeue()) is not None:
+        huey.execute(task)
+
+
+def run_of(result_or_id):
+    return TaskRun.get(TaskRun.task_id == getattr(result_or_id, "id", result_or_id))
+
+
+def add_run(job, state="succeeded", runtime=1.0, queued_at=None, **fields):
+    """A recorded run, as the signals would have left it."""
+    queued_at = queued_at or datetime.now(UTC)
+    return TaskRun.create(task_id=f"{job}-{TaskRun.select().count()}", job=job,
+                          task="clinic.tasks.run_job", state=state, runtime=runtime,
+                          queued_at=queued_at, started_at=queued_at,
+                          finished_at=queued_at + timedelta(seconds=runtime or 0), **fields)
+
+
+# -- recording ------------------------------------------------------------------------------------
+
+
+def test_a_queued_task_is_recorded_before_any_worker_can_start_it(app):
+    result = remember_ids([12, 13])
+    run = run_of(result)
+    assert (run.state, run.job, run.summary) == ("queued", "remember_ids", "ids=[12, 13]")
+    assert run.task == "tests.test_monitor.remember_ids"
+    assert run.started_at is None and run.attempt == 0
+
+
+def test_the_real_consumer_records_a_run_from_start_to_success(consumer, finished):
+    result = remember_ids([12, 13])
+    finished(result.id, S.SIGNAL_COMPLETE)
+    run = run_of(result)
+    assert calls == [[12, 13]]
+    assert (run.state, run.attempt, run.error) == ("succeeded", 1, "")
+    assert run.queued_at <= run.started_at <= run.finished_at
+    assert run.runtime == pytest.approx((run.finished_at - run.started_at).total_seconds())
+
+
+def test_a_failure_is_recorded_with_its_error_and_retry_runs_it_to_success(consumer, finished):
+    result = fails_once([7])
+    finished(result.id, S.SIGNAL_ERROR)
+    run = run_of(result)
+    assert run.state == "failed" and run.finished_at is not None
+    assert run.error == "RuntimeError: the SMTP server is on fire"
+    assert "Traceback" in run.traceback and "in fails_once" in run.traceback
+
+    assert monitor.retry(run.task_id) == run.task_id
+    finished(run.task_id, S.SIGNAL_COMPLETE)
+    run = run_of(result)
+    assert calls == [[7], [7]]
+    assert (run.state, run.attempt) == ("succeeded", 2)
+    assert run.error.startswith("RuntimeError")  # why a retry was needed stays on the row
+
+
+def test_hueys_own_retries_keep_one_row_and_count_attempts(app):
+    result = fails_once_with_a_retry([3])
+    huey.execute(huey.dequeue())
+    assert run_of(result).state == "retrying"
+    drain()
+    run = run_of(result)
+    assert (run.state, run.attempt) == ("succeeded", 2)
+    assert TaskRun.select().count() == 1
+
+
+def test_retry_is_only_for_a_failed_task_and_only_once(app):
+    result = fails_once([1])
+    drain()
+    monitor.retry(result.id)
+    with pytest.raises(Conflict, match="its state is queued"):
+        monitor.retry(result.id)
+    assert huey.pending_count() == 1
+    drain()
+    assert run_of(result).state == "succeeded"
+
+
+def test_retry_refuses_a_task_whose_arguments_could_not_be_kept(app):
+    result = fails_once(datetime(2026, 1, 1))  # not JSON
+    drain()
+    assert run_of(result).call is None
+    with pytest.raises(Conflict, match="arguments were not kept"):
+        monitor.retry(result.id)
+
+
+def test_a_revoked_waiting_task_does_not_run(app):
+    result = remember_ids([5])
+    monitor.revoke(result.id)
+    assert run_of(result).state == "revoked"
+    drain()
+    assert calls == []
+    run = run_of(result)
+    assert run.state == "revoked" and run.started_at is None
+    with pytest.raises(Conflict, match="its state is revoked"):
+        monitor.revoke(result.id)
+
+
+def test_a_task_that_ran_cannot_be_revoked(app):
+    result = remember_ids([5])
+    drain()
+    with pytest.raises(Conflict, match="Only a waiting task can be revoked; its state is succ"):
+        monitor.revoke(result.id)
+
+
+def test_a_recording_failure_never_breaks_the_task(app, caplog):
+    db.database.execute_sql("DROP TABLE task_run")
+    remember_ids([9])
+    drain()
+    assert calls == [[9]]
+    assert "could not record" in caplog.text
+
+
+# -- what a run says about itself -----------------------------------------------------------------
+
+
+def test_a_scheduled_job_is_named_by_its_job_and_shows_only_ids_and_names(app):
+    tasks.run_job("daily-reminders", "2026-11-10T07:00:00+00:00")
+    run = TaskRun.get()
+    assert run.job == "daily-reminders"
+    assert run.summary == "name=daily-reminders, due_at=2026-11-10T07:00:00+00:00"
+
+
+def test_text_that_could_be_a_patients_details_is_not_shown():
+    task = remember_ids.s("Alice Adams, alice@example.com")
+    assert monitor.summarize(task) == "ids=<text, 30 characters>"
+    assert monitor.summarize(remember_ids.s(list(range(1, 13)))) == (
+        "ids=[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, … 12 in all]")
+    assert monitor.summarize(remember_ids.s({"email": "a@b"})) == "ids=<1 entries>"
+
+
+def test_a_task_that_reports_progress_is_linked_to_its_record(app):
+    record = TaskRecord.create(task_id="abc123", name="monthly-reports", state="PROGRESS",
+                               current=2, total=5)
+    result = reports_progress("abc123", "2026-10")
+    run = run_of(result)
+    assert run.progress_id == "abc123"
+    assert monitor.progress_of(run) == record
+
+
+# -- the scheduler's heartbeat and the banner -----------------------------------------------------
+
+
+def tick_at(instant):
+    with jobs.registry(), time_machine.travel(instant, tick=False):
+        huey.execute(tasks.scheduler_tick.s())
+
+
+def test_the_scheduler_tick_is_a_heartbeat_not_a_row(app):
+    tick_at(local(2026, 11, 10, 10, 42))
+    assert monitor.last_tick() == local(2026, 11, 10, 10, 42)
+    assert JobState.get_by_id("scheduler").last_result == "ticked"
+    assert TaskRun.select().count() == 0
+
+
+def test_banner_when_the_scheduler_has_not_ticked_for_three_minutes(app):
+    tick_at(local(2026, 11, 10, 10, 42))
+    assert monitor.banner(local(2026, 11, 10, 10, 45)) == (
+        "Background jobs are not running since 10:42.")
+    assert monitor.banner(local(2026, 11, 10, 10, 43)) is None
+    assert "since Tue 10 Nov, 10:42" in monitor.banner(local(2026, 11, 11, 9))
+
+
+def test_banner_when_tasks_wait_and_none_starts(app):
+    with time_machine.travel(local(2026, 11, 10, 10, 0), tick=False):
+        remember_ids([1])
+    assert monitor.banner(local(2026, 11, 10, 10, 1)) is None
+    assert monitor.banner(local(2026, 11, 10, 10, 3)) == (
+        "Background jobs are not running: tasks have been waiting since 10:00 and none has "
+        "started.")
+    add_run("busy", state="running", queued_at=local(2026, 11, 10, 10, 2))
+    assert monitor.banner(local(2026, 11, 10, 10, 3)) is None  # a worker is busy, not gone
+
+
+def test_no_banner_when_nothing_waits_in_the_queue(app):
+    with time_machine.travel(local(2026, 11, 10, 10, 0), tick=False):
+        remember_ids([1])
+    huey.flush()  # the row says queued, but the queue is empty: the task was lost, not stuck
+    assert monitor.banner(local(2026, 11, 10, 10, 5)) is None
+
+
+# -- runtimes -------------------------------------------------------------------------------------
+
+
+def test_counts_median_and_95th_percentile_over_the_last_seven_days(app):
+    now = local(2026, 11, 10, 12)
+    for seconds in range(1, 21):  # 1 .. 20 s
+        add_run("daily-reminders", runtime=float(seconds), queued_at=now - timedelta(hours=seconds))
+    add_run("daily-reminders", "failed", runtime=500.0, queued_at=now - timedelta(days=1))
+    add_run("daily-reminders", "failed", runtime=1.0, queued_at=now - timedelta(days=2))
+    add_run("daily-reminders", runtime=900.0, queued_at=now - timedelta(days=8))  # too old
+    add_run("daily-reminders", "running", runtime=None, queued_at=now)
+    stats = monitor.runtime_stats(now)["daily-reminders"]
+    assert stats == {"succeeded": 20, "failed": 2, "median": 10.5, "p95": 19.0}
+
+
+def test_percentile_is_the_nearest_rank():
+    assert monitor.percentile([5.0], 95) == 5.0
+    assert monitor.percentile([1, 2, 3, 4], 50) == 2
+    assert monitor.percentile(range(1, 101), 95) == 95
+    assert monitor.percentile([], 95) is None
+
+
+def test_runtimes_read_as_people_read_them():
+    assert monitor.format_runtime(0.4213) == "0.42 s"
+    assert monitor.format_runtime(12.4) == "12 s"
+    assert monitor.format_runtime(185) == "3 min 5 s"
+    assert monitor.format_runtime(3725) == "1 h 2 min"
+    assert monitor.format_runtime(None) == "—"
+
+
+# -- finding runs ---------------------------------------------------------------------------------
+
+
+def test_search_filters_by_job_state_and_clinic_days(app):
+    late = add_run("no-shows", queued_at=local(2026, 11, 9, 23, 30))  # 22:30 UTC on the 9th
+    early = add_run("no-shows", "failed", queued_at=local(2026, 11, 10, 0, 30))  # 23:30 UTC 9th
+    other = add_run("cleanup", queued_at=local(2026, 11, 10, 12))
+    assert list(monitor.search()) == [other, early, late]
+    assert list(monitor.search(job="no-shows")) == [early, late]
+    assert list(monitor.search(state="failed")) == [early]
+    assert list(monitor.search(day_from="2026-11-10")) == [other, early]
+    assert list(monitor.search(day_to="2026-11-09")) == [late]
+    assert list(monitor.search(day_from="2026-11-10", day_to="2026-11-10", job="cleanup")) == [
+        other]
+
+
+def test_search_says_what_is_wrong_with_a_filter(app):
+    with pytest.raises(Invalid) as caught:
+        monitor.search(state="exploded", day_from="10/11/2026", day_to="")
+    assert caught.value.fields == {"state": "Choose a state from the list.",
+                                   "from": "Enter a date as YYYY-MM-DD."}
+    with pytest.raises(Invalid) as caught:
+        monitor.search(day_from="2026-11-10", day_to="2026-11-09")
+    assert caught.value.fields == {"to": "The last day comes before the first."}
+
+
+def test_prune_deletes_runs_older_than_thirty_days(app):
+    now = local(2026, 11, 10, 12)
+    old = [add_run("no-shows", queued_at=now - timedelta(days=31, minutes=i)) for i in range(7)]
+    kept = add_run("no-shows", queued_at=now - timedelta(days=29))
+    assert monitor.prune(now, batch=3) == len(old)
+    assert list(TaskRun.select()) == [kept]
+
+
+# -- run now --------------------------------------------------------------------------------------
+
+
+def test_run_now_queues_the_job_with_its_priority_and_it_runs(app):
+    ran = []
+    job = Job("test-job", "test_job_at", "08:00", lambda now: ran.append(now) or {"sent": 2},
+              tasks.NORMAL, "A job for tests.")
+    with jobs.registry(job):
+        task_id = monitor.run_now("test-job")
+        [task] = huey.pending()
+        assert (task.id, task.name, task.priority) == (task_id, "run_job", tasks.NORMAL)
+        drain()
+    assert len(ran) == 1
+    assert run_of(task_id).job == "test-job" and run_of(task_id).state == "succeeded"
+    assert JobState.get_by_id("test-job").last_result == "sent 2"
+
+
+# -- the command line -----------------------------------------------------------------------------
+
+
+def test_job_history_failed_prints_the_failed_run(app, clinic_settings):
+    with time_machine.travel(local(2026, 11, 10, 9, 15), tick=False):
+        fails_once([4])
+        drain()
+    remember_ids([5])
+    drain()
+    env = {**os.environ, "CLINIC_DATA_DIR": clinic_settings.data_dir,
+           "CLINIC_TIMEZONE": "Europe/Berlin", "CLINIC_SECRET_KEY": clinic_settings.secret_key}
+    out = subprocess.run([sys.executable, "run.py", "job", "history", "--failed"], cwd=ROOT,
+                         env=env, capture_output=True, text=True, timeout=60, check=True).stdout
+    [line] = out.splitlines()
+    assert line.startswith("2026-11-10 09:15:00 CET  fails_once")
+    assert " failed " in line and line.endswith("RuntimeError: the SMTP server is on fire")
+    everything = subprocess.run([sys.executable, "run.py", "job", "history", "--limit", "5"],
+                                cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+                                check=True).stdout
+    assert len(everything.splitlines()) == 2 and "remember_ids" in everything.splitlines()[0]
