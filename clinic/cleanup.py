@@ -4,7 +4,8 @@
   are emptied. The row stays (recipient, kind, subject, status, error, times) as the record of
   what was sent when; its times are not touched.
 - Exports: files and download links past their expiry (clinic.exports.purge_expired).
-- Task records older than 30 days, expired sign-ins and old sign-in attempts.
+- Task records and the jobs page's task runs older than 30 days, expired sign-ins and old
+  sign-in attempts.
 - Appointments that started more than a year ago are marked archived.
 
 Clinical records (appointments, treatments) are never deleted here, whatever their age.
@@ -14,7 +15,7 @@ from datetime import timedelta
 
 from peewee import Value
 
-from clinic import auth, clock
+from clinic import auth, clock, monitor
 from clinic.db import database
 from clinic.models import Appointment, Message, TaskRecord
 
@@ -27,8 +28,9 @@ ARCHIVE_AFTER = timedelta(days=365)
 
 def run(now=None, batch=BATCH):
     """The clean-up job; returns how many rows each step changed, e.g.
-    ``{"sent_bodies": 120, "failed_bodies": 3, "exports": 2, "task_records": 40, "sessions": 9,
-    "archived": 800}`` (``exports`` says "skipped" where the clinic has no exports module)."""
+    ``{"sent_bodies": 120, "failed_bodies": 3, "exports": 2, "task_records": 40, "task_runs": 900,
+    "sessions": 9, "archived": 800}``; ``exports`` is "skipped" in a clinic without
+    clinic/exports.py."""
     now = now or clock.now()
     has_body = ((Message.text_body != "") | (Message.html_body != "")
                 | (Message.attachments != Value("[]", converter=False)))  # as stored
@@ -43,6 +45,7 @@ def run(now=None, batch=BATCH):
         "exports": _purge_exports(now),
         "task_records": in_batches(TaskRecord.delete(), TaskRecord,
                                    TaskRecord.created_at < now - TASK_RECORDS_KEPT, batch),
+        "task_runs": monitor.prune(now, batch=batch),
         "sessions": auth.purge_expired(now),
         # Archiving changes no visit's times: updated_at stays when the visit last changed.
         "archived": in_batches(Appointment.update(archived=True), Appointment,
