@@ -13,7 +13,7 @@ from datetime import MAXYEAR, MINYEAR, UTC, datetime
 import bottle
 from bottle import request, response
 
-from clinic import appointments, auth, clock, people, settings, stats
+from clinic import appointments, auth, clock, exports, people, settings, stats
 from clinic.errors import Forbidden, Invalid, NotFound, check
 from clinic.models import APPOINTMENT_STATUSES, WEEKDAYS, Appointment, Doctor
 from clinic.openapi import doc, document, query_param
@@ -387,3 +387,20 @@ def dashboard_stats():
 @doc("This API's OpenAPI 3.0 description", returns="OpenAPI")
 def openapi_json():
     return document(routes.routes, settings.get().base_url)
+
+
+# -- exports --------------------------------------------------------------------------------------
+
+
+@routes.post("/api/patient/export-history")
+@api("patient")
+@doc("Export my full medical history as a CSV file", returns="ExportStarted", ok=202,
+     description="Starts building the file in the background and answers at once. Follow it "
+                 "with GET /api/tasks/{task_id}: when done, its result has `download_url` "
+                 "(for this patient only, until `expires_at`), `rows` and `expires_at`, and the "
+                 "file is emailed to the patient. While the patient's previous export is still "
+                 "running, that one is answered instead of starting another.")
+def export_history():
+    record, _started = exports.start(current_user())
+    response.status = 202
+    return {"task_id": record.task_id, "status": record.state}

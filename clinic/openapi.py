@@ -250,5 +250,9 @@ SCHEMAS = {
         "computed_at": _INSTANT,
     }, ["today", "this_month", "patients", "doctors", "completed_treatments", "date", "cached",
         "computed_at"]),
+    "ExportStarted": _object({
+        "task_id": {"type": "string", "description": "Follow it with GET /api/tasks/{task_id}."},
+        "status": {"type": "string", "enum": ["PENDING", "PROGRESS"]},
+    }, ["task_id", "status"]),
     "OpenAPI": {"type": "object", "description": "This document."},
 }

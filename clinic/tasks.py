@@ -61,3 +61,16 @@ def run_job(name, due_at=None):
     """Run a scheduled job; ``due_at`` (ISO UTC, for the log) is the due time it was queued for.
     Returns nothing: Huey would keep every result."""
     jobs.run(name)
+
+
+# -- exports --------------------------------------------------------------------------------------
+# exports.start() queues this once the export's rows are committed; a task lost with the process
+# leaves its export PENDING until it goes stale and the patient can start another.
+
+
+@huey.task(priority=NORMAL)
+def export_history(task_id):
+    """Build a patient's history export. Returns nothing: Huey would keep every result."""
+    from clinic import exports  # imported here so this section stays self-contained
+
+    exports.build(task_id)

@@ -299,6 +299,10 @@ def test_every_operation_answers_as_documented(spec, new_client, everyone):
     check(e, "get", "/api/admin/dashboard-stats", 200)
     check(c, "get", "/api/admin/dashboard-stats", 403)
 
+    # The history export.
+    check(a, "post", "/api/patient/export-history", 202)
+    check(c, "post", "/api/patient/export-history", 403)
+
     check(a, "post", "/api/logout", 200)
     check(a, "post", "/api/logout", 401)
 

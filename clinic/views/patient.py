@@ -6,7 +6,7 @@ from datetime import timedelta
 import bottle
 from bottle import request
 
-from clinic import appointments, clock, people, reviews, settings
+from clinic import appointments, clock, exports, people, reviews, settings
 from clinic.errors import Conflict, Invalid, NotFound
 from clinic.web import current_user, flash, form, page, redirect, render
 
@@ -186,3 +186,34 @@ def reschedule(appointment_id):
 @page("patient")
 def medical_history():
     return render("patient/history.html", visits=appointments.history(current_user().id))
+
+
+# -- export --------------------------------------------------------------------------------------
+# The full history as a CSV file, made in the background (clinic/exports.py). The export's pages
+# answer 404 to anyone but the patient who made it, whatever their role.
+
+
+@routes.post("/patient/history/export")
+@page("patient")
+def export_history():
+    record, started = exports.start(current_user())
+    flash("We are preparing your export. It is also emailed to you when it is ready."
+          if started else "Your export is already being prepared.")
+    redirect(f"/patient/exports/{record.task_id}")
+
+
+@routes.get("/patient/exports/<task_id>")
+@page("patient", "doctor", "admin")
+def export_status(task_id):
+    export, record = exports.export_for(current_user(), task_id)
+    return render("patient/export.html", export=export, record=record,
+                  available=exports.available(export),
+                  download_url=exports.download_path(record.task_id))
+
+
+@routes.get("/patient/exports/<task_id>/download")
+@page("patient", "doctor", "admin")
+def export_download(task_id):
+    path, name = exports.download(current_user(), task_id)
+    return bottle.static_file(path.name, root=str(path.parent), mimetype="text/csv",
+                              charset="utf-8", download=name, etag=False)
