@@ -208,7 +208,7 @@ def register(*settings):
 
 # Modules that declare settings of their own with register(); imported before settings are read
 # so that every setting is known (and documented) whichever module was imported first.
-SETTING_MODULES = ("clinic.mail", "clinic.jobs", "clinic.exports")
+SETTING_MODULES = ("clinic.mail", "clinic.jobs", "clinic.exports", "clinic.reminders")
 
 
 def _import_setting_modules():

@@ -379,7 +379,7 @@ def create_app(s=None):
     """Build the web app on settings ``s`` (default: from the environment). Configures the
     database; does not migrate (run.py and the tests do that)."""
     from clinic import api as api_routes
-    from clinic.views import account, admin, doctor, jobs, patient, review
+    from clinic.views import account, admin, doctor, jobs, link, patient, review
 
     s = settings.use(settings.ensure_secret_key(s or settings.load()))
     db.init(s.database_url)
@@ -387,7 +387,7 @@ def create_app(s=None):
 
     app = bottle.Bottle(catchall=True)
     app.config["clinic.settings"] = s
-    for module in (account, patient, doctor, admin, jobs, review, api_routes):
+    for module in (account, patient, doctor, admin, jobs, review, link, api_routes):
         app.merge(module.routes)
 
     @app.route("/static/<name:path>")

@@ -1,0 +1,175 @@
+"""Reminders of coming visits: one on the morning of the visit, and advance ones a set time before
+it (CLINIC_REMINDER_OFFSETS, "24h,2h" by default). Both are scheduled jobs (clinic/jobs.py):
+``send_daily`` at CLINIC_DAILY_REMINDER_AT (08:00 clinic time), ``send_advance`` every 5 minutes.
+
+Which visits, and how often:
+- Only visits still booked or confirmed. A cancelled visit gets none; cancelling or moving a visit
+  withdraws its reminders not yet sent (clinic/notices.py).
+- Each reminder is one outbox row with a unique key, ``reminder_daily:<id>:<start>`` or
+  ``reminder_<offset>:<id>:<start>`` (``reminder_24h:...``), written whether it is sent or
+  skipped. A second run, or two runs at once, find the key taken and send nothing twice; a moved
+  visit has a new start, so it gets the reminders of its new time (and only those).
+- Each run costs what is due, not the table: one query for the visits in its time window, served
+  by the (status, start) index, and one for the reminders they already have.
+
+When an advance reminder is due:
+- An offset of whole days means the same clinic time that many days before: the 24 h reminder of
+  a 09:00 visit goes out at 09:00 the day before, also when the clocks change in between (then it
+  is 23 or 25 real hours before). Patients read "24 hours before" as "this time yesterday", and
+  the reminder should not arrive at 08:00 or 10:00 for a 09:00 visit. Any other offset (2 h) is
+  real time.
+- A run takes the visits from one longest offset ago to one longest offset ahead (plus two hours
+  for the clock changes) and handles every reminder of theirs whose moment has passed and that
+  has no row yet: so a visit that started while the clinic was down still gets its record.
+
+When a due reminder is recorded as skipped instead (outbox.skip, with the reason), in this order:
+1. The visit got its time after the reminder's moment ("booked less than 24 h ahead"): the
+   confirmation just sent covers it. So a visit booked 1 hour ahead gets neither the 24 h nor the
+   2 h reminder, and one booked 5 hours ahead only the 2 h one.
+2. The reminder's moment passed while the clinic was not running, and by now
+   - the visit has started ("... the visit had already started");
+   - or it is less than 15 minutes away: too late to be of use, and a reminder then reads as
+     a mistake ("... the visit was less than 15 minutes away");
+   - or a shorter reminder is due as well (the 2 h one): only the one nearest the visit goes,
+     so the patient does not get two reminders at once.
+   A reminder missed during downtime is otherwise sent late: it gives the visit's date and time,
+   never "tomorrow" or "in 2 hours".
+The daily reminder goes to every visit of the clinic-local day (23 or 25 hours on the days the
+clocks change) that has not started yet; one that started before the run is recorded as skipped.
+
+Reminders say when, which doctor and where, with the link to the visit's page; never the reason
+for the visit or the doctor's specialization.
+"""
+
+from datetime import UTC, timedelta
+
+from clinic import appointments, clock, notices, outbox, settings
+from clinic.models import ACTIVE_STATUSES, Appointment, Message
+from clinic.queue import URGENT
+from clinic.settings import Setting, _durations
+
+DAY = timedelta(days=1)
+TOO_LATE = timedelta(minutes=15)  # a missed reminder is not sent this close to the visit
+# A whole-day offset counted on the clinic's calendar is this much longer than its hours at
+# most: more than any zone moves its clocks by at once.
+DST_SLACK = timedelta(hours=2)
+MISSED = "the clinic was not running when this reminder was due"
+
+
+def _offsets(raw):
+    values = _durations(raw)
+    if min(values) < 2 * TOO_LATE:
+        raise ValueError("each offset must be 30m or more")
+    return values
+
+
+settings.register(Setting(
+    "reminder_offsets", "24h,2h", _offsets,
+    "How long before each visit the advance reminders go out (30m or more each). Whole days "
+    "mean the same clinic time that many days before, 23 or 25 hours when the clocks change."))
+
+
+def label(offset):
+    """An offset as it appears in outbox keys: 24h, 2h, 90m."""
+    minutes = int(offset.total_seconds() // 60)
+    return f"{minutes // 60}h" if minutes % 60 == 0 else f"{minutes}m"
+
+
+def _words(offset):
+    return label(offset).replace("h", " h").replace("m", " min")
+
+
+def due_at(start, offset, tz=None):
+    """When the ``offset`` reminder of a visit at ``start`` falls due: whole days on the clinic's
+    calendar (the same wall time, the first one when it happens twice), anything else in real
+    time."""
+    if offset % DAY:
+        return start - offset
+    tz = tz or clock.zone()
+    wall = start.astimezone(tz).replace(tzinfo=None, fold=0) - offset
+    return wall.replace(tzinfo=tz).astimezone(UTC)
+
+
+def send_daily(now=None):
+    """The daily-reminders job: remind every visit of today (clinic time) once. Returns
+    ``{"sent": n, "skipped": m}``."""
+    now = now or clock.now()
+    lo, hi = appointments.day_bounds(clock.local(now).date())
+    window = (Appointment.status.in_(ACTIVE_STATUSES)
+              & (Appointment.start >= lo) & (Appointment.start < hi))
+    visits, taken, _ = _visits(window, "reminder_daily")
+    counts = {"sent": 0, "skipped": 0}
+    for visit in visits:
+        key = f"reminder_daily:{visit.id}:{notices.stamp(visit.start)}"
+        if key in taken:
+            continue
+        reason = ("the visit had started before the daily reminders went out"
+                  if visit.start <= now else None)
+        _remind("reminder_daily", key, visit, reason, now, counts)
+    return counts
+
+
+def send_advance(now=None):
+    """The advance-reminders job: send each offset's reminders that are due (see the rules
+    above). Returns ``{"sent": n, "skipped": m}``."""
+    now = now or clock.now()
+    tz = clock.zone()
+    offsets = settings.get().reminder_offsets  # longest first
+    longest = offsets[0]
+    window = (Appointment.status.in_(ACTIVE_STATUSES)
+              & (Appointment.start > now - longest)
+              & (Appointment.start <= now + longest + DST_SLACK))
+    visits, taken, moved = _visits(window, "reminder_advance")
+    counts = {"sent": 0, "skipped": 0}
+    for visit in visits:
+        due = [offset for offset in offsets if due_at(visit.start, offset, tz) <= now]
+        timed_at = max(visit.created_at, moved.get(visit.id, visit.created_at))
+        for offset in due:
+            key = f"reminder_{label(offset)}:{visit.id}:{notices.stamp(visit.start)}"
+            if key in taken:
+                continue
+            shorter = [o for o in due if o < offset]
+            if timed_at > due_at(visit.start, offset, tz):
+                reason = f"booked less than {_words(offset)} ahead"
+            elif visit.start <= now:
+                reason = f"{MISSED}; the visit had already started"
+            elif visit.start - now < TOO_LATE:
+                reason = f"{MISSED}; the visit was less than 15 minutes away"
+            elif shorter:
+                reason = f"{MISSED}; the {_words(shorter[0])} reminder, due as well, replaces it"
+            else:
+                reason = None
+            _remind("reminder_advance", key, visit, reason, now, counts)
+    return counts
+
+
+def _visits(window, kind):
+    """The visits in ``window`` (with their people), the keys of their ``kind`` messages, and
+    when each moved visit was last moved: two queries, whatever the size of the table."""
+    visits = list(appointments.with_people().where(window)
+                  .order_by(Appointment.start, Appointment.id))
+    # By appointment, not by kind: the kind index would read every reminder ever sent.
+    rows = (Message.select(Message.appointment, Message.kind, Message.key, Message.created_at)
+            .where(Message.appointment.in_(Appointment.select(Appointment.id).where(window))))
+    taken, moved = set(), {}
+    for row in rows:
+        if row.kind == kind:
+            taken.add(row.key)
+        elif row.kind == "rescheduled":
+            moved[row.appointment_id] = max(row.created_at, moved.get(row.appointment_id,
+                                                                      row.created_at))
+    return visits, taken, moved
+
+
+def _remind(kind, key, visit, reason, now, counts):
+    """Send the reminder ``key``, or record it as skipped for ``reason``; counts only what this
+    call wrote (a run at the same time may have taken the key first)."""
+    patient = visit.patient
+    if reason:
+        written = outbox.skip(key, kind, patient.email, reason, user=patient, appointment=visit,
+                              now=now)
+        counts["skipped"] += written is not None
+    else:
+        written = outbox.enqueue(kind, key, patient.email, notices.details(visit), user=patient,
+                                 appointment=visit, priority=URGENT)
+        counts["sent"] += written is not None

@@ -1,0 +1,138 @@
+"""The pages behind the link in a confirmation or reminder email: the patient sees the
+appointment, confirms they will come, cancels or moves it, without signing in.
+
+The signed token in the address is the only key (clinic.notices.appointment_for_link): it names
+one appointment and expires at its start. Cancelling and moving follow the same rules as the
+patient's own pages, because they call the same domain functions as that patient.
+"""
+
+from datetime import timedelta
+
+import bottle
+from bottle import request, response
+
+from clinic import appointments, clock, notices, settings
+from clinic.errors import Conflict, Invalid
+from clinic.web import flash, form, page, redirect, render
+
+routes = bottle.Bottle()
+
+
+def _private():
+    # The page names the patient, the doctor and the time: no shared cache may keep it.
+    response.set_header("Cache-Control", "no-store")
+
+
+def _when(instant):
+    return clock.local(instant).strftime("%a %d %b %Y, %H:%M")
+
+
+def _visit_page(token, appointment, errors=None, status=200):
+    now = clock.now()
+    return render("link/appointment.html", status=status, a=appointment, token=token,
+                  changeable=appointments.can_change(appointment, appointment.patient, now=now),
+                  confirmable=appointment.status == "booked" and appointment.start > now,
+                  cutoff=notices.duration_words(settings.get().cancel_cutoff),
+                  address=settings.get().address, errors=errors or {})
+
+
+def _banner(exc):
+    return {"__all__": exc.message, **exc.fields}
+
+
+@routes.get("/visit/<token>")
+@page()
+def visit(token):
+    _private()
+    return _visit_page(token, notices.appointment_for_link(token))
+
+
+@routes.post("/visit/<token>/confirm")
+@page()
+def confirm(token):
+    _private()
+    appointment = notices.appointment_for_link(token)
+    try:
+        appointments.confirm(appointment)
+    except Conflict as exc:
+        return _visit_page(token, appointment, errors=_banner(exc), status=exc.status)
+    flash("Thank you: we expect you then.")
+    redirect(f"/visit/{token}")
+
+
+@routes.get("/visit/<token>/cancel")
+@page()
+def cancel_confirm(token):
+    _private()
+    appointment = notices.appointment_for_link(token)
+    try:
+        appointments.check_changeable(appointment, appointment.patient)
+    except Conflict as exc:
+        return _visit_page(token, appointment, errors=_banner(exc), status=exc.status)
+    return render("link/cancel.html", a=appointment, token=token)
+
+
+@routes.post("/visit/<token>/cancel")
+@page()
+def cancel(token):
+    _private()
+    appointment = notices.appointment_for_link(token)
+    try:
+        appointments.cancel(appointment, appointment.patient)
+    except Conflict as exc:
+        return _visit_page(token, appointment, errors=_banner(exc), status=exc.status)
+    flash(f"Your appointment on {_when(appointment.start)} is cancelled.")
+    redirect(f"/visit/{token}")
+
+
+def _slot_picker(token, appointment, raw_day, form=None, errors=None, status=200):
+    """The doctor's free times on one clinic-local day, each a button that moves the
+    appointment there."""
+    now = clock.now()
+    today = clock.local(now).date()
+    errors = dict(errors or {})
+    try:
+        day = appointments.parse_day(raw_day, default=clock.local(appointment.start).date())
+    except Invalid as exc:
+        errors.update(exc.fields)
+        day, status = None, 400 if status == 200 else status
+    slots = []
+    if day is not None:
+        slots = [clock.local(s) for s in appointments.free_slots(
+            appointment.doctor_profile, day, now=now, exclude=appointment.id)]
+    return render("link/reschedule.html", status=status, a=appointment, token=token, day=day,
+                  today=today, last_day=clock.local(now + settings.get().booking_horizon).date(),
+                  one_day=timedelta(days=1), slots=slots,
+                  form={"date": raw_day or "", **(form or {})}, errors=errors)
+
+
+@routes.get("/visit/<token>/reschedule")
+@page()
+def reschedule_form(token):
+    _private()
+    appointment = notices.appointment_for_link(token)
+    try:
+        appointments.check_changeable(appointment, appointment.patient)
+    except Conflict as exc:
+        return _visit_page(token, appointment, errors=_banner(exc), status=exc.status)
+    return _slot_picker(token, appointment, request.query.getunicode("date", ""))
+
+
+@routes.post("/visit/<token>/reschedule")
+@page()
+def reschedule(token):
+    _private()
+    appointment = notices.appointment_for_link(token)
+    data = form()
+    try:
+        start = appointments.parse_start(data.get("start"))
+        moved = appointments.reschedule(appointment, start, appointment.patient)
+    except (Invalid, Conflict) as exc:
+        appointment = notices.appointment_for_link(token)  # as it is now
+        if not appointments.can_change(appointment, appointment.patient):
+            return _visit_page(token, appointment, errors=_banner(exc), status=exc.status)
+        return _slot_picker(token, appointment, data.get("date", ""), form=data,
+                            errors=_banner(exc), status=exc.status)
+    flash(f"Your appointment is moved to {_when(moved.start)}. We have emailed you the new "
+          "time.")
+    redirect(notices.link_path(moved))  # a link valid until the new start
