@@ -2,13 +2,17 @@
 invites: written with the booking, delivered after it, to a real SMTP server."""
 
 import re
+import signal
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from huey.signals import SIGNAL_COMPLETE
 
 from clinic import appointments, clock, db, notices, outbox, reminders, settings
 from clinic.models import Appointment, Message
 from clinic.queue import URGENT
+from clinic.server import make_consumer
 from huey_config import huey
 from tests.conftest import login, slot
 
@@ -118,6 +122,38 @@ def test_booking_returns_before_the_confirmation_is_sent(smtp_settings, smtp, cl
     assert fields["LOCATION"] == r"1 Test Street\, Berlin"
     assert fields["STATUS"] == "CONFIRMED"
     assert "Cardiology" not in part.get_payload(decode=True).decode()
+
+
+@pytest.fixture
+def consumer(app, clinic_settings):
+    """The real consumer in threads, as run.py starts it (without the scheduler); ``.sent`` is
+    set when a send_messages task has finished."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    sent = threading.Event()
+
+    def finished(signal_name, task, *args):
+        if task.name.endswith("send_messages"):
+            sent.set()
+
+    huey.signal(SIGNAL_COMPLETE)(finished)
+    worker_pool = make_consumer(clinic_settings, scheduler=False)
+    worker_pool.start()
+    worker_pool.sent = sent
+    yield worker_pool
+    worker_pool.stop(graceful=True)
+    huey.disconnect_signal(finished, SIGNAL_COMPLETE)
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
+def test_the_consumer_delivers_the_confirmation_of_a_booking(smtp_settings, smtp, consumer,
+                                                             client, alice, carol):
+    browser = signed_in(client, alice)
+    assert post_booking(browser, carol, slot(2, "11:00")).status == 303
+    assert consumer.sent.wait(15), "no send_messages task ran"
+    (received,) = smtp.messages
+    assert received.message["Subject"].endswith("at 11:00 is booked")
+    assert Message.get(Message.kind == "confirmation").status == "sent"
 
 
 def test_a_rolled_back_booking_sends_nothing(smtp_settings, smtp, alice, carol):
