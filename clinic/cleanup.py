@@ -11,6 +11,7 @@
 Clinical records (appointments, treatments) are never deleted here, whatever their age.
 """
 
+import importlib
 from datetime import timedelta
 
 from peewee import Value
@@ -81,7 +82,7 @@ def in_batches(query, model, condition, batch=BATCH):
 def _purge_exports(now):
     # clinic/exports.py came with the history export; a clinic without it has nothing to purge.
     try:
-        from clinic import exports
+        exports = importlib.import_module("clinic.exports")
     except ModuleNotFoundError as exc:
         if exc.name != "clinic.exports":
             raise

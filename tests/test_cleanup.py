@@ -81,8 +81,9 @@ def test_a_second_run_finds_nothing_to_do(app, alice, carol):
     first = cleanup.run(now=now)
     assert (first["sent_bodies"], first["task_records"], first["archived"]) == (1, 1, 1)
     again = cleanup.run(now=now)
-    assert again == {"sent_bodies": 0, "failed_bodies": 0, "exports": 0, "task_records": 0,
-                     "task_runs": 0, "sessions": 0, "archived": 0}
+    assert again.pop("exports") in (0, "skipped")  # "skipped" where clinic/exports.py is absent
+    assert again == {"sent_bodies": 0, "failed_bodies": 0, "task_records": 0, "task_runs": 0,
+                     "sessions": 0, "archived": 0}
 
 
 def test_task_records_older_than_30_days_are_deleted(app, alice):
