@@ -87,9 +87,14 @@ class Process:
                     raise SystemExit(f"clinic: cannot listen on {s.host}:{s.port}: "
                                      f"{exc.strerror}. Set CLINIC_PORT to a free port.") from None
                 url = f"http://{s.host}:{self.server.effective_port}"
-                self.out(f"clinic is running at {url}/  (Ctrl-C stops it)")
-                self.out(f"Sign in at {url}/login")
-                self.server.run()  # returns after _on_signal's interrupt
+                try:
+                    self.out(f"clinic is running at {url}/  (Ctrl-C stops it)")
+                    self.out(f"Sign in at {url}/login")
+                    self.server.run()  # returns after _on_signal's interrupt
+                except KeyboardInterrupt:
+                    # The drained stop can land before server.run() has begun its loop.
+                    if not self.drained.is_set():
+                        raise
             else:
                 self.out("clinic worker is running (Ctrl-C stops it)")
                 self.stopping.wait()
