@@ -9,6 +9,7 @@ import importlib
 import os
 import re
 import secrets
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -197,13 +198,18 @@ class Settings:
         return Path(self.values["data_dir"])
 
 
+_ORIGIN = {}  # setting name -> the module that registered it
+
+
 def register(*settings):
     """Add settings declared by another module (mail, jobs). Names must be new."""
+    module = sys._getframe(1).f_globals.get("__name__", "")
     for setting in settings:
         if setting.name in _BY_NAME:
             raise ValueError(f"setting {setting.name} declared twice")
         SETTINGS.append(setting)
         _BY_NAME[setting.name] = setting
+        _ORIGIN[setting.name] = module
 
 
 # Modules that declare settings of their own with register(); imported before settings are read
@@ -286,7 +292,12 @@ def ensure_secret_key(settings):
 def describe():
     """(variable, default, help) for every setting: the README table and `--help` use it."""
     _import_setting_modules()
-    for setting in SETTINGS:
+    # A fixed order whichever module was imported first: this module's own settings, then each
+    # module's in SETTING_MODULES order, each in the order declared.
+    rank = {name: i for i, name in enumerate(SETTING_MODULES, start=1)}
+    ordered = sorted(enumerate(SETTINGS),
+                     key=lambda pair: (rank.get(_ORIGIN.get(pair[1].name), 0), pair[0]))
+    for _, setting in ordered:
         yield setting.env, setting.default, setting.help
 
 
