@@ -1,0 +1,30 @@
+"""A patient books a visit in a real headless Chromium, on a phone-sized screen, without any
+JavaScript needed."""
+
+from tests.browser import browser, screenshot  # noqa: F401 (fixture)
+from tests.conftest import PASSWORD
+
+
+def _sign_in(driver, server, email):
+    from selenium.webdriver.common.by import By
+
+    driver.get(f"{server}/login")
+    driver.find_element(By.NAME, "email").send_keys(email)
+    driver.find_element(By.NAME, "password").send_keys(PASSWORD)
+    driver.find_element(By.CSS_SELECTOR, "form.card button[type=submit]").click()
+
+
+def test_patient_books_a_visit_in_a_real_browser(browser, server, alice, carol):  # noqa: F811
+    from selenium.webdriver.common.by import By
+
+    _sign_in(browser, server, alice.email)
+    assert browser.current_url.endswith("/patient")
+    browser.get(f"{server}/patient/doctors")
+    browser.find_element(By.CSS_SELECTOR, f"a[href^='/patient/doctors/{carol.id}']").click()
+    first_slot = browser.find_element(By.CSS_SELECTOR, "button[name=start]:not([disabled])")
+    chosen = first_slot.text
+    first_slot.click()
+    assert "Booked" in browser.page_source
+    assert chosen.split()[0] in browser.page_source
+    shot = screenshot(browser, "patient-booked")
+    assert shot.exists()
