@@ -5,6 +5,7 @@
     createadmin  add an admin            demo        fill an empty database with a demo clinic
     migrate      upgrade the database    job         list or run the scheduled jobs
     settings     show every setting       backup      copy the database while it runs
+    health       is all well? (exit code 0 only then)
 """
 
 import argparse
@@ -202,6 +203,23 @@ def cmd_backup(args):
     return 0
 
 
+def cmd_health(args):
+    from clinic import health
+
+    s = _settings()
+    from clinic.web import create_app
+
+    try:
+        create_app(s)
+    except Exception as exc:  # noqa: BLE001 - reported as a failed check, not a traceback
+        print(f"database   FAIL  cannot open {s.database_url}: {exc}")
+        return 1
+    checks = health.run()
+    for check in checks:
+        print(f"{check.name:<10} {'ok  ' if check.ok else 'FAIL'}  {check.detail}")
+    return 0 if all(check.ok for check in checks) else 1
+
+
 def settings_table():
     """The README's table of settings, made from their declarations."""
     rows = ["| Variable | Default | What it does |", "| --- | --- | --- |"]
@@ -250,6 +268,8 @@ def parser():
     admin.add_argument("--name", default="Administrator")
     sub.add_parser("demo", help="fill an empty database with the demo clinic")
     sub.add_parser("migrate", help="upgrade the database schema")
+    sub.add_parser("health", help="check the database, queue, scheduler and SMTP; exit code 0 "
+                                  "only when all is well")
     backup = sub.add_parser("backup", help="a consistent copy of the database, while it runs")
     backup.add_argument("path", help="file (or folder) to write the copy to")
     show = sub.add_parser("settings", help="show every setting's value (secrets hidden)")
@@ -279,5 +299,6 @@ def main(argv=None):
         "job": cmd_job,
         "settings": cmd_settings,
         "backup": cmd_backup,
+        "health": cmd_health,
     }
     return handlers[command](args)

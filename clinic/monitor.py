@@ -26,7 +26,9 @@ import inspect
 import json
 import logging
 import math
+import os
 import re
+import socket
 import statistics
 import sys
 import traceback as tb
@@ -43,6 +45,7 @@ from huey_config import huey
 
 log = logging.getLogger("clinic.monitor")
 
+HOLDER = f"{socket.gethostname()} pid {os.getpid()}"  # this process, as health reports it
 HEARTBEAT = "scheduler"  # the JobState row the scheduler's tick keeps fresh
 TICK = "scheduler_tick"  # the Huey task that ticks (clinic/tasks.py)
 STALLED_AFTER = timedelta(minutes=2)  # no tick, or waiting tasks and none started, this long
@@ -102,8 +105,8 @@ def _started(task):
 def _finished(task, state, error=""):
     now = clock.now()
     if task.name == TICK:
-        _heartbeat(last_finished_at=now, last_result="ticked" if state == "succeeded"
-                   else _cut(f"{state}: {error}", 200))
+        _heartbeat(last_finished_at=now, last_result=f"ticked by {HOLDER}"
+                   if state == "succeeded" else _cut(f"{state}: {error}", 200))
         if state == "succeeded":
             return
     run = TaskRun.get_or_none(TaskRun.task_id == task.id)
@@ -362,6 +365,14 @@ def overview(now=None):
     stats = runtime_stats(now)
     empty = {"succeeded": 0, "failed": 0, "median": None, "p95": None}
     return [{**row, **stats.get(row["name"], empty)} for row in jobs.listing(now, runs=5)]
+
+
+def scheduler_holder():
+    """Which process ticked last ("host pid N"), from the heartbeat, or ""."""
+    beat = JobState.get_or_none(JobState.name == HEARTBEAT)
+    if beat is None or not beat.last_result.startswith("ticked by "):
+        return ""
+    return beat.last_result.removeprefix("ticked by ")
 
 
 def last_tick():
