@@ -233,12 +233,17 @@ def confirm(appointment, now=None):
     return Appointment.get_by_id(appointment.id)
 
 
+# A doctor may complete a visit the no-show job marked: the patient came, and the doctor writes
+# the treatment up after the grace period (CLINIC_NO_SHOW_AFTER) has passed.
+COMPLETABLE = (*ACTIVE_STATUSES, "no_show")
+
+
 def complete(appointment, doctor_user, fields, now=None):
     """Record the treatment and complete the visit: the doctor's own, from its day on."""
     now = now or clock.now()
     if appointment.doctor_id != doctor_user.id:
         raise Forbidden("Only the appointment's doctor can complete it.")
-    if appointment.status not in ACTIVE_STATUSES:
+    if appointment.status not in COMPLETABLE:
         raise Conflict(f"This appointment is {appointment.status.replace('_', ' ')}.")
     if clock.local(now).date() < clock.local(appointment.start).date():
         raise Conflict("A visit can be completed from its day on.")
@@ -255,7 +260,7 @@ def complete(appointment, doctor_user, fields, now=None):
     with database.atomic():
         changed = (Appointment.update(status="completed", updated_at=now)
                    .where(Appointment.id == appointment.id,
-                          Appointment.status.in_(ACTIVE_STATUSES))
+                          Appointment.status.in_(COMPLETABLE))
                    .execute())
         if not changed:
             raise Conflict("This appointment was changed meanwhile; reload the page.")
@@ -418,7 +423,7 @@ def parse_day(raw, default=None):
 def can_complete(appointment, now=None):
     """Whether complete() would take this appointment now: the pages offer the form only then."""
     now = now or clock.now()
-    return (appointment.status in ACTIVE_STATUSES
+    return (appointment.status in COMPLETABLE
             and clock.local(now).date() >= clock.local(appointment.start).date())
 
 

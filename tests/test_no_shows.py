@@ -83,3 +83,19 @@ def test_the_no_shows_job_runs_it_and_records_what_it_did(app, alice, carol):
     visit(alice, carol, now - timedelta(hours=2))
     assert jobs.run("no-shows", now=now) == {"marked": 1}
     assert JobState.get_by_id("no-shows").last_result == "marked 1"
+
+
+def test_a_doctor_can_still_complete_a_visit_the_job_marked_as_missed(app, alice, carol):
+    from clinic import appointments
+    from clinic.models import Appointment, Treatment
+    from tests.conftest import slot
+
+    booked_at = slot(-1, "08:00") - timedelta(days=1)
+    start = slot(1, "10:00", now=booked_at)
+    appointment = appointments.book(alice.id, carol.id, start, now=booked_at)
+    assert appointments.mark_no_shows(now=start + timedelta(hours=2)) == {"marked": 1}
+    late_evening = start + timedelta(hours=9)
+    done = appointments.complete(Appointment.get_by_id(appointment.id), carol,
+                                 {"visit_type": "Consultation"}, now=late_evening)
+    assert done.status == "completed"
+    assert Treatment.get(Treatment.appointment == appointment.id).visit_type == "Consultation"
