@@ -132,7 +132,8 @@ declare("no-shows", "no_show_sweep", "every 15m", "clinic.appointments.mark_no_s
 declare("daily-stats", "daily_stats_at", "01:00", "clinic.stats.record_day",
         HOUSEKEEPING, "Records yesterday's figures for the dashboard's charts.")
 declare("cleanup", "cleanup_at", "mon 02:00", "clinic.cleanup.run",
-        HOUSEKEEPING, "Deletes old email bodies, expired exports and old task records.",
+        HOUSEKEEPING, "Deletes old email bodies, expired exports, sessions and task records; "
+        "archives appointments older than a year.",
         catch_up=SAME_DAY)
 
 
