@@ -244,7 +244,7 @@ def tick_at(instant):
 def test_the_scheduler_tick_is_a_heartbeat_not_a_row(app):
     tick_at(local(2026, 11, 10, 10, 42))
     assert monitor.last_tick() == local(2026, 11, 10, 10, 42)
-    assert JobState.get_by_id("scheduler").last_result == "ticked"
+    assert JobState.get_by_id("scheduler").last_result == f"ticked by {monitor.HOLDER}"
     assert TaskRun.select().count() == 0
 
 
