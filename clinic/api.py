@@ -13,7 +13,7 @@ from datetime import MAXYEAR, MINYEAR, UTC, datetime
 import bottle
 from bottle import request, response
 
-from clinic import appointments, auth, clock, exports, people, settings, stats
+from clinic import appointments, auth, clock, exports, people, progress, reports, settings, stats
 from clinic.errors import Forbidden, Invalid, NotFound, check
 from clinic.models import APPOINTMENT_STATUSES, WEEKDAYS, Appointment, Doctor
 from clinic.openapi import doc, document, query_param
@@ -404,3 +404,38 @@ def export_history():
     record, _started = exports.start(current_user())
     response.status = 202
     return {"task_id": record.task_id, "status": record.state}
+
+
+# -- reports and task status ----------------------------------------------------------------------
+
+
+@routes.post("/api/admin/reports/monthly")
+@api("admin")
+@doc("Make a month's activity reports now", body="MonthlyReportsRequest",
+     returns="MonthlyReportsStarted", ok=202,
+     errors={400: "month_year is not YYYY-MM or names a month that has not ended, doctor_id "
+                  "is not a whole number, or the body is not a JSON object.",
+             404: "No active doctor has that doctor_id."},
+     description="For every active doctor, or only the one `doctor_id`. The reports are made in "
+                 "the background: follow GET /api/tasks/{task_id}, whose result is the summary "
+                 "`{total, successful, failed, success_rate, sent, already_sent}`. A doctor "
+                 "gets one report a month: one already made (by the monthly job or an earlier "
+                 "request) is not emailed again and counts as successful and `already_sent`.")
+def start_monthly_reports():
+    data = json_body()
+    errors = {}
+    doctor_id = None if data.get("doctor_id") is None else _body_id(data, "doctor_id", errors)
+    check(errors)
+    record, month_year = reports.start(current_user(), data.get("month_year"), doctor_id)
+    response.status = 202
+    return {"task_id": record.task_id, "month_year": month_year, "status": record.state}
+
+
+@routes.get("/api/tasks/<task_id>")
+@api(*ANYONE_SIGNED_IN)
+@doc("A background task's state and progress", returns="TaskStatus",
+     description="Readable by the user who started the task and by admins; 404 for anyone "
+                 "else. `state` goes PENDING, PROGRESS (with `current` of `total` done), then "
+                 "SUCCESS with `result` or FAILURE with the reason in `status`.")
+def task_status(task_id):
+    return progress.as_dict(progress.for_user(current_user(), task_id))

@@ -10,6 +10,9 @@ checks that every /api/ route is described and every description has a route.
 import re
 
 PATH_PARAM_RE = re.compile(r"<(\w+)(?::[^>]*)?>")
+# Path parameters are ids (whole numbers) unless named here.
+PATH_PARAMS = {"task_id": {"type": "string", "maxLength": 64}}
+SUCCESS = {200: "OK", 201: "Created", 202: "Accepted: the work goes on in the background."}
 
 ERRORS = {
     400: "Bad input: the body is not a JSON object, or a field is wrong (see `fields`).",
@@ -60,7 +63,7 @@ def openapi_path(rule):
 def _operation(route, spec):
     roles = getattr(route.callback, "api_roles", ())
     params = [{"name": name, "in": "path", "required": True,
-               "schema": {"type": "integer", "minimum": 1}}
+               "schema": PATH_PARAMS.get(name, {"type": "integer", "minimum": 1})}
               for name in PATH_PARAM_RE.findall(route.rule)]
     params += spec["query"]
     meanings = spec["errors"]
@@ -71,7 +74,7 @@ def _operation(route, spec):
         errors |= {400, 413}
     if PATH_PARAM_RE.search(route.rule):
         errors.add(404)
-    success = {"description": "OK" if spec["ok"] == 200 else "Created"}
+    success = {"description": SUCCESS[spec["ok"]]}
     if spec["returns"]:
         success["content"] = _json(ref(spec["returns"]))
     responses = {str(spec["ok"]): success}
@@ -254,5 +257,27 @@ SCHEMAS = {
         "task_id": {"type": "string", "description": "Follow it with GET /api/tasks/{task_id}."},
         "status": {"type": "string", "enum": ["PENDING", "PROGRESS"]},
     }, ["task_id", "status"]),
+    "MonthlyReportsRequest": _object({
+        "month_year": {"type": "string", "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])$",
+                       "description": "A month that has ended, YYYY-MM.", "example": "2026-10"},
+        "doctor_id": {**_ID, "description": "Only this active doctor; leave out for all."},
+    }, ["month_year"]),
+    "MonthlyReportsStarted": _object({
+        "task_id": {"type": "string", "description": "Follow it with GET /api/tasks/{task_id}."},
+        "month_year": {"type": "string", "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])$"},
+        "status": {"type": "string", "enum": ["PENDING"]},
+    }, ["task_id", "month_year", "status"]),
+    "TaskStatus": _object({
+        "task_id": _STR,
+        "name": {"type": "string", "description": "What the task does, e.g. monthly-reports."},
+        "state": {"type": "string", "enum": ["PENDING", "PROGRESS", "SUCCESS", "FAILURE"]},
+        "current": {"type": "integer", "minimum": 0, "description": "Steps done."},
+        "total": {"type": "integer", "minimum": 0, "description": "Steps in all."},
+        "status": {"type": "string", "description": "What it is doing, or why it failed."},
+        "result": {"type": "object", "nullable": True,
+                   "description": "Once SUCCESS: what the task made. Monthly reports: "
+                                  "{month_year, total, successful, failed, success_rate (0 to "
+                                  "1), sent, already_sent}; successful = sent + already_sent."},
+    }, ["task_id", "name", "state", "current", "total", "status", "result"]),
     "OpenAPI": {"type": "object", "description": "This document."},
 }

@@ -74,3 +74,17 @@ def export_history(task_id):
     from clinic import exports  # imported here so this section stays self-contained
 
     exports.build(task_id)
+
+
+# -- reports --------------------------------------------------------------------------------------
+# The monthly reports an admin asks for (POST /api/admin/reports/monthly); the monthly job itself
+# runs through run_job like every scheduled job.
+
+
+@huey.task(priority=NORMAL)
+def make_monthly_reports(task_id, month_year, doctor_id=None):
+    """Make a month's reports, with progress on the task record ``task_id``. Returns nothing:
+    the summary is on the record."""
+    from clinic import reports  # imported here: reports queues this task
+
+    reports.run_task(task_id, month_year, doctor_id)

@@ -303,6 +303,15 @@ def test_every_operation_answers_as_documented(spec, new_client, everyone):
     check(a, "post", "/api/patient/export-history", 202)
     check(c, "post", "/api/patient/export-history", 403)
 
+    # Reports on demand and task status.
+    started = check(e, "post", "/api/admin/reports/monthly", 202, {"month_year": "2020-01"})
+    check(e, "post", "/api/admin/reports/monthly", 400, {"month_year": "2020-13"})
+    check(e, "post", "/api/admin/reports/monthly", 404, {"month_year": "2020-01",
+                                                         "doctor_id": alice.id})
+    check(c, "post", "/api/admin/reports/monthly", 403, {"month_year": "2020-01"})
+    check(e, "get", "/api/tasks/{task_id}", 200, task_id=started["task_id"])
+    check(a, "get", "/api/tasks/{task_id}", 404, task_id=started["task_id"])
+
     check(a, "post", "/api/logout", 200)
     check(a, "post", "/api/logout", 401)
 
