@@ -1,0 +1,75 @@
+"""The SMTP server both sides send to: aiosmtpd on 127.0.0.1, in a process of its own (so its
+work does not share the measured process's interpreter), accepting everything.
+
+    python -m bench.smtpsink [--port 0] [--delay 0]
+
+It prints ``port N`` once it listens, then one line per message it accepted:
+``<unix time> <recipient> <Message-ID>``; the time is when it answered 250, the moment the
+message counts as delivered. A line ``delay SECONDS`` on its standard input makes it answer
+every later DATA that much later (a slow server); ``quit`` stops it.
+"""
+
+import argparse
+import asyncio
+import re
+import sys
+import threading
+import time
+
+from aiosmtpd.controller import Controller
+
+MESSAGE_ID = re.compile(rb"^Message-ID:\s*(\S+)", re.I | re.M)
+
+
+class Handler:
+    def __init__(self, delay):
+        self.delay = delay
+
+    async def handle_DATA(self, server, session, envelope):
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        match = MESSAGE_ID.search(envelope.original_content or envelope.content or b"")
+        ident = match.group(1).decode("ascii", "replace") if match else "-"
+        rcpt = envelope.rcpt_tos[0] if envelope.rcpt_tos else "-"
+        sys.stdout.write(f"{time.time():.6f} {rcpt} {ident}\n")
+        sys.stdout.flush()
+        return "250 Message accepted for delivery"
+
+
+class _Controller(Controller):
+    def _trigger_server(self):
+        self.port = self.server.sockets[0].getsockname()[1]  # bound to port 0
+        super()._trigger_server()
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m bench.smtpsink")
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--delay", type=float, default=0.0)
+    args = p.parse_args(argv)
+    handler = Handler(args.delay)
+    controller = _Controller(handler, hostname="127.0.0.1", port=args.port)
+    controller.start()
+    print(f"port {controller.port}", flush=True)
+    done = threading.Event()
+
+    def commands():
+        for line in sys.stdin:
+            word, _, value = line.strip().partition(" ")
+            if word == "delay":
+                handler.delay = float(value)
+            elif word == "quit":
+                break
+        done.set()
+
+    threading.Thread(target=commands, daemon=True).start()
+    try:
+        done.wait()
+    except KeyboardInterrupt:
+        pass
+    controller.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

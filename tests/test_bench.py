@@ -1,0 +1,50 @@
+"""The benchmark suite (bench/) at tiny sizes, so it cannot rot: every row runs once against a
+200-appointment clinic and a real `python run.py`, and the figures are written the way
+BENCHMARKS.md gets them. No timing is asserted. wrk's rows are left out of a quick run, and the
+Celery peer whenever celery is not installed (it is in bench/requirements.txt, not in the
+product's requirements)."""
+
+import importlib.util
+import json
+
+from bench import __main__ as bench_main
+from bench import report
+
+
+def _line(text, key):
+    title = dict((k, w) for k, w, *_ in report.ROWS)[key].split("{")[0].strip()
+    return next(row for row in text.splitlines() if row.startswith("| ") and title in row)
+
+
+def test_a_quick_run_measures_every_row_and_keeps_the_analysis(tmp_path):
+    out = tmp_path / "BENCHMARKS.md"
+    out.write_text("# Benchmarks\n\nAnalysis written by hand stays.\n")
+    args = ["--quick", "--appointments", "200", "--data", str(tmp_path / "data"), "--out",
+            str(out)]
+    with_peer = importlib.util.find_spec("celery") is not None
+    if not with_peer:
+        args.append("--no-peer")  # celery is the benchmark's, not the product's
+    assert bench_main.main(args) == 0
+
+    text = out.read_text()
+    assert text.startswith("# Benchmarks\n\nAnalysis written by hand stays.\n")
+    for key, *_ in report.ROWS:
+        line = _line(text, key)
+        if key.startswith("wrk_"):
+            assert "pending: not in a quick run" in line
+        else:
+            assert "pending" not in line, line
+    assert ("Celery" in _line(text, "noop")) is False  # the header names the peer, not a row
+    [raw] = tmp_path.glob("results-*.json")
+    result = json.loads(raw.read_text())
+    assert result["skipped"].keys() <= {"wrk_patient", "wrk_dashboard"}
+    assert result["rows"]["booking_p99"]["errors"] == 0
+    assert result["rows"]["export"]["rows"] > 0
+    assert (result["rows"]["noop"]["peer"] is not None) == with_peer
+
+    # A second run replaces its figures between the markers and nothing else.
+    result["date"] = "another day"
+    report.write(out, result)
+    again = out.read_text()
+    assert again.count(report.START) == 1 and again.count(report.END) == 1
+    assert "another day" in again and "Analysis written by hand stays." in again
