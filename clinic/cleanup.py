@@ -27,11 +27,11 @@ TASK_RECORDS_KEPT = timedelta(days=30)
 ARCHIVE_AFTER = timedelta(days=365)
 
 
-def run(now=None, batch=BATCH):
+def run(now=None, batch=BATCH, progress=None):
     """The clean-up job; returns how many rows each step changed, e.g.
     ``{"sent_bodies": 120, "failed_bodies": 3, "exports": 2, "task_records": 40, "task_runs": 900,
     "sessions": 9, "archived": 800}``; ``exports`` is "skipped" in a clinic without
-    clinic/exports.py."""
+    clinic/exports.py. ``progress(done, total, what)`` is told after each step."""
     now = now or clock.now()
     has_body = ((Message.text_body != "") | (Message.html_body != "")
                 | (Message.attachments != Value("[]", converter=False)))  # as stored
@@ -40,19 +40,26 @@ def run(now=None, batch=BATCH):
     failed_long_ago = ((Message.status == "failed")
                        & (Message.updated_at < now - FAILED_BODIES_KEPT))
     no_body = Message.update(text_body="", html_body="", attachments=[])
-    return {
-        "sent_bodies": in_batches(no_body, Message, sent_long_ago & has_body, batch),
-        "failed_bodies": in_batches(no_body, Message, failed_long_ago & has_body, batch),
-        "exports": _purge_exports(now),
-        "task_records": in_batches(TaskRecord.delete(), TaskRecord,
-                                   TaskRecord.created_at < now - TASK_RECORDS_KEPT, batch),
-        "task_runs": monitor.prune(now, batch=batch),
-        "sessions": auth.purge_expired(now),
+    steps = {
+        "sent_bodies": lambda: in_batches(no_body, Message, sent_long_ago & has_body, batch),
+        "failed_bodies": lambda: in_batches(no_body, Message, failed_long_ago & has_body, batch),
+        "exports": lambda: _purge_exports(now),
+        "task_records": lambda: in_batches(TaskRecord.delete(), TaskRecord,
+                                           TaskRecord.created_at < now - TASK_RECORDS_KEPT,
+                                           batch),
+        "task_runs": lambda: monitor.prune(now, batch=batch),
+        "sessions": lambda: auth.purge_expired(now),
         # Archiving changes no visit's times: updated_at stays when the visit last changed.
-        "archived": in_batches(Appointment.update(archived=True), Appointment,
-                               (Appointment.start < now - ARCHIVE_AFTER) & ~Appointment.archived,
-                               batch),
+        "archived": lambda: in_batches(Appointment.update(archived=True), Appointment,
+                                       (Appointment.start < now - ARCHIVE_AFTER)
+                                       & ~Appointment.archived, batch),
     }
+    counts = {}
+    for done, (name, step) in enumerate(steps.items(), 1):
+        counts[name] = step()
+        if progress is not None:
+            progress(done, len(steps), name)
+    return counts
 
 
 def in_batches(query, model, condition, batch=BATCH):

@@ -163,12 +163,18 @@ def cmd_job(args):
             return 0
         if args.job_command == "run":
             try:
-                result = jobs.run(args.name)
+                jobs.get(args.name)
             except KeyError:
                 names = ", ".join(j.name for j in jobs.JOBS)
                 print(f"clinic: no job named {args.name!r}. Jobs: {names}", file=sys.stderr)
                 return 2
-            print(f"{args.name}: {result}")
+            print(f"Running {args.name} ...")
+            result = jobs.run(args.name, progress=_progress)
+            if isinstance(result, dict):
+                for key, value in result.items():
+                    print(f"  {key}: {value}")
+            else:
+                print(f"  {result}")
             return 0
         if args.job_command == "history":
             return _job_history(args)

@@ -15,6 +15,7 @@ takes ``now`` (an aware UTC datetime) and returns what it did (a dict or a short
 
 import contextlib
 import importlib
+import inspect
 import logging
 import time
 from dataclasses import dataclass
@@ -125,6 +126,9 @@ declare("monthly-reports", "monthly_report_at", "1 09:00", "clinic.reports.send_
         NORMAL, "Sends each active doctor a report on the previous month.")
 declare("review-requests", "review_request_at", "10:00", "clinic.reviews.send_requests",
         NORMAL, "Asks patients seen in the last 24 hours to review their visit.")
+declare("review-reminders", "review_reminder_at", "10:30", "clinic.reviews.send_reminders",
+        NORMAL, "Reminds patients once, 7 days after a review request, if they gave no review.",
+        catch_up=SAME_DAY)
 declare("retry-failed", "retry_sweep", "every 1h", "clinic.outbox.retry_failed",
         NORMAL, "Retries emails that failed for a passing reason.")
 declare("no-shows", "no_show_sweep", "every 15m", "clinic.appointments.mark_no_shows",
@@ -207,17 +211,23 @@ def _enqueue(job, due):
 # -- running --------------------------------------------------------------------------------------
 
 
-def run(name, now=None):
+def run(name, now=None, progress=None):
     """Run job ``name`` now, in this thread, and return what its function returned. Records the
-    start, finish and a one-line result in JobState; an error is recorded and raised again."""
+    start, finish and a one-line result in JobState; an error is recorded and raised again.
+    ``progress(done, total, what)`` is handed to job functions that report progress (the long
+    ones: reports, clean-up), for `python run.py job run`."""
     job = get(name)
     now = now or clock.now()
     log.info("job %s started", job.name)
     started = time.monotonic()
     models.JobState.insert(name=job.name).on_conflict_ignore().execute()
     _record(job, last_started_at=now)
+    function = job.resolve()
+    extra = {}
+    if progress is not None and "progress" in inspect.signature(function).parameters:
+        extra["progress"] = progress
     try:
-        result = job.resolve()(now=now)
+        result = function(now=now, **extra)
     except Exception as exc:
         _record(job, last_finished_at=_after(now, started),
                 last_result=_short(f"failed: {type(exc).__name__}: {exc}"))

@@ -242,13 +242,18 @@ def make(month, doctors, now=None, step=None):
     return counts
 
 
-def send_monthly(now=None):
+def send_monthly(now=None, progress=None):
     """The ``monthly-reports`` job: last month's report to every active doctor who has not had
-    it. Safe to run again, late or concurrently."""
+    it. Safe to run again, late or concurrently. ``progress(done, total, what)`` is told after
+    each doctor."""
     now = now or clock.now()
     month = previous_month(now)
     doctors = list(active_doctors())
-    return {"month": label(month), "doctors": len(doctors), **make(month, doctors, now)}
+    step = None
+    if progress is not None:
+        def step(done, total, doctor, outcome):
+            progress(done, total, "doctors")
+    return {"month": label(month), "doctors": len(doctors), **make(month, doctors, now, step)}
 
 
 # -- on demand, in the background ----------------------------------------------------------------
@@ -318,3 +323,48 @@ def run_task(task_id, month_year, doctor_id=None, now=None):
     except Exception as exc:
         progress.fail(task_id, f"The reports could not be made: {type(exc).__name__}: {exc}")
         raise
+
+
+# -- the admins' summary --------------------------------------------------------------------------
+
+SUMMARY_STATES = ("sent", "made", "failed", "missing")
+
+
+def summary(month_year, now=None):
+    """A month's reports at a glance, for GET /api/admin/reports/summary and /admin/reports:
+    ``{"month_year", "counts": {state: n}, "doctors": [{"doctor_id", "doctor_name", "active",
+    "state", "made_at", "sent_at", "error", "totals"}]}`` for every active doctor and every
+    doctor who has that month's report. The state: sent (its email went out), made (the email is
+    on its way), failed (the email could not be sent: ``error`` says why) or missing (no report
+    yet). Three queries. Invalid for a bad month, as parse_month()."""
+    month = parse_month(month_year, now)
+    reports = {r.doctor_id: r for r in MonthlyReport.select().where(
+        MonthlyReport.month == label(month))}
+    messages = {m.id: m for m in Message.select(Message.id, Message.status, Message.sent_at,
+                                                Message.last_error)
+                .where(Message.id.in_([r.message_id for r in reports.values()
+                                       if r.message_id is not None]))}
+    doctors = (User.select(User.id, User.name, User.active)
+               .join(Doctor, on=(Doctor.user == User.id))
+               .where(User.active | User.id.in_(list(reports)))
+               .order_by(User.name, User.id))
+    rows, counts = [], dict.fromkeys(SUMMARY_STATES, 0)
+    for doctor in doctors:
+        report = reports.get(doctor.id)
+        message = messages.get(report.message_id) if report is not None else None
+        if report is None:
+            state = "missing"
+        elif message is not None and message.status == "sent":
+            state = "sent"
+        elif message is not None and message.status in ("failed", "skipped"):
+            state = "failed"
+        else:
+            state = "made"
+        counts[state] += 1
+        rows.append({"doctor_id": doctor.id, "doctor_name": doctor.name,
+                     "active": doctor.active, "state": state,
+                     "made_at": report.created_at if report else None,
+                     "sent_at": message.sent_at if state == "sent" else None,
+                     "error": message.last_error if state == "failed" else "",
+                     "totals": report.totals if report else None})
+    return {"month_year": label(month), "counts": counts, "doctors": rows}
