@@ -99,13 +99,15 @@ def send_daily(now=None):
               & (Appointment.start >= lo) & (Appointment.start < hi))
     visits, taken, _ = _visits(window, "reminder_daily")
     counts = {"sent": 0, "skipped": 0}
+    todo = []
     for visit in visits:
         key = f"reminder_daily:{visit.id}:{notices.stamp(visit.start)}"
         if key in taken:
             continue
         reason = ("the visit had started before the daily reminders went out"
                   if visit.start <= now else None)
-        _remind("reminder_daily", key, visit, reason, now, counts)
+        todo.append(("reminder_daily", key, visit.id, reason))
+    _remind_all(todo, now, counts)
     return counts
 
 
@@ -121,6 +123,7 @@ def send_advance(now=None):
               & (Appointment.start <= now + longest + DST_SLACK))
     visits, taken, moved = _visits(window, "reminder_advance")
     counts = {"sent": 0, "skipped": 0}
+    todo = []
     for visit in visits:
         due = [offset for offset in offsets if due_at(visit.start, offset, tz) <= now]
         timed_at = max(visit.created_at, moved.get(visit.id, visit.created_at))
@@ -139,15 +142,18 @@ def send_advance(now=None):
                 reason = f"{MISSED}; the {_words(shorter[0])} reminder, due as well, replaces it"
             else:
                 reason = None
-            _remind("reminder_advance", key, visit, reason, now, counts)
+            todo.append(("reminder_advance", key, visit.id, reason))
+    _remind_all(todo, now, counts)
     return counts
 
 
 def _visits(window, kind):
-    """The visits in ``window`` (with their people), the keys of their ``kind`` messages, and
-    when each moved visit was last moved: two queries, whatever the size of the table."""
-    visits = list(appointments.with_people().where(window)
-                  .order_by(Appointment.start, Appointment.id))
+    """The visits in ``window`` (id, start and created_at only), the keys of their ``kind``
+    messages, and when each moved visit was last moved: two queries, whatever the size of the
+    table. Most runs find every reminder written already, so the people are read later, and
+    only for the visits that get one (_remind_all)."""
+    visits = list(Appointment.select(Appointment.id, Appointment.start, Appointment.created_at)
+                  .where(window).order_by(Appointment.start, Appointment.id))
     # By appointment, not by kind: the kind index would read every reminder ever sent.
     rows = (Message.select(Message.appointment, Message.kind, Message.key, Message.created_at)
             .where(Message.appointment.in_(Appointment.select(Appointment.id).where(window))))
@@ -159,6 +165,17 @@ def _visits(window, kind):
             moved[row.appointment_id] = max(row.created_at, moved.get(row.appointment_id,
                                                                       row.created_at))
     return visits, taken, moved
+
+
+def _remind_all(todo, now, counts):
+    """Write each ``(kind, key, visit id, reason)`` of ``todo`` in order, its visit read with
+    its people in one query for them all."""
+    ids = {visit_id for _, _, visit_id, _ in todo}
+    visits = ({visit.id: visit for visit in appointments.with_people()
+               .where(Appointment.id.in_(list(ids)))} if ids else {})
+    for kind, key, visit_id, reason in todo:
+        if visit_id in visits:  # else deleted meanwhile: nothing to remind of
+            _remind(kind, key, visits[visit_id], reason, now, counts)
 
 
 def _remind(kind, key, visit, reason, now, counts):
