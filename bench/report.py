@@ -129,6 +129,11 @@ def details(result):
                    f"longest poll ({stock['max_delay']:g} s), {stock['samples']} single tasks: "
                    f"pickup p50 {stock['p50_ms']:,.0f} ms, worst {stock['max_ms']:,.0f} ms; "
                    f"{stock['noop_rate']:,.0f} no-op tasks/s (one run, for context).")
+    nm = rows.get("no_monitor")
+    if nm:
+        out.append(f"- The same queue with the jobs monitor (clinic/monitor.py) disconnected from "
+                   f"Huey's signals (one run, for context): pickup p50 {nm['p50_ms']:.2f} ms, "
+                   f"p99 {nm['p99_ms']:.2f} ms; {nm['noop_rate']:,.0f} no-op tasks/s.")
     b = rows.get("booking_p99")
     if b and b.get("ours"):
         out.append(f"- Bookings: {b['bookings']:,} made by {b['clients']} clients over the runs "

@@ -34,7 +34,9 @@ class Params:
     small: int = 10_000  # the sweep's comparison clinic
     runs: int = 5
     trickle: int = 40  # single tasks per pickup run
-    stock_trickle: int = 8  # stock SqliteHuey: each waits for a poll up to 10 s apart
+    # Stock SqliteHuey: each task waits for a poll up to 10 s apart; the gaps before each are
+    # random over a whole poll, so tasks land anywhere in the workers' sleep, as after idling.
+    stock_trickle: int = 6
     stock_max_delay: float = 10.0  # huey's default
     noops: int = 5000
     reminders: int = 5000
@@ -183,20 +185,44 @@ class Bench:
                 x50.append(peer50[-1] / p50[-1])
                 x99.append(peer99[-1] / p99[-1])
                 xrate.append(rate / prate)
+        self._without_monitor(s)
         self.rows["pickup_p50"] = _row(p50, peer50, x50, unit="ms", scale=1000)
         self.rows["pickup_p99"] = _row(p99, peer99, x99, unit="ms", scale=1000)
         self.rows["noop"] = _row(rates, peer_rates, xrate, unit="tasks/s")
         self._stock_queue()
 
-    def _trickle(self, send, wait, starts):
-        """Single tasks, each sent once the one before has started, at random gaps."""
+    def _without_monitor(self, s):
+        """Once, for context: the same queue with the jobs monitor (clinic/monitor.py, three
+        database writes a task) disconnected from Huey's signals."""
+        from bench import ours
+        from clinic import monitor
+        from huey_config import huey
+
+        huey.disconnect_signal(monitor._record)
+        try:
+            consumer = self._consumer(s, initial_delay=1.0)
+            try:
+                time.sleep(0.2)
+                lat = self._trickle(lambda: ours.bench_stamp(time.perf_counter()),
+                                    lambda n: ours.started(n), ours.STARTS)
+                rate = self._noop_rate(ours.bench_noop, ours.ran, ours.reset)
+            finally:
+                consumer.stop(graceful=True)
+        finally:
+            huey.signal(*monitor._HANDLERS)(monitor._record)
+            ours.reset()
+        self.rows["no_monitor"] = {"p50_ms": percentile(lat, 50) * 1000,
+                                   "p99_ms": percentile(lat, 99) * 1000, "noop_rate": rate}
+
+    def _trickle(self, send, wait, starts, gap=(0.02, 0.1)):
+        """Single tasks, each sent once the one before has started, at random gaps (seconds)."""
         rng = random.Random(7)
         base = len(starts)
         for i in range(self.p.trickle):
             send()
             if not wait(base + i + 1):
                 raise RuntimeError("a task did not start within 30 s")
-            time.sleep(rng.uniform(0.02, 0.1))
+            time.sleep(rng.uniform(*gap))
         return list(starts[base:])
 
     def _noop_rate(self, task, ran, reset):
@@ -229,7 +255,7 @@ class Bench:
             try:
                 lat = self._trickle(lambda: stamp(time.perf_counter()),
                                     lambda n: ours.started(n, timeout=3 * p.stock_max_delay + 5),
-                                    ours.STARTS)
+                                    ours.STARTS, gap=(0, p.stock_max_delay))
             finally:
                 p.trickle = saved
         finally:
@@ -415,7 +441,8 @@ class Bench:
         self._clear_bookings(path)
         from clinic import db
 
-        db.database.close()
+        if db.database.obj is not None:
+            db.database.close()
         starts, idle_rss = [], []
         proc = None
         for run in range(self.p.runs):
@@ -588,10 +615,10 @@ class Bench:
         for run in range(self.p.runs):
             lat = []
             for j in range(self.p.confirmations):
-                day = today + timedelta(days=40 + run)
+                day = today + timedelta(days=40 + 2 * run + j // 16)
                 start = datetime(day.year, day.month, day.day, 8, tzinfo=ZONE) + \
                     timedelta(minutes=30 * (j % 16))
-                form = {"doctor_id": doctors[(j // 16) + 1], "start": start.isoformat(),
+                form = {"doctor_id": doctors[0], "start": start.isoformat(),
                         "date": day.isoformat(), "reason": "Check-up"}
                 index = self.sink.count()
                 sent = time.time()
