@@ -26,6 +26,9 @@ from clinic.models import (
 )
 
 TREATMENT_FIELDS = ("visit_type", "symptoms", "diagnosis", "treatment", "prescription", "notes")
+# No visit is this long: an overlap search starts this far before the time asked about, so the
+# (doctor, start) / (patient, start) index reads a day of rows, not the whole history.
+LONGEST_VISIT = timedelta(days=1)
 SLOT_TAKEN = "This time was just taken by someone else. Please choose another slot."
 
 
@@ -69,7 +72,8 @@ def day_bounds(day, tz=None):
 def _busy(doctor_id, start, end, exclude=None):
     query = Appointment.select(Appointment.start, Appointment.end).where(
         Appointment.doctor == doctor_id, Appointment.status != "cancelled",
-        Appointment.start < end, Appointment.end > start)
+        Appointment.start > start - LONGEST_VISIT, Appointment.start < end,
+        Appointment.end > start)
     if exclude is not None:
         query = query.where(Appointment.id != exclude)
     return [(row.start, row.end) for row in query]
@@ -120,7 +124,8 @@ def _check_bookable(doctor, start, now, exclude=None):
 def _check_patient_free(patient_id, start, end, exclude=None):
     clash = Appointment.select().where(
         Appointment.patient == patient_id, Appointment.status.in_(ACTIVE_STATUSES),
-        Appointment.start < end, Appointment.end > start)
+        Appointment.start > start - LONGEST_VISIT, Appointment.start < end,
+        Appointment.end > start)
     if exclude is not None:
         clash = clash.where(Appointment.id != exclude)
     if clash.exists():
