@@ -169,7 +169,8 @@ def generate(data_dir, appointments, seed=1, now=None, quiet=False):
     capacity = len(days) * n_doctors * SLOTS
     fill = n_history / capacity
     # Every k-th completed visit of the history is the exporter's, up to EXPORT_VISITS.
-    export_every = max(4, int(n_history * 0.85 / EXPORT_VISITS) + 1)
+    # (0.8, not 0.85: the share of completed visits varies, and the last ones must be reached.)
+    export_every = max(4, int(n_history * 0.8 / EXPORT_VISITS))
     year_ago = now - timedelta(days=365)
     appt_cols = ("id", "patient_id", "doctor_id", "start", "end", "reason", "status",
                  "archived", "created_at", "updated_at")
@@ -190,7 +191,7 @@ def generate(data_dir, appointments, seed=1, now=None, quiet=False):
     def add(doctor, start, status, patient=None, created_before=None):
         nonlocal next_id
         if patient is None:
-            patient = patient_ids[rng.randrange(2, n_patients)] if n_patients > 2 else regular
+            patient = patient_ids[rng.randrange(1, n_patients)] if n_patients > 1 else regular
         end = start + SLOT
         booked_at = start - (created_before or timedelta(days=rng.randint(1, 30),
                                                          minutes=rng.randint(0, 600)))

@@ -42,6 +42,7 @@ class Params:
     reminders: int = 5000
     clients: int = 16
     bookings: int = 20  # per client and run
+    think: float = 1.0  # mean seconds between one client's bookings (0: back to back)
     confirmations: int = 20  # per run
     wrk_seconds: int = 10
     export_visits: int = 5000
@@ -52,8 +53,8 @@ class Params:
 def quick_params(appointments=200):
     return Params(appointments=appointments, small=min(appointments, 100), runs=1, trickle=5,
                   stock_trickle=3, stock_max_delay=0.05, noops=100, reminders=30, clients=2,
-                  bookings=3, confirmations=3, wrk_seconds=0, export_visits=0, idle_wait=0.5,
-                  quick=True)
+                  bookings=3, think=0.0, confirmations=3, wrk_seconds=0, export_visits=0,
+                  idle_wait=0.2, quick=True)
 
 
 class Bench:
@@ -166,7 +167,7 @@ class Bench:
             # starting them there is the same state without the minutes.
             consumer = self._consumer(s, initial_delay=1.0)
             try:
-                time.sleep(0.5)
+                time.sleep(0.05 if self.p.quick else 0.5)
                 lat = self._trickle(lambda: ours.bench_stamp(time.perf_counter()),
                                     lambda n: ours.started(n), ours.STARTS)
                 rate = self._noop_rate(ours.bench_noop, ours.ran, ours.reset)
@@ -547,8 +548,16 @@ class Bench:
                                             for i in range(2, 2 + n)]
 
     def _bookings(self, port, info):
-        """16 patients booking at once, back to back, while the SMTP server takes 2 s to answer
-        each message: the latency of each booking POST (the 303 after the commit)."""
+        """16 patients booking at the same time, each about once a second (random pauses of 0 to
+        2 s between one's bookings), while the SMTP server takes 2 s to answer each message: the
+        latency of each booking POST (the 303 after the commit). Then once, for context, the
+        same with no pauses at all (every client books again as soon as it has its answer)."""
+        self.rows["booking_p99"] = self._booking_runs(port, info, self.p.think, self.p.runs, 0)
+        if self.p.think:
+            saturated = self._booking_runs(port, info, 0.0, 1, self.p.runs)
+            self.rows["booking_saturated"] = saturated
+
+    def _booking_runs(self, port, info, think, runs, first_run):
         doctors = _doctor_ids(info)
         patients = self._patients(info)
         browsers = []
@@ -562,13 +571,16 @@ class Bench:
         p50, p99, worst, errors = [], [], [], 0
         total = 0
         try:
-            for run in range(self.p.runs):
+            for run in range(first_run, first_run + runs):
                 latencies = [[] for _ in browsers]
                 failures = []
 
                 def client(c, run=run, latencies=latencies, failures=failures):
                     browser = browsers[c]
+                    pauses = random.Random(c)
                     for j in range(self.p.bookings):
+                        if think:
+                            time.sleep(pauses.uniform(0, 2 * think))
                         day = today + timedelta(days=10 + 2 * run + j // 16)
                         start = datetime(day.year, day.month, day.day, 8, tzinfo=ZONE) + \
                             timedelta(minutes=30 * (j % 16))
@@ -597,10 +609,9 @@ class Bench:
         drained = self.sink.wait_for(before + total, timeout=120)
         for browser in browsers:
             browser.close()
-        self.rows["booking_p99"] = {"ours": _ms(spread(p99)), "p50": _ms(spread(p50)),
-                                    "max": _ms(spread(worst)), "unit": "ms",
-                                    "clients": len(browsers), "errors": errors,
-                                    "bookings": total, "drained": drained}
+        return {"ours": _ms(spread(p99)), "p50": _ms(spread(p50)), "max": _ms(spread(worst)),
+                "unit": "ms", "clients": len(browsers), "errors": errors, "bookings": total,
+                "drained": drained, "think": think}
 
     def _confirmations(self, port, info):
         """One booking at a time: from sending the booking POST to the SMTP server's 250 for its
