@@ -61,8 +61,50 @@ def send_requests(now=None):
                      "start": visit.start, "review_url": review_url(visit.id, now),
                      "expires_at": now + LINK_LIFETIME},
             user=visit.patient_id, appointment=visit.id)
-        requested += message is not None
+        requested += message is not None and message.status != "skipped"  # skipped: opted out
     return {"requested": requested}
+
+
+# -- the one reminder -----------------------------------------------------------------------------
+
+REMINDER_AFTER = timedelta(days=7)  # after the request was sent
+REMINDER_UNTIL = timedelta(days=14)  # later than this, a reminder reads oddly: none
+
+
+def send_reminders(now=None):
+    """The review-reminders job (daily): remind, once, each patient whose review request was
+    sent 7 to 14 days ago and who has not reviewed the visit. Returns ``{"reminded": n}``.
+
+    Only requests that were really sent (not skipped or failed), never to an inactive patient.
+    The outbox key ``review_reminder:<id>`` makes it once per visit; a patient who opted out of
+    review requests gets a skipped row instead (outbox.enqueue). The requests are found through
+    the outbox's (kind, created_at) index: a request is written before it is sent, at most a
+    day before with its retries."""
+    now = now or clock.now()
+    requests = (Message.select(Message.appointment)
+                .where(Message.kind == "review_request",
+                       Message.created_at > now - REMINDER_UNTIL - timedelta(days=1),
+                       Message.status == "sent", Message.sent_at <= now - REMINDER_AFTER,
+                       Message.sent_at > now - REMINDER_UNTIL))
+    reminded = Message.select(Message.id).where(Message.appointment == Appointment.id,
+                                                Message.kind == "review_reminder")
+    reviewed = Review.select(Review.id).where(Review.appointment == Appointment.id)
+    visits = (appointments.with_people()
+              .where(Appointment.id.in_(requests), Appointment.status == "completed",
+                     ~fn.EXISTS(reminded), ~fn.EXISTS(reviewed))
+              .order_by(Appointment.id))
+    reminded_now = 0
+    for visit in visits:
+        if not visit.patient.active:
+            continue
+        message = outbox.enqueue(
+            "review_reminder", f"review_reminder:{visit.id}", visit.patient.email,
+            context={"patient_name": visit.patient.name, "doctor_name": visit.doctor.name,
+                     "start": visit.start, "review_url": review_url(visit.id, now),
+                     "expires_at": now + LINK_LIFETIME},
+            user=visit.patient_id, appointment=visit.id)
+        reminded_now += message is not None and message.status != "skipped"
+    return {"reminded": reminded_now}
 
 
 def visit_for(token, now=None):
