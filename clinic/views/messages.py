@@ -1,0 +1,148 @@
+"""The admin's messages pages: the outbox with filters, one message as it was (or would be) sent
+with Resend for a failed one, and the settings check page with its test email. Also gives the
+appointment pages their timeline (templates/admin/_timeline.html).
+
+A message's HTML body is shown in a sandboxed frame loaded from its own address, whose response
+carries a policy of its own: no script, no request anywhere, only the email's inline styles (the
+page's policy forbids those, and a srcdoc frame would inherit it, so the email would lose its
+looks). The escaped source is on the page too."""
+
+from datetime import timedelta
+
+import bottle
+from bottle import request, response
+
+from clinic import clock, health, jobs, mail, outbox, settings, timeline
+from clinic.errors import Invalid
+from clinic.models import MESSAGE_STATUSES
+from clinic.queue import URGENT
+from clinic.views.admin import _page, _split
+from clinic.web import current_user, flash, page, redirect, render, templates
+
+routes = bottle.Bottle()
+
+# The appointment pages of the admin and the doctor include the timeline; access to the
+# appointment is checked by their routes (appointments.appointment_for).
+templates.globals["appointment_timeline"] = timeline.for_appointment
+
+FILTERS = ("status", "kind", "q", "from", "to")
+
+# The frame's own policy: the email's inline styles and data: images, nothing else; sandboxed
+# even when opened on its own; framed only by the clinic's pages.
+BODY_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; "
+               "form-action 'none'; frame-ancestors 'self'; sandbox")
+
+# What the settings page shows, in this order. Never a secret, nor a URL that may hold one
+# (CLINIC_DATABASE_URL, CLINIC_QUEUE_URL).
+SHOWN = ("name", "address", "base_url", "timezone", "cancel_cutoff", "booking_horizon",
+         "no_show_after", "reminder_offsets", "session_lifetime", "mail_from", "smtp_host",
+         "smtp_port", "smtp_security", "smtp_user", "smtp_timeout")
+
+
+def _outbox_folder():
+    """Where emails are written instead of sent, or None when an SMTP server is set."""
+    s = settings.get()
+    return None if s.smtp_host else s.data_path / "outbox"
+
+
+# -- the outbox -----------------------------------------------------------------------------------
+
+
+@routes.get("/admin/messages")
+@page("admin")
+def messages_page():
+    filters = {name: request.query.getunicode(name, "").strip() for name in FILTERS}
+    number, window = _page()
+    errors = {}
+    try:
+        rows, more = _split(outbox.search(filters["status"], filters["kind"], filters["q"],
+                                          filters["from"], filters["to"], **window))
+    except Invalid as exc:
+        rows, more, errors = [], False, exc.fields
+    return render("admin/messages.html", status=400 if errors else 200, messages=rows,
+                  more=more, page=number, form=filters, errors=errors,
+                  statuses=MESSAGE_STATUSES, kinds=outbox.kinds(),
+                  outbox_folder=_outbox_folder())
+
+
+def _message_page(message, status=200, **context):
+    return render("admin/messages_detail.html", status=status, message=message,
+                  headers=outbox.headers(message), outbox_folder=_outbox_folder(), **context)
+
+
+@routes.get("/admin/messages/<message_id:int>")
+@page("admin")
+def message_page(message_id):
+    return _message_page(outbox.message_for(message_id))
+
+
+@routes.get("/admin/messages/<message_id:int>/html")
+@page("admin")
+def message_html(message_id):
+    message = outbox.message_for(message_id)
+    response.set_header("Content-Security-Policy", BODY_POLICY)
+    response.set_header("X-Frame-Options", "SAMEORIGIN")
+    response.content_type = "text/html; charset=utf-8"
+    return message.html_body
+
+
+@routes.post("/admin/messages/<message_id:int>/resend")
+@page("admin")
+def resend(message_id):
+    message = outbox.message_for(message_id)
+    if not outbox.resend(message.id):
+        message = outbox.message_for(message_id)
+        return _message_page(message, status=409, errors={
+            "__all__": f"Only a failed message can be sent again; this one is {message.status}."})
+    flash(f"The message to {message.recipient} is queued again: it goes out in a moment. "
+          "This page shows how it went.")
+    redirect(f"/admin/messages/{message.id}")
+
+
+# -- the settings check ---------------------------------------------------------------------------
+
+
+@routes.get("/admin/settings")
+@page("admin")
+def settings_page():
+    s = settings.get()
+    declared = {setting.name: setting for setting in settings.SETTINGS}
+    shown = [(declared[name].env, declared[name].help, _value(name, s.values.get(name)))
+             for name in SHOWN if name in declared and not declared[name].secret]
+    return render("admin/settings.html", smtp=health.smtp_check(s), jobs=jobs.listing(),
+                  now=clock.now(), shown=shown, outbox_folder=_outbox_folder())
+
+
+@routes.post("/admin/settings/test-email")
+@page("admin")
+def send_test_email():
+    user = current_user()
+    now = clock.now()
+    outbox.enqueue("test", key=f"test:{user.id}:{now.isoformat()}", recipient=user.email,
+                   context={"name": user.name}, user=user, priority=URGENT)
+    flash(f"A test email is on its way to {user.email}: check your inbox, or the Messages "
+          "page to see whether it went.")
+    redirect("/admin/settings")
+
+
+def _value(name, value):
+    """A setting's value as the page says it."""
+    if name == "mail_from" and not value:
+        return str(mail.from_address())
+    if isinstance(value, timedelta):
+        return _duration(value)
+    if isinstance(value, tuple):
+        return ", ".join(_value(name, item) for item in value)
+    if value is None or value == "":
+        return "(not set)"
+    return str(value)
+
+
+def _duration(delta):
+    """1 day, 2 hours, 90 minutes, 10 seconds."""
+    seconds = int(delta.total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'' if count == 1 else 's'}"
+    return f"{seconds} second{'' if seconds == 1 else 's'}"
