@@ -21,7 +21,7 @@ from pathlib import Path
 
 import jinja2
 
-from clinic import clock, settings
+from clinic import clock, preferences, settings
 from clinic.settings import Setting, _choice, _duration, _port, _str
 
 EMAILS = Path(__file__).resolve().parent.parent / "templates" / "emails"
@@ -72,6 +72,20 @@ settings.register(
     Setting("mail_from", None, _mail_from,
             'Sender of the clinic\'s email, as "Name <address>". '
             "Default: <clinic name> <noreply@localhost>."),
+)
+
+
+def _rate(raw):
+    value = int(raw.strip() or "0")
+    if value < 0:
+        raise ValueError("expected a number of messages per minute, 0 for no limit")
+    return value
+
+
+settings.register(
+    Setting("mail_rate", "0", _rate,
+            "Most emails sent in any minute, for a mail provider with a quota (0 or empty: no "
+            "limit). Confirmations, cancellations and reminders go before announcements."),
 )
 
 
@@ -183,6 +197,26 @@ def render(kind, **context):
 # -- building -------------------------------------------------------------------------------------
 
 
+class _Policy(email.policy.EmailPolicy):
+    """The default policy, except that a List-Unsubscribe header is written on one line: folded
+    the default way, a long URL with no space in it becomes RFC 2047 encoded-words, which mail
+    clients do not decode there, and the one-click link is lost. Well under 998 octets."""
+
+    def fold(self, name, value):
+        text = str(value)
+        if name.lower() == "list-unsubscribe" and text.isascii() and len(text) < 900:
+            return f"{name}: {text}{self.linesep}"
+        return super().fold(name, value)
+
+    def fold_binary(self, name, value):
+        if name.lower() == "list-unsubscribe" and str(value).isascii():
+            return self.fold(name, value).encode("ascii")
+        return super().fold_binary(name, value)
+
+
+POLICY = _Policy()
+
+
 def build(message, now=None):
     """The EmailMessage for an outbox row (clinic.models.Message): text and HTML alternatives,
     then the attachments, with the row's Message-ID. Raises PermanentError when the row can never
@@ -192,13 +226,17 @@ def build(message, now=None):
         raise PermanentError(f"invalid address: {clean_header(message.recipient)!r}"
                              if message.recipient else "no address")
     name = message.user.name if message.user_id is not None else ""
-    msg = EmailMessage()
+    msg = EmailMessage(policy=POLICY)
     msg["Subject"] = clean_header(message.subject)
     msg["From"] = from_address(s)
     msg["To"] = Address(display_name=clean_name(name), addr_spec=message.recipient)
     msg["Date"] = format_datetime(now or clock.now())
     msg["Message-ID"] = clean_header(message.message_id)
     msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no out-of-office replies, please
+    unsubscribe = preferences.unsubscribe_url(message.user_id, message.kind)
+    if unsubscribe:  # an optional email: one click stops this kind (RFC 2369, RFC 8058)
+        msg["List-Unsubscribe"] = f"<{clean_header(unsubscribe)}>"
+        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     msg.set_content(message.text_body)
     if message.html_body:
         msg.add_alternative(message.html_body, subtype="html")
@@ -333,7 +371,7 @@ class Sender:
         path = folder / f"{clock.now().strftime('%Y%m%dT%H%M%S%fZ')}-{ident or 'message'}.eml"
         tmp = folder / f".{path.name}.tmp"
         with open(tmp, "wb") as fh:
-            fh.write(message.as_bytes(policy=email.policy.SMTP))
+            fh.write(message.as_bytes(policy=message.policy.clone(linesep="\r\n")))
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -157,7 +157,8 @@ class Message(BaseModel):
     updated_at = UTCDateTimeField(default=now)
 
     class Meta:
-        indexes = ((("status", "due_at"), False), (("kind", "created_at"), False))
+        indexes = ((("status", "due_at"), False), (("kind", "created_at"), False),
+                   (("claimed_at",), False))  # the rate limit counts the last minute's claims
 
 
 class TaskRecord(BaseModel):
@@ -274,8 +275,72 @@ class TaskRun(BaseModel):
         indexes = ((("job", "queued_at"), False), (("state", "queued_at"), False))
 
 
+AUDIT_OUTCOMES = ("allowed", "refused")
+
+
+class AuditEntry(BaseModel):
+    """One view or export of a patient's medical history, or one access refused (clinic/audit.py).
+    Only ever added: triggers made by migration 0003 make the database refuse any UPDATE or
+    DELETE. Plain ids, not foreign keys: the log keeps naming people whatever happens to them,
+    and a name as it was at the time."""
+
+    at = UTCDateTimeField(default=now, index=True)
+    user_id = IntegerField(null=True)  # who; None for nobody signed in
+    user_name = CharField(max_length=200, default="")
+    role = CharField(max_length=10, default="")
+    patient_id = IntegerField(null=True)  # whose record, when known
+    patient_name = CharField(max_length=200, default="")
+    action = CharField(max_length=40)  # "view history", "export history", ...
+    outcome = CharField(max_length=10)  # allowed | refused
+    reason = CharField(max_length=300, default="")  # why it was refused
+    address = CharField(max_length=64, default="")  # the client's IP address
+    path = CharField(max_length=300, default="")  # the request, e.g. "GET /doctor/patients/7"
+
+    class Meta:
+        indexes = ((("patient_id", "at"), False), (("user_id", "at"), False))
+
+
+ANNOUNCEMENT_STATES = ("queued", "writing", "written", "failed")
+OPT_OUT_KINDS = ("reminders", "reviews", "announcements")
+
+
+class Announcement(BaseModel):
+    """A message from the clinic to a group of patients (clinic/announcements.py). Each
+    recipient's email is an outbox row with the key ``announcement:<id>:<user id>``."""
+
+    author = ForeignKeyField(User, null=True, backref="announcements", on_delete="SET NULL")
+    subject = CharField(max_length=200)
+    text = TextField()
+    # {"type": "all"} | {"type": "doctor", "doctor_id": 3}
+    # | {"type": "appointments", "from": "2026-03-01", "to": "2026-03-31"}
+    audience = JSONField()
+    state = CharField(max_length=10, default="queued")  # ANNOUNCEMENT_STATES
+    recipients = IntegerField(default=0)  # patients in the audience
+    queued = IntegerField(default=0)  # outbox rows written for sending
+    skipped = IntegerField(default=0)  # patients who opted out of announcements
+    task_id = CharField(max_length=64, default="")  # the latest run's progress record
+    error = TextField(default="")
+    created_at = UTCDateTimeField(default=now, index=True)
+    updated_at = UTCDateTimeField(default=now)
+    finished_at = UTCDateTimeField(null=True)
+
+
+class OptOut(BaseModel):
+    """A patient who does not want one kind of optional email (clinic/preferences.py)."""
+
+    user = ForeignKeyField(User, backref="opt_outs", on_delete="CASCADE")
+    kind = CharField(max_length=20)  # OPT_OUT_KINDS
+    via = CharField(max_length=10, default="page")  # page | link (the one-click link)
+    created_at = UTCDateTimeField(default=now)
+
+    class Meta:
+        indexes = ((("user", "kind"), True),)
+
+
 MODELS = [
     User, Doctor, Patient, Appointment, Treatment, Session, LoginAttempt, Message, TaskRecord,
     MonthlyReport, Export, Review, DoctorRating, DailyStat, JobState,
     TaskRun,
+    AuditEntry,
+    Announcement, OptOut,
 ]

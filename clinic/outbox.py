@@ -22,13 +22,15 @@ copy has the same Message-ID, which lets mail systems recognise it.
 """
 
 import logging
-from datetime import timedelta
+import threading
+from datetime import date, datetime, time, timedelta
 
-from peewee import JOIN
+from peewee import JOIN, fn
 
-from clinic import clock, mail, settings
+from clinic import clock, db, mail, preferences, settings
 from clinic.db import database
-from clinic.models import Message, User
+from clinic.errors import NotFound, check
+from clinic.models import MESSAGE_STATUSES, Message, User
 
 log = logging.getLogger("clinic.outbox")
 
@@ -50,15 +52,21 @@ def enqueue(kind, key, recipient, context=None, user=None, appointment=None, pri
 
     Delivery is queued after the surrounding transaction commits (nothing if it rolls back); a
     message due later is left to the sweeper. With no ``recipient`` the row is stored as failed,
-    "no address", so the admin sees what could not be sent."""
+    "no address", so the admin sees what could not be sent.
+
+    An optional kind (reminders, review requests, announcements: clinic/preferences.py) that
+    the patient ``user`` said no to is stored as skipped with the reason, and that row is
+    returned; one they want carries their one-click unsubscribe link."""
     now = clock.now()
+    choice = preferences.choice_of(kind)
+    if choice and preferences.opted_out(kind, [user]):
+        return skip(key, kind, recipient, preferences.reason(choice), user=user,
+                    appointment=appointment, now=now)
+    if choice and user is not None:
+        context = {**(context or {}), "unsubscribe_url": preferences.unsubscribe_url(user, kind)}
     subject, text, html = mail.render(kind, **(context or {}))
     recipient = (recipient or "").strip()
-    status, error = "pending", ""
-    if not recipient:
-        status, error = "failed", "no address"
-    elif not mail.valid_address(recipient):
-        status, error = "failed", f"invalid address: {mail.clean_header(recipient)!r}"
+    status, error = _address_status(recipient)
     due_at = due_at or now
     with database.atomic():
         inserted = Message.insert(
@@ -73,6 +81,15 @@ def enqueue(kind, key, recipient, context=None, user=None, appointment=None, pri
         if status == "pending" and due_at <= now:
             _send_after_commit([message.id])
     return message
+
+
+def _address_status(recipient):
+    """``(status, last_error)`` of a new row for ``recipient``: failed when it cannot be sent."""
+    if not recipient:
+        return "failed", "no address"
+    if not mail.valid_address(recipient):
+        return "failed", f"invalid address: {mail.clean_header(recipient)!r}"
+    return "pending", ""
 
 
 def skip(key, kind, recipient, reason, user=None, appointment=None, now=None):
@@ -113,12 +130,15 @@ def resend(message_id, now=None):
     return bool(changed)
 
 
-def _send_after_commit(ids):
+def _send_after_commit(ids, priority=None):
     def send():
         from clinic import tasks  # tasks imports this module
 
         try:
-            tasks.send_messages(ids)
+            if priority is None:
+                tasks.send_messages(ids)
+            else:
+                tasks.send_messages(ids, priority=priority)
         except Exception:  # the row is committed: the sweeper sends it within a minute
             log.exception("could not queue messages %s; the sweeper will send them", ids)
 
@@ -127,17 +147,27 @@ def _send_after_commit(ids):
 
 def claim(message_id, now):
     """Take a pending, due message for sending. True only for the one caller whose conditional
-    UPDATE changed the row; everyone else must leave it alone."""
-    return (Message.update(status="sending", claimed_at=now, attempts=Message.attempts + 1,
-                           updated_at=now)
-            .where(Message.id == message_id, Message.status == "pending", Message.due_at <= now)
-            .execute()) == 1
+    UPDATE changed the row; everyone else must leave it alone. Under CLINIC_MAIL_RATE, also
+    False while ``limited()`` says the message must wait (checked and claimed in one
+    transaction, so senders in other threads and processes cannot both take the last place)."""
+    update = (Message.update(status="sending", claimed_at=now, attempts=Message.attempts + 1,
+                             updated_at=now)
+              .where(Message.id == message_id, Message.status == "pending",
+                     Message.due_at <= now))
+    if not rate():
+        return update.execute() == 1
+    with database.atomic():
+        _serialise_claims()
+        row = Message.select(Message.priority).where(Message.id == message_id).first()
+        if row is None or limited(now, row.priority) is not None:
+            return False
+        return update.execute() == 1
 
 
 def deliver(ids, now=None):
     """Send the messages ``ids`` over one SMTP connection; returns counts: sent, failed, retry
     (pending again, for later), passed (not pending and due, or claimed by someone else) and
-    deferred (left pending because the server could not be reached).
+    deferred (left pending because the server could not be reached, or for CLINIC_MAIL_RATE).
 
     1. Read those that are pending, highest priority first.
     2. Claim each just before sending it: of two deliveries of the same ids, one wins each row.
@@ -145,6 +175,8 @@ def deliver(ids, now=None):
        a later due_at (a transient error; failed with the last error after MAX_ATTEMPTS).
     4. If the server cannot be reached at all, stop: the rest stay pending for the sweeper rather
        than each waiting out the same timeout.
+    5. If CLINIC_MAIL_RATE is used up (or more urgent mail is due), stop: the rest stay pending,
+       due when there is room again (limited), and send_due() is queued for then.
     """
     ids = list(ids)
     counts = dict.fromkeys(("sent", "failed", "retry", "passed", "deferred"), 0)
@@ -156,6 +188,10 @@ def deliver(ids, now=None):
         for done, message in enumerate(messages):
             at = now or clock.now()  # a long batch claims each row at its own time
             if not claim(message.id, at):
+                wait = limited(at, message.priority)
+                if wait is not None:  # CLINIC_MAIL_RATE: the rest waits, pending, till then
+                    counts["deferred"] = _hold([m.id for m in messages[done:]], wait, at)
+                    break
                 continue
             try:
                 sender.send(mail.build(message, now=at))
@@ -254,6 +290,234 @@ def _deliver_due(at, now, batch, which):
             totals[key] += value
         done = counts["sent"] + counts["failed"] + counts["retry"]
         totals["tried"] += done
-        if counts["deferred"] or not done:  # the server is away, or others took the rows
-            break
+        if counts["deferred"] or not done:
+            break  # the server is away, the rate is used up, or others took the rows
     return totals
+
+
+# -- for the admin's messages page (clinic/views/messages.py) -------------------------------------
+
+LISTED = (Message.id, Message.kind, Message.recipient, Message.user, Message.appointment,
+          Message.subject, Message.status, Message.attempts, Message.last_error, Message.due_at,
+          Message.sent_at, Message.created_at)  # not the bodies: a page lists 25 of them
+
+
+def search(status="", kind="", recipient="", day_from="", day_to="", limit=25, offset=0):
+    """Messages for the admin's outbox page, newest first, without their bodies. Filters: a
+    status, a kind, part of the recipient's address or name, clinic-local days created (both
+    included). Raises Invalid (with the field) for a status or a date it does not know.
+
+    Newest first, in an order an index gives, so a page never sorts the table: with a kind by
+    creation (the (kind, created_at) index), with a status by when they were last due (the
+    (status, due_at) index; for nearly all messages that is when they were made), else by id."""
+    errors = {}
+    if status and status not in MESSAGE_STATUSES:
+        errors["status"] = "Choose a status from the list."
+    start, end = _day(day_from, "from", errors), _day(day_to, "to", errors)
+    if start and end and end < start:
+        errors["to"] = "The last day comes before the first."
+    check(errors)
+    query = Message.select(*LISTED)
+    if status:
+        query = query.where(Message.status == status)
+    if kind:
+        query = query.where(Message.kind == kind)
+    needle = (recipient or "").strip().lower()
+    if needle:
+        named = User.select(User.id).where(fn.LOWER(User.name).contains(needle))
+        query = query.where(fn.LOWER(Message.recipient).contains(needle)
+                            | Message.user.in_(named))
+    if start:
+        query = query.where(Message.created_at >= _midnight(start))
+    if end:
+        query = query.where(Message.created_at < _midnight(end + timedelta(days=1)))
+    if kind:
+        order = (Message.created_at.desc(), Message.id.desc())
+    elif status:
+        order = (Message.due_at.desc(), Message.id.desc())
+    else:
+        order = (Message.id.desc(),)
+    return query.order_by(*order).limit(limit).offset(offset)
+
+
+def _day(raw, field, errors):
+    if not raw:
+        return None
+    try:
+        return date.fromisoformat(raw.strip())
+    except ValueError:
+        errors[field] = "Enter a date as YYYY-MM-DD."
+        return None
+
+
+def _midnight(day):
+    return clock.to_utc(datetime.combine(day, time()))  # naive: clinic-local wall time
+
+
+def kinds():
+    """Every kind of message in the outbox, for the page's filter (read from the kind index)."""
+    return [row[0] for row in Message.select(Message.kind).distinct()
+            .order_by(Message.kind).tuples()]
+
+
+def message_for(message_id):
+    """The message with this id, or NotFound."""
+    message = Message.get_or_none(Message.id == message_id)
+    if message is None:
+        raise NotFound("No such message.")
+    return message
+
+
+def headers(message):
+    """The message's headers as ``[(name, value)]``, as delivery writes them (dated when it was
+    sent, or is due). A message that cannot be built (no valid address, an attachment gone)
+    shows what the row says."""
+    try:
+        built = mail.build(message, now=message.sent_at or message.due_at)
+    except mail.PermanentError:
+        return [("From", str(mail.from_address())), ("To", message.recipient),
+                ("Subject", message.subject), ("Message-ID", message.message_id)]
+    return [(name, str(value)) for name, value in built.items()
+            if name not in ("MIME-Version", "Content-Type", "Content-Transfer-Encoding")]
+
+
+# -- many at once (announcements) -----------------------------------------------------------------
+
+
+def enqueue_many(kind, items, priority=0, task_priority=None, now=None):
+    """Store many emails of ``kind`` in ONE transaction (an announcement writes 500 at a time);
+    ``items`` are dicts with ``key``, ``recipient``, ``context`` and ``user`` (an id). Each is
+    treated as enqueue() treats one: a key taken already is left alone (nothing is sent twice),
+    a patient who said no to the kind gets a skipped row with the reason, a missing address a
+    failed row. Delivery of the new pending rows is queued as ONE send_messages task, with
+    ``task_priority``, after the commit. Returns counts: queued, skipped, failed, existing."""
+    now = now or clock.now()
+    items = list(items)
+    choice = preferences.choice_of(kind)
+    keys = [item["key"] for item in items]
+    taken = {key for (key,) in Message.select(Message.key).where(Message.key.in_(keys)).tuples()}
+    fresh = [item for item in items if item["key"] not in taken]
+    refused = preferences.opted_out(kind, [item.get("user") for item in fresh])
+    rows = []
+    for item in fresh:  # rendered before the transaction: it holds the write lock meanwhile
+        user, recipient = item.get("user"), (item.get("recipient") or "").strip()
+        row = {"key": item["key"], "kind": kind, "recipient": recipient[:254], "user": user,
+               "message_id": mail.new_message_id(), "priority": priority, "due_at": now,
+               "created_at": now, "updated_at": now}
+        if user is not None and user in refused:
+            row.update(subject="", text_body="", html_body="", status="skipped",
+                       last_error=preferences.reason(choice))
+        else:
+            context = dict(item.get("context") or {})
+            if choice and user is not None:
+                context["unsubscribe_url"] = preferences.unsubscribe_url(user, kind)
+            subject, text, html = mail.render(kind, **context)
+            status, error = _address_status(recipient)
+            row.update(subject=subject[:300], text_body=text, html_body=html, status=status,
+                       last_error=error)
+        rows.append(row)
+    counts = {"queued": 0, "skipped": 0, "failed": 0, "existing": len(taken)}
+    with database.atomic():
+        if rows:
+            Message.insert_many(rows).on_conflict_ignore().execute()
+        mine = {row["key"]: row["message_id"] for row in rows}
+        written = list(Message.select(Message.id, Message.key, Message.status, Message.message_id)
+                       .where(Message.key.in_(list(mine))))
+        pending = []
+        for message in written:
+            if message.message_id != mine[message.key]:  # written by someone else meanwhile
+                counts["existing"] += 1
+                continue
+            counts[{"pending": "queued"}.get(message.status, message.status)] += 1
+            if message.status == "pending":
+                pending.append(message.id)
+        if pending:
+            _send_after_commit(pending, task_priority)
+    return counts
+
+
+# -- the sending rate (CLINIC_MAIL_RATE) -----------------------------------------------------------
+# A sliding minute counted from the outbox's own claim times (a sent message's sent_at is its
+# claim time), so it holds across threads, processes and restarts. A message over the limit is
+# not failed: it stays pending with a later due_at, and send_due() is queued for that moment.
+# While the limit bites, mail of higher priority (confirmations, cancellations, reminders) that
+# is due goes before bulk mail (announcements, priority below 0).
+
+WINDOW = timedelta(minutes=1)
+PAUSE = timedelta(seconds=2)  # how long bulk mail waits while more urgent mail is due
+_RATE_LOCK = 7_400_117  # PostgreSQL advisory lock: one claimer at a time under a rate
+
+
+def rate():
+    """CLINIC_MAIL_RATE: the most messages sent in any minute; 0 for no limit."""
+    return settings.get().values.get("mail_rate") or 0
+
+
+def limited(now, priority=0):
+    """None when a message of ``priority`` may be sent at ``now``; else when to try again:
+
+    1. The last minute's claims (every attempt counts: the provider counts them too) have used
+       the rate: again when the oldest of the latest ``rate`` claims leaves the minute.
+    2. A message of higher priority that was never tried is due: it goes first, and this one
+       waits PAUSE (the sender of that message, or send_due(), takes the place meanwhile).
+    """
+    limit = rate()
+    if not limit:
+        return None
+    latest = (Message.select(Message.claimed_at)
+              .where(Message.claimed_at > now - WINDOW)
+              .order_by(Message.claimed_at.desc())
+              .offset(limit - 1).limit(1).first())
+    if latest is not None:
+        return max(latest.claimed_at + WINDOW, now)
+    urgent = (Message.select(Message.id)
+              .where(Message.status == "pending", Message.due_at <= now, Message.attempts == 0,
+                     Message.priority > priority)
+              .exists())
+    return now + PAUSE if urgent else None
+
+
+def _serialise_claims():
+    # SQLite: the transaction began IMMEDIATE, so claimers already take turns. PostgreSQL reads
+    # a snapshot per statement: two claimers could each count a free place and both take it.
+    if db.is_postgres():
+        database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (_RATE_LOCK,))
+
+
+def _hold(ids, until, now):
+    """Leave the pending ``ids`` for ``until`` (the rate limit); returns how many. send_due() is
+    queued for then, so they go as soon as there is room, highest priority first."""
+    held = (Message.update(due_at=until, updated_at=now)
+            .where(Message.id.in_(ids), Message.status == "pending", Message.due_at < until)
+            .execute())
+    _wake_at(until)
+    return held
+
+
+_planned = {"at": None}
+_planned_lock = threading.Lock()
+
+
+def _wake_at(when):
+    """Queue send_due() for ``when``, unless this process has one queued for no later (that one
+    queues the next itself if the limit still bites). Other processes have their own; the
+    sweeper is there whatever happens to these."""
+    with _planned_lock:
+        planned = _planned["at"]
+        if planned is not None and clock.now() < planned <= when:
+            return
+        _planned["at"] = when
+    try:
+        from clinic import tasks  # tasks imports this module
+
+        tasks.send_due_messages.schedule(eta=when)
+    except Exception:
+        log.exception("could not queue the delivery due at %s; the sweeper will do it", when)
+
+
+def send_due(now=None, batch=BATCH):
+    """Deliver the due messages never tried yet, highest priority first, until none is left or
+    the rate is used up; returns deliver()'s summed counts with "tried". What the rate limit
+    queues for when there is room again; sweep() does the same every minute."""
+    at = now or clock.now()
+    return _deliver_due(at, now, batch, Message.attempts == 0)

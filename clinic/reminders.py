@@ -189,4 +189,5 @@ def _remind(kind, key, visit, reason, now, counts):
     else:
         written = outbox.enqueue(kind, key, patient.email, notices.details(visit), user=patient,
                                  appointment=visit, priority=URGENT)
-        counts["sent"] += written is not None
+        if written is not None:  # skipped: the patient opted out of reminders
+            counts["skipped" if written.status == "skipped" else "sent"] += 1

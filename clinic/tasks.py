@@ -88,3 +88,24 @@ def make_monthly_reports(task_id, month_year, doctor_id=None):
     from clinic import reports  # imported here: reports queues this task
 
     reports.run_task(task_id, month_year, doctor_id)
+
+
+# -- announcements and the sending rate ------------------------------------------------------------
+# An announcement only writes its recipients' outbox rows (announcements.send); each batch's rows
+# are then delivered by send_messages, queued with BULK priority. Under CLINIC_MAIL_RATE the
+# outbox queues send_due_messages for the moment there is room again.
+
+
+@huey.task(priority=BULK)
+def send_announcement(announcement_id, task_id):
+    """Write an announcement's emails, with progress on the task record ``task_id``. Returns
+    nothing: the counts are on the record."""
+    from clinic import announcements  # imported here: announcements queues this task
+
+    announcements.send(announcement_id, task_id)
+
+
+@huey.task(priority=URGENT)
+def send_due_messages():
+    """Deliver the messages that waited for the rate limit. Returns nothing."""
+    outbox.send_due()

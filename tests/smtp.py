@@ -5,25 +5,33 @@ process. It keeps what it receives and counts connections (EHLOs), and can be sw
     "451"      refuse every recipient for now (451 4.7.1), as a greylisting server does
     "550"      refuse every recipient for good (550 5.1.1)
     "hang"     take the message but never answer DATA, so the client's timeout must fire
+    "slow"     answer DATA only after ``delay`` seconds; a client that goes away meanwhile has
+               not handed the message over (it is kept in ``abandoned``, not ``messages``)
 """
 
 import asyncio
 import email
 import email.policy
+import functools
 import threading
 from dataclasses import dataclass
 
 from aiosmtpd.controller import Controller
 
-MODES = ("accept", "451", "550", "hang")
+MODES = ("accept", "451", "550", "hang", "slow")
 
 
 @dataclass
 class Received:
     mail_from: str
     rcpt_tos: list
-    message: email.message.EmailMessage
     raw: bytes
+
+    @functools.cached_property
+    def message(self):
+        """The message parsed, on first use: parsing costs more than receiving, and the server
+        shares the test's process (tests that take thousands of messages read few of them)."""
+        return email.message_from_bytes(self.raw, policy=email.policy.default)
 
 
 class Recorder:
@@ -33,6 +41,9 @@ class Recorder:
         self.mode = "accept"
         self.messages = []  # Received, for each message answered 250
         self.unanswered = []  # Received, for each message taken in "hang" mode
+        self.delay = 1.0  # seconds before a "slow" answer
+        self.waiting = []  # Received, for each message waiting for its "slow" answer
+        self.abandoned = []  # Received, for each one whose client left before the answer
         self.connections = 0
         self.arrived = threading.Condition()  # notified as each message is accepted
 
@@ -52,11 +63,19 @@ class Recorder:
 
     async def handle_DATA(self, server, session, envelope):
         raw = envelope.original_content or envelope.content
-        received = Received(envelope.mail_from, list(envelope.rcpt_tos),
-                            email.message_from_bytes(raw, policy=email.policy.default), raw)
+        received = Received(envelope.mail_from, list(envelope.rcpt_tos), raw)
         if self.mode == "hang":
             self.unanswered.append(received)
             await asyncio.sleep(3600)  # cancelled when the server stops
+        if self.mode == "slow":
+            self.waiting.append(received)
+            try:
+                await asyncio.sleep(self.delay)  # cancelled if the client's connection is lost
+            except asyncio.CancelledError:
+                self.abandoned.append(received)
+                raise
+            finally:
+                self.waiting.remove(received)
         with self.arrived:
             self.messages.append(received)
             self.arrived.notify_all()
@@ -96,10 +115,12 @@ class SMTPServer:
     def connections(self):
         return self.handler.connections
 
-    def answer(self, mode):
+    def answer(self, mode, delay=None):
         """Switch how the server answers from the next command on."""
         assert mode in MODES, mode
         self.handler.mode = mode
+        if delay is not None:
+            self.handler.delay = delay
 
     def wait_for(self, count, timeout=10):
         """Block until ``count`` messages have arrived (for work done by other threads, such as

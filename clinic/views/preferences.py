@@ -1,0 +1,73 @@
+"""Which emails a patient wants: their preferences page, and the one-click unsubscribe link at
+the foot of every optional email (clinic/preferences.py).
+
+``/unsubscribe/<token>`` needs no sign-in: the signed token names the patient and the kind. A GET
+only shows a page with a button (mail scanners follow links; a GET must change nothing). The POST
+needs no CSRF token: it is what a mail client sends for List-Unsubscribe-Post (RFC 8058), with no
+cookies, and the token in the address is the only key it needs.
+"""
+
+import bottle
+from bottle import response
+
+from clinic import preferences
+from clinic.errors import ClinicError
+from clinic.web import current_user, flash, form, page, redirect, render
+
+routes = bottle.Bottle()
+
+
+@routes.get("/patient/preferences")
+@page("patient")
+def preferences_page():
+    return render("patient/preferences.html", choices=preferences.choices(current_user()),
+                  words=preferences.WORDS)
+
+
+@routes.post("/patient/preferences")
+@page("patient")
+def save_preferences():
+    data = form()
+    preferences.save(current_user(), {choice: bool(data.get(choice))
+                                      for choice in preferences.KINDS})
+    flash("Your email choices are saved.")
+    redirect("/patient/preferences")
+
+
+def _private():
+    # The page names the patient: no shared cache may keep it.
+    response.set_header("Cache-Control", "no-store")
+
+
+@routes.get("/unsubscribe/<token>")
+@page()
+def unsubscribe_confirm(token):
+    _private()
+    user, choice = preferences.for_token(token)
+    wanted = preferences.choices(user)[choice]
+    return render("patient/unsubscribe.html", token=token, patient=user, choice=choice,
+                  what=preferences.WORDS[choice], wanted=wanted, done=False)
+
+
+# No @page on the POSTs: that would ask for the CSRF token a mail client cannot send.
+
+
+@routes.post("/unsubscribe/<token>")
+def unsubscribe(token):
+    return _changed(token, preferences.unsubscribe, wanted=False)
+
+
+@routes.post("/unsubscribe/<token>/undo")
+def resubscribe(token):
+    return _changed(token, preferences.resubscribe, wanted=True)
+
+
+def _changed(token, action, wanted):
+    _private()
+    try:
+        user, choice = action(token)
+    except ClinicError as exc:
+        return render("error.html", status=exc.status, title="Cannot do that",
+                      message=exc.message)
+    return render("patient/unsubscribe.html", token=token, patient=user, choice=choice,
+                  what=preferences.WORDS[choice], wanted=wanted, done=True)
