@@ -281,3 +281,57 @@ SCHEMAS = {
     }, ["task_id", "name", "state", "current", "total", "status", "result"]),
     "OpenAPI": {"type": "object", "description": "This document."},
 }
+
+
+# -- announcements and the reports summary --------------------------------------------------------
+
+_DAY = {"type": "string", "format": "date", "description": "A clinic day, YYYY-MM-DD."}
+_MONTH = {"type": "string", "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])$"}
+
+SCHEMAS.update({
+    "Announcement": _object({
+        "subject": {"type": "string", "maxLength": 150},
+        "text": {"type": "string", "maxLength": 10000,
+                 "description": "Plain text; an empty line starts a new paragraph."},
+        "audience": _object({
+            "type": {"type": "string", "enum": ["all", "doctor", "appointments"],
+                     "description": "all: every active patient; doctor: patients with an "
+                                    "appointment with `doctor_id`; appointments: patients with "
+                                    "an appointment on a day from `from` to `to`."},
+            "doctor_id": {**_ID, "description": "With type doctor."},
+            "from": {**_DAY, "description": "With type appointments: the first day."},
+            "to": {**_DAY, "description": "With type appointments: the last day (included)."},
+        }, ["type"]),
+    }, ["subject", "text", "audience"]),
+    "AnnouncementStarted": _object({
+        "task_id": {"type": "string", "description": "Follow it with GET /api/tasks/{task_id}."},
+        "announcement_id": _ID,
+        "recipients": {"type": "integer", "minimum": 0,
+                       "description": "Patients in the audience, opted-out ones included."},
+    }, ["task_id", "announcement_id", "recipients"]),
+    "ReportTotals": _object({
+        "appointments": {"type": "integer", "minimum": 0},
+        "by_status": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "treatments": {"type": "integer", "minimum": 0},
+        "patients": {"type": "integer", "minimum": 0},
+        "no_show_rate": {"type": "number", "nullable": True,
+                         "description": "no_show / (completed + no_show); null with neither."},
+    }),
+    "ReportSummary": _object({
+        "month_year": _MONTH,
+        "counts": _object({state: {"type": "integer", "minimum": 0}
+                           for state in ("sent", "made", "failed", "missing")}),
+        "doctors": {"type": "array", "items": _object({
+            "doctor_id": _ID,
+            "doctor_name": _STR,
+            "active": {"type": "boolean"},
+            "state": {"type": "string", "enum": ["sent", "made", "failed", "missing"]},
+            "made_at": {**_INSTANT, "nullable": True},
+            "sent_at": {**_INSTANT, "nullable": True},
+            "error": {"type": "string", "description": "Why its email failed, if it did."},
+            "totals": {"allOf": [{"$ref": "#/components/schemas/ReportTotals"}],
+                       "nullable": True},
+        }, ["doctor_id", "doctor_name", "active", "state", "made_at", "sent_at", "error",
+            "totals"])},
+    }, ["month_year", "counts", "doctors"]),
+})
