@@ -40,8 +40,10 @@ ROWS = [
      lambda r: r["ours"]["median"] >= 500),
     ("start", "`python run.py` start to first page ({big} appointments)", "≤ 2 s",
      lambda r: r["ours"]["median"] <= 2),
-    ("rss_idle", "Memory (RSS) at idle", "≤ 80 MB", lambda r: r["ours"]["median"] * 1.048576
-     <= 80),
+    ("rss_idle", "Memory (RSS) at idle, a second after the start", "≤ 80 MB",
+     lambda r: r["ours"]["median"] * 1.048576 <= 80),
+    ("rss_jobs", "Memory (RSS) at idle, once the first scheduler tick's jobs have run", "≤ 80 MB",
+     lambda r: r["ours"]["median"] * 1.048576 <= 80),
     ("rss_after", "Memory (RSS) after the whole suite", "≤ 150 MB",
      lambda r: r["ours"]["median"] * 1.048576 <= 150),
 ]
@@ -68,12 +70,19 @@ def figure(f, unit):
     return text
 
 
-def times(f):
+def times(f, words=True):
+    """``2.0× faster (1.8–2.2)`` for a ratio of our speed to the peer's; below 1, ``slower``."""
     if not f:
         return "–"
-    text = f"{f['median']:.1f}×"
+    m, lo, hi = f["median"], f["min"], f["max"]
+    slower = words and m < 1
+    if slower:
+        m, lo, hi = 1 / m, 1 / hi, 1 / lo
+    text = f"{m:.1f}×"
     if f.get("n", 1) > 1:
-        text += f" ({f['min']:.1f}–{f['max']:.1f})"
+        text += f" ({lo:.1f}–{hi:.1f})"
+    if words:
+        text += " slower" if slower else " faster"
     return text
 
 
@@ -103,10 +112,9 @@ def table(result):
         peer = figure(row.get("peer"), unit) if row.get("peer") else "–"
         if key.startswith("sweep"):
             peer = f"at {result['small']:,}: {figure(row['small'], unit)}"
-            x = f"{times(row['ratio'])} its time at {result['small']:,}"
+            x = f"{times(row['ratio'], words=False)} its time at {result['small']:,}"
         else:
-            x = times(row.get("x")) + (" faster" if row.get("x") else "")
-            x = x if row.get("x") else "–"
+            x = times(row.get("x"))
         ok = met(row)
         lines.append(f"| {_fill(what, result)} | {_fill(target, result)} | "
                      f"{figure(row['ours'], unit)} | {peer} | {x} | "
@@ -159,10 +167,6 @@ def details(result):
     if r and r.get("ours"):
         out.append(f"- Monthly reports for {r['month']}: {r['sent']} reports written with their "
                    f"emails queued in the outbox.")
-    rss = rows.get("rss_idle")
-    if rss and rss.get("ours"):
-        out.append(f"- Memory at idle: right after each start, and (last) {rss['after_jobs']:.0f} "
-                   f"MiB once the first scheduler tick's jobs had run.")
     ps = rows.get("peer_start")
     if ps and ps.get("ours"):
         out.append(f"- The Celery worker's start, until it ran its first task: "

@@ -7,6 +7,8 @@ product's requirements)."""
 import importlib.util
 import json
 
+import pytest
+
 from bench import __main__ as bench_main
 from bench import report
 
@@ -16,6 +18,7 @@ def _line(text, key):
     return next(row for row in text.splitlines() if row.startswith("| ") and title in row)
 
 
+@pytest.mark.slow  # ~10 s: it starts and stops a real run.py and four Huey consumers
 def test_a_quick_run_measures_every_row_and_keeps_the_analysis(tmp_path):
     out = tmp_path / "BENCHMARKS.md"
     out.write_text("# Benchmarks\n\nAnalysis written by hand stays.\n")
