@@ -130,19 +130,43 @@ def resend(message_id, now=None):
     return bool(changed)
 
 
-def _send_after_commit(ids, priority=None):
-    def send():
-        from clinic import tasks  # tasks imports this module
+SEND_BATCH = 100  # messages one send_messages task delivers over one SMTP connection
 
-        try:
-            if priority is None:
-                tasks.send_messages(ids)
-            else:
-                tasks.send_messages(ids, priority=priority)
-        except Exception:  # the row is committed: the sweeper sends it within a minute
-            log.exception("could not queue messages %s; the sweeper will send them", ids)
 
-    database.after_commit(send)
+def _send_after_commit(ids, priority=None, batch=SEND_BATCH):
+    """Queue the delivery of ``ids`` once the transaction that wrote them commits (nothing if it
+    rolls back). Every message written in one transaction goes out in tasks of up to ``batch``
+    ids, each over one SMTP connection: a reminder job writing 5,000 rows queues 50 tasks, not
+    5,000 tasks with 5,000 connections."""
+    transactions = database._state.transactions
+    if not transactions:  # autocommit: the rows are already committed
+        _queue_send(ids, priority)
+        return
+    outermost = transactions[0]  # a new transaction is a new object: no state outlives it
+    pending = getattr(outermost, "clinic_outbox_pending", None)
+    if pending is None:
+        pending = outermost.clinic_outbox_pending = {}
+
+        def send():
+            outermost.clinic_outbox_pending = None  # a later commit of it starts afresh
+            for (task_priority, size), group in pending.items():
+                for start in range(0, len(group), size):
+                    _queue_send(group[start:start + size], task_priority)
+
+        database.after_commit(send)
+    pending.setdefault((priority, batch), []).extend(ids)
+
+
+def _queue_send(ids, priority=None):
+    from clinic import tasks  # tasks imports this module
+
+    try:
+        if priority is None:
+            tasks.send_messages(ids)
+        else:
+            tasks.send_messages(ids, priority=priority)
+    except Exception:  # the row is committed: the sweeper sends it within a minute
+        log.exception("could not queue messages %s; the sweeper will send them", ids)
 
 
 def claim(message_id, now):
@@ -432,7 +456,7 @@ def enqueue_many(kind, items, priority=0, task_priority=None, now=None):
             if message.status == "pending":
                 pending.append(message.id)
         if pending:
-            _send_after_commit(pending, task_priority)
+            _send_after_commit(pending, task_priority, batch=len(pending))
     return counts
 
 

@@ -68,11 +68,11 @@ def test_an_announcement_to_2000_patients_is_delivered_once_each_also_when_a_run
     batches = []
     queue_delivery = outbox._send_after_commit
 
-    def failing_on_the_third(ids, priority=None):
+    def failing_on_the_third(ids, priority=None, **options):
         batches.append(len(ids))
         if len(batches) == 3:
             raise OSError("disk I/O error")
-        queue_delivery(ids, priority)
+        queue_delivery(ids, priority, **options)
 
     monkeypatch.setattr(outbox, "_send_after_commit", failing_on_the_third)
     # The consumer's own path: the task writes, each batch's delivery is its own task.
@@ -127,7 +127,7 @@ def test_rows_are_written_in_batches_one_transaction_and_one_task_each(app, erin
     announcement, _ = start(erin)
     queued = []
     monkeypatch.setattr(outbox, "_send_after_commit",
-                        lambda ids, priority=None: queued.append((len(ids), priority)))
+                        lambda ids, priority=None, **_: queued.append((len(ids), priority)))
     counts = announcements.send(announcement.id)
     assert counts == {"recipients": 1201, "queued": 1201, "skipped": 0, "failed": 0,
                       "existing": 0}

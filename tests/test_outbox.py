@@ -297,3 +297,26 @@ def test_resend_puts_a_failed_message_back_with_its_message_id(smtp_settings, sm
     assert reload(message).status == "sent"
     assert smtp.message_ids() == [message.message_id]
     assert outbox.resend(message.id) is False  # a sent message is never sent again
+
+
+def test_messages_written_in_one_transaction_are_delivered_in_batches(app, monkeypatch):
+    queued = []
+    monkeypatch.setattr(outbox, "_queue_send",
+                        lambda ids, priority=None: queued.append(len(ids)))
+    with db.database.atomic():
+        for n in range(250):
+            add(f"batch:{n}", f"patient{n}@example.com")
+        assert queued == []  # nothing before the commit
+    assert queued == [100, 100, 50]  # one task, and one SMTP connection, per hundred
+
+
+def test_a_rolled_back_transaction_queues_no_delivery_and_leaves_no_state(app, monkeypatch):
+    queued = []
+    monkeypatch.setattr(outbox, "_queue_send",
+                        lambda ids, priority=None: queued.append(len(ids)))
+    with pytest.raises(RuntimeError), db.database.atomic():
+        add("gone:1", "a@example.com")
+        raise RuntimeError("booking failed")
+    with db.database.atomic():
+        add("kept:1", "b@example.com")
+    assert queued == [1]
