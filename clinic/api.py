@@ -13,7 +13,19 @@ from datetime import MAXYEAR, MINYEAR, UTC, datetime
 import bottle
 from bottle import request, response
 
-from clinic import appointments, auth, clock, exports, people, progress, reports, settings, stats
+from clinic import (
+    announcements,
+    appointments,
+    audit,
+    auth,
+    clock,
+    exports,
+    people,
+    progress,
+    reports,
+    settings,
+    stats,
+)
 from clinic.errors import Forbidden, Invalid, NotFound, check
 from clinic.models import APPOINTMENT_STATUSES, WEEKDAYS, Appointment, Doctor
 from clinic.openapi import doc, document, query_param
@@ -322,7 +334,7 @@ def no_show_appointment(appointment_id):
      description="The patient themself, doctors who have an appointment with them, admins; "
                  "404 for anyone else.")
 def patient_history(patient_id):
-    patient = people.patient_for(current_user(), _path_id(patient_id, "patient"))
+    patient = audit.opened("view history", _path_id(patient_id, "patient"))
     visits = appointments.history(patient.user_id)
     return {
         "patient": {"id": patient.user_id, "name": patient.user.name,
@@ -401,6 +413,7 @@ def openapi_json():
                  "file is emailed to the patient. While the patient's previous export is still "
                  "running, that one is answered instead of starting another.")
 def export_history():
+    audit.allowed("export history", current_user().id)
     record, _started = exports.start(current_user())
     response.status = 202
     return {"task_id": record.task_id, "status": record.state}
@@ -439,3 +452,50 @@ def start_monthly_reports():
                  "SUCCESS with `result` or FAILURE with the reason in `status`.")
 def task_status(task_id):
     return progress.as_dict(progress.for_user(current_user(), task_id))
+
+
+# -- announcements and the reports summary --------------------------------------------------------
+
+
+@routes.post("/api/admin/announcements")
+@api("admin")
+@doc("Send an announcement to a group of patients", body="Announcement",
+     returns="AnnouncementStarted", ok=202,
+     errors={400: "A field is missing or wrong (see `fields`: subject, text, audience, "
+                  "doctor_id, from, to)."},
+     description="Writes one email per patient in the audience, in the background: follow "
+                 "GET /api/tasks/{task_id}. Patients who opted out of announcements are "
+                 "recorded as skipped, not sent. Each patient gets it once, also when the "
+                 "sending is interrupted and run again. Confirmations and reminders go first "
+                 "when CLINIC_MAIL_RATE limits the sending.")
+def send_announcement():
+    data = json_body()
+    errors = {}
+    texts = _texts(data, ("subject", "text"), errors)
+    audience = data.get("audience")
+    if not isinstance(audience, dict):
+        errors["audience"] = 'Expected an object such as {"type": "all"}.'
+    check(errors)
+    announcement, record = announcements.start(current_user(), texts["subject"],
+                                               texts["text"], audience)
+    response.status = 202
+    return {"task_id": record.task_id, "announcement_id": announcement.id,
+            "recipients": announcement.recipients}
+
+
+@routes.get("/api/admin/reports/summary")
+@api("admin")
+@doc("A month's reports: each doctor's state, when it was sent, its totals",
+     returns="ReportSummary",
+     query=[query_param("month_year", {"type": "string", "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])$"},
+                        "A month that has ended, YYYY-MM.", required=True)],
+     errors={400: "month_year is missing, not YYYY-MM, or names a month that has not ended."},
+     description="Every active doctor, and every doctor who has that month's report. `state`: "
+                 "sent (its email went out, at `sent_at`), made (the email is on its way), "
+                 "failed (the email could not be sent: `error`) or missing (no report yet).")
+def report_summary():
+    summary = reports.summary(request.query.getunicode("month_year", ""))
+    for row in summary["doctors"]:
+        for name in ("made_at", "sent_at"):
+            row[name] = clock.local(row[name]).isoformat() if row[name] else None
+    return summary

@@ -13,7 +13,7 @@ from peewee import IntegrityError, fn
 
 from clinic import clock, settings
 from clinic.db import database, locked
-from clinic.errors import Conflict, Forbidden, Invalid, NotFound
+from clinic.errors import Conflict, Forbidden, Invalid, NoAccess, NotFound
 from clinic.models import (
     ACTIVE_STATUSES,
     APPOINTMENT_STATUSES,
@@ -353,7 +353,7 @@ def appointment_for(user, appointment_id):
         raise NotFound("No such appointment.") from None
     appointment = visible_to(user).where(Appointment.id == appointment_id).first()
     if appointment is None:
-        raise NotFound("No such appointment.")
+        raise NoAccess("No such appointment.", "appointment", appointment_id)
     return appointment
 
 

@@ -36,3 +36,15 @@ def check(errors, message="Please correct the highlighted fields."):
     """Raise Invalid if the ``errors`` dict collected by a validator is not empty."""
     if errors:
         raise Invalid(message if len(errors) > 1 else next(iter(errors.values())), errors)
+
+
+class NoAccess(NotFound):
+    """NotFound from an access check (people.patient_for, appointments.appointment_for,
+    exports.export_for): missing, or not this user's to see, and they are not told which. The
+    web layer writes it to the audit log as a refusal. ``what`` and ``ident`` name what was
+    asked for, e.g. ("appointment", 12)."""
+
+    def __init__(self, message, what, ident):
+        super().__init__(message)
+        self.what = what
+        self.ident = ident

@@ -32,7 +32,7 @@ from datetime import timedelta
 
 from clinic import clock, outbox, progress, settings
 from clinic.db import database, locked
-from clinic.errors import ClinicError, Forbidden, NotFound
+from clinic.errors import ClinicError, Forbidden, NoAccess, NotFound
 from clinic.models import Appointment, Export, TaskRecord, Treatment, User
 from clinic.settings import Setting, _duration
 
@@ -276,7 +276,7 @@ def export_for(user, task_id):
     record = TaskRecord.get_or_none(TaskRecord.task_id == task_id)
     if (user is None or export is None or record is None or user.role != "patient"
             or export.patient_id != user.id):
-        raise NotFound("No such export.")
+        raise NoAccess("No such export.", "export", task_id)
     return export, record
 
 

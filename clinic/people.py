@@ -8,7 +8,7 @@ from peewee import IntegrityError, fn
 
 from clinic import auth
 from clinic.db import database
-from clinic.errors import Forbidden, Invalid, NotFound, check
+from clinic.errors import Forbidden, Invalid, NoAccess, NotFound, check
 from clinic.models import WEEKDAYS, Appointment, Doctor, Patient, User
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -233,12 +233,12 @@ def patient_for(user, patient_id):
     patient = (Patient.select(Patient, User).join(User)
                .where(Patient.user == patient_id).first())
     if patient is None:
-        raise NotFound("No such patient.")
+        raise NoAccess("No such patient.", "patient", patient_id)
     if user.role == "admin" or user.id == patient.user_id:
         return patient
     if user.role == "doctor" and is_doctor_of(user.id, patient.user_id):
         return patient
-    raise NotFound("No such patient.")
+    raise NoAccess("No such patient.", "patient", patient_id)
 
 
 def require_role(user, *roles):

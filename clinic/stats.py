@@ -1,11 +1,12 @@
 """The admin dashboard's figures, and the small in-memory memo that spares the database from
 recomputing them on every page view. Each process has its own memo; its entries live for
-CLINIC_STATS_CACHE_TTL (5 minutes by default)."""
+CLINIC_STATS_CACHE_TTL (5 minutes by default), and an admin's Refresh reaches every process
+(``forget``)."""
 
 import threading
 from datetime import datetime, time, timedelta
 
-from peewee import fn
+from peewee import Case, fn
 
 from clinic import clock, settings
 from clinic.appointments import day_bounds
@@ -15,6 +16,7 @@ from clinic.models import (
     Appointment,
     DailyStat,
     Doctor,
+    JobState,
     Message,
     Patient,
     Review,
@@ -26,26 +28,42 @@ _memo = {}
 _lock = threading.Lock()
 
 
+# A Refresh in one web process must reach the memo of every other: forgetting a key stamps the
+# time in the database (the JobState row REFRESHED), and an entry computed before the latest
+# stamp is computed again. The price: one read by primary key on each view.
+REFRESHED = "stats-refreshed"
+
+
 def memo(key, compute, ttl=None, now=None):
     """``(value, computed_at, cached)``: a fresh value from ``compute()`` if none younger than
-    ``ttl`` is kept, else the kept one. Concurrent misses compute once."""
+    ``ttl`` and than the latest Refresh is kept, else the kept one. Concurrent misses compute
+    once."""
     ttl = settings.get().stats_cache_ttl if ttl is None else ttl
     now = now or clock.now()
+    stamp = JobState.get_or_none(JobState.name == REFRESHED)
+    refreshed = stamp.last_started_at if stamp is not None else None
     with _lock:
         entry = _memo.get(key)
-        if entry is not None and now - entry[1] < ttl:
+        if (entry is not None and now - entry[1] < ttl
+                and (refreshed is None or refreshed <= entry[1])):
             return entry[0], entry[1], True
         value = compute()
         _memo[key] = (value, now)
         return value, now, False
 
 
-def forget(key=None):
+def forget(key=None, now=None):
+    """Drop ``key`` from the memo of every process of the clinic (an admin's Refresh); with no
+    key, empty this process's memo only (tests start from nothing)."""
     with _lock:
         if key is None:
             _memo.clear()
-        else:
-            _memo.pop(key, None)
+            return
+        _memo.pop(key, None)
+    stamp = now or clock.now()
+    (JobState.insert(name=REFRESHED, last_started_at=stamp)
+     .on_conflict(conflict_target=[JobState.name], update={JobState.last_started_at: stamp})
+     .execute())
 
 
 def _by_status(lo, hi):
@@ -135,3 +153,54 @@ def record_day(now=None, backfill=BACKFILL_DAYS):
              .on_conflict(conflict_target=[DailyStat.day], preserve=columns)
              .execute())
     return {"recorded": len(days), "from": days[0].isoformat(), "to": days[-1].isoformat()}
+
+
+# -- the dashboard's charts -----------------------------------------------------------------------
+
+CHART_DAYS = 30
+DAY_FIGURES = (*APPOINTMENT_STATUSES, "emails_sent", "emails_failed")
+
+
+def no_show_rates(lo, hi):
+    """Per doctor, the visits due in [lo, hi) that ended as a no-show, out of those that were
+    due and settled (completed or no-show; cancelled ones were never due), by name: one
+    GROUP BY. ``[{"doctor_id", "name", "no_shows", "due", "rate"}]``; doctors with no such
+    visit are left out."""
+    no_shows = fn.SUM(Case(None, [(Appointment.status == "no_show", 1)], 0))
+    rows = (Appointment
+            .select(Appointment.doctor, User.name, fn.COUNT(Appointment.id), no_shows)
+            .join(User, on=(Appointment.doctor == User.id))
+            .where(Appointment.start >= lo, Appointment.start < hi,
+                   Appointment.status.in_(("completed", "no_show")))
+            .group_by(Appointment.doctor, User.name)
+            .order_by(User.name, Appointment.doctor)
+            .tuples())
+    return [{"doctor_id": doctor_id, "name": name, "no_shows": int(missed), "due": due,
+             "rate": int(missed) / due} for doctor_id, name, due, missed in rows]
+
+
+def compute_charts(now=None):
+    """The charts' data for the last CHART_DAYS clinic-local days up to yesterday: each day's
+    figures as the daily-stats job recorded them (``None`` for a day it has not recorded), and
+    each doctor's no-show rate over the same days."""
+    now = now or clock.now()
+    last = clock.local(now).date() - timedelta(days=1)
+    first = last - timedelta(days=CHART_DAYS - 1)
+    columns = [getattr(DailyStat, name) for name in DAY_FIGURES]
+    recorded = {row[0]: dict(zip(DAY_FIGURES, row[1:], strict=True)) for row in
+                DailyStat.select(DailyStat.day, *columns)
+                .where(DailyStat.day >= first, DailyStat.day <= last).tuples()}
+    days = [first + timedelta(days=n) for n in range(CHART_DAYS)]
+    return {
+        "first": first,
+        "last": last,
+        "days": [(day, recorded.get(day)) for day in days],
+        "no_shows": no_show_rates(day_bounds(first)[0], day_bounds(last)[1]),
+    }
+
+
+def charts(now=None, refresh=False):
+    """``(data, computed_at, cached)`` for the dashboard's charts, kept like its figures."""
+    if refresh:
+        forget("charts")
+    return memo("charts", lambda: compute_charts(now), now=now)

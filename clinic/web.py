@@ -20,7 +20,7 @@ import bottle
 import jinja2
 from bottle import HTTPResponse, request, response
 
-from clinic import auth, clock, db, queue, settings
+from clinic import audit, auth, clock, db, queue, settings
 from clinic.errors import ClinicError
 
 log = logging.getLogger("clinic.web")
@@ -244,7 +244,20 @@ def json_body():
         raise json_error(400, "The body is not valid JSON.") from None
     if not isinstance(data, dict):
         raise json_error(400, "The body must be a JSON object.")
+    if _has_nul(data):
+        raise json_error(400, "The body must not contain NUL characters (\\u0000).")
     return data
+
+
+def _has_nul(value):
+    """Whether a NUL is in ``value`` (a string, or JSON's lists and dicts, keys included)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False
 
 
 def json_error(status, message, **extra):
@@ -287,11 +300,13 @@ def page(*roles):
                 if user is None:
                     redirect("/login?" + urlencode({"next": request.fullpath}))
                 if user.role not in roles:
+                    audit.refusal(user, kwargs)
                     return render("error.html", status=403, title="Not allowed",
                                   message="Your account does not have access to this page.")
             try:
                 return fn(*args, **kwargs)
             except ClinicError as exc:
+                audit.refusal(user, kwargs, exc)
                 return render("error.html", status=exc.status, title="Cannot do that",
                               message=exc.message)
 
@@ -313,6 +328,7 @@ def api(*roles):
                 if user is None:
                     return json_error(401, "Sign in first: send Authorization: Bearer <token>.")
                 if user.role not in roles:
+                    audit.refusal(user, kwargs)
                     return json_error(403, "Your account does not have access to this.")
             if (request.method == "POST" and request.environ.get("clinic.auth") == "cookie"
                     and user is not None and not csrf_ok()):
@@ -320,6 +336,7 @@ def api(*roles):
             try:
                 result = fn(*args, **kwargs)
             except ClinicError as exc:
+                audit.refusal(user, kwargs, exc)
                 extra = {"fields": exc.fields} if exc.fields else {}
                 return json_error(exc.status, exc.message, **extra)
             response.content_type = "application/json"
@@ -351,8 +368,22 @@ class ClinicApp:
                 headers.append(("Cache-Control", "no-store"))
             return start_response(status, headers, exc_info)
 
+        # No address of ours holds a NUL, and PostgreSQL refuses one in any text it is sent.
+        if _has_nul(environ.get("PATH_INFO", "")):
+            return _refuse(environ, start, "404 Not Found", "No such page.")
+        if "%00" in environ.get("QUERY_STRING", ""):
+            return _refuse(environ, start, "400 Bad Request", "The address holds a NUL character.")
         with db.database.connection_context():
             return self.bottle(environ, start)
+
+
+def _refuse(environ, start, status, message):
+    """An answer given before the app sees the request: JSON under /api/, else plain text."""
+    if environ.get("PATH_INFO", "").startswith("/api/"):
+        start(status, [("Content-Type", "application/json")])
+        return [json.dumps({"error": message}).encode()]
+    start(status, [("Content-Type", "text/plain; charset=utf-8")])
+    return [message.encode()]
 
 
 def _error_page(error):
@@ -379,7 +410,11 @@ def create_app(s=None):
     """Build the web app on settings ``s`` (default: from the environment). Configures the
     database; does not migrate (run.py and the tests do that)."""
     from clinic import api as api_routes
-    from clinic.views import account, admin, doctor, jobs, link, patient, review
+    from clinic.views import account, admin, doctor, jobs, link, messages, patient, review
+    from clinic.views import announcements as announcement_pages
+    from clinic.views import audit as audit_pages
+    from clinic.views import preferences as preference_pages
+    from clinic.views import reports as report_pages
 
     s = settings.use(settings.ensure_secret_key(s or settings.load()))
     db.init(s.database_url)
@@ -387,7 +422,10 @@ def create_app(s=None):
 
     app = bottle.Bottle(catchall=True)
     app.config["clinic.settings"] = s
-    for module in (account, patient, doctor, admin, jobs, review, link, api_routes):
+    for module in (account, patient, doctor, admin, jobs, messages, review, link, audit_pages,
+                   api_routes):
+        app.merge(module.routes)
+    for module in (announcement_pages, preference_pages, report_pages):
         app.merge(module.routes)
 
     @app.route("/static/<name:path>")

@@ -312,6 +312,20 @@ def test_every_operation_answers_as_documented(spec, new_client, everyone):
     check(e, "get", "/api/tasks/{task_id}", 200, task_id=started["task_id"])
     check(a, "get", "/api/tasks/{task_id}", 404, task_id=started["task_id"])
 
+    # Announcements and the reports summary.
+    check(e, "post", "/api/admin/announcements", 202, {"subject": "Closed on Friday",
+                                                       "text": "We are closed on Friday.",
+                                                       "audience": {"type": "all"}})
+    check(e, "post", "/api/admin/announcements", 400, {"subject": "Closed",
+                                                       "text": "We are closed.",
+                                                       "audience": {"type": "doctor"}})
+    check(a, "post", "/api/admin/announcements", 403, {"subject": "x", "text": "y",
+                                                       "audience": {"type": "all"}})
+    summary = check(e, "get", "/api/admin/reports/summary", 200, query="?month_year=2020-01")
+    assert {row["state"] for row in summary["doctors"]} == {"missing"}
+    check(e, "get", "/api/admin/reports/summary", 400, query="?month_year=2020-13")
+    check(c, "get", "/api/admin/reports/summary", 403, query="?month_year=2020-01")
+
     check(a, "post", "/api/logout", 200)
     check(a, "post", "/api/logout", 401)
 

@@ -3,7 +3,7 @@
 import bottle
 from bottle import request
 
-from clinic import appointments, clock, people, settings, stats
+from clinic import appointments, audit, charts, clock, people, settings, stats
 from clinic.errors import Conflict, Invalid
 from clinic.models import APPOINTMENT_STATUSES
 from clinic.web import current_user, flash, form, page, redirect, render
@@ -37,8 +37,12 @@ def _split(rows):
 @page("admin")
 def dashboard():
     figures, computed_at, cached = stats.dashboard()
-    return render("admin/dashboard.html", figures=figures, computed_at=computed_at, cached=cached,
-                  statuses=APPOINTMENT_STATUSES, ttl=settings.get().stats_cache_ttl)
+    chart_data, charts_at, charts_cached = stats.charts()
+    # One freshness line for the page: the older of the two, cached if either is.
+    return render("admin/dashboard.html", figures=figures, computed_at=min(computed_at, charts_at),
+                  cached=cached or charts_cached, statuses=APPOINTMENT_STATUSES,
+                  ttl=settings.get().stats_cache_ttl, chart_data=chart_data,
+                  charts=charts.dashboard(chart_data))
 
 
 @routes.post("/admin/refresh-stats")
@@ -47,6 +51,7 @@ def refresh_stats():
     # Dropping the kept figures (rather than computing them here) lets the page we redirect to
     # compute them, so it can say truthfully that they are fresh.
     stats.forget("dashboard")
+    stats.forget("charts")
     redirect("/admin")
 
 
@@ -145,7 +150,7 @@ def patients():
 @page("admin")
 def patient(patient_id):
     user = current_user()
-    return render("admin/patient.html", patient=people.patient_for(user, patient_id),
+    return render("admin/patient.html", patient=audit.opened("view history", patient_id),
                   appointments=list(appointments.of_patient(user, patient_id)),
                   history=list(appointments.history(patient_id)))
 

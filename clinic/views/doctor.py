@@ -7,7 +7,7 @@ from itertools import groupby
 import bottle
 from bottle import request
 
-from clinic import appointments, clock, people
+from clinic import appointments, audit, clock
 from clinic.errors import Conflict, Invalid
 from clinic.web import current_user, flash, form, page, redirect, render
 
@@ -40,7 +40,7 @@ def upcoming():
 @page("doctor")
 def patient_record(patient_id):
     user = current_user()
-    patient = people.patient_for(user, patient_id)
+    patient = audit.opened("view history", patient_id)
     return render("doctor/patient.html", patient=patient,
                   visits=list(appointments.of_patient(user, patient_id)),
                   history=list(appointments.history(patient_id)))
