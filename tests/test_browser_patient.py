@@ -7,15 +7,18 @@ from tests.conftest import PASSWORD
 
 def _sign_in(driver, server, email):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
     driver.get(f"{server}/login")
     driver.find_element(By.NAME, "email").send_keys(email)
     driver.find_element(By.NAME, "password").send_keys(PASSWORD)
     driver.find_element(By.CSS_SELECTOR, "form.card button[type=submit]").click()
+    WebDriverWait(driver, 15).until(lambda d: "/login" not in d.current_url)
 
 
 def test_patient_books_a_visit_in_a_real_browser(browser, server, alice, carol):  # noqa: F811
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
     _sign_in(browser, server, alice.email)
     assert browser.current_url.endswith("/patient")
@@ -24,6 +27,7 @@ def test_patient_books_a_visit_in_a_real_browser(browser, server, alice, carol):
     first_slot = browser.find_element(By.CSS_SELECTOR, "button[name=start]:not([disabled])")
     chosen = first_slot.text
     first_slot.click()
+    WebDriverWait(browser, 15).until(lambda d: "/patient/appointments/" in d.current_url)
     assert "Booked" in browser.page_source
     assert chosen.split()[0] in browser.page_source
     shot = screenshot(browser, "patient-booked")
