@@ -118,12 +118,14 @@ def withdraw(appointment_id, kinds, reason, now=None):
 
 def resend(message_id, now=None):
     """Put a failed message back to pending with its attempts reset and queue it; it keeps its
-    Message-ID. Returns False when the message is not failed."""
+    Message-ID. Returns False when the message is not failed, or its body was already removed by
+    the clean-up (it would go out empty)."""
     now = now or clock.now()
     with database.atomic():
         changed = (Message.update(status="pending", attempts=0, last_error="", due_at=now,
                                   claimed_at=None, updated_at=now)
-                   .where(Message.id == message_id, Message.status == "failed")
+                   .where(Message.id == message_id, Message.status == "failed",
+                          (Message.text_body != "") | (Message.html_body != ""))
                    .execute())
         if changed:
             _send_after_commit([message_id])

@@ -320,3 +320,11 @@ def test_a_rolled_back_transaction_queues_no_delivery_and_leaves_no_state(app, m
     with db.database.atomic():
         add("kept:1", "b@example.com")
     assert queued == [1]
+
+
+def test_a_message_whose_body_the_clean_up_removed_is_not_resent_empty(app):
+    message = add("emptied:1", "")  # no address: failed at once
+    assert message is not None and Message.get_by_id(message.id).status == "failed"
+    Message.update(text_body="", html_body="").where(Message.id == message.id).execute()
+    assert outbox.resend(message.id) is False
+    assert Message.get_by_id(message.id).status == "failed"
