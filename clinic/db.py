@@ -2,9 +2,12 @@
 
 SQLite (the default) is opened with WAL, foreign keys and IMMEDIATE write transactions: deferred
 BEGIN makes read-then-write transactions fail with "database is locked" under concurrent threads
-(see DESIGN.md). PostgreSQL is reached through psycopg 3 from a postgresql:// URL.
+(see DESIGN.md). PostgreSQL is reached through psycopg 3 from a postgresql:// URL, with a pool of
+connections.
 """
 
+import contextlib
+import fcntl
 import json
 import sqlite3
 from datetime import UTC, datetime
@@ -13,6 +16,7 @@ from pathlib import Path
 from peewee import DatabaseProxy, DateTimeField, PostgresqlDatabase, SqliteDatabase, TextField
 from playhouse import migrations as peewee_migrations
 from playhouse.db_url import parse as parse_url
+from playhouse.pool import PooledPostgresqlDatabase
 
 database = DatabaseProxy()
 
@@ -43,17 +47,35 @@ def open_database(url):
     if url.startswith(("postgresql://", "postgres://")):
         params = parse_url(url)
         name = params.pop("database")
-        return PostgresqlDatabase(name, autorollback=True, **params)
+        # Pooled: each request and task takes a connection and gives it back. A new PostgreSQL
+        # connection costs a server process and several milliseconds, more than most pages'
+        # queries; one broken by a server restart is dropped, not handed out again.
+        return PooledPostgresqlDatabase(name, max_connections=None, stale_timeout=300,
+                                        **params)
     raise ValueError(f"unsupported database URL: {url}")
 
 
 def init(url):
     """Point the models at the database at ``url``; returns it."""
-    if database.obj is not None and not database.is_closed():
-        database.close()
+    if database.obj is not None:
+        if not database.is_closed():
+            database.close()
+        if isinstance(database.obj, PooledPostgresqlDatabase):
+            database.obj.close_all()
     db = open_database(url)
     database.initialize(db)
     return db
+
+
+@contextlib.contextmanager
+def connection():
+    """This thread's connection: the open one, or one opened now and closed after (where
+    ``connection_context()`` would close a connection the caller still needs)."""
+    if database.is_closed():
+        with database.connection_context():
+            yield
+    else:
+        yield
 
 
 def is_postgres():
@@ -70,9 +92,36 @@ def runner():
     return peewee_migrations.Runner(database.obj, str(MIGRATIONS_DIR))
 
 
+# PostgreSQL's advisory lock for migrations: any number, the same in every process.
+MIGRATION_LOCK = 7_154_201_001
+
+
+@contextlib.contextmanager
+def _one_at_a_time():
+    """Processes that start together migrate one after the other, and the later ones find
+    nothing left to do. Without it they fail: PostgreSQL's CREATE TABLE IF NOT EXISTS breaks
+    when another session creates the same table at the same moment, and each runner plans its
+    migrations before the other has recorded any. SQLite takes a file lock beside the database
+    (its own write lock would time out behind a long migration)."""
+    obj = database.obj
+    if isinstance(obj, PostgresqlDatabase):
+        obj.execute_sql("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+        try:
+            yield
+        finally:
+            obj.execute_sql("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+    elif obj.database != ":memory:":
+        with open(obj.database + ".migrate-lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+            yield
+    else:
+        yield
+
+
 def migrate():
-    """Apply pending migrations; returns their names. Safe to call at every start."""
-    with database.connection_context():
+    """Apply pending migrations; returns their names. Safe to call at every start, from any
+    number of processes at once."""
+    with connection(), _one_at_a_time():
         return runner().up()
 
 

@@ -43,12 +43,12 @@ def _scheduler(now):
                                          "running?")
     age = now - ticked
     when = clock.local(ticked).strftime("%Y-%m-%d %H:%M:%S")
-    holder = monitor.scheduler_holder()
-    by = f" by {holder}" if holder else ""
+    holder = monitor.scheduler_holder(now)
+    held = f"held by {holder}, " if holder else ""
     if age > SCHEDULER_LATE:
-        return Check("scheduler", False, f"last ticked at {when}{by}, {int(age.total_seconds())}"
-                                         " s ago")
-    return Check("scheduler", True, f"last ticked at {when}{by}")
+        return Check("scheduler", False, f"{held}last ticked at {when}, "
+                                         f"{int(age.total_seconds())} s ago")
+    return Check("scheduler", True, f"{held}last ticked at {when}")
 
 
 def smtp_check(s=None):

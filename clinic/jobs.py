@@ -208,6 +208,44 @@ def _enqueue(job, due):
     tasks.run_job(job.name, due.isoformat(), priority=job.priority)
 
 
+# -- the scheduler lease --------------------------------------------------------------------------
+# Any number of workers may run with the scheduler on; one at a time holds the lease and enqueues
+# the periodic tick. The holder renews it at each minute's check; when it stops (or dies), another
+# takes over once the lease is LEASE_FOR old. Even two ticking at once would be harmless (the
+# claims above), but one holder tells the admin which process schedules. Needs clocks in step.
+
+LEASE = "scheduler-lease"  # the JobState row: last_result is the holder, last_started_at renewed
+LEASE_FOR = timedelta(seconds=90)  # a minute's check plus slack
+
+
+def hold_scheduler(holder, now=None):
+    """Take or renew the scheduler lease for ``holder`` ("host pid N"); True if it holds it."""
+    now = now or clock.now()
+    state = models.JobState
+    state.insert(name=LEASE).on_conflict_ignore().execute()
+    return (state.update(last_result=holder, last_started_at=now)
+            .where(state.name == LEASE,
+                   (state.last_result == holder) | state.last_started_at.is_null()
+                   | (state.last_started_at <= now - LEASE_FOR))
+            .execute()) == 1
+
+
+def release_scheduler(holder):
+    """Give the lease up (a clean stop), so another worker takes over at its next check."""
+    state = models.JobState
+    (state.update(last_started_at=None)
+     .where(state.name == LEASE, state.last_result == holder).execute())
+
+
+def scheduler_lease(now=None):
+    """``(holder, renewed_at)`` of a lease still valid at ``now``, or None."""
+    now = now or clock.now()
+    row = models.JobState.get_or_none(models.JobState.name == LEASE)
+    if row is None or row.last_started_at is None or now - row.last_started_at >= LEASE_FOR:
+        return None
+    return row.last_result, row.last_started_at
+
+
 # -- running --------------------------------------------------------------------------------------
 
 

@@ -367,8 +367,12 @@ def overview(now=None):
     return [{**row, **stats.get(row["name"], empty)} for row in jobs.listing(now, runs=5)]
 
 
-def scheduler_holder():
-    """Which process ticked last ("host pid N"), from the heartbeat, or ""."""
+def scheduler_holder(now=None):
+    """Which process holds the scheduler ("host pid N"): the holder of the scheduler lease
+    (clinic.jobs), else the process that ran the last tick, else ""."""
+    lease = jobs.scheduler_lease(now)
+    if lease is not None:
+        return lease[0]
     beat = JobState.get_or_none(JobState.name == HEARTBEAT)
     if beat is None or not beat.last_result.startswith("ticked by "):
         return ""

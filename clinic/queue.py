@@ -3,7 +3,12 @@
 The Huey object is made at import (tasks register on it with decorators), before settings are
 known; ``configure()`` then gives it the storage the settings name: SQLite in its own file by
 default, PriorityRedisStorage for redis:// (plain Redis storage rejects priorities), or
-PostgresStorage for postgresql://.
+PostgresStorage for postgresql:// (whose processes take turns to create its tables), with the
+queue named by CLINIC_QUEUE_NAME.
+
+With several processes, Huey's scheduler runs in every worker that may schedule, but enqueues
+the periodic tasks only while its process holds the scheduler lease (clinic.jobs): one process
+schedules at a time, and another takes over when it stops.
 
 Two changes to stock SqliteHuey, both measured (see DESIGN.md and bench/):
 - Idle workers are woken by enqueue() instead of polling. SqliteHuey's workers sleep between
@@ -15,12 +20,13 @@ Two changes to stock SqliteHuey, both measured (see DESIGN.md and bench/):
   database, without an fsync per enqueue and dequeue.
 """
 
+import logging
 import threading
 from pathlib import Path
 
 from huey import Huey
-from huey.consumer import Consumer, Worker
-from huey.storage import MemoryStorage, SqliteStorage
+from huey.consumer import Consumer, Scheduler, Worker
+from huey.storage import MemoryStorage, PostgresStorage, SqliteStorage
 
 # Task priorities: higher runs first. Confirmations and reminders before reports and exports,
 # bulk mail after those, housekeeping last.
@@ -28,6 +34,8 @@ URGENT = 100  # confirmations, cancellations, reminders
 NORMAL = 50  # reports, exports, review requests
 BULK = 10  # announcements
 HOUSEKEEPING = 0  # statistics, clean-up
+
+log = logging.getLogger("clinic.queue")
 
 
 class Wakeup:
@@ -68,12 +76,44 @@ class WakeableWorker(Worker):
             self.delay *= self.backoff
 
 
+class LeasedScheduler(Scheduler):
+    """Huey's scheduler, enqueueing the periodic tasks only while ``lease()`` says this process
+    holds the clinic's scheduler (clinic.jobs.hold_scheduler): with several workers running the
+    scheduler, one enqueues and the others stand by."""
+
+    lease = None
+
+    def enqueue_periodic_tasks(self, now):
+        try:
+            held = self.lease is None or self.lease()
+        except Exception:
+            log.exception("could not renew the scheduler lease; skipping this minute")
+            return
+        if held:
+            super().enqueue_periodic_tasks(now)
+
+
 class ClinicConsumer(Consumer):
     worker_class = WakeableWorker
+    scheduler_class = LeasedScheduler
+
+    def __init__(self, huey, lease=None, release=None, **options):
+        self.lease, self.release = lease, release
+        super().__init__(huey, **options)
+
+    def _create_scheduler(self):
+        scheduler = super()._create_scheduler()
+        scheduler.lease = self.lease
+        return scheduler
 
     def stop(self, graceful=False):
         self.stop_flag.set()
         self.huey.wakeup.notify_all()  # waiting workers see the stop at once
+        if self.periodic and self.release is not None:
+            try:
+                self.release()
+            except Exception:
+                log.exception("could not release the scheduler lease; it lapses by itself")
         return super().stop(graceful=graceful)
 
 
@@ -82,6 +122,21 @@ class NormalSyncSqliteStorage(SqliteStorage):
         conn = super()._create_connection()
         conn.execute("pragma synchronous=NORMAL")
         return conn
+
+
+QUEUE_TABLES_LOCK = 7_154_201_002  # PostgreSQL's advisory lock for making Huey's tables
+
+
+class LockedPostgresStorage(PostgresStorage):
+    """Huey's PostgreSQL storage, whose processes take turns to create its tables: CREATE TABLE
+    IF NOT EXISTS fails when another session creates the same table at the same moment, as
+    processes starting together do."""
+
+    def initialize_schema(self):
+        with self.db(commit=True, close=True) as cursor:  # one transaction
+            cursor.execute("select pg_advisory_xact_lock(%s)", (QUEUE_TABLES_LOCK,))
+            for sql in self.ddl:
+                cursor.execute(sql)
 
 
 class ClinicHuey(Huey):
@@ -114,20 +169,18 @@ def storage_for(url, name="clinic"):
 
         return PriorityRedisStorage(name, url=url)
     if url.startswith(("postgresql://", "postgres://")):
-        from huey.storage import PostgresStorage
-
-        return PostgresStorage(name, dsn=url)
+        return LockedPostgresStorage(name, dsn=url)
     if url == "memory://":
         return MemoryStorage(name)
     raise ValueError(f"unsupported queue URL: {url}")
 
 
-def configure(url):
-    """Point the clinic's Huey at the queue at ``url``; returns the Huey object."""
+def configure(url, name="clinic"):
+    """Point the clinic's Huey at the queue ``name`` at ``url``; returns the Huey object."""
     from huey_config import huey
 
     old = huey.storage
-    huey.storage = storage_for(url, huey.name)
+    huey.storage = storage_for(url, name)
     if hasattr(old, "close"):
         old.close()
     return huey

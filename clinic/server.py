@@ -32,12 +32,24 @@ def prepare(s):
 
 
 def make_consumer(s, scheduler=True, **options):
-    """Huey's consumer as threads in this process. ``scheduler`` runs the periodic tasks (only
-    one process of a clinic may do that); ``options`` override Huey's consumer options."""
+    """Huey's consumer as threads in this process. ``scheduler`` lets it run the periodic tasks:
+    of all the processes that may, the one holding the scheduler lease does (clinic.jobs);
+    ``options`` override Huey's consumer options."""
     import clinic.tasks  # noqa: F401  (registers the tasks)
+    from clinic import jobs, monitor
     from huey_config import huey
 
+    def lease():  # runs in Huey's scheduler thread
+        with db.connection():
+            return jobs.hold_scheduler(monitor.HOLDER)
+
+    def release():
+        with db.connection():
+            jobs.release_scheduler(monitor.HOLDER)
+
     return huey.create_consumer(**{
+        "lease": lease,
+        "release": release,
         "workers": s.workers,
         "worker_type": "thread",
         "periodic": scheduler,
@@ -48,6 +60,19 @@ def make_consumer(s, scheduler=True, **options):
         "shutdown_timeout": s.shutdown_timeout.total_seconds(),
         **options,
     })
+
+
+def web_server(app, s):
+    """waitress serving ``app`` on settings ``s``. Behind a reverse proxy (CLINIC_TRUSTED_PROXY)
+    the client's address and scheme come from the proxy's X-Forwarded-For and -Proto, so sign-in
+    throttling counts each client, not the proxy; from anyone else those headers are dropped."""
+    proxy = {}
+    if s.trusted_proxy:
+        proxy = {"trusted_proxy": s.trusted_proxy, "trusted_proxy_count": 1,
+                 "trusted_proxy_headers": {"x-forwarded-for", "x-forwarded-proto"}}
+    return create_server(app, host=s.host, port=s.port, threads=s.web_threads, ident="clinic",
+                         max_request_body_size=16 * 1024 * 1024,
+                         clear_untrusted_proxy_headers=True, **proxy)
 
 
 class Process:
@@ -79,10 +104,7 @@ class Process:
         try:
             if self.web:
                 try:
-                    self.server = create_server(app, host=s.host, port=s.port,
-                                                threads=s.web_threads, ident="clinic",
-                                                max_request_body_size=16 * 1024 * 1024,
-                                                clear_untrusted_proxy_headers=True)
+                    self.server = web_server(app, s)
                 except OSError as exc:
                     raise SystemExit(f"clinic: cannot listen on {s.host}:{s.port}: "
                                      f"{exc.strerror}. Set CLINIC_PORT to a free port.") from None

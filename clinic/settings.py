@@ -106,6 +106,13 @@ def _url(*schemes):
     return parse
 
 
+def _name(raw):
+    value = raw.strip()
+    if not re.fullmatch(r"[a-z][a-z0-9]{0,39}", value):
+        raise ValueError("expected a name of lower-case letters and digits, such as clinic2")
+    return value
+
+
 def _machine_timezone():
     """The machine's zone: $TZ, then /etc/localtime's target, then /etc/timezone, then UTC."""
     candidates = [os.environ.get("TZ", "").lstrip(":")]
@@ -148,6 +155,9 @@ SETTINGS = [
             "Where the clinic's data lives. Default: sqlite:///<data_dir>/clinic.db."),
     Setting("queue_url", None, _url("sqlite", "redis", "postgresql", "postgres"),
             "Where the job queue lives. Default: sqlite:///<data_dir>/queue.db."),
+    Setting("queue_name", "clinic", _name,
+            "The queue's name in CLINIC_QUEUE_URL: clinics that share one Redis or PostgreSQL "
+            "database need different names."),
     Setting("timezone", None, _timezone,
             "The clinic's time zone (IANA name). Default: the machine's."),
     Setting("secret_key", None, _str,
@@ -167,6 +177,9 @@ SETTINGS = [
             "How long the admin dashboard's figures are served from the cache."),
     Setting("session_lifetime", "14d", _duration, "How long a sign-in lasts without activity."),
     Setting("web_threads", "8", _positive_int, "Threads serving web requests."),
+    Setting("trusted_proxy", "", _str,
+            "Address of the reverse proxy in front of the web processes (e.g. 127.0.0.1): only "
+            "its X-Forwarded-For and X-Forwarded-Proto are believed. Default: nobody's."),
     Setting("workers", "2", _positive_int, "Threads running background jobs."),
     Setting("shutdown_timeout", "30s", _duration,
             "On Ctrl-C or SIGTERM, how long to wait for running jobs to finish."),

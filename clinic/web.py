@@ -418,7 +418,7 @@ def create_app(s=None):
 
     s = settings.use(settings.ensure_secret_key(s or settings.load()))
     db.init(s.database_url)
-    queue.configure(s.queue_url)
+    queue.configure(s.queue_url, s.queue_name)
 
     app = bottle.Bottle(catchall=True)
     app.config["clinic.settings"] = s

@@ -9,14 +9,14 @@ from datetime import timedelta
 from pathlib import Path
 
 from clinic import clock, health, monitor
-from clinic.models import JobState
+from tests import backends
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _tick(at):
-    JobState.insert(name=monitor.HEARTBEAT, last_started_at=at, last_finished_at=at,
-                    last_result=f"ticked by {monitor.HOLDER}").on_conflict_replace().execute()
+    monitor._heartbeat(last_started_at=at, last_finished_at=at,
+                       last_result=f"ticked by {monitor.HOLDER}")
 
 
 def _free_port():
@@ -25,8 +25,8 @@ def _free_port():
         return sock.getsockname()[1]
 
 
-def _health(data_dir, **env):
-    full = {**os.environ, "CLINIC_DATA_DIR": str(data_dir), **env}
+def _health(s, **env):
+    full = {**os.environ, **backends.environ(s), **env}
     return subprocess.run([sys.executable, "run.py", "health"], cwd=ROOT, env=full,
                           capture_output=True, text=True, timeout=60, check=False)
 
@@ -47,7 +47,7 @@ def test_a_stalled_scheduler_is_not_well(app):
 
 def test_health_command_exits_non_zero_when_smtp_is_down(app, clinic_settings):
     _tick(clock.now())
-    done = _health(clinic_settings.data_dir, CLINIC_SMTP_HOST="127.0.0.1",
+    done = _health(clinic_settings, CLINIC_SMTP_HOST="127.0.0.1",
                    CLINIC_SMTP_PORT=str(_free_port()), CLINIC_SMTP_SECURITY="none",
                    CLINIC_SMTP_TIMEOUT="2s")
     assert done.returncode == 1, done.stdout + done.stderr
@@ -57,7 +57,7 @@ def test_health_command_exits_non_zero_when_smtp_is_down(app, clinic_settings):
 
 def test_health_command_exits_zero_when_all_is_well(app, clinic_settings, smtp):
     _tick(clock.now())
-    done = _health(clinic_settings.data_dir, CLINIC_SMTP_HOST="127.0.0.1",
+    done = _health(clinic_settings, CLINIC_SMTP_HOST="127.0.0.1",
                    CLINIC_SMTP_PORT=str(smtp.port), CLINIC_SMTP_SECURITY="none")
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count(" ok ") == 4

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from clinic import queue
+from clinic import queue, settings
 from clinic.server import make_consumer
 from huey_config import huey
 
@@ -61,6 +61,13 @@ def test_wakeup_is_not_lost_between_looking_and_waiting():
     assert wakeup.wait(seen, timeout=0) is True
 
 
+def test_each_backend_gets_the_storage_its_url_names(app, backend):
+    expected = {"sqlite": "NormalSyncSqliteStorage", "postgres-redis": "PriorityRedisStorage",
+                "postgres": "LockedPostgresStorage"}[backend]
+    assert type(huey.storage).__name__ == expected
+
+
+@pytest.mark.sqlite_only("the SQLite queue's own file and pragmas")
 def test_sqlite_queue_lives_in_its_own_file_with_normal_sync(clinic_settings):
     storage = queue.storage_for(clinic_settings.queue_url)
     assert storage.filename.endswith("queue.db")
@@ -71,3 +78,19 @@ def test_sqlite_queue_lives_in_its_own_file_with_normal_sync(clinic_settings):
 def test_unknown_queue_url_is_refused():
     with pytest.raises(ValueError):
         queue.storage_for("amqp://localhost")
+
+
+def test_queues_with_different_names_share_a_server_but_not_their_tasks(app, clinic_settings):
+    other = queue.storage_for(clinic_settings.queue_url, "otherclinic")
+    try:
+        other.enqueue(b"someone else's task")
+        assert huey.pending_count() == 0
+        assert other.queue_size() == 1
+    finally:
+        other.flush_all()
+
+
+@pytest.mark.parametrize("name", ["Clinic", "clinic-2", "", "x" * 41])
+def test_a_queue_name_that_would_not_survive_every_backend_is_refused(tmp_path, name):
+    with pytest.raises(settings.SettingsError, match="CLINIC_QUEUE_NAME"):
+        settings.load({"CLINIC_QUEUE_NAME": name}, data_dir=str(tmp_path))
