@@ -19,6 +19,7 @@ from waitress.server import create_server
 from clinic import auth, clock, db, people, settings, stats
 from clinic.models import Doctor, Patient, User
 from clinic.web import create_app
+from tests import backends
 from tests.client import Client
 from tests.smtp import SMTPServer
 
@@ -33,10 +34,45 @@ auth._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 auth._DUMMY_HASH = auth._hasher.hash("not a password")
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "sqlite_only(reason): runs on the sqlite backend only")
+
+
+def pytest_generate_tests(metafunc):
+    """Every test that uses the clinic runs once per chosen backend (tests/backends.py)."""
+    if "backend" not in metafunc.fixturenames:
+        return
+    only = metafunc.definition.get_closest_marker("sqlite_only")
+    params = []
+    for name in backends.chosen():
+        marks = ()
+        if only is not None and name != backends.SQLITE:
+            reason = only.args[0] if only.args else only.kwargs.get("reason", "")
+            marks = pytest.mark.skip(reason=f"SQLite only: {reason}")
+        params.append(pytest.param(name, marks=marks, id=name))
+    metafunc.parametrize("backend", params, indirect=True)
+
+
 @pytest.fixture
-def clinic_settings(tmp_path):
+def backend(request):
+    """The backend's name; a test on a backend whose server is absent is skipped (failed in
+    CI) with the reason."""
+    backends.require(request.param)
+    return request.param
+
+
+@pytest.fixture
+def backend_urls(backend, tmp_path):
+    """The database and queue settings of a clean clinic on ``backend``."""
+    with backends.urls(backend, tmp_path / "data") as urls:
+        yield urls
+
+
+@pytest.fixture
+def clinic_settings(tmp_path, backend_urls):
     return settings.load(
         environ={},
+        **backend_urls,
         data_dir=str(tmp_path / "data"),
         timezone=TZ,
         secret_key="test-secret-key-0123456789abcdef",

@@ -16,6 +16,7 @@ from clinic.web import create_app
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.sqlite_only("the online backup copies an SQLite file; PostgreSQL has pg_dump")
 def test_backup_taken_during_writes_restores_to_a_sound_database(app, clinic_settings, tmp_path):
     stop = threading.Event()
     written = []
@@ -57,6 +58,7 @@ def test_backup_taken_during_writes_restores_to_a_sound_database(app, clinic_set
     assert 200 <= copied <= len(written)
 
 
+@pytest.mark.sqlite_only("the online backup copies an SQLite file; PostgreSQL has pg_dump")
 def test_backup_refuses_to_overwrite_the_database(app, clinic_settings):
     with pytest.raises(backup.BackupError):
         here = backup.sqlite_path(clinic_settings.database_url)

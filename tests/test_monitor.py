@@ -21,6 +21,7 @@ from clinic.jobs import Job
 from clinic.models import JobState, TaskRecord, TaskRun
 from clinic.server import make_consumer
 from huey_config import huey
+from tests import backends
 from tests.conftest import TZ
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -364,8 +365,7 @@ def test_job_history_failed_prints_the_failed_run(app, clinic_settings):
         drain()
     remember_ids([5])
     drain()
-    env = {**os.environ, "CLINIC_DATA_DIR": clinic_settings.data_dir,
-           "CLINIC_TIMEZONE": "Europe/Berlin", "CLINIC_SECRET_KEY": clinic_settings.secret_key}
+    env = {**os.environ, **backends.environ(clinic_settings)}
     out = subprocess.run([sys.executable, "run.py", "job", "history", "--failed"], cwd=ROOT,
                          env=env, capture_output=True, text=True, timeout=60, check=True).stdout
     [line] = out.splitlines()

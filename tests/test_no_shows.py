@@ -65,7 +65,8 @@ def test_the_setting_is_read_from_the_environment(tmp_path):
     assert settings.load(environ={}, data_dir=str(tmp_path)).no_show_after == timedelta(hours=1)
 
 
-def test_the_update_is_one_statement_served_by_the_status_start_index(app, alice, carol, caplog):
+def test_the_update_is_one_statement_served_by_the_status_start_index(app, backend, alice, carol,
+                                                                     caplog):
     visit(alice, carol, clock.now() - timedelta(hours=2))
     with caplog.at_level(logging.DEBUG, logger="peewee"):
         appointments.mark_no_shows()
@@ -73,6 +74,8 @@ def test_the_update_is_one_statement_served_by_the_status_start_index(app, alice
     assert len(statements) == 1
     sql, params = statements[0]
     assert sql.startswith("UPDATE")
+    if backend != "sqlite":
+        return  # the plan below is SQLite's; PostgreSQL's planner scans tables this small
     plan = " ".join(str(row) for row in db.database.execute_sql("EXPLAIN QUERY PLAN " + sql,
                                                                 params))
     assert "appointment_status_start" in plan

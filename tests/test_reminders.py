@@ -270,7 +270,8 @@ def statements(monkeypatch):
     return seen
 
 
-def test_a_run_costs_what_is_due_not_the_table(app, alice, bob, carol, dave, statements):
+def test_a_run_costs_what_is_due_not_the_table(app, backend, alice, bob, carol, dave,
+                                               statements):
     start = local(2026, 12, 10, 9, 0)
     for week in range(1, 30):  # far from the window: must not be read
         visit(alice, carol, start + week * 7 * DAY)
@@ -289,6 +290,8 @@ def test_a_run_costs_what_is_due_not_the_table(app, alice, bob, carol, dave, sta
     assert reminders.send_advance(now=now) == NOTHING
     assert len(statements) == few <= 3  # no query per appointment
 
+    if backend != "sqlite":
+        return  # the plans below are SQLite's; PostgreSQL's planner scans tables this small
     for sql, params in list(statements):
         plan = " / ".join(row[-1] for row in db.database.execute_sql(
             "EXPLAIN QUERY PLAN " + sql, params))
