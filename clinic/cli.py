@@ -6,6 +6,7 @@
     migrate      upgrade the database    job         list or run the scheduled jobs
     settings     show every setting       backup      copy the database while it runs
     health       is all well? (exit code 0 only then)
+    copy-data    move the data into another database (SQLite to PostgreSQL)
 """
 
 import argparse
@@ -209,6 +210,28 @@ def cmd_backup(args):
     return 0
 
 
+def cmd_copy_data(args):
+    from clinic import transfer
+
+    s = _settings()
+    source, target = _masked(s.database_url), _masked(args.to)
+    print(f"Copying {source} to {target} (stop the clinic's web and workers first) ...")
+    try:
+        counts = transfer.copy(s.database_url, args.to, batch=max(1, args.batch),
+                               progress=lambda table, done, total: _progress(done, total, table))
+    except transfer.TransferError as exc:
+        print(f"\nclinic: copy-data: {exc}", file=sys.stderr)
+        return 1
+    print(f"Copied {sum(counts.values())} rows in {len(counts)} tables; every table's row count "
+          "matches the source.")
+    print(f"Now set CLINIC_DATABASE_URL={target} and start the clinic.")
+    return 0
+
+
+def _masked(url):
+    return re.sub(r"(://[^:/@]+:)[^@]+@", r"\1***@", url)  # passwords in URLs
+
+
 def cmd_health(args):
     from clinic import health
 
@@ -246,7 +269,7 @@ def cmd_settings(args):
         value = getattr(s, env.removeprefix("CLINIC_").lower())
         shown = "(set)" if env in secret and value else value
         if isinstance(shown, str):
-            shown = re.sub(r"(://[^:/@]+:)[^@]+@", r"\1***@", shown)  # passwords in URLs
+            shown = _masked(shown)
         print(f"{env:<32} {shown}")
     return 0
 
@@ -278,6 +301,12 @@ def parser():
                                   "only when all is well")
     backup = sub.add_parser("backup", help="a consistent copy of the database, while it runs")
     backup.add_argument("path", help="file (or folder) to write the copy to")
+    copy = sub.add_parser("copy-data", help="copy this clinic's data into another, empty "
+                                            "database (SQLite to PostgreSQL)")
+    copy.add_argument("--to", required=True, metavar="URL",
+                      help="the target database, e.g. postgresql://clinic@db.example/clinic")
+    copy.add_argument("--batch", type=int, default=1000, metavar="N",
+                      help="rows per batch (default 1000)")
     show = sub.add_parser("settings", help="show every setting's value (secrets hidden)")
     show.add_argument("--markdown", action="store_true", help="print the README's table")
     job = sub.add_parser("job", help="list or run the scheduled jobs, or show their history")
@@ -306,5 +335,6 @@ def main(argv=None):
         "settings": cmd_settings,
         "backup": cmd_backup,
         "health": cmd_health,
+        "copy-data": cmd_copy_data,
     }
     return handlers[command](args)
