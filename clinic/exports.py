@@ -312,7 +312,7 @@ def purge_expired(now=None):
     now = now or clock.now()
     expired = Export.select().where(~Export.deleted, Export.expires_at <= now)
     purged = 0
-    for export in expired:
+    for export in list(expired):  # all read first (test_concurrent_writes.py)
         if export.filename:
             (folder() / export.filename).unlink(missing_ok=True)
         purged += (Export.update(deleted=True)

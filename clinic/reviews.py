@@ -52,7 +52,7 @@ def send_requests(now=None):
                      ~fn.EXISTS(asked), ~fn.EXISTS(reviewed))
               .order_by(Treatment.created_at))
     requested = 0
-    for visit in visits:
+    for visit in list(visits):  # all read first (test_concurrent_writes.py)
         if not visit.patient.active:
             continue
         message = outbox.enqueue(
@@ -94,7 +94,7 @@ def send_reminders(now=None):
                      ~fn.EXISTS(reminded), ~fn.EXISTS(reviewed))
               .order_by(Appointment.id))
     reminded_now = 0
-    for visit in visits:
+    for visit in list(visits):  # all read first (test_concurrent_writes.py)
         if not visit.patient.active:
             continue
         message = outbox.enqueue(
