@@ -8,6 +8,7 @@ outbox row into one message and hands it to the server.
 
 import email.errors
 import email.policy
+import functools
 import os
 import re
 import smtplib
@@ -18,6 +19,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage, Message
 from email.utils import format_datetime, parseaddr
 from pathlib import Path
+from types import SimpleNamespace
 
 import jinja2
 
@@ -142,7 +144,14 @@ def from_address(s=None):
 def new_message_id(s=None):
     """A Message-ID for a new outbox row, kept for every attempt and resend of it, so mail
     systems can recognise a message that arrives twice."""
-    return f"<{uuid.uuid4().hex}@{from_address(s).domain}>"
+    s = s or settings.get()
+    return f"<{uuid.uuid4().hex}@{_domain(s.mail_from, s.name)}>"
+
+
+@functools.lru_cache(maxsize=8)
+def _domain(mail_from, name):
+    # Parsing the sender costs more than the rest of a Message-ID: once per setting, not per row.
+    return from_address(SimpleNamespace(mail_from=mail_from, name=name)).domain
 
 
 # -- rendering ------------------------------------------------------------------------------------
@@ -166,6 +175,9 @@ def make_templates():
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        # Compiled once per process: a reminder run renders hundreds, and checking each file's
+        # time on every render cost more than rendering it. A changed template needs a restart.
+        auto_reload=False,
     )
     # The web pages' filters, for instants in the clinic's time zone.
     env.filters["local"] = _local("%a %d %b %Y, %H:%M")

@@ -410,29 +410,34 @@ def headers(message):
 # -- many at once (announcements) -----------------------------------------------------------------
 
 
-def enqueue_many(kind, items, priority=0, task_priority=None, now=None):
-    """Store many emails of ``kind`` in ONE transaction (an announcement writes 500 at a time);
-    ``items`` are dicts with ``key``, ``recipient``, ``context`` and ``user`` (an id). Each is
+def enqueue_many(kind, items, priority=0, task_priority=None, now=None, batch=None):
+    """Store many emails of ``kind`` in ONE transaction (an announcement writes 500 at a time,
+    a reminder run all it found due); ``items`` are dicts with ``key``, ``recipient``,
+    ``context``, ``user`` (an id) and optionally ``appointment`` (an id) and ``reason``. Each is
     treated as enqueue() treats one: a key taken already is left alone (nothing is sent twice),
     a patient who said no to the kind gets a skipped row with the reason, a missing address a
-    failed row. Delivery of the new pending rows is queued as ONE send_messages task, with
-    ``task_priority``, after the commit. Returns counts: queued, skipped, failed, existing."""
+    failed row; an item with a ``reason`` is stored as skipped with it, as skip() does.
+    Delivery of the new pending rows is queued after the commit as send_messages tasks of up to
+    ``batch`` ids (default: one task for them all), with ``task_priority``. Returns counts:
+    queued, skipped, failed, existing."""
     now = now or clock.now()
     items = list(items)
     choice = preferences.choice_of(kind)
     keys = [item["key"] for item in items]
     taken = {key for (key,) in Message.select(Message.key).where(Message.key.in_(keys)).tuples()}
     fresh = [item for item in items if item["key"] not in taken]
-    refused = preferences.opted_out(kind, [item.get("user") for item in fresh])
+    refused = preferences.opted_out(kind, [item.get("user") for item in fresh
+                                           if not item.get("reason")])
+    s = settings.get()
     rows = []
     for item in fresh:  # rendered before the transaction: it holds the write lock meanwhile
         user, recipient = item.get("user"), (item.get("recipient") or "").strip()
         row = {"key": item["key"], "kind": kind, "recipient": recipient[:254], "user": user,
-               "message_id": mail.new_message_id(), "priority": priority, "due_at": now,
-               "created_at": now, "updated_at": now}
-        if user is not None and user in refused:
+               "appointment": item.get("appointment"), "message_id": mail.new_message_id(s),
+               "priority": priority, "due_at": now, "created_at": now, "updated_at": now}
+        if item.get("reason") or (user is not None and user in refused):
             row.update(subject="", text_body="", html_body="", status="skipped",
-                       last_error=preferences.reason(choice))
+                       last_error=item.get("reason") or preferences.reason(choice))
         else:
             context = dict(item.get("context") or {})
             if choice and user is not None:
@@ -448,7 +453,7 @@ def enqueue_many(kind, items, priority=0, task_priority=None, now=None):
             Message.insert_many(rows).on_conflict_ignore().execute()
         mine = {row["key"]: row["message_id"] for row in rows}
         written = list(Message.select(Message.id, Message.key, Message.status, Message.message_id)
-                       .where(Message.key.in_(list(mine))))
+                       .where(Message.key.in_(list(mine))).order_by(Message.id)) if mine else []
         pending = []
         for message in written:
             if message.message_id != mine[message.key]:  # written by someone else meanwhile
@@ -458,7 +463,7 @@ def enqueue_many(kind, items, priority=0, task_priority=None, now=None):
             if message.status == "pending":
                 pending.append(message.id)
         if pending:
-            _send_after_commit(pending, task_priority, batch=len(pending))
+            _send_after_commit(pending, task_priority, batch=batch or len(pending))
     return counts
 
 

@@ -9,8 +9,10 @@ Which visits, and how often:
   ``reminder_<offset>:<id>:<start>`` (``reminder_24h:...``), written whether it is sent or
   skipped. A second run, or two runs at once, find the key taken and send nothing twice; a moved
   visit has a new start, so it gets the reminders of its new time (and only those).
-- Each run costs what is due, not the table: one query for the visits in its time window, served
-  by the (status, start) index, and one for the reminders they already have.
+- Each run costs what is due, not the table: one query finds the visits in its time window (the
+  (status, start) index) that lack a reminder key (each looked up in the key index), so a run
+  with nothing new due reads no visit; the few it finds are written in one transaction, with
+  one delivery task per 100 messages.
 
 When an advance reminder is due:
 - An offset of whole days means the same clinic time that many days before: the 24 h reminder of
@@ -41,9 +43,13 @@ Reminders say when, which doctor and where, with the link to the visit's page; n
 for the visit or the doctor's specialization.
 """
 
+import operator
 from datetime import UTC, timedelta
+from functools import reduce
 
-from clinic import appointments, clock, notices, outbox, settings
+from peewee import SQL, Cast, Value, fn
+
+from clinic import appointments, clock, db, notices, outbox, settings
 from clinic.models import ACTIVE_STATUSES, Appointment, Message
 from clinic.queue import URGENT
 from clinic.settings import Setting, _durations
@@ -97,8 +103,7 @@ def send_daily(now=None):
     lo, hi = appointments.day_bounds(clock.local(now).date())
     window = (Appointment.status.in_(ACTIVE_STATUSES)
               & (Appointment.start >= lo) & (Appointment.start < hi))
-    visits, taken, _ = _visits(window, "reminder_daily")
-    counts = {"sent": 0, "skipped": 0}
+    visits, taken, _ = _visits(window, "reminder_daily", _unwritten("reminder_daily"))
     todo = []
     for visit in visits:
         key = f"reminder_daily:{visit.id}:{notices.stamp(visit.start)}"
@@ -106,9 +111,8 @@ def send_daily(now=None):
             continue
         reason = ("the visit had started before the daily reminders went out"
                   if visit.start <= now else None)
-        todo.append(("reminder_daily", key, visit.id, reason))
-    _remind_all(todo, now, counts)
-    return counts
+        todo.append((key, visit.id, reason))
+    return _remind_all("reminder_daily", todo)
 
 
 def send_advance(now=None):
@@ -121,8 +125,13 @@ def send_advance(now=None):
     window = (Appointment.status.in_(ACTIVE_STATUSES)
               & (Appointment.start > now - longest)
               & (Appointment.start <= now + longest + DST_SLACK))
-    visits, taken, moved = _visits(window, "reminder_advance")
-    counts = {"sent": 0, "skipped": 0}
+    # A visit whose reminder may be due (a whole-day one up to DST_SLACK early) and is not
+    # written: nearly always none, so a run with nothing due reads no visit and no message.
+    unwritten = reduce(operator.or_, [
+        (Appointment.start <= now + offset + (DST_SLACK if offset % DAY == timedelta(0)
+                                              else timedelta(0)))
+        & _unwritten(f"reminder_{label(offset)}") for offset in offsets])
+    visits, taken, moved = _visits(window, "reminder_advance", unwritten)
     todo = []
     for visit in visits:
         due = [offset for offset in offsets if due_at(visit.start, offset, tz) <= now]
@@ -142,22 +151,36 @@ def send_advance(now=None):
                 reason = f"{MISSED}; the {_words(shorter[0])} reminder, due as well, replaces it"
             else:
                 reason = None
-            todo.append(("reminder_advance", key, visit.id, reason))
-    _remind_all(todo, now, counts)
-    return counts
+            todo.append((key, visit.id, reason))
+    return _remind_all("reminder_advance", todo)
 
 
-def _visits(window, kind):
-    """The visits in ``window`` (id, start and created_at only), the keys of their ``kind``
-    messages, and when each moved visit was last moved: two queries, whatever the size of the
-    table. Most runs find every reminder written already, so the people are read later, and
-    only for the visits that get one (_remind_all)."""
+def _unwritten(prefix):
+    """SQL: the visit has no message under the key ``<prefix>:<id>:<start stamp>`` (as
+    notices.stamp writes it), looked up in the key's unique index."""
+    if db.is_postgres():
+        stamp = fn.to_char(Appointment.start, 'YYYY-MM-DD"T"HH24:MI"Z"')
+    else:  # naive UTC text, as peewee stores it
+        stamp = fn.strftime("%Y-%m-%dT%H:%MZ", Appointment.start)
+    key = (Cast(Value(f"{prefix}:"), "text").concat(Cast(Appointment.id, "text"))
+           .concat(Cast(Value(":"), "text")).concat(stamp))
+    Written = Message.alias("written")
+    return ~fn.EXISTS(Written.select(SQL("1")).where(Written.key == key))
+
+
+def _visits(window, kind, unwritten):
+    """The visits in ``window`` that lack a reminder (``unwritten``; id, start and created_at
+    only), the keys of their ``kind`` messages, and when each moved visit was last moved: one
+    query when nothing is due, two otherwise, whatever the size of the table. The people are
+    read later, and only for the visits that get one (_remind_all)."""
     visits = list(Appointment.select(Appointment.id, Appointment.start, Appointment.created_at)
-                  .where(window).order_by(Appointment.start, Appointment.id))
+                  .where(window & unwritten).order_by(Appointment.start, Appointment.id))
+    taken, moved = set(), {}
+    if not visits:
+        return visits, taken, moved
     # By appointment, not by kind: the kind index would read every reminder ever sent.
     rows = (Message.select(Message.appointment, Message.kind, Message.key, Message.created_at)
-            .where(Message.appointment.in_(Appointment.select(Appointment.id).where(window))))
-    taken, moved = set(), {}
+            .where(Message.appointment.in_([visit.id for visit in visits])))
     for row in rows:
         if row.kind == kind:
             taken.add(row.key)
@@ -167,27 +190,31 @@ def _visits(window, kind):
     return visits, taken, moved
 
 
-def _remind_all(todo, now, counts):
-    """Write each ``(kind, key, visit id, reason)`` of ``todo`` in order, its visit read with
-    its people in one query for them all."""
-    ids = {visit_id for _, _, visit_id, _ in todo}
+WRITE_BATCH = 500  # reminders written in one transaction
+
+
+def _remind_all(kind, todo):
+    """Write the reminders ``todo``, each ``(key, visit id, reason)``: sent, or skipped for
+    ``reason`` when it has one. The visits and their people are read in one query; the rows go
+    in transactions of WRITE_BATCH (outbox.enqueue_many), their delivery in tasks of
+    outbox.SEND_BATCH. A run that dies half-way wrote whole transactions only: the next run
+    finds the rest unwritten. Returns ``{"sent": n, "skipped": m}``, counting only what this
+    run wrote (a run at the same time may have taken a key first)."""
+    counts = {"sent": 0, "skipped": 0}
+    ids = list({visit_id for _, visit_id, _ in todo})
     visits = ({visit.id: visit for visit in appointments.with_people()
-               .where(Appointment.id.in_(list(ids)))} if ids else {})
-    for kind, key, visit_id, reason in todo:
-        if visit_id in visits:  # else deleted meanwhile: nothing to remind of
-            _remind(kind, key, visits[visit_id], reason, now, counts)
-
-
-def _remind(kind, key, visit, reason, now, counts):
-    """Send the reminder ``key``, or record it as skipped for ``reason``; counts only what this
-    call wrote (a run at the same time may have taken the key first)."""
-    patient = visit.patient
-    if reason:
-        written = outbox.skip(key, kind, patient.email, reason, user=patient, appointment=visit,
-                              now=now)
-        counts["skipped"] += written is not None
-    else:
-        written = outbox.enqueue(kind, key, patient.email, notices.details(visit), user=patient,
-                                 appointment=visit, priority=URGENT)
-        if written is not None:  # skipped: the patient opted out of reminders
-            counts["skipped" if written.status == "skipped" else "sent"] += 1
+               .where(Appointment.id.in_(ids))} if ids else {})
+    items = []
+    for key, visit_id, reason in todo:
+        visit = visits.get(visit_id)
+        if visit is None:  # deleted meanwhile: nothing to remind of
+            continue
+        items.append({"key": key, "recipient": visit.patient.email, "user": visit.patient.id,
+                      "appointment": visit.id, "reason": reason,
+                      "context": None if reason else notices.details(visit)})
+    for lo in range(0, len(items), WRITE_BATCH):
+        written = outbox.enqueue_many(kind, items[lo:lo + WRITE_BATCH], priority=URGENT,
+                                      batch=outbox.SEND_BATCH)
+        counts["sent"] += written["queued"] + written["failed"]
+        counts["skipped"] += written["skipped"]
+    return counts
