@@ -10,6 +10,7 @@ import contextlib
 import fcntl
 import json
 import sqlite3
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -79,6 +80,49 @@ def connection():
             yield
     else:
         yield
+
+
+# The database object whose connection this thread keeps between requests and tasks (SQLite).
+_kept = threading.local()
+
+
+def acquire():
+    """Take this thread's connection for one request or task. Returns whether the caller is to
+    ``release()`` it after: False when the thread's own code already had one open (Huey's
+    immediate mode runs a task inline, maybe inside the caller's transaction) and stays in
+    charge of it."""
+    if not database.is_closed():
+        return getattr(_kept, "db", None) is database.obj
+    # Entered and, on SQLite, never left: a connection_context() nested in a request then
+    # leaves the connection open instead of closing it on exit.
+    database.connection_context().__enter__()
+    _kept.db = database.obj
+    return True
+
+
+def release():
+    """End a request's or task's use of this thread's connection, leaving no transaction open.
+
+    1. A transaction left open (a bug, or a failure between BEGIN and COMMIT) is rolled back
+       by closing the connection: the next request or task opens a fresh one.
+    2. PostgreSQL's connection goes back to the pool, so one broken by a server restart is
+       dropped rather than reused.
+    3. SQLite's stays open for the thread's next request or task (waitress's and Huey's threads
+       live as long as the process): opening one runs five pragmas, which cost more than a
+       page's queries, and its page cache stays warm."""
+    obj = database.obj
+    if obj.is_closed():
+        _kept.db = None
+        return
+    if isinstance(obj, SqliteDatabase):
+        conn = obj.connection()
+        if conn.in_transaction or obj.in_transaction():
+            conn.close()  # rolls back
+            obj.dispose()
+            _kept.db = None
+        return
+    _kept.db = None
+    obj.close()
 
 
 def is_postgres():

@@ -13,25 +13,25 @@ from clinic.queue import BULK, HOUSEKEEPING, NORMAL, URGENT  # noqa: F401 (re-ex
 from huey_config import huey
 
 # -- a database connection for each task ---------------------------------------------------------
-# A worker thread opens a connection for the task and closes it after, so a connection broken by
-# one task (a PostgreSQL restart, say) is not inherited by the next. When the caller already has
-# one open (Huey's immediate mode runs tasks inline, maybe inside a transaction) it is left alone.
+# A worker thread takes its connection for the task and gives it up after (db.acquire/release):
+# no transaction outlives the task, and a PostgreSQL connection goes back to the pool, so one
+# broken by one task (a server restart, say) is not inherited by the next. When the caller already
+# has one open (Huey's immediate mode runs tasks inline, maybe inside a transaction) it is left
+# alone.
 
-_opened = threading.local()
+_mine = threading.local()
 
 
 @huey.pre_execute()
 def _open_connection(task):
-    _opened.here = db.database.is_closed()
-    if _opened.here:
-        db.database.connect()
+    _mine.here = db.acquire()
 
 
 @huey.post_execute()
 def _close_connection(task, task_value, exc):
-    if getattr(_opened, "here", False) and not db.database.is_closed():
-        db.database.close()
-    _opened.here = False
+    if getattr(_mine, "here", False):
+        db.release()
+    _mine.here = False
 
 
 # -- the outbox ---------------------------------------------------------------------------------

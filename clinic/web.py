@@ -352,8 +352,9 @@ def api(*roles):
 
 
 class ClinicApp:
-    """WSGI wrapper around the Bottle app: one database connection per request, security headers
-    on every response (errors included), no traceback ever shown."""
+    """WSGI wrapper around the Bottle app: the thread's database connection for each request
+    (db.acquire/release), security headers on every response (errors included), no traceback
+    ever shown."""
 
     def __init__(self, bottle_app):
         self.bottle = bottle_app
@@ -373,8 +374,12 @@ class ClinicApp:
             return _refuse(environ, start, "404 Not Found", "No such page.")
         if "%00" in environ.get("QUERY_STRING", ""):
             return _refuse(environ, start, "400 Bad Request", "The address holds a NUL character.")
-        with db.database.connection_context():
+        mine = db.acquire()
+        try:
             return self.bottle(environ, start)
+        finally:
+            if mine:
+                db.release()
 
 
 def _refuse(environ, start, status, message):
