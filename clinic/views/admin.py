@@ -2,11 +2,12 @@
 
 import bottle
 from bottle import request
+from markupsafe import Markup
 
 from clinic import appointments, audit, charts, clock, people, settings, stats
 from clinic.errors import Conflict, Invalid
 from clinic.models import APPOINTMENT_STATUSES
-from clinic.web import current_user, flash, form, page, redirect, render
+from clinic.web import current_user, flash, form, page, redirect, render, templates
 
 routes = bottle.Bottle()
 
@@ -33,6 +34,23 @@ def _split(rows):
 # -- dashboard ------------------------------------------------------------------------------------
 
 
+# The charts section as drawn for the chart figures the stats memo keeps (the same dict while
+# they are cached): drawing every doctor's bar and the tables cost more than the rest of the page.
+_drawn = (None, None)
+
+
+def _charts_section(chart_data):
+    global _drawn
+    data, html = _drawn
+    if data is not chart_data:
+        section = templates.get_template("admin/_dashboard_charts.html")
+        html = Markup(section.render(  # noqa: S704 (an autoescaped template's output)
+            chart_data=chart_data, charts=charts.dashboard(chart_data),
+            statuses=APPOINTMENT_STATUSES))
+        _drawn = (chart_data, html)
+    return html
+
+
 @routes.get("/admin")
 @page("admin")
 def dashboard():
@@ -41,8 +59,8 @@ def dashboard():
     # One freshness line for the page: the older of the two, cached if either is.
     return render("admin/dashboard.html", figures=figures, computed_at=min(computed_at, charts_at),
                   cached=cached or charts_cached, statuses=APPOINTMENT_STATUSES,
-                  ttl=settings.get().stats_cache_ttl, chart_data=chart_data,
-                  charts=charts.dashboard(chart_data))
+                  ttl=settings.get().stats_cache_ttl,
+                  charts_section=_charts_section(chart_data))
 
 
 @routes.post("/admin/refresh-stats")
