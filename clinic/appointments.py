@@ -357,15 +357,31 @@ def appointment_for(user, appointment_id):
     return appointment
 
 
+def _listed(user):
+    """``visible_to(user)`` for the lists of appointments. A patient's list shows only the
+    doctor's name and specialization, so it reads only those (``.doctor``, ``.doctor_profile``):
+    half the columns and one join fewer. Building the wide query and its objects took the
+    patient's page far longer than SQLite took to run it."""
+    if user.role != "patient":
+        return visible_to(user)
+    DoctorUser = User.alias("doctor_user")
+    return (Appointment
+            .select(Appointment, DoctorUser.id, DoctorUser.name, Doctor.user, Doctor.specialization)
+            .join(DoctorUser, on=(Appointment.doctor == DoctorUser.id), attr="doctor")
+            .switch(Appointment)
+            .join(Doctor, on=(Doctor.user == Appointment.doctor), attr="doctor_profile")
+            .where(Appointment.patient == user.id))
+
+
 def upcoming(user, now=None, limit=200):
     now = now or clock.now()
-    return (visible_to(user).where(Appointment.end > now, Appointment.status.in_(ACTIVE_STATUSES))
+    return (_listed(user).where(Appointment.end > now, Appointment.status.in_(ACTIVE_STATUSES))
             .order_by(Appointment.start).limit(limit))
 
 
 def past(user, now=None, limit=200):
     now = now or clock.now()
-    return (visible_to(user)
+    return (_listed(user)
             .where((Appointment.end <= now) | ~Appointment.status.in_(ACTIVE_STATUSES))
             .order_by(Appointment.start.desc()).limit(limit))
 
