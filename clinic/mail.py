@@ -6,7 +6,9 @@ What is sent when, and what happened to it, is clinic/outbox.py's business; this
 outbox row into one message and hands it to the server.
 """
 
+import base64
 import email.errors
+import email.header
 import email.policy
 import functools
 import os
@@ -257,6 +259,113 @@ def build(message, now=None):
     return msg
 
 
+class Wire:
+    """An outbox row as the bytes that go to the SMTP server, with its envelope."""
+
+    def __init__(self, sender, recipient, data, message_id):
+        self.sender, self.recipient, self.data = sender, recipient, data
+        self.message_id = message_id
+
+
+_ATEXT = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]*")
+_LONGEST = 998  # octets in a line, CRLF not counted (RFC 5322)
+
+
+def wire(message, now=None):
+    """What build() makes, as bytes, for the usual row (text and HTML, no attachment, ASCII
+    addresses): the same headers, cleaned the same way, written directly. Building through
+    EmailMessage and its generator costs about a millisecond a message, more than sending it;
+    this costs a tenth of that. Any other row goes through build() (an EmailMessage, sent as
+    smtplib sends those). Raises PermanentError as build() does."""
+    s = settings.get()
+    sender = from_address(s)
+    if message.attachments or not (message.recipient + sender.addr_spec).isascii():
+        return build(message, now)
+    if not valid_address(message.recipient):
+        return build(message, now)  # raises the PermanentError
+    name = clean_name(message.user.name) if message.user_id is not None else ""
+    lines = [
+        _header("Subject", clean_header(message.subject)),
+        _mailbox("From", sender.display_name, sender.addr_spec),
+        _mailbox("To", name, message.recipient),
+        f"Date: {format_datetime(now or clock.now())}\r\n",
+        _header("Message-ID", clean_header(message.message_id)),
+        "Auto-Submitted: auto-generated\r\n",
+    ]
+    unsubscribe = preferences.unsubscribe_url(message.user_id, message.kind)
+    if unsubscribe:
+        link = f"<{clean_header(unsubscribe)}>"
+        if not link.isascii() or len(link) >= 900:
+            return build(message, now)
+        lines += [f"List-Unsubscribe: {link}\r\n",
+                  "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"]
+    if None in lines:  # a header this writer does not fold: let the email package do it
+        return build(message, now)
+    head = "".join(lines).encode("utf-8") + b"MIME-Version: 1.0\r\n"
+    text = _part("plain", message.text_body)
+    if not message.html_body:
+        data = head + text
+    else:
+        html = _part("html", message.html_body)
+        boundary = f"==============={uuid.uuid4().hex}=="
+        if boundary.encode() in text or boundary.encode() in html:
+            return build(message, now)
+        mark = b"--" + boundary.encode()
+        data = (head + b'Content-Type: multipart/alternative; boundary="' + boundary.encode()
+                + b'"\r\n\r\n' + mark + b"\r\n" + text + b"\r\n" + mark + b"\r\n" + html
+                + b"\r\n" + mark + b"--\r\n")  # the CRLF before a boundary is the boundary's
+    return Wire(sender.addr_spec, message.recipient, data, message.message_id)
+
+
+def _header(name, value):
+    """``Name: value`` and CRLF for a cleaned value, folded at spaces, or as RFC 2047 words when
+    it is not ASCII; None when a line would still be too long."""
+    if not value.isascii():
+        words = email.header.Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
+        return _fits(f"{name}: {words}\r\n")
+    line, lines = f"{name}:", []
+    for word in value.split(" "):  # clean_header left single spaces
+        if len(line) + 1 + len(word) > 78 and len(line) > len(name) + 1:
+            lines.append(line)
+            line = ""
+        line += " " + word
+    return _fits("\r\n".join([*lines, line]) + "\r\n")
+
+
+def _mailbox(header, name, addr):
+    """From or To: the display name (cleaned by clean_name) as atoms, quoted, or RFC 2047 words,
+    then the address."""
+    if not name:
+        value = addr
+    elif not name.isascii():
+        words = email.header.Header(name, "utf-8", header_name=header).encode(linesep="\r\n")
+        value = f"{words} <{addr}>"
+    elif _ATEXT.fullmatch(name):
+        value = f"{name} <{addr}>"
+    else:  # clean_name left no quote or backslash to escape
+        value = f'"{name}" <{addr}>'
+    return _fits(f"{header}: {value}\r\n")
+
+
+def _fits(line):
+    return line if all(len(part) <= _LONGEST for part in line.split("\r\n")) else None
+
+
+def _part(subtype, body):
+    """A text part with its headers: 7bit or 8bit with CRLF lines as the email package writes
+    it, base64 when a line is too long or holds a NUL."""
+    lines = body.encode("utf-8").splitlines()
+    data = b"\r\n".join(lines) + b"\r\n"
+    if max(map(len, lines), default=0) > _LONGEST or b"\x00" in data:
+        # Encoded as the email package encodes it: lines end in LF inside the base64.
+        cte = "base64"
+        data = base64.encodebytes(b"\n".join(lines) + b"\n").replace(b"\n", b"\r\n")
+    else:
+        cte = "7bit" if data.isascii() else "8bit"
+    return (f'Content-Type: text/{subtype}; charset="utf-8"\r\n'
+            f"Content-Transfer-Encoding: {cte}\r\n\r\n").encode("ascii") + data
+
+
 def _attach(msg, attachment, s):
     """Attach ``{"filename", "content_type", "path" | "text"}``; a path is a file under the data
     folder (absolute, or relative to it)."""
@@ -334,7 +443,10 @@ class Sender:
         if self.connection is None:
             self.connection = self._connect()
         try:
-            self.connection.send_message(message)
+            if isinstance(message, Wire):
+                self.connection.sendmail(message.sender, [message.recipient], message.data)
+            else:
+                self.connection.send_message(message)
         except (smtplib.SMTPException, OSError) as exc:
             self._drop()
             raise classify(exc) from exc
@@ -379,11 +491,14 @@ class Sender:
         """Write <data_dir>/outbox/<timestamp>-<id>.eml whole or not at all."""
         folder = self.settings.data_path / "outbox"
         folder.mkdir(parents=True, exist_ok=True)
-        ident = re.sub(r"[^A-Za-z0-9]", "", str(message["Message-ID"]).split("@")[0])
+        wired = isinstance(message, Wire)
+        ident = re.sub(r"[^A-Za-z0-9]", "", str(message.message_id if wired
+                                                else message["Message-ID"]).split("@")[0])
         path = folder / f"{clock.now().strftime('%Y%m%dT%H%M%S%fZ')}-{ident or 'message'}.eml"
         tmp = folder / f".{path.name}.tmp"
         with open(tmp, "wb") as fh:
-            fh.write(message.as_bytes(policy=message.policy.clone(linesep="\r\n")))
+            fh.write(message.data if wired
+                     else message.as_bytes(policy=message.policy.clone(linesep="\r\n")))
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -190,19 +190,31 @@ def claim(message_id, now):
         return update.execute() == 1
 
 
+CLAIM_BATCH = 20  # messages claimed, and marked sent, by one UPDATE each
+
+
 def deliver(ids, now=None):
     """Send the messages ``ids`` over one SMTP connection; returns counts: sent, failed, retry
     (pending again, for later), passed (not pending and due, or claimed by someone else) and
     deferred (left pending because the server could not be reached, or for CLINIC_MAIL_RATE).
 
     1. Read those that are pending, highest priority first.
-    2. Claim each just before sending it: of two deliveries of the same ids, one wins each row.
-    3. Send, then mark it sent, failed with the reason (a permanent error), or pending again with
-       a later due_at (a transient error; failed with the last error after MAX_ATTEMPTS).
-    4. If the server cannot be reached at all, stop: the rest stay pending for the sweeper rather
-       than each waiting out the same timeout.
+    2. Claim them CLAIM_BATCH at a time, just before sending them, with one conditional UPDATE:
+       of two deliveries of the same ids, one wins each row. Under CLINIC_MAIL_RATE, one at a
+       time (claim()), as the rate counts claims.
+    3. Send each claimed one; mark those the server took as sent, all of the claim's at once,
+       before claiming more, and also when a later message of the claim fails or raises: a
+       message the server took is never handed out again. A failure is marked at once: failed
+       with the reason (a permanent error), or pending again with a later due_at (a transient
+       error; failed with the last error after MAX_ATTEMPTS).
+    4. If the server cannot be reached at all, stop: the rest of the claim goes back to pending
+       untried, and the rest stay pending, for the sweeper rather than each waiting out the
+       same timeout.
     5. If CLINIC_MAIL_RATE is used up (or more urgent mail is due), stop: the rest stay pending,
        due when there is room again (limited), and send_due() is queued for then.
+
+    A process killed mid-claim leaves that claim's rows in ``sending``: the sweeper hands them
+    back after stuck_after(), and those the server had taken go again (at least once).
     """
     ids = list(ids)
     counts = dict.fromkeys(("sent", "failed", "retry", "passed", "deferred"), 0)
@@ -210,33 +222,78 @@ def deliver(ids, now=None):
                     .join(User, JOIN.LEFT_OUTER, on=(Message.user == User.id))
                     .where(Message.id.in_(ids), Message.status == "pending")
                     .order_by(Message.priority.desc(), Message.id))
+    step = 1 if rate() else CLAIM_BATCH
     with mail.Sender() as sender:
-        for done, message in enumerate(messages):
-            at = now or clock.now()  # a long batch claims each row at its own time
-            if not claim(message.id, at):
-                wait = limited(at, message.priority)
+        for lo in range(0, len(messages), step):
+            at = now or clock.now()  # a long batch claims each chunk at its own time
+            chunk = messages[lo:lo + step]
+            if step == 1:
+                claimed = [chunk[0]] if claim(chunk[0].id, at) else []
+                wait = None if claimed else limited(at, chunk[0].priority)
                 if wait is not None:  # CLINIC_MAIL_RATE: the rest waits, pending, till then
-                    counts["deferred"] = _hold([m.id for m in messages[done:]], wait, at)
+                    counts["deferred"] = _hold([m.id for m in messages[lo:]], wait, at)
                     break
-                continue
+            else:
+                taken = _claim_many([m.id for m in chunk], at)
+                claimed = [m for m in chunk if m.id in taken]
+            stopped_at = _send_claimed(sender, claimed, at, counts)
+            if stopped_at is not None:  # the server is away: the rest stay pending
+                counts["deferred"] = len(messages) - messages.index(stopped_at) - 1
+                break
+    counts["passed"] = len(ids) - sum(counts.values())
+    return counts
+
+
+def _claim_many(ids, at):
+    """Claim the pending, due ``ids`` in one UPDATE; returns the ids this call claimed."""
+    return {row.id for row in (
+        Message.update(status="sending", claimed_at=at, attempts=Message.attempts + 1,
+                       updated_at=at)
+        .where(Message.id.in_(ids), Message.status == "pending", Message.due_at <= at)
+        .returning(Message.id).execute())}
+
+
+def _send_claimed(sender, claimed, at, counts):
+    """Send the ``claimed`` messages; returns the one at which the server could not be reached
+    (the rest of them go back to pending, untried), else None."""
+    sent, tried = [], 0
+    try:
+        for message in claimed:
+            tried += 1
             try:
-                sender.send(mail.build(message, now=at))
+                sender.send(mail.wire(message, now=at))
             except mail.PermanentError as exc:
                 _mark(message, at, "failed", str(exc))
                 counts["failed"] += 1
             except mail.TransientError as exc:
                 counts[_retry_later(message, at, str(exc))] += 1
                 if isinstance(exc, mail.Unavailable):
-                    counts["deferred"] = len(messages) - done - 1
-                    break
+                    return message
             except Exception as exc:  # a bug: retried like a transient error, so never stuck
                 log.exception("sending message %s failed", message.id)
                 counts[_retry_later(message, at, f"internal error: {exc!r}")] += 1
             else:
-                _mark(message, at, "sent")
+                sent.append(message.id)
                 counts["sent"] += 1
-    counts["passed"] = len(ids) - sum(counts.values())
-    return counts
+        return None
+    finally:
+        _mark_sent(sent, at)
+        _release([message.id for message in claimed[tried:]], at)
+
+
+def _mark_sent(ids, at):
+    if ids:  # guarded by the claim, as _mark is
+        (Message.update(status="sent", last_error="", updated_at=at, sent_at=at)
+         .where(Message.id.in_(ids), Message.status == "sending", Message.claimed_at == at)
+         .execute())
+
+
+def _release(ids, at):
+    """Give claimed messages that were not tried back to pending, their attempt not counted."""
+    if ids:
+        (Message.update(status="pending", attempts=Message.attempts - 1, updated_at=at)
+         .where(Message.id.in_(ids), Message.status == "sending", Message.claimed_at == at)
+         .execute())
 
 
 def _mark(message, at, status, error=""):
@@ -276,7 +333,7 @@ def sweep(now=None, batch=BATCH):
     at = now or clock.now()
     stuck = (Message.status == "sending") & (
         Message.claimed_at.is_null() | (Message.claimed_at < at - stuck_after()))
-    # Claims are taken one message at a time, so a dead process leaves one row per worker here.
+    # A dead process leaves at most one claim (CLAIM_BATCH rows) per worker here.
     recovered = [row.id for row in Message.select(Message.id).where(stuck)]
     if recovered:
         (Message.update(status="pending", updated_at=at)

@@ -7,7 +7,7 @@ import re
 import socket
 import threading
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import jinja2
 import pytest
@@ -154,6 +154,64 @@ def test_nothing_typed_into_a_header_adds_a_header(app, evil):
         "content-type", "content-transfer-encoding", "content-disposition", "mime-version"}
     assert attached.get_filename().endswith(".txt")
     assert dict(attached["Content-Disposition"].params).keys() == {"filename"}
+
+
+def wired(message):
+    """What a receiving server sees of mail.wire(): its bytes, parsed."""
+    built = mail.wire(message)
+    assert isinstance(built, mail.Wire)
+    assert built.data.count(b"\n") == built.data.count(b"\r\n")  # CRLF only
+    return read(built.data)
+
+
+def assert_same_email(message, now):
+    """wire() and build() give a receiver the same email: headers, addresses, parts, bodies."""
+    fast, slow = read(mail.wire(message, now=now).data), parse(mail.build(message, now=now))
+    assert {n.lower() for n in fast} == {n.lower() for n in slow}
+    for name in ("Subject", "From", "Message-ID", "Date", "Auto-Submitted", "List-Unsubscribe",
+                 "List-Unsubscribe-Post"):
+        # (The email package sometimes folds before the first word: a space more, unfolded.)
+        assert str(fast[name] or "").strip() == str(slow[name] or "").strip(), name
+    assert [(a.display_name, a.addr_spec) for a in fast["To"].addresses] == [
+        (a.display_name, a.addr_spec) for a in slow["To"].addresses]
+    assert [p.get_content_type() for p in fast.walk()] == [
+        p.get_content_type() for p in slow.walk()]
+    for kind in ("plain", "html"):
+        fast_body, slow_body = fast.get_body((kind,)), slow.get_body((kind,))
+        assert (fast_body and fast_body.get_content()) == (slow_body and slow_body.get_content())
+
+
+@pytest.mark.parametrize("text", ["Hello", "Ça marche — Zoë Öz", "word " * 60, "Zoë " * 60,
+                                  "x" * 300] + INJECTIONS)
+def test_wire_writes_what_build_writes(app, text):
+    now = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+    for name in (text, "Dr. Zoë O'Brien-Öz", "Ann Example", "Dr. Who"):
+        eve = User.create(email=f"eve{len(name)}{abs(hash(name))}@example.com", name=name,
+                          role="patient", password_hash="-")
+        assert_same_email(row(subject=text, user=eve), now)
+        assert_same_email(row(subject=text, user=eve, kind="reminder_advance",
+                              text_body=f"Dear {text}\n" + "y" * 1200 + "\n",
+                              html_body=""), now)
+        assert_same_email(row(subject=name, user=eve, html_body=f"<p>{text}</p>"), now)
+    use(name="Praxis Zoë Müller")
+    assert_same_email(row(subject=text), now)
+
+
+@pytest.mark.parametrize("evil", INJECTIONS)
+def test_nothing_typed_into_a_header_adds_a_header_on_the_wire(app, evil):
+    eve = User.create(email="eve@example.com", name=evil, role="patient", password_hash="-")
+    message = wired(row(subject=evil, user=eve))
+    assert {name.lower() for name in message} == HEADERS
+    assert "\n" not in str(message["Subject"]) and "\r" not in str(message["Subject"])
+    assert [a.addr_spec for a in message["To"].addresses] == ["alice@example.com"]
+    assert "\n" not in message["To"].addresses[0].display_name
+
+
+def test_wire_leaves_attachments_to_build(app):
+    attachment = {"filename": "visit.ics", "content_type": "text/calendar", "text": "X"}
+    assert isinstance(mail.wire(row(attachments=[attachment])), mail.EmailMessage)
+    with pytest.raises(mail.PermanentError):
+        mail.wire(row(recipient="alice@example.com\r\nBcc: evil@example.com"))
 
 
 @pytest.mark.parametrize("recipient", [

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from clinic import clock, db, outbox, settings
+from clinic import clock, db, mail, outbox, settings
 from clinic.models import Appointment, Message, User
 from huey_config import huey
 from tests.conftest import slot
@@ -328,3 +328,48 @@ def test_a_message_whose_body_the_clean_up_removed_is_not_resent_empty(app):
     Message.update(text_body="", html_body="").where(Message.id == message.id).execute()
     assert outbox.resend(message.id) is False
     assert Message.get_by_id(message.id).status == "failed"
+
+
+def test_a_batch_claims_and_marks_its_messages_a_claim_at_a_time(smtp_settings, smtp,
+                                                                 monkeypatch):
+    ids = [add(f"test:{n}").id for n in range(2 * outbox.CLAIM_BATCH + 1)]
+    updates = []
+    database = db.database.obj
+    execute_sql = database.execute_sql
+
+    def record(sql, params=None, *args, **kwargs):
+        if sql.startswith("UPDATE"):
+            updates.append(sql)
+        return execute_sql(sql, params, *args, **kwargs)
+
+    monkeypatch.setattr(database, "execute_sql", record)
+    counts = outbox.deliver(ids)
+    assert counts["sent"] == len(ids) and len(smtp.messages) == len(ids)
+    assert len(updates) == 6  # a claim and a mark for each of the three claims
+    assert Message.select().where(Message.status == "sent").count() == len(ids)
+    assert len({m.sent_at for m in Message.select()}) <= 3
+
+
+def test_what_the_server_took_is_marked_sent_when_the_batch_breaks_off(smtp_settings, smtp,
+                                                                      monkeypatch):
+    messages = [add(f"test:{n}") for n in range(5)]
+    send = mail.Sender.send
+    sends = []
+
+    def stopped_after_two(self, message):
+        sends.append(message)
+        if len(sends) == 3:
+            raise KeyboardInterrupt  # the worker is stopped in the middle of the third
+        return send(self, message)
+
+    monkeypatch.setattr(mail.Sender, "send", stopped_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        outbox.deliver([m.id for m in messages])
+    assert len(smtp.messages) == 2
+    # The two the server took are sent; the third may have reached it (the sweeper hands it
+    # back later); the last two were never tried and are pending as before.
+    assert [(status(m), reload(m).attempts) for m in messages] == [
+        ("sent", 1), ("sent", 1), ("sending", 1), ("pending", 0), ("pending", 0)]
+    monkeypatch.undo()
+    assert outbox.sweep() == 2
+    assert len(smtp.messages) == 4
