@@ -185,7 +185,7 @@ def assert_same_email(message, now):
                                   "x" * 300] + INJECTIONS)
 def test_wire_writes_what_build_writes(app, text):
     now = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
-    for name in (text, "Dr. Zoë O'Brien-Öz", "Ann Example", "Dr. Who"):
+    for name in (text[:200], "Dr. Zoë O'Brien-Öz", "Ann Example", "Dr. Who"):
         eve = User.create(email=f"eve{len(name)}{abs(hash(name))}@example.com", name=name,
                           role="patient", password_hash="-")
         assert_same_email(row(subject=text, user=eve), now)

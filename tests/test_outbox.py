@@ -373,3 +373,13 @@ def test_what_the_server_took_is_marked_sent_when_the_batch_breaks_off(smtp_sett
     monkeypatch.undo()
     assert outbox.sweep() == 2
     assert len(smtp.messages) == 4
+
+
+def test_a_backlog_goes_out_over_several_connections_each_message_once(smtp_settings, smtp):
+    assert outbox.SENDERS > 1
+    for n in range(45):
+        add(f"test:{n}")
+    assert outbox.sweep(batch=10) == 45
+    assert smtp.connections == 5  # batches of 10, SENDERS of them at a time
+    assert sorted(smtp.message_ids()) == sorted(m.message_id for m in Message.select())
+    assert Message.select().where(Message.status == "sent").count() == 45
