@@ -533,19 +533,22 @@ def enqueue_many(kind, items, priority=0, task_priority=None, now=None, batch=No
         rows.append(row)
     counts = {"queued": 0, "skipped": 0, "failed": 0, "existing": len(taken)}
     with database.atomic():
-        if rows:
-            Message.insert_many(rows).on_conflict_ignore().execute()
-        mine = {row["key"]: row["message_id"] for row in rows}
-        written = list(Message.select(Message.id, Message.key, Message.status, Message.message_id)
-                       .where(Message.key.in_(list(mine))).order_by(Message.id)) if mine else []
+        inserted = []
+        if rows:  # as tuples: peewee builds the statement a third faster than from dicts
+            names = list(rows[0])
+            # RETURNING names only the rows inserted: a key someone took meanwhile is not ours.
+            inserted = list(Message.insert_many([tuple(row[name] for name in names)
+                                                 for row in rows],
+                                                fields=[getattr(Message, name) for name in names])
+                            .on_conflict_ignore().returning(Message.id, Message.key).tuples()
+                            .execute())
+        status = {row["key"]: row["status"] for row in rows}
+        counts["existing"] += len(rows) - len(inserted)
         pending = []
-        for message in written:
-            if message.message_id != mine[message.key]:  # written by someone else meanwhile
-                counts["existing"] += 1
-                continue
-            counts[{"pending": "queued"}.get(message.status, message.status)] += 1
-            if message.status == "pending":
-                pending.append(message.id)
+        for message_id, key in sorted(inserted):
+            counts[{"pending": "queued"}.get(status[key], status[key])] += 1
+            if status[key] == "pending":
+                pending.append(message_id)
         if pending:
             _send_after_commit(pending, task_priority, batch=batch or len(pending))
     return counts

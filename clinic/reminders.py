@@ -50,7 +50,7 @@ from functools import reduce
 from peewee import SQL, Cast, Value, fn
 
 from clinic import appointments, clock, db, notices, outbox, settings
-from clinic.models import ACTIVE_STATUSES, Appointment, Message
+from clinic.models import ACTIVE_STATUSES, Appointment, Doctor, Message, User
 from clinic.queue import URGENT
 from clinic.settings import Setting, _durations
 
@@ -174,23 +174,39 @@ def _visits(window, kind, unwritten):
     query when nothing is due, two otherwise, whatever the size of the table. The people are
     read later, and only for the visits that get one (_remind_all)."""
     visits = list(Appointment.select(Appointment.id, Appointment.start, Appointment.created_at)
-                  .where(window & unwritten).order_by(Appointment.start, Appointment.id))
+                  .where(window & unwritten).order_by(Appointment.start, Appointment.id)
+                  .namedtuples())
     taken, moved = set(), {}
     if not visits:
         return visits, taken, moved
     # By appointment, not by kind: the kind index would read every reminder ever sent.
     rows = (Message.select(Message.appointment, Message.kind, Message.key, Message.created_at)
-            .where(Message.appointment.in_([visit.id for visit in visits])))
-    for row in rows:
-        if row.kind == kind:
-            taken.add(row.key)
-        elif row.kind == "rescheduled":
-            moved[row.appointment_id] = max(row.created_at, moved.get(row.appointment_id,
-                                                                      row.created_at))
+            .where(Message.appointment.in_([visit.id for visit in visits])).tuples())
+    for appointment_id, row_kind, key, created_at in rows:
+        if row_kind == kind:
+            taken.add(key)
+        elif row_kind == "rescheduled":
+            moved[appointment_id] = max(created_at, moved.get(appointment_id, created_at))
     return visits, taken, moved
 
 
 WRITE_BATCH = 500  # reminders written in one transaction
+
+
+def _with_people():
+    """appointments.with_people() with only what a reminder says (notices.details) and where it
+    goes: a run reads its visits in one query, and their people's other columns (a doctor's
+    working hours are JSON) cost more to read than the rest of the reminder."""
+    patient, doctor = User.alias("patient_user"), User.alias("doctor_user")
+    return (Appointment
+            .select(Appointment.id, Appointment.start, Appointment.end, Appointment.patient,
+                    patient.id, patient.name, patient.email, doctor.id, doctor.name,
+                    Doctor.user, Doctor.specialization)
+            .join(patient, on=(Appointment.patient == patient.id), attr="patient")
+            .switch(Appointment)
+            .join(doctor, on=(Appointment.doctor == doctor.id), attr="doctor")
+            .switch(Appointment)
+            .join(Doctor, on=(Doctor.user == Appointment.doctor), attr="doctor_profile"))
 
 
 def _remind_all(kind, todo):
@@ -202,8 +218,8 @@ def _remind_all(kind, todo):
     run wrote (a run at the same time may have taken a key first)."""
     counts = {"sent": 0, "skipped": 0}
     ids = list({visit_id for _, visit_id, _ in todo})
-    visits = ({visit.id: visit for visit in appointments.with_people()
-               .where(Appointment.id.in_(ids))} if ids else {})
+    visits = ({visit.id: visit for visit in _with_people().where(Appointment.id.in_(ids))}
+              if ids else {})
     items = []
     for key, visit_id, reason in todo:
         visit = visits.get(visit_id)
