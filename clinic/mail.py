@@ -125,10 +125,16 @@ def clean_filename(value):
     return re.sub(r"[^\w .()-]", "_", clean_header(value)).strip() or "attachment"
 
 
+_DOT_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+_PLAIN_ADDRESS = re.compile(f"{_DOT_ATOM}@{_DOT_ATOM}")  # the usual address, surely valid
+
+
 def valid_address(addr):
     """True for one plain address (local@domain), nothing around it."""
     if not isinstance(addr, str) or not _ADDRESS.fullmatch(addr) or "=?" in addr:
         return False
+    if _PLAIN_ADDRESS.fullmatch(addr):  # parsing one costs more than writing a reminder's row
+        return True
     try:
         Address(addr_spec=addr)
     except (ValueError, IndexError, email.errors.HeaderParseError):

@@ -2,6 +2,7 @@
 
 import base64
 import email
+import email.errors
 import email.policy
 import re
 import socket
@@ -220,6 +221,21 @@ def test_wire_leaves_attachments_to_build(app):
 def test_recipient_must_be_one_plain_address(app, recipient):
     with pytest.raises(mail.PermanentError):
         mail.build(row(recipient=recipient))
+
+
+@pytest.mark.parametrize("addr", ["a@b.c", "a.b@c.example", "x+y@ex-ample.com", "a@b",
+                                  "o'brien@example.com", "a..b@c", ".a@b", "a.@b", "a@b.",
+                                  "a@.b", "é@b.c", "a b@c", "a@[1.2.3.4]", 'a"b@c', "a@b@c",
+                                  "{}|~@x.y"])
+def test_the_quick_address_check_agrees_with_the_parser(addr):
+    def parsed(addr):
+        try:
+            mail.Address(addr_spec=addr)
+        except (ValueError, IndexError, email.errors.HeaderParseError):
+            return False
+        return bool(mail._ADDRESS.fullmatch(addr)) and "=?" not in addr
+
+    assert mail.valid_address(addr) == parsed(addr)
 
 
 def test_cleaning_keeps_ordinary_text():
