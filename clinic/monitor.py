@@ -2,16 +2,32 @@
 admin's jobs page and `python run.py job history`; and the few things an admin can do about one
 (run a job now, retry a failed task, revoke a waiting one).
 
-Huey emits a signal at each step of a task's life (huey/api.py). Where they fire matters:
-- ``enqueued`` fires in the thread that queues the task (a web request, a worker, or the
-  consumer's scheduler thread moving a delayed task to the queue), before the task reaches the
-  queue: its row exists before any worker can start it.
-- ``executing`` fires in the worker BEFORE the pre_execute hook opens the task's database
-  connection (clinic/tasks.py), ``complete`` and ``retrying`` AFTER post_execute closed it; so
-  every handler opens a connection when its thread has none, and closes it again.
-- A handler that fails is logged and forgotten: recording must never break a task. Each write is
-  its own transaction, or a savepoint inside the caller's (PostgreSQL aborts a whole transaction
-  on one failed statement).
+Huey emits a signal at each step of a task's life (huey/api.py), in the thread doing that step: a
+web request queueing a confirmation, a worker starting or finishing a task, the scheduler. The
+handler writes nothing there: it notes the signal, the task and the instant (clock.now(), so
+runtimes are those of the real start and finish) in this process's buffer and returns. One
+writer thread per process applies what is buffered, in the order it came, in one transaction,
+after letting a batch gather for a few milliseconds (at once when it is large or someone waits
+in flush()). A task's path pays no database write and waits for no database lock; the rows are
+a few milliseconds behind.
+
+What that means for readers and for stopping:
+- A page or command that reads TaskRun or the heartbeat calls flush() first: it waits until
+  everything buffered before the call is written. The process flushes when it stops (clinic/
+  server.py) and at exit.
+- A process killed with SIGKILL (or the machine losing power) loses the last few milliseconds of
+  these records (more only if the database was locked for longer: the writer waits for it):
+  only the jobs page's account of them. The work itself is not lost
+  with them: emails, appointments and reports are rows in the outbox and the tables, written by
+  the tasks in their own transactions.
+- In Huey's immediate mode (tasks run inline, maybe inside the caller's transaction) each signal
+  is written at once in the caller's thread, in a savepoint of its transaction if it has one.
+- Each process has its own writer. Within a process a task's rows follow its signals in order;
+  across processes (a web process queues, a worker runs) the queueing may be written after the
+  run: a late "queued" never undoes a run that started after it was queued.
+
+A handler or a batch that fails is logged and forgotten: recording must never break a task. A
+failed batch is retried task by task, so one bad record costs only its own task's.
 
 A task that runs again keeps its task id (Huey's retries; Retry here re-queues the same id), so it
 keeps its row: ``attempt`` counts its runs and the state is that of the latest. The last error
@@ -21,7 +37,9 @@ The scheduler's tick runs every minute: it is recorded as a heartbeat (the JobSt
 ``scheduler``), which the banner reads, and as a TaskRun row only when it fails.
 """
 
+import atexit
 import contextlib
+import functools
 import inspect
 import json
 import logging
@@ -31,8 +49,9 @@ import re
 import socket
 import statistics
 import sys
+import threading
 import traceback as tb
-from collections import defaultdict
+from collections import defaultdict, namedtuple
 from datetime import date, datetime, time, timedelta
 
 from huey import signals as S
@@ -56,119 +75,337 @@ TRACEBACK_CHARS = 20_000  # the end of a traceback says most; the start is cut
 STATS_DAYS = 7
 KEEP = timedelta(days=30)
 _IDENTIFIER = re.compile(r"[A-Za-z0-9_.:+-]{1,64}")
+WRITE_EVERY = 0.005  # seconds: the writer waits this long for a batch to gather...
+BATCH = 500  # ...unless this many events wait; also the rows in one statement
+FLUSH_TIMEOUT = 10.0  # seconds; the database's own lock timeout
 
 
 # -- recording ------------------------------------------------------------------------------------
 
+# One signal as it happened: ``database`` is the one the models were bound to then, so that
+# events of a database since replaced (tests make one per test) are dropped, not written to the
+# next one.
+Event = namedtuple("Event", "signal task args at database")
 
-@contextlib.contextmanager
-def _connection():
-    """This thread's connection, opened (and closed after) if it has none."""
-    if db.database.is_closed():
-        with db.database.connection_context():
-            yield
-    else:
-        yield
+
+def event(signal, task, *args):
+    """The signal as it happens now, for write()."""
+    return Event(signal, task, args, clock.now(), db.database.obj)
 
 
 def _record(signal, task, *args):
     try:
-        with _connection(), db.database.atomic():
-            _HANDLERS[signal](task, *args)
+        if signal in (S.SIGNAL_ENQUEUED, S.SIGNAL_SCHEDULED) and task.name == TICK:
+            return
+        if huey.immediate:
+            write([event(signal, task, *args)])
+        else:
+            _writer.add(event(signal, task, *args))
     except Exception:
         log.exception("could not record %s of task %s %s", signal, task.name, task.id)
 
 
-def _queued(task):
-    if task.name == TICK:
-        return
-    run = TaskRun.get_or_none(TaskRun.task_id == task.id)
+class Writer:
+    """The buffer the signal handlers append to, and the thread that writes it (started by the
+    first event). Two conditions on one lock: the writer waits for work, flush() for the writer."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)
+        self._done = threading.Condition(self._lock)
+        self._events = []
+        self._added = self._written = self._waiting = 0
+        self._thread = None
+
+    def add(self, item):
+        with self._lock:
+            self._events.append(item)
+            self._added += 1
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="clinic-monitor",
+                                                daemon=True)
+                self._thread.start()
+            if len(self._events) in (1, BATCH):  # the writer waits for the first, or for many
+                self._work.notify()
+
+    def flush(self, timeout=FLUSH_TIMEOUT):
+        """Wait until every event added before this call is written (or given up on); False
+        if that took longer than ``timeout`` seconds."""
+        with self._lock:
+            target = self._added
+            if self._written >= target:
+                return True
+            self._waiting += 1
+            self._work.notify()
+            try:
+                return self._done.wait_for(lambda: self._written >= target, timeout)
+            finally:
+                self._waiting -= 1
+
+    def _run(self):
+        # The writer keeps one connection open, on the database the models are bound to; a
+        # batch that fails closes it, so a broken connection is not used again.
+        database = None
+        while True:
+            with self._lock:
+                self._work.wait_for(lambda: self._events)
+                # Let the batch gather: a task's queueing, start and end are often one write,
+                # made after its start rather than in the middle of it.
+                self._work.wait_for(lambda: len(self._events) >= BATCH or self._waiting,
+                                    WRITE_EVERY)
+                events, self._events = self._events, []
+            try:
+                if database is not db.database.obj:
+                    if database is not None:
+                        _drop(database)
+                    database = db.database.obj
+                database.connect(reuse_if_open=True)
+                if not write(events):
+                    _drop(database)
+            except Exception:
+                log.exception("could not record %d task signals", len(events))
+                if database is not None:
+                    _drop(database)
+            finally:
+                with self._lock:
+                    self._written += len(events)
+                    self._done.notify_all()
+
+    def _forget(self):
+        """In a forked child: the parent's thread and lock are not ours."""
+        self.__init__()
+
+
+def _drop(database):
+    """Close this thread's connection to ``database``, whatever state it is in."""
+    try:
+        database.close()
+    except Exception:  # a transaction left open, a connection already gone: forget it
+        database.dispose()
+
+
+_writer = Writer()
+os.register_at_fork(after_in_child=_writer._forget)
+
+
+def flush(timeout=FLUSH_TIMEOUT):
+    """Wait until this process's writer has written every task signal that came before the call;
+    for whoever reads TaskRun or the heartbeat next. False if it took more than ``timeout`` s."""
+    return _writer.flush(timeout)
+
+
+atexit.register(flush)
+
+
+@contextlib.contextmanager
+def _transaction(database):
+    """A transaction (a savepoint in the caller's) on this thread's connection to ``database``,
+    opened (and closed after) if it has none. On the database object, not the proxy: a proxy
+    pointed elsewhere meanwhile (tests) would end another database's transaction."""
+    if database.is_closed():
+        with database.connection_context(), database.atomic():
+            yield
+    else:
+        with database.atomic():
+            yield
+
+
+def write(events):
+    """Apply ``events`` in order in one transaction (a savepoint inside the caller's); if that
+    fails, each task's events in a transaction of their own. Never raises: what cannot be
+    written is logged, and the answer is False."""
+    database = db.database.obj
+    events = [e for e in events if e.database is database]
+    if not events:
+        return True
+    try:
+        with _transaction(database):
+            _apply(events)
+        return True
+    except Exception:
+        by_task = defaultdict(list)
+        for e in events:
+            by_task[e.task.id].append(e)
+        if len(by_task) == 1:
+            _failed_to_record(events)
+            return False
+        for task_events in by_task.values():
+            try:
+                with _transaction(database):
+                    _apply(task_events)
+            except Exception:
+                _failed_to_record(task_events)
+        return False
+
+
+def _failed_to_record(events):
+    task = events[0].task
+    log.exception("could not record %s of task %s %s", ", ".join(e.signal for e in events),
+                  task.name, task.id)
+
+
+class _Batch:
+    """The TaskRun rows (as dicts) and the heartbeat that a batch's events change: read at once
+    (locked on PostgreSQL; SQLite's IMMEDIATE transaction locks already), changed in memory in
+    the order the signals came, written at the end: new rows in one statement, changed rows in
+    another. The writes are plain SQL with many parameter rows: peewee builds its SQL once per
+    statement, which cost more than the database's work for a batch of single-row updates."""
+
+    def __init__(self, task_ids):
+        self.rows = {}
+        for chunk in _chunks(sorted(task_ids)):
+            query = TaskRun.select(TaskRun.task_id, *_READ).where(TaskRun.task_id.in_(chunk))
+            for row in db.locked(query).dicts():
+                self.rows[row["task_id"]] = row
+        self.loaded = {key: dict(row) for key, row in self.rows.items()}
+        self.beat = {}
+
+    def write(self):
+        new = [row for key, row in self.rows.items() if key not in self.loaded]
+        changed = [row for key, row in self.rows.items()
+                   if key in self.loaded and row != self.loaded[key]]
+        cursor = db.database.cursor()
+        if new:
+            cursor.executemany(_sql(_INSERT), [_values(row, _COLUMNS) for row in new])
+        if changed:
+            cursor.executemany(_sql(_UPDATE), [_values(row, _CHANGING + [TaskRun.task_id])
+                                               for row in changed])
+        if self.beat:
+            _heartbeat(**self.beat)
+
+
+def _quoted(field):
+    return f'"{field.column_name}"'
+
+
+_COLUMNS = [field for field in TaskRun._meta.sorted_fields if field.name != "id"]
+_READ = [TaskRun.state, TaskRun.queued_at, TaskRun.started_at, TaskRun.finished_at,
+         TaskRun.runtime, TaskRun.attempt, TaskRun.error]
+# Not read: the traceback (up to 20,000 characters), which is only ever replaced; None keeps it.
+_CHANGING = _READ + [TaskRun.traceback]
+_INSERT = (f'INSERT INTO "{TaskRun._meta.table_name}" '
+           f'({", ".join(_quoted(f) for f in _COLUMNS)}) '
+           f'VALUES ({", ".join("?" for _ in _COLUMNS)}) ON CONFLICT ("task_id") DO NOTHING')
+_UPDATE = (f'UPDATE "{TaskRun._meta.table_name}" '
+           f'SET {", ".join(f"{_quoted(f)} = ?" for f in _READ)}, '
+           f'"traceback" = COALESCE(?, "traceback") WHERE "task_id" = ?')
+
+
+def _sql(statement):
+    return statement.replace("?", db.database.param)
+
+
+def _values(row, fields):
+    # Only instants and JSON need converting; the rest are stored as they are.
+    return [field.db_value(row.get(field.name)) if isinstance(field, _CONVERTED)
+            else row.get(field.name) for field in fields]
+
+
+_CONVERTED = (db.UTCDateTimeField, db.JSONField)
+
+
+def _chunks(items):
+    return (items[i:i + BATCH] for i in range(0, len(items), BATCH))
+
+
+def _apply(events):
+    batch = _Batch({e.task.id for e in events})
+    for e in events:
+        _HANDLERS[e.signal](batch, e.task, e.at, *e.args)
+    batch.write()
+
+
+def _new(task, at, **fields):
+    return {"task_id": task.id, "job": job_name(task), "task": _registry_name(task),
+            "summary": summarize(task), "call": _call(task), "priority": task.priority,
+            "progress_id": _progress_id(task), "state": "queued", "queued_at": at,
+            "started_at": None, "finished_at": None, "runtime": None, "attempt": 0, "error": "",
+            "traceback": "", **fields}
+
+
+def _queued(batch, task, at):
+    run = batch.rows.get(task.id)
     if run is None:
-        _insert(task, state="queued")
-    elif run.state not in WAITING and run.state not in ("running", "revoked"):
+        batch.rows[task.id] = _new(task, at, state="queued")
+        return
+    if run["queued_at"] > at:
+        run["queued_at"] = at  # another process's worker wrote the row first
+    if run["started_at"] is not None and run["started_at"] > at:
+        return  # queued before the run that started already: late news from another process
+    if run["state"] not in WAITING and run["state"] not in ("running", "revoked"):
         # Queued again under the same id, by something other than retry(): a new attempt waits.
         # A revoked task stays revoked: Huey will skip it.
-        _update(task, state="queued")
+        run["state"] = "queued"
 
 
-def _started(task):
-    now = clock.now()
+def _started(batch, task, at):
     if task.name == TICK:
-        _heartbeat(last_started_at=now)
+        batch.beat["last_started_at"] = at
         return
-    changed = _update(task, state="running", started_at=now, finished_at=None, runtime=None,
-                      attempt=TaskRun.attempt + 1)
-    if not changed:
-        _insert(task, state="running", started_at=now, attempt=1)
+    run = batch.rows.get(task.id)
+    if run is None:
+        batch.rows[task.id] = _new(task, at, state="running", started_at=at, attempt=1)
+        return
+    run.update(state="running", started_at=at, finished_at=None, runtime=None,
+               attempt=run["attempt"] + 1)
 
 
-def _finished(task, state, error=""):
-    now = clock.now()
+def _finished(batch, task, at, state, error=""):
     if task.name == TICK:
-        _heartbeat(last_finished_at=now, last_result=f"ticked by {HOLDER}"
-                   if state == "succeeded" else _cut(f"{state}: {error}", 200))
+        batch.beat.update(last_finished_at=at, last_result=f"ticked by {HOLDER}"
+                          if state == "succeeded" else _cut(f"{state}: {error}", 200))
         if state == "succeeded":
             return
-    run = TaskRun.get_or_none(TaskRun.task_id == task.id)
+    run = batch.rows.get(task.id)
     if run is None:
-        _insert(task, state=state)
-        run = TaskRun.get(TaskRun.task_id == task.id)
-    fields = {"state": state, "finished_at": now, "runtime": None}
-    if run.started_at is not None and state not in ("revoked", "expired"):
-        fields["runtime"] = max(0.0, (now - run.started_at).total_seconds())
+        run = batch.rows[task.id] = _new(task, at, state=state)
+    run.update(state=state, finished_at=at, runtime=None)
+    if run["started_at"] is not None and state not in ("revoked", "expired"):
+        run["runtime"] = max(0.0, (at - run["started_at"]).total_seconds())
     if error:
-        fields["error"] = error
-    _update(task, **fields)
+        run["error"] = error
 
 
-def _failed(task, exc):
-    _finished(task, "failed", _describe(exc))
-    _update(task, traceback=_traceback(exc))
+def _failed(batch, task, at, exc):
+    _finished(batch, task, at, "failed", _describe(exc))
+    batch.rows[task.id]["traceback"] = _traceback(exc)
 
 
-def _retrying(task):
-    run = TaskRun.get_or_none(TaskRun.task_id == task.id)
+def _retrying(batch, task, at):
+    run = batch.rows.get(task.id)
+    if run is None or run["state"] not in ("failed", "cancelled"):
+        error = "The task asked to be run again."
+    else:
+        error = run["error"]
     if run is None:
-        _insert(task, state="retrying")
-    fields = {"state": "retrying"}
-    if run is None or run.state not in ("failed", "cancelled"):
-        fields["error"] = "The task asked to be run again."
-    _update(task, **fields)
+        run = batch.rows[task.id] = _new(task, at, state="retrying")
+    run.update(state="retrying", error=error)
+
+
+def _finishing(state, error=""):
+    return lambda batch, task, at: _finished(batch, task, at, state, error)
 
 
 _HANDLERS = {
     S.SIGNAL_ENQUEUED: _queued,
     S.SIGNAL_SCHEDULED: _queued,
     S.SIGNAL_EXECUTING: _started,
-    S.SIGNAL_COMPLETE: lambda task: _finished(task, "succeeded"),
+    S.SIGNAL_COMPLETE: _finishing("succeeded"),
     S.SIGNAL_ERROR: _failed,
     S.SIGNAL_RETRYING: _retrying,
-    S.SIGNAL_REVOKED: lambda task: _finished(task, "revoked"),
-    S.SIGNAL_EXPIRED: lambda task: _finished(
-        task, "expired", "Not run: it waited longer than its expiry allows."),
-    S.SIGNAL_CANCELED: lambda task: _finished(task, "cancelled", "Cancelled before it finished."),
-    S.SIGNAL_INTERRUPTED: lambda task: _finished(
-        task, "interrupted", "The clinic stopped while this task was running."),
-    S.SIGNAL_LOCKED: lambda task: _finished(
-        task, "failed", "Not run: another run of this task held its lock."),
-    S.SIGNAL_TIMEOUT: lambda task: _finished(
-        task, "failed", f"Stopped: it ran longer than its {task.timeout} s time limit."),
-    S.SIGNAL_RATE_LIMITED: lambda task: _finished(
-        task, "failed", "Not run: too many runs of this task in a short time."),
+    S.SIGNAL_REVOKED: _finishing("revoked"),
+    S.SIGNAL_EXPIRED: _finishing("expired", "Not run: it waited longer than its expiry allows."),
+    S.SIGNAL_CANCELED: _finishing("cancelled", "Cancelled before it finished."),
+    S.SIGNAL_INTERRUPTED: _finishing("interrupted",
+                                     "The clinic stopped while this task was running."),
+    S.SIGNAL_LOCKED: _finishing("failed", "Not run: another run of this task held its lock."),
+    S.SIGNAL_TIMEOUT: lambda batch, task, at: _finished(
+        batch, task, at, "failed", f"Stopped: it ran longer than its {task.timeout} s time limit."),
+    S.SIGNAL_RATE_LIMITED: _finishing(
+        "failed", "Not run: too many runs of this task in a short time."),
 }
 
 huey.signal(*_HANDLERS)(_record)
-
-
-def _insert(task, **fields):
-    fields.setdefault("queued_at", clock.now())
-    TaskRun.insert(task_id=task.id, job=job_name(task), task=_registry_name(task),
-                   summary=summarize(task), call=_call(task), priority=task.priority,
-                   progress_id=_progress_id(task), **fields).on_conflict_ignore().execute()
-
-
-def _update(task, **fields):
-    return TaskRun.update(**fields).where(TaskRun.task_id == task.id).execute()
 
 
 def _heartbeat(**fields):
@@ -194,14 +431,19 @@ def _registry_name(task):
     return huey._registry.task_to_string(type(task))
 
 
-def _parameters(task):
-    """The names of the task function's parameters, for ``name=value`` in the summary."""
-    wrapper = getattr(sys.modules.get(type(task).__module__), task.name, None)
+@functools.cache
+def _parameters_of(module, name):
+    wrapper = getattr(sys.modules.get(module), name, None)
     func = getattr(wrapper, "func", None)
     try:
         return list(inspect.signature(func).parameters) if func else []
     except (TypeError, ValueError):
         return []
+
+
+def _parameters(task):
+    """The names of the task function's parameters, for ``name=value`` in the summary."""
+    return _parameters_of(type(task).__module__, task.name)
 
 
 def _named_arguments(task):
@@ -389,6 +631,7 @@ def banner(now=None):
     """Why background jobs look stopped, in plain words, or None. Cheap enough for every admin
     page: one row by key, one indexed row, and the queue's length only when tasks wait."""
     try:
+        flush()  # what this process's tasks did, written before it is read
         now = now or clock.now()
         ticked = last_tick()
         if ticked is not None and now - ticked > STALLED_AFTER:

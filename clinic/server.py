@@ -14,7 +14,7 @@ import time
 
 from waitress.server import create_server
 
-from clinic import db, settings
+from clinic import db, monitor, settings
 from clinic.web import create_app
 
 log = logging.getLogger("clinic")
@@ -36,7 +36,7 @@ def make_consumer(s, scheduler=True, **options):
     of all the processes that may, the one holding the scheduler lease does (clinic.jobs);
     ``options`` override Huey's consumer options."""
     import clinic.tasks  # noqa: F401  (registers the tasks)
-    from clinic import jobs, monitor
+    from clinic import jobs
     from huey_config import huey
 
     def lease():  # runs in Huey's scheduler thread
@@ -157,6 +157,7 @@ class Process:
     def _finish(self):
         if self.consumer is not None:
             self.consumer.stop(graceful=True)
+        monitor.flush()  # the records of the last tasks, before the process ends
         if self.server is not None:
             try:
                 self.server.close()

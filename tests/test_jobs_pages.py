@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 
-from clinic import jobs, tasks
+from clinic import jobs, monitor, tasks
 from clinic.jobs import Job
 from clinic.models import JobState, TaskRecord, TaskRun
 from clinic.server import make_consumer
@@ -88,6 +88,7 @@ _numbers = itertools.count(1)
 def drain():
     while (task := huey.dequeue()) is not None:
         huey.execute(task)
+    monitor.flush()  # the records are written by the monitor's thread
 
 
 def add_run(job, state="succeeded", runtime=1.0, queued_at=None, **fields):
@@ -245,6 +246,7 @@ def test_an_unknown_run_is_404(admin):
 def tick_at(instant):
     with jobs.registry(), time_machine.travel(instant, tick=False):
         huey.execute(tasks.scheduler_tick.s())
+    monitor.flush()
 
 
 def test_banner_on_admin_pages_when_the_scheduler_has_not_ticked_for_three_minutes(admin):

@@ -5,8 +5,10 @@ scheduler's heartbeat and the banner, per-job runtimes, pruning, and `job histor
 import os
 import queue as stdqueue
 import signal
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,7 +21,7 @@ from clinic import db, jobs, monitor, tasks
 from clinic.errors import Conflict, Invalid
 from clinic.jobs import Job
 from clinic.models import JobState, TaskRecord, TaskRun
-from clinic.server import make_consumer
+from clinic.server import Process, make_consumer, prepare
 from huey_config import huey
 from tests import backends
 from tests.conftest import TZ
@@ -96,12 +98,14 @@ def finished():
 
 
 def drain():
-    """Run every queued task in this thread, as a worker would."""
+    """Run every queued task in this thread, as a worker would, and write their records."""
     while (task := huey.dequeue()) is not None:
         huey.execute(task)
+    monitor.flush()
 
 
 def run_of(result_or_id):
+    monitor.flush()
     return TaskRun.get(TaskRun.task_id == getattr(result_or_id, "id", result_or_id))
 
 
@@ -117,7 +121,7 @@ def add_run(job, state="succeeded", runtime=1.0, queued_at=None, **fields):
 # -- recording ------------------------------------------------------------------------------------
 
 
-def test_a_queued_task_is_recorded_before_any_worker_can_start_it(app):
+def test_a_queued_task_is_recorded_as_queued(app):
     result = remember_ids([12, 13])
     run = run_of(result)
     assert (run.state, run.job, run.summary) == ("queued", "remember_ids", "ids=[12, 13]")
@@ -182,6 +186,7 @@ def test_retry_refuses_a_task_whose_arguments_could_not_be_kept(app):
 
 def test_a_revoked_waiting_task_does_not_run(app):
     result = remember_ids([5])
+    monitor.flush()
     monitor.revoke(result.id)
     assert run_of(result).state == "revoked"
     drain()
@@ -207,11 +212,102 @@ def test_a_recording_failure_never_breaks_the_task(app, caplog):
     assert "could not record" in caplog.text
 
 
+# -- the writer: off the task's path --------------------------------------------------------------
+
+
+@pytest.mark.sqlite_only("holds SQLite's write lock")
+def test_queueing_a_task_writes_nothing_in_the_queueing_thread(app):
+    blocker = sqlite3.connect(db.database.database, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # nobody else can write to the clinic's database now
+    try:
+        started = time.monotonic()
+        result = remember_ids([21])
+        assert time.monotonic() - started < 1  # a write would wait for the lock (10 s)
+        assert not TaskRun.select().exists()
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert monitor.flush()
+    assert run_of(result).state == "queued"
+
+
+def test_one_batch_applies_a_tasks_signals_in_order_with_their_own_instants(app):
+    task = remember_ids.s([4])
+    with time_machine.travel(local(2026, 11, 10, 9, 0), tick=False) as traveller:
+        events = [monitor.event(S.SIGNAL_ENQUEUED, task)]
+        traveller.shift(2)
+        events.append(monitor.event(S.SIGNAL_EXECUTING, task))
+        traveller.shift(1.5)
+        events.append(monitor.event(S.SIGNAL_COMPLETE, task))
+    monitor.write(events)  # later, in one transaction
+    run = run_of(task.id)
+    assert (run.state, run.attempt, run.summary) == ("succeeded", 1, "ids=[4]")
+    assert (run.queued_at, run.started_at, run.finished_at) == (
+        local(2026, 11, 10, 9, 0), local(2026, 11, 10, 9, 0, 2),
+        local(2026, 11, 10, 9, 0, 3, 500_000))
+    assert run.runtime == 1.5
+
+
+def test_a_late_queued_record_from_another_process_does_not_undo_the_run(app):
+    task = remember_ids.s([4])
+    with time_machine.travel(local(2026, 11, 10, 9, 0), tick=False) as traveller:
+        queued = monitor.event(S.SIGNAL_ENQUEUED, task)  # in a web process, written late
+        traveller.shift(1)
+        monitor.write([monitor.event(S.SIGNAL_EXECUTING, task)])  # by the worker's process
+        traveller.shift(1)
+        monitor.write([monitor.event(S.SIGNAL_COMPLETE, task)])
+    monitor.write([queued])
+    run = run_of(task.id)
+    assert (run.state, run.attempt, run.runtime) == ("succeeded", 1, 1.0)
+    assert run.queued_at == local(2026, 11, 10, 9, 0)
+
+
+def test_in_immediate_mode_a_task_is_recorded_at_once_in_the_callers_transaction(app):
+    huey.immediate = True
+    try:
+        with db.database.atomic() as transaction:
+            remember_ids([6])
+            run = TaskRun.get()  # no flush: written in this thread
+            assert (run.state, run.attempt) == ("succeeded", 1)
+            transaction.rollback()
+    finally:
+        huey.immediate = False
+    assert calls == [[6]]
+    assert TaskRun.select().count() == 0  # the record was part of the rolled-back transaction
+
+
+def test_a_stopping_process_writes_its_last_records_before_it_ends(clinic_settings, finished,
+                                                                    monkeypatch):
+    monkeypatch.setattr(monitor, "WRITE_EVERY", 600)  # the writer would wait for more events
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    app = prepare(clinic_settings)
+    lines, result = [], {}
+
+    def drive():
+        result["task"] = remember_ids([31])
+        finished(result["task"].id, S.SIGNAL_COMPLETE)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    driver = threading.Thread(target=drive)
+    driver.start()
+    try:
+        Process(clinic_settings.replace(port=0), web=False, out=lines.append, app=app).run()
+    finally:
+        driver.join(10)
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+    assert lines[-1] == "clinic stopped"
+    with db.database.connection_context():
+        run = TaskRun.get(TaskRun.task_id == result["task"].id)  # no flush here: the stop did
+    assert (run.state, run.attempt) == ("succeeded", 1)
+
+
 # -- what a run says about itself -----------------------------------------------------------------
 
 
 def test_a_scheduled_job_is_named_by_its_job_and_shows_only_ids_and_names(app):
     tasks.run_job("daily-reminders", "2026-11-10T07:00:00+00:00")
+    monitor.flush()
     run = TaskRun.get()
     assert run.job == "daily-reminders"
     assert run.summary == "name=daily-reminders, due_at=2026-11-10T07:00:00+00:00"
@@ -240,6 +336,7 @@ def test_a_task_that_reports_progress_is_linked_to_its_record(app):
 def tick_at(instant):
     with jobs.registry(), time_machine.travel(instant, tick=False):
         huey.execute(tasks.scheduler_tick.s())
+    monitor.flush()
 
 
 def test_the_scheduler_tick_is_a_heartbeat_not_a_row(app):
@@ -260,6 +357,7 @@ def test_banner_when_the_scheduler_has_not_ticked_for_three_minutes(app):
 def test_banner_when_tasks_wait_and_none_starts(app):
     with time_machine.travel(local(2026, 11, 10, 10, 0), tick=False):
         remember_ids([1])
+    monitor.flush()
     assert monitor.banner(local(2026, 11, 10, 10, 1)) is None
     assert monitor.banner(local(2026, 11, 10, 10, 3)) == (
         "Background jobs are not running: tasks have been waiting since 10:00 and none has "
@@ -271,6 +369,7 @@ def test_banner_when_tasks_wait_and_none_starts(app):
 def test_no_banner_when_nothing_waits_in_the_queue(app):
     with time_machine.travel(local(2026, 11, 10, 10, 0), tick=False):
         remember_ids([1])
+    monitor.flush()
     huey.flush()  # the row says queued, but the queue is empty: the task was lost, not stuck
     assert monitor.banner(local(2026, 11, 10, 10, 5)) is None
 
