@@ -191,7 +191,7 @@ def claim(message_id, now):
         return update.execute() == 1
 
 
-CLAIM_BATCH = 20  # messages claimed, and marked sent, by one UPDATE each
+CLAIM_BATCH = 20  # messages claimed by one UPDATE
 
 
 def deliver(ids, now=None):
@@ -203,19 +203,19 @@ def deliver(ids, now=None):
     2. Claim them CLAIM_BATCH at a time, just before sending them, with one conditional UPDATE:
        of two deliveries of the same ids, one wins each row. Under CLINIC_MAIL_RATE, one at a
        time (claim()), as the rate counts claims.
-    3. Send each claimed one; mark those the server took as sent, all of the claim's at once,
-       before claiming more, and also when a later message of the claim fails or raises: a
-       message the server took is never handed out again. A failure is marked at once: failed
-       with the reason (a permanent error), or pending again with a later due_at (a transient
-       error; failed with the last error after MAX_ATTEMPTS).
+    3. Send each claimed one and mark it at once: sent as soon as the server took it (so a
+       process killed later in the claim cannot leave it to be sent again), failed with the
+       reason (a permanent error), or pending again with a later due_at (a transient error;
+       failed with the last error after MAX_ATTEMPTS).
     4. If the server cannot be reached at all, stop: the rest of the claim goes back to pending
        untried, and the rest stay pending, for the sweeper rather than each waiting out the
        same timeout.
     5. If CLINIC_MAIL_RATE is used up (or more urgent mail is due), stop: the rest stay pending,
        due when there is room again (limited), and send_due() is queued for then.
 
-    A process killed mid-claim leaves that claim's rows in ``sending``: the sweeper hands them
-    back after stuck_after(), and those the server had taken go again (at least once).
+    A process killed mid-claim leaves the claim's unsent rows in ``sending``: the sweeper hands
+    them back after stuck_after(). Only the one in flight when it died can go twice (with the
+    same Message-ID).
     """
     ids = list(ids)
     counts = dict.fromkeys(("sent", "failed", "retry", "passed", "deferred"), 0)
@@ -257,7 +257,7 @@ def _claim_many(ids, at):
 def _send_claimed(sender, claimed, at, counts):
     """Send the ``claimed`` messages; returns the one at which the server could not be reached
     (the rest of them go back to pending, untried), else None."""
-    sent, tried = [], 0
+    tried = 0
     try:
         for message in claimed:
             tried += 1
@@ -274,19 +274,11 @@ def _send_claimed(sender, claimed, at, counts):
                 log.exception("sending message %s failed", message.id)
                 counts[_retry_later(message, at, f"internal error: {exc!r}")] += 1
             else:
-                sent.append(message.id)
+                _mark(message, at, "sent")
                 counts["sent"] += 1
         return None
     finally:
-        _mark_sent(sent, at)
         _release([message.id for message in claimed[tried:]], at)
-
-
-def _mark_sent(ids, at):
-    if ids:  # guarded by the claim, as _mark is
-        (Message.update(status="sent", last_error="", updated_at=at, sent_at=at)
-         .where(Message.id.in_(ids), Message.status == "sending", Message.claimed_at == at)
-         .execute())
 
 
 def _release(ids, at):
