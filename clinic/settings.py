@@ -176,7 +176,9 @@ SETTINGS = [
     Setting("stats_cache_ttl", "5m", _duration,
             "How long the admin dashboard's figures are served from the cache."),
     Setting("session_lifetime", "14d", _duration, "How long a sign-in lasts without activity."),
-    Setting("web_threads", "8", _positive_int, "Threads serving web requests."),
+    Setting("web_threads", "4", _positive_int,
+            "Threads serving web requests (more wait longer for Python's one lock: see "
+            "BENCHMARKS.md)."),
     Setting("trusted_proxy", "", _str,
             "Address of the reverse proxy in front of the web processes (e.g. 127.0.0.1): only "
             "its X-Forwarded-For and X-Forwarded-Proto are believed. Default: nobody's."),
