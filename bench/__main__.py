@@ -69,6 +69,7 @@ def main(argv=None):
     results_dir.mkdir(parents=True, exist_ok=True)
     result = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
               "machine": common.machine(), "load_before": common.load(),
+              "busy_before": common.cpu_busy(1.0 if args.quick else 5.0),
               "params": vars(params), "appointments": params.appointments,
               "small": params.small, "skipped": {}, "notes": {},
               "command": "python -m bench " + shlex.join(argv if argv is not None

@@ -65,6 +65,23 @@ def load():
         return (0.0, 0.0, 0.0)
 
 
+def cpu_busy(seconds=3.0):
+    """The share of all CPUs that was busy over the next ``seconds`` (from /proc/stat): how much
+    other work the machine is doing before the suite starts; None where there is no /proc."""
+
+    def sample():
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return sum(fields), fields[3] + fields[4]  # all, idle + iowait
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    return round(1 - (idle1 - idle0) / max(1, total1 - total0), 3)
+
+
 def machine():
     return {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
             "system": f"{platform.system()} {platform.release()}", "load": load()}

@@ -185,10 +185,7 @@ def section(result):
     return "\n".join([
         START,
         f"Measured {result['date']} on {m['cpu']}, {m['cores']} cores, Python {m['python']}, "
-        f"{m['system']}. Load average (1, 5, 15 min) before: {_load(result['load_before'])}; "
-        f"after: {_load(result['load_after'])}."
-        + (" **The machine was busy (load above 1): these figures are not clean.**"
-           if max(result["load_before"][0], result["load_after"][0]) > 1 else ""),
+        f"{m['system']}. {_quiet(result)}",
         "",
         f"Command: `{result['command']}`. Each figure: median of {p['runs']} run(s), (min–max). "
         f"The peer: {result['peer']}.",
@@ -198,6 +195,23 @@ def section(result):
         details(result),
         END,
     ])
+
+
+BUSY = 0.10  # of all CPUs, used by other work just before the suite: its figures are not clean
+
+
+def _quiet(result):
+    """How quiet the machine was. The CPUs' use over a few seconds just before the start says
+    whether other work was running; load averages trail (a run a minute earlier still shows)
+    and the one after counts the suite's own processes, so they are given but not judged."""
+    busy = result.get("busy_before")
+    loads = (f"Load average (1, 5, 15 min) before: {_load(result['load_before'])}; after "
+             f"(the suite's own work included): {_load(result['load_after'])}.")
+    if busy is None:
+        return loads
+    said = (f"Just before the start, other work kept {busy:.0%} of the CPUs busy"
+            + (": **these figures are not clean.**" if busy > BUSY else " (quiet)."))
+    return f"{said} {loads}"
 
 
 def _load(values):

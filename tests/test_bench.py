@@ -6,6 +6,7 @@ product's requirements)."""
 
 import importlib.util
 import json
+import sys
 
 import pytest
 
@@ -51,3 +52,21 @@ def test_a_quick_run_measures_every_row_and_keeps_the_analysis(tmp_path):
     again = out.read_text()
     assert again.count(report.START) == 1 and again.count(report.END) == 1
     assert "another day" in again and "Analysis written by hand stays." in again
+
+
+def test_the_figures_say_whether_other_work_was_running_before_the_start():
+    result = {"load_before": (1.9, 1.2, 0.8), "load_after": (1.7, 1.5, 1.1)}
+    quiet = report._quiet({**result, "busy_before": 0.03})
+    busy = report._quiet({**result, "busy_before": 0.4})
+    assert "kept 3% of the CPUs busy (quiet)" in quiet and "not clean" not in quiet
+    assert "kept 40% of the CPUs busy: **these figures are not clean.**" in busy
+    assert "1.90, 1.20, 0.80" in quiet  # the load averages are given, not judged
+
+
+def test_the_machine_s_cpu_use_is_measured():
+    from bench import common
+
+    busy = common.cpu_busy(0.2)
+    if sys.platform == "linux":
+        assert busy is not None
+    assert busy is None or 0 <= busy <= 1
