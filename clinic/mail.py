@@ -358,11 +358,13 @@ def _fits(line):
 
 
 def _part(subtype, body):
-    """A text part with its headers: 7bit or 8bit with CRLF lines as the email package writes
-    it, base64 when a line is too long or holds a NUL."""
+    """A text part with its headers: 7bit, or 8bit for non-ASCII text in lines of at most 78
+    octets, with CRLF lines as the email package writes it; base64 when a line is longer than
+    that (the email package then leaves 8bit too), or holds a NUL."""
     lines = body.encode("utf-8").splitlines()
     data = b"\r\n".join(lines) + b"\r\n"
-    if max(map(len, lines), default=0) > _LONGEST or b"\x00" in data:
+    longest = _LONGEST if data.isascii() else 78
+    if max(map(len, lines), default=0) > longest or b"\x00" in data:
         # Encoded as the email package encodes it: lines end in LF inside the base64.
         cte = "base64"
         data = base64.encodebytes(b"\n".join(lines) + b"\n").replace(b"\n", b"\r\n")

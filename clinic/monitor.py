@@ -244,6 +244,9 @@ def _failed_to_record(events):
                   task.name, task.id)
 
 
+BATCH_LOCK = 7_154_201_003  # PostgreSQL's advisory lock: one process's batch at a time
+
+
 class _Batch:
     """The TaskRun rows (as dicts) and the heartbeat that a batch's events change: read at once
     (locked on PostgreSQL; SQLite's IMMEDIATE transaction locks already), changed in memory in
@@ -253,6 +256,10 @@ class _Batch:
 
     def __init__(self, task_ids):
         self.rows = {}
+        if db.is_postgres():
+            # FOR UPDATE locks no row that does not exist yet: a web process's "queued" and a
+            # worker's "succeeded" for a new task would both insert, and one be dropped.
+            db.database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (BATCH_LOCK,))
         for chunk in _chunks(sorted(task_ids)):
             query = TaskRun.select(TaskRun.task_id, *_READ).where(TaskRun.task_id.in_(chunk))
             for row in db.locked(query).dicts():

@@ -256,10 +256,19 @@ def _claim_many(ids, at):
 
 def _send_claimed(sender, claimed, at, counts):
     """Send the ``claimed`` messages; returns the one at which the server could not be reached
-    (the rest of them go back to pending, untried), else None."""
+    (the rest of them go back to pending, untried), else None.
+
+    The claim's rows share one claimed_at, and the sweeper takes back a row claimed longer than
+    stuck_after() ago. Against a slow server, the last rows of a claim could reach that age
+    while still waiting their turn here, and go out twice: once half that time has passed, the
+    untried rest goes back to pending instead, for the next claim."""
     tried = 0
+    began = clock.now()
+    deadline = stuck_after() / 2
     try:
         for message in claimed:
+            if clock.now() - began > deadline:
+                break
             tried += 1
             try:
                 sender.send(mail.wire(message, now=at))
@@ -326,7 +335,7 @@ def sweep(now=None, batch=BATCH):
     at = now or clock.now()
     stuck = (Message.status == "sending") & (
         Message.claimed_at.is_null() | (Message.claimed_at < at - stuck_after()))
-    # A dead process leaves at most one claim (CLAIM_BATCH rows) per worker here.
+    # A dead process leaves at most SENDERS claims (CLAIM_BATCH rows each) per worker here.
     recovered = [row.id for row in Message.select(Message.id).where(stuck)]
     if recovered:
         (Message.update(status="pending", updated_at=at)

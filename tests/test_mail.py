@@ -198,6 +198,21 @@ def test_wire_writes_what_build_writes(app, text):
     assert_same_email(row(subject=text), now)
 
 
+@pytest.mark.parametrize("body, encoding", [
+    ("Short lines only.\n", "7bit"),
+    ("Grüße, Zoë.\nBis bald.\n", "8bit"),
+    ("Grüße " * 14 + "\n", "base64"),  # non-ASCII in a line over 78 octets
+    ("word " * 40 + "\n", "7bit"),  # a long ASCII line is fine up to 998
+])
+def test_wire_sends_8bit_only_in_short_lines(app, body, encoding):
+    """A server without 8BITMIME may mangle 8-bit text, more so in long lines: those go as
+    base64, as the email package sends them (as quoted-printable or base64)."""
+    message = wired(row(text_body=body, html_body=""))
+    part = message.get_body(("plain",))
+    assert part["Content-Transfer-Encoding"] == encoding
+    assert part.get_content() == body
+
+
 @pytest.mark.parametrize("evil", INJECTIONS)
 def test_nothing_typed_into_a_header_adds_a_header_on_the_wire(app, evil):
     eve = User.create(email="eve@example.com", name=evil, role="patient", password_hash="-")

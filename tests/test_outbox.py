@@ -6,6 +6,7 @@ import threading
 from datetime import timedelta
 
 import pytest
+import time_machine
 
 from clinic import clock, db, mail, outbox, settings
 from clinic.models import Appointment, Message, User
@@ -388,6 +389,27 @@ def test_what_the_server_took_is_marked_sent_when_the_batch_breaks_off(smtp_sett
     monkeypatch.undo()
     assert outbox.sweep() == 2
     assert len(smtp.messages) == 4
+
+
+def test_a_claim_that_grows_old_against_a_slow_server_hands_back_its_untried_rest(
+        smtp_settings, smtp, monkeypatch):
+    """The sweeper takes back rows claimed longer than stuck_after() ago: a claim's last rows must
+    not wait their turn that long, or they would go out twice."""
+    messages = [add(f"test:{n}") for n in range(5)]
+    send = mail.Sender.send
+    with time_machine.travel(clock.now(), tick=False) as traveller:
+        def slow(self, message):
+            traveller.shift(outbox.stuck_after() * 0.3)  # a server taking its time
+            return send(self, message)
+
+        monkeypatch.setattr(mail.Sender, "send", slow)
+        counts = outbox.deliver([m.id for m in messages])
+        assert counts["sent"] == 2 and len(smtp.messages) == 2
+        assert [status(m) for m in messages] == ["sent", "sent", "pending", "pending", "pending"]
+        assert [reload(m).attempts for m in messages[2:]] == [0, 0, 0]
+        monkeypatch.undo()
+        assert outbox.sweep() == 3
+    assert sorted(smtp.message_ids()) == sorted(m.message_id for m in Message.select())
 
 
 def test_a_backlog_goes_out_over_several_connections_each_message_once(smtp_settings, smtp):
