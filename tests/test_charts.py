@@ -4,6 +4,7 @@ that shows them with their tables, cached like its figures."""
 
 import logging
 import re
+import threading
 import xml.etree.ElementTree as ET
 from datetime import date, datetime, timedelta
 
@@ -161,12 +162,15 @@ def test_the_days_come_from_the_daily_statistics_with_unrecorded_days_empty(app)
 
 
 class QueryCounter(logging.Handler):
+    """Counts the SQL statements peewee runs in this thread."""
+
     def __init__(self):
         super().__init__(logging.DEBUG)
         self.count = 0
+        self.thread = threading.get_ident()
 
     def emit(self, record):
-        self.count += 1
+        self.count += record.thread == self.thread
 
 
 def test_the_chart_data_takes_the_same_few_queries_however_many_doctors_and_days(alice, carol,
