@@ -449,6 +449,24 @@ def test_appointment_details_show_the_treatment(morning, admin, alice, dave):
     assert admin.get("/admin/appointments/999999").status == 404
 
 
+# -- the lists' filters (templates/macros.html: filters, choice, field) --------------------------
+
+
+@pytest.mark.parametrize("action, day, choice", [
+    ("/admin/appointments", "date", "status"), ("/admin/audit", "from", "outcome"),
+    ("/admin/jobs#runs", "from", "state"), ("/admin/messages", "from", "status")])
+def test_a_list_s_filters_keep_what_was_typed_and_say_what_is_wrong(admin, action, day, choice):
+    page = admin.get(f"{action.split('#')[0]}?{day}=%3Cb%3E&{choice}=lost")
+    assert page.status == 400
+    assert f'<form method="get" action="{action}" class="card filters" role="search">' in page.text
+    assert f'<a href="{action}">Clear</a>' in page.text  # a link: no JavaScript needed
+    assert f'name="{day}" type="date" value="&lt;b&gt;"' in page.text
+    assert f'<select id="f-{choice}" name="{choice}" aria-invalid="true"' in page.text
+    for name in (day, choice):
+        assert f'aria-describedby="e-{name}"' in page.text
+        assert f'<p class="error" id="e-{name}">' in page.text
+
+
 # -- escaping -----------------------------------------------------------------------------------
 
 
