@@ -266,13 +266,13 @@ def test_the_admin_previews_then_sends_and_follows_the_progress(client, alice, b
     detail = client.get(sent.location)
     assert detail.status == 200
     assert f'data-task-url="/api/tasks/{announcement.task_id}"' in detail.text
-    assert 'data-state="PENDING"' in detail.text and "jobs.js" in detail.text
+    assert 'data-state="PENDING"' in detail.text and "progress.js" in detail.text
 
     run_queue()
     state = client.get(f"/api/tasks/{announcement.task_id}").json()
     assert (state["state"], state["current"], state["total"]) == ("SUCCESS", 2, 2)
     detail = client.get(sent.location)
-    assert "<dt>Sent</dt><dd>2</dd>" in detail.text and "jobs.js" not in detail.text
+    assert "<dt>Sent</dt><dd>2</dd>" in detail.text and "progress.js" not in detail.text
     listing = client.get("/admin/announcements")
     assert "Closed on Friday" in listing.text and "All patients" in listing.text
 

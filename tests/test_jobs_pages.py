@@ -321,18 +321,27 @@ def test_a_run_with_progress_shows_a_live_bar_with_a_refresh_link(admin):
     page = admin.get(f"/admin/jobs/runs/{run.task_id}")
     assert 'data-task-url="/api/tasks/rec-1"' in page.text and 'data-state="PROGRESS"' in page.text
     assert '<progress id="task-progress-bar" max="8" value="3">' in page.text
-    assert "Making reports (3 of 8)" in page.text
+    assert "Making reports: 3 of 8" in page.text
     assert f'<a href="/admin/jobs/runs/{run.task_id}">Refresh</a>' in page.text
-    assert re.search(r'<script src="/static/jobs\.js\?v=\d+"></script>', page.text)
+    assert re.search(r'<script src="/static/progress\.js\?v=\d+"></script>', page.text)
     assert "<script>" not in page.text  # no inline script: the CSP forbids it
-    script = admin.get("/static/jobs.js")
+    script = admin.get("/static/progress.js")
     assert script.status == 200 and "data-task-url" in script.text
+
+
+def test_a_finished_run_keeps_its_bar_and_loads_no_script(admin):
+    TaskRecord.create(task_id="rec-2", name="monthly-reports", state="SUCCESS", current=8,
+                      total=8, status="Made 8 reports")
+    run = add_run("make_monthly_reports", progress_id="rec-2")
+    page = admin.get(f"/admin/jobs/runs/{run.task_id}")
+    assert '<progress id="task-progress-bar" max="8" value="8">' in page.text
+    assert "Made 8 reports: 8 of 8" in page.text and "progress.js" not in page.text
 
 
 def test_a_run_without_progress_has_no_bar_and_no_script(admin):
     run = add_run("no-shows")
     page = admin.get(f"/admin/jobs/runs/{run.task_id}")
-    assert "<progress" not in page.text and "jobs.js" not in page.text
+    assert "<progress" not in page.text and "progress.js" not in page.text
 
 
 # -- in a real browser ----------------------------------------------------------------------------
@@ -362,7 +371,7 @@ def test_admin_watches_a_tasks_progress_in_a_real_browser(browser, server, erin)
     assert bar.get_attribute("value") == "2"
     progress.step(record.task_id, 6)  # the task moves on; the page follows without a reload
     WebDriverWait(browser, 10).until(lambda d: bar.get_attribute("value") == "6")
-    assert "(6 of 8)" in browser.find_element(By.ID, "task-progress-status").text
+    assert "6 of 8" in browser.find_element(By.ID, "task-progress-status").text
     assert screenshot(browser, "admin-job-progress").exists()
 
     progress.succeed(record.task_id, {"total": 8})
