@@ -124,6 +124,25 @@ def new_client(server):
     return lambda: Client(server)
 
 
+@pytest.fixture
+def statements(app, monkeypatch):
+    """The SQL statements, as (sql, params), that the test's thread runs on the clinic's database
+    (not the jobs monitor's writer, whose batches follow their own timing). Clear it before the
+    part a test counts."""
+    seen = []
+    database = db.database.obj
+    execute_sql = database.execute_sql
+    me = threading.get_ident()
+
+    def record(sql, params=None, *args, **kwargs):
+        if threading.get_ident() == me:
+            seen.append((sql, params))
+        return execute_sql(sql, params, *args, **kwargs)
+
+    monkeypatch.setattr(database, "execute_sql", record)
+    return seen
+
+
 def make_patient(email, name):
     return people.register_patient(email, PASSWORD, name, "1980-05-17", "+49 30 1234567")
 

@@ -2,7 +2,6 @@
 still booked or confirmed, following moved visits, correct on the days the clocks change, and a
 reminder missed while the clinic was down sent late or skipped with the reason."""
 
-import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -254,24 +253,6 @@ def test_overlapping_runs_send_each_reminder_once(smtp_settings, smtp, alice, bo
     assert len(smtp.messages) == 24
     assert len(set(smtp.message_ids())) == 24
     assert Message.select().where(Message.kind == "reminder_advance").count() == 12
-
-
-@pytest.fixture
-def statements(monkeypatch):
-    """The SQL statements the test's thread runs on the clinic's database (not the jobs
-    monitor's writer, whose batches follow its own timing)."""
-    seen = []
-    database = db.database.obj
-    execute_sql = database.execute_sql
-    me = threading.get_ident()
-
-    def record(sql, params=None, *args, **kwargs):
-        if threading.get_ident() == me:
-            seen.append((sql, params))
-        return execute_sql(sql, params, *args, **kwargs)
-
-    monkeypatch.setattr(database, "execute_sql", record)
-    return seen
 
 
 def test_a_run_costs_what_is_due_not_the_table(app, backend, alice, bob, carol, dave,

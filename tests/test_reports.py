@@ -3,7 +3,6 @@ every status, the month's edges in the clinic's zone across a daylight-saving ch
 2026 in Europe/Berlin), once per doctor and month however often or concurrently it runs, the
 catch-up after downtime through the scheduler's tick, and what each doctor's email shows."""
 
-import logging
 import threading
 from datetime import UTC, date, datetime, timedelta
 
@@ -327,38 +326,13 @@ def test_missed_while_down_at_0900_the_next_ticks_send_the_reports_once(alice, c
 # -- scale ----------------------------------------------------------------------------------------
 
 
-class Queries(logging.Handler):
-    """Counts the SQL statements peewee runs in this thread (not the jobs monitor's writer,
-    whose batches follow its own timing)."""
-
-    def __init__(self):
-        super().__init__(logging.DEBUG)
-        self.count = 0
-        self.thread = threading.get_ident()
-
-    def emit(self, record):
-        self.count += record.thread == self.thread
-
-    def __enter__(self):
-        logger = logging.getLogger("peewee")
-        self.level_before = logger.level
-        logger.setLevel(logging.DEBUG)
-        logger.addHandler(self)
-        return self
-
-    def __exit__(self, *exc_info):
-        logger = logging.getLogger("peewee")
-        logger.removeHandler(self)
-        logger.setLevel(self.level_before)
-
-
-def test_the_queries_do_not_grow_with_the_visits(alice, bob, carol, dave):
+def test_the_queries_do_not_grow_with_the_visits(alice, bob, carol, dave, statements):
     def month(year, month, visits):
         for n in range(visits):
             visit(alice if n % 2 else bob, carol, local(year, month, 1 + n % 28, 9 + n // 28))
             visit(bob, dave, local(year, month, 1 + n % 28, 9 + n // 28), "no_show")
-        with Queries() as queries:
-            reports.send_monthly(now=local(year, month + 1, 1, 9))
-        return queries.count
+        statements.clear()
+        reports.send_monthly(now=local(year, month + 1, 1, 9))
+        return len(statements)
 
     assert month(2026, 9, 3) == month(2026, 10, 60)
