@@ -94,23 +94,37 @@ def app(clinic_settings):
 
 
 @pytest.fixture
-def server(app):
-    """The app served by waitress on a free port. The server's loop runs in a thread that also
-    closes it, so stopping never pulls a socket from under a running select()."""
-    srv = create_server(app, host="127.0.0.1", port=0, threads=8, ident="clinic-test")
-    stop = threading.Event()
+def new_server():
+    """A factory of waitress servers on free ports: ``new_server(app, threads=1)`` serves the app
+    and returns its address; the servers stop when the test ends. Each server's loop runs in a
+    thread that also closes it, so stopping never pulls a socket from under a running select()."""
+    running = []
 
-    def serve():
-        while not stop.is_set():
-            srv.asyncore.loop(timeout=0.05, map=srv._map, use_poll=True, count=1)
-        srv.task_dispatcher.shutdown()
-        srv.close()
+    def start(app, threads=8):
+        srv = create_server(app, host="127.0.0.1", port=0, threads=threads, ident="clinic-test")
+        stop = threading.Event()
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{srv.effective_port}"
-    stop.set()
-    thread.join(timeout=5)
+        def loop():
+            while not stop.is_set():
+                srv.asyncore.loop(timeout=0.05, map=srv._map, use_poll=True, count=1)
+            srv.task_dispatcher.shutdown()
+            srv.close()
+
+        thread = threading.Thread(target=loop, daemon=True)
+        thread.start()
+        running.append((stop, thread))
+        return f"http://127.0.0.1:{srv.effective_port}"
+
+    yield start
+    for stop, thread in running:
+        stop.set()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def server(app, new_server):
+    """The app served by waitress on a free port, with eight threads."""
+    return new_server(app)
 
 
 @pytest.fixture

@@ -9,19 +9,14 @@ its row count tells how many requests one connection served.
 import threading
 
 import pytest
-from waitress.server import create_server
 
 from clinic import db
-from clinic.web import create_app
 from tests.client import Client
 
 
 @pytest.fixture
-def one_thread(clinic_settings):
-    app = create_app(clinic_settings)
-    db.migrate()
-    with db.connection():
-        db.database.execute_sql("CREATE TABLE scratch (n INTEGER)")
+def one_thread(app, new_server):
+    db.database.execute_sql("CREATE TABLE scratch (n INTEGER)")
 
     @app.bottle.get("/t/count")
     def count():
@@ -49,21 +44,7 @@ def one_thread(clinic_settings):
             conn.info.transaction_status != 0)  # psycopg: 0 is IDLE
         return "yes" if open_ else "no"
 
-    srv = create_server(app, host="127.0.0.1", port=0, threads=1, ident="clinic-test")
-    stop = threading.Event()
-
-    def serve():
-        while not stop.is_set():
-            srv.asyncore.loop(timeout=0.05, map=srv._map, use_poll=True, count=1)
-        srv.task_dispatcher.shutdown()
-        srv.close()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield Client(f"http://127.0.0.1:{srv.effective_port}")
-    stop.set()
-    thread.join(timeout=5)
-    db.database.close()
+    return Client(new_server(app, threads=1))
 
 
 def scratch_rows():
