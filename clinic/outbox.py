@@ -535,14 +535,12 @@ def enqueue_many(kind, items, priority=0, task_priority=None, now=None, batch=No
     counts = {"queued": 0, "skipped": 0, "failed": 0, "existing": len(taken)}
     with database.atomic():
         inserted = []
-        if rows:  # as tuples: peewee builds the statement a third faster than from dicts
+        if rows:
             names = list(rows[0])
             # RETURNING names only the rows inserted: a key someone took meanwhile is not ours.
-            inserted = list(Message.insert_many([tuple(row[name] for name in names)
-                                                 for row in rows],
-                                                fields=[getattr(Message, name) for name in names])
-                            .on_conflict_ignore().returning(Message.id, Message.key).tuples()
-                            .execute())
+            inserted = db.insert_new(Message, [getattr(Message, name) for name in names],
+                                     [tuple(row[name] for name in names) for row in rows],
+                                     returning=(Message.id, Message.key))
         status = {row["key"]: row["status"] for row in rows}
         counts["existing"] += len(rows) - len(inserted)
         pending = []
