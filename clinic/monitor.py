@@ -630,8 +630,12 @@ def scheduler_holder(now=None):
 
 def last_tick():
     """When the scheduler last ticked (aware UTC), or None if it never has."""
-    beat = JobState.get_or_none(JobState.name == HEARTBEAT)
-    return beat.last_started_at if beat else None
+    return JobState.started_at(HEARTBEAT)
+
+
+# The banner's look at the queue, on every admin page: plain SQL (clinic/db.py says why).
+_OLDEST_QUEUED = (f'SELECT "queued_at" FROM "{TaskRun._meta.table_name}" WHERE "state" = ? '
+                  f'ORDER BY "queued_at" LIMIT 1')
 
 
 def banner(now=None):
@@ -643,16 +647,16 @@ def banner(now=None):
         ticked = last_tick()
         if ticked is not None and now - ticked > STALLED_AFTER:
             return f"Background jobs are not running since {_when(ticked, now)}."
-        oldest = (TaskRun.select(TaskRun.queued_at).where(TaskRun.state == "queued")
-                  .order_by(TaskRun.queued_at).first())
-        if oldest is None or now - oldest.queued_at <= STALLED_AFTER:
+        queued = db.select(_OLDEST_QUEUED, ("queued",), [TaskRun.queued_at])
+        oldest = queued[0][0] if queued else None
+        if oldest is None or now - oldest <= STALLED_AFTER:
             return None
         started_lately = TaskRun.select().where(
             TaskRun.started_at >= now - STALLED_AFTER).exists()
         if started_lately or huey.pending_count() == 0:
             return None
         return (f"Background jobs are not running: tasks have been waiting since "
-                f"{_when(oldest.queued_at, now)} and none has started.")
+                f"{_when(oldest, now)} and none has started.")
     except Exception:  # the banner must never break a page
         log.exception("could not check the background jobs")
         return None

@@ -40,8 +40,7 @@ def memo(key, compute, ttl=None, now=None):
     once."""
     ttl = settings.get().stats_cache_ttl if ttl is None else ttl
     now = now or clock.now()
-    stamp = JobState.get_or_none(JobState.name == REFRESHED)
-    refreshed = stamp.last_started_at if stamp is not None else None
+    refreshed = JobState.started_at(REFRESHED)
     with _lock:
         entry = _memo.get(key)
         if (entry is not None and now - entry[1] < ttl

@@ -34,10 +34,10 @@ def _banner(exc):
 def my_appointments():
     user = current_user()
     now = clock.now()
-    upcoming = list(appointments.upcoming(user, now=now))
+    upcoming, past = appointments.patient_lists(user.id, now=now)
     changeable = {a.id for a in upcoming if appointments.can_change(a, user, now=now)}
-    return render("patient/home.html", upcoming=upcoming, changeable=changeable,
-                  past=list(appointments.past(user, now=now)), cutoff=_cutoff())
+    return render("patient/home.html", upcoming=upcoming, changeable=changeable, past=past,
+                  cutoff=_cutoff())
 
 
 @routes.get("/patient/doctors")
