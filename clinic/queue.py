@@ -25,6 +25,7 @@ import threading
 from pathlib import Path
 
 from huey import Huey
+from huey.constants import EmptyData
 from huey.consumer import Consumer, Scheduler, Worker
 from huey.storage import MemoryStorage, PostgresStorage, SqliteStorage
 
@@ -117,11 +118,55 @@ class ClinicConsumer(Consumer):
         return super().stop(graceful=graceful)
 
 
-class NormalSyncSqliteStorage(SqliteStorage):
+class ClinicSqliteStorage(SqliteStorage):
+    """SqliteHuey's storage with synchronous=NORMAL and each step of a task's life one SQL
+    statement instead of three to five.
+
+    Stock SqliteStorage runs every write as BEGIN EXCLUSIVE, its statements, COMMIT, each call
+    through a context manager, all behind one lock on one shared connection: a no-op task took
+    12 calls into SQLite (enqueue 3, dequeue 5, clearing its revoke flag 4), and those, not the
+    work, set the queue's pace. Here the connection is in autocommit mode (as Huey leaves it),
+    where one statement is one transaction: the enqueue is one INSERT, the dequeue one DELETE
+    ... RETURNING of the first task by priority, and clearing the revoke flag a SELECT (and a
+    DELETE ... RETURNING in the rare case there is one). Each is as atomic as before, and the
+    lock still keeps threads off the shared connection at the same time."""
+
     def _create_connection(self):
         conn = super()._create_connection()
         conn.execute("pragma synchronous=NORMAL")
         return conn
+
+    def _one(self, sql, params):
+        with self.lock:
+            return self.conn.execute(sql, params).fetchone()
+
+    def enqueue(self, data, priority=None):
+        with self.lock:
+            self.conn.execute("insert into task (queue, data, priority) values (?, ?, ?)",
+                              (self.name, self.to_blob(data), priority or 0))
+
+    def dequeue(self):
+        row = self._one("delete from task where id = (select id from task where queue = ? "
+                        "order by priority desc, id limit 1) returning data", (self.name,))
+        return row[0] if row else None
+
+    def peek_many(self, keys):
+        with self.lock:
+            return dict(self.conn.execute(
+                f"select key, value from kv where queue = ? and key in "
+                f"({', '.join('?' * len(keys))})", (self.name, *keys)).fetchall())
+
+    def pop_data(self, key):
+        # Huey pops each task's revoke flag after the task runs; there almost never is one, and
+        # looking costs no write transaction.
+        with self.lock:
+            params = (self.name, key)
+            if self.conn.execute("select 1 from kv where queue = ? and key = ?",
+                                 params).fetchone() is None:
+                return EmptyData
+            row = self.conn.execute("delete from kv where queue = ? and key = ? returning value",
+                                    params).fetchone()
+        return row[0] if row else EmptyData
 
 
 QUEUE_TABLES_LOCK = 7_154_201_002  # PostgreSQL's advisory lock for making Huey's tables
@@ -163,7 +208,7 @@ def storage_for(url, name="clinic"):
     if url.startswith("sqlite:///"):
         path = Path(url.removeprefix("sqlite:///"))
         path.parent.mkdir(parents=True, exist_ok=True)
-        return NormalSyncSqliteStorage(name, filename=str(path), timeout=10)
+        return ClinicSqliteStorage(name, filename=str(path), timeout=10)
     if url.startswith("redis://"):
         from huey.storage import PriorityRedisStorage
 

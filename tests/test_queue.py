@@ -5,6 +5,7 @@ import signal
 import threading
 
 import pytest
+from huey.constants import EmptyData
 
 from clinic import queue, settings
 from clinic.server import make_consumer
@@ -62,7 +63,7 @@ def test_wakeup_is_not_lost_between_looking_and_waiting():
 
 
 def test_each_backend_gets_the_storage_its_url_names(app, backend):
-    expected = {"sqlite": "NormalSyncSqliteStorage", "postgres-redis": "PriorityRedisStorage",
+    expected = {"sqlite": "ClinicSqliteStorage", "postgres-redis": "PriorityRedisStorage",
                 "postgres": "LockedPostgresStorage"}[backend]
     assert type(huey.storage).__name__ == expected
 
@@ -94,3 +95,67 @@ def test_queues_with_different_names_share_a_server_but_not_their_tasks(app, cli
 def test_a_queue_name_that_would_not_survive_every_backend_is_refused(tmp_path, name):
     with pytest.raises(settings.SettingsError, match="CLINIC_QUEUE_NAME"):
         settings.load({"CLINIC_QUEUE_NAME": name}, data_dir=str(tmp_path))
+
+
+def test_sqlite_queue_hands_out_tasks_by_priority_then_oldest_first(tmp_path):
+    storage = queue.storage_for(f"sqlite:///{tmp_path / 'queue.db'}")
+    for data, priority in ((b"report", queue.NORMAL), (b"first", queue.URGENT),
+                           (b"cleanup", queue.HOUSEKEEPING), (b"second", queue.URGENT)):
+        storage.enqueue(data, priority)
+    assert storage.queue_size() == 4
+    assert [bytes(storage.dequeue()) for _ in range(4)] == [b"first", b"second", b"report",
+                                                            b"cleanup"]
+    assert storage.dequeue() is None
+
+
+def test_sqlite_queue_gives_each_task_to_one_taker(tmp_path):
+    storage = queue.storage_for(f"sqlite:///{tmp_path / 'queue.db'}")
+    for i in range(200):
+        storage.enqueue(str(i).encode(), 0)
+    taken, lock = [], threading.Lock()
+
+    def take():
+        while (data := storage.dequeue()) is not None:
+            with lock:
+                taken.append(bytes(data))
+
+    threads = [threading.Thread(target=take) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(taken, key=int) == [str(i).encode() for i in range(200)]
+
+
+def test_sqlite_queue_pops_a_key_once(tmp_path):
+    storage = queue.storage_for(f"sqlite:///{tmp_path / 'queue.db'}")
+    storage.put_data("r:task", b"revoked")
+    assert storage.peek_many(["r:task", "r:other"]) == {"r:task": b"revoked"}
+    assert bytes(storage.pop_data("r:task")) == b"revoked"
+    assert storage.pop_data("r:task") is EmptyData
+    assert storage.peek_many(["r:task"]) == {}
+
+
+@pytest.mark.sqlite_only("the SQLite queue's own statements")
+def test_a_no_op_task_costs_the_sqlite_queue_four_statements(app):
+    """Enqueue, dequeue, the revoke check and looking for a revoke flag to clear: one statement
+    each (stock SqliteStorage ran twelve), each its own transaction, two of them writes."""
+    _ran.clear()
+    statements = []
+    huey.storage.conn.set_trace_callback(statements.append)
+    try:
+        _note()
+        huey.execute(huey.dequeue())
+    finally:
+        huey.storage.conn.set_trace_callback(None)
+    assert _ran.is_set()
+    assert [sql.split()[0].lower() for sql in statements] == ["insert", "delete", "select",
+                                                             "select"]
+
+
+def test_a_revoked_task_is_not_run(app):
+    _ran.clear()
+    result = _note()
+    result.revoke()
+    huey.execute(huey.dequeue())
+    assert not _ran.is_set()
