@@ -44,6 +44,7 @@ import inspect
 import json
 import logging
 import math
+import operator
 import os
 import re
 import socket
@@ -52,7 +53,7 @@ import sys
 import threading
 import traceback as tb
 from collections import defaultdict, namedtuple
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from huey import signals as S
 from huey.exceptions import HueyException
@@ -261,9 +262,11 @@ class _Batch:
             # worker's "succeeded" for a new task would both insert, and one be dropped.
             db.database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (BATCH_LOCK,))
         for chunk in _chunks(sorted(task_ids)):
-            query = TaskRun.select(TaskRun.task_id, *_READ).where(TaskRun.task_id.in_(chunk))
-            for row in db.locked(query).dicts():
-                self.rows[row["task_id"]] = row
+            cursor = db.database.execute_sql(_select(len(chunk)), chunk)
+            for values in cursor.fetchall():
+                row = {field.name: field.python_value(value)
+                       for field, value in zip(_SELECTED, values, strict=True)}
+                self.rows[row["task_id"]] = {**row, "traceback": None}  # None: left as it is
         self.loaded = {key: dict(row) for key, row in self.rows.items()}
         self.beat = {}
 
@@ -273,10 +276,9 @@ class _Batch:
                    if key in self.loaded and row != self.loaded[key]]
         cursor = db.database.cursor()
         if new:
-            cursor.executemany(_sql(_INSERT), [_values(row, _COLUMNS) for row in new])
+            cursor.executemany(_sql(_INSERT), [_INSERTED(row) for row in new])
         if changed:
-            cursor.executemany(_sql(_UPDATE), [_values(row, _CHANGING + [TaskRun.task_id])
-                                               for row in changed])
+            cursor.executemany(_sql(_UPDATE), [_CHANGED(row) for row in changed])
         if self.beat:
             _heartbeat(**self.beat)
 
@@ -302,13 +304,38 @@ def _sql(statement):
     return statement.replace("?", db.database.param)
 
 
-def _values(row, fields):
-    # Only instants and JSON need converting; the rest are stored as they are.
-    return [field.db_value(row.get(field.name)) if isinstance(field, _CONVERTED)
-            else row.get(field.name) for field in fields]
+_SELECTED = [TaskRun.task_id] + _READ
 
 
-_CONVERTED = (db.UTCDateTimeField, db.JSONField)
+def _select(n):
+    """The rows of ``n`` task ids (locked on PostgreSQL), as plain SQL: peewee took longer to
+    build this query than SQLite to run it."""
+    sql = (f'SELECT {", ".join(_quoted(f) for f in _SELECTED)} '
+           f'FROM "{TaskRun._meta.table_name}" WHERE "task_id" IN ({", ".join("?" * n)})')
+    return _sql(sql + (" FOR UPDATE" if db.is_postgres() else ""))
+
+
+def _as_stored(fields):
+    """A function from a row (a dict) to the parameters of ``fields``, as the database takes
+    them. Instants are aware UTC here and stored naive (what UTCDateTimeField.db_value does);
+    ``call`` is kept as its JSON text from the start (_call); the rest is stored as it is. Made
+    once per statement: a batch turns thousands of rows into parameters, and asking each field
+    how to convert each value cost more than writing them."""
+    get = operator.itemgetter(*(field.name for field in fields))
+    instants = [i for i, field in enumerate(fields) if isinstance(field, db.UTCDateTimeField)]
+
+    def stored(row):
+        values = list(get(row))
+        for i in instants:
+            if values[i] is not None:
+                values[i] = values[i].astimezone(UTC).replace(tzinfo=None)
+        return values
+
+    return stored
+
+
+_INSERTED = _as_stored(_COLUMNS)
+_CHANGED = _as_stored(_CHANGING + [TaskRun.task_id])
 
 
 def _chunks(items):
@@ -323,9 +350,10 @@ def _apply(events):
 
 
 def _new(task, at, **fields):
+    named = _named_arguments(task)
     return {"task_id": task.id, "job": job_name(task), "task": _registry_name(task),
-            "summary": summarize(task), "call": _call(task), "priority": task.priority,
-            "progress_id": _progress_id(task), "state": "queued", "queued_at": at,
+            "summary": summarize(task, named), "call": _call(task), "priority": task.priority,
+            "progress_id": _progress_id(task, named), "state": "queued", "queued_at": at,
             "started_at": None, "finished_at": None, "runtime": None, "attempt": 0, "error": "",
             "traceback": "", **fields}
 
@@ -435,7 +463,12 @@ def job_name(task):
 
 
 def _registry_name(task):
-    return huey._registry.task_to_string(type(task))
+    return _registry_name_of(type(task))
+
+
+@functools.cache
+def _registry_name_of(task_class):
+    return huey._registry.task_to_string(task_class)
 
 
 @functools.cache
@@ -460,12 +493,13 @@ def _named_arguments(task):
     return pairs + list(task.kwargs.items())
 
 
-def summarize(task):
+def summarize(task, named=None):
     """The task's arguments in a line, ``ids=[12, 13], name=daily-reminders``. Clinic tasks take
     ids by design; anything that does not look like an id or a name is shown only by its kind,
-    so no patient's details reach the jobs page."""
-    return _cut(", ".join(f"{name}={_shown(value)}" for name, value in _named_arguments(task)),
-                300)
+    so no patient's details reach the jobs page. ``named``: _named_arguments(task), if known."""
+    if named is None:
+        named = _named_arguments(task)
+    return _cut(", ".join(f"{name}={_shown(value)}" for name, value in named), 300)
 
 
 def _shown(value):
@@ -486,15 +520,22 @@ def _shown(value):
 
 
 def _call(task):
-    """The arguments as JSON, so Retry can queue the task again; None when they are not JSON."""
+    """The arguments as JSON text (as JSONField stores it), so Retry can queue the task again;
+    None when they are not JSON."""
+    if not task.args and not task.kwargs:
+        return _NO_ARGUMENTS
     try:
-        return json.loads(json.dumps({"args": list(task.args), "kwargs": dict(task.kwargs)}))
+        return json.dumps({"args": list(task.args), "kwargs": dict(task.kwargs)},
+                          separators=(",", ":"), sort_keys=True)
     except (TypeError, ValueError):
         return None
 
 
-def _progress_id(task):
-    for name, value in _named_arguments(task):
+_NO_ARGUMENTS = '{"args":[],"kwargs":{}}'
+
+
+def _progress_id(task, named):
+    for name, value in named:
         if name == "task_id" and isinstance(value, str):
             return value[:64]
     return ""
