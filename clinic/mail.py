@@ -208,10 +208,14 @@ def render(kind, **context):
     s = settings.get()
     context = {"clinic_name": s.name, "clinic_address": s.address, "base_url": s.base_url,
                **context}
-    subject = templates.get_template(f"{kind}.subject.txt").render(context)
-    text = templates.get_template(f"{kind}.txt").render(context)
-    html = templates.get_template(f"{kind}.html").render(context)
+    subject, text, html = (template.render(context) for template in _templates_of(kind))
     return " ".join(subject.split()), text.strip() + "\n", html
+
+
+@functools.lru_cache(maxsize=64)
+def _templates_of(kind):
+    return [templates.get_template(f"{kind}{suffix}")
+            for suffix in (".subject.txt", ".txt", ".html")]
 
 
 # -- building -------------------------------------------------------------------------------------

@@ -20,9 +20,9 @@ When an advance reminder is due:
   is 23 or 25 real hours before). Patients read "24 hours before" as "this time yesterday", and
   the reminder should not arrive at 08:00 or 10:00 for a 09:00 visit. Any other offset (2 h) is
   real time.
-- A run takes the visits from one longest offset ago to one longest offset ahead (plus two hours
-  for the clock changes) and handles every reminder of theirs whose moment has passed and that
-  has no row yet: so a visit that started while the clinic was down still gets its record.
+- A run takes the visits from one longest offset ago to the latest start whose reminder is due
+  (latest_due_start) and handles every reminder of theirs whose moment has passed and that has
+  no row yet: so a visit that started while the clinic was down still gets its record.
 
 When a due reminder is recorded as skipped instead (outbox.skip, with the reason), in this order:
 1. The visit got its time after the reminder's moment ("booked less than 24 h ahead"): the
@@ -46,6 +46,7 @@ for the visit or the doctor's specialization.
 import operator
 from datetime import UTC, timedelta
 from functools import reduce
+from types import SimpleNamespace
 
 from peewee import SQL, Cast, Value, fn
 
@@ -56,9 +57,6 @@ from clinic.settings import Setting, _durations
 
 DAY = timedelta(days=1)
 TOO_LATE = timedelta(minutes=15)  # a missed reminder is not sent this close to the visit
-# A whole-day offset counted on the clinic's calendar is this much longer than its hours at
-# most: more than any zone moves its clocks by at once.
-DST_SLACK = timedelta(hours=2)
 MISSED = "the clinic was not running when this reminder was due"
 
 
@@ -96,6 +94,22 @@ def due_at(start, offset, tz=None):
     return wall.replace(tzinfo=tz).astimezone(UTC)
 
 
+def latest_due_start(now, offset, tz=None):
+    """The latest visit start whose ``offset`` reminder is due at ``now``: every visit whose
+    due_at() has come starts no later, so a run looks no further. For whole days, the same wall
+    time ``offset`` ahead, read as the later instant where it happens twice or is skipped; and
+    while the clocks repeat an hour, from the end of it (due_at() reads a repeated wall time as
+    its first pass, which is over). A bound, never early; due_at() decides."""
+    if offset % DAY:
+        return now + offset
+    tz = tz or clock.zone()
+    local = now.astimezone(tz)
+    wall = local.replace(tzinfo=None) + offset
+    if local.fold:  # the second pass of a repeated hour
+        wall += local.replace(fold=0).utcoffset() - local.utcoffset()
+    return max(wall.replace(tzinfo=tz, fold=fold).astimezone(UTC) for fold in (0, 1))
+
+
 def send_daily(now=None):
     """The daily-reminders job: remind every visit of today (clinic time) once. Returns
     ``{"sent": n, "skipped": m}``."""
@@ -121,16 +135,15 @@ def send_advance(now=None):
     now = now or clock.now()
     tz = clock.zone()
     offsets = settings.get().reminder_offsets  # longest first
-    longest = offsets[0]
+    latest = {offset: latest_due_start(now, offset, tz) for offset in offsets}
     window = (Appointment.status.in_(ACTIVE_STATUSES)
-              & (Appointment.start > now - longest)
-              & (Appointment.start <= now + longest + DST_SLACK))
-    # A visit whose reminder may be due (a whole-day one up to DST_SLACK early) and is not
-    # written: nearly always none, so a run with nothing due reads no visit and no message.
+              & (Appointment.start > now - offsets[0])
+              & (Appointment.start <= max(latest.values())))
+    # A visit whose reminder is due and not written: nearly always none, so a run with nothing
+    # due reads no visit and no message.
     unwritten = reduce(operator.or_, [
-        (Appointment.start <= now + offset + (DST_SLACK if offset % DAY == timedelta(0)
-                                              else timedelta(0)))
-        & _unwritten(f"reminder_{label(offset)}") for offset in offsets])
+        (Appointment.start <= latest[offset]) & _unwritten(f"reminder_{label(offset)}")
+        for offset in offsets])
     visits, taken, moved = _visits(window, "reminder_advance", unwritten)
     todo = []
     for visit in visits:
@@ -193,20 +206,28 @@ def _visits(window, kind, unwritten):
 WRITE_BATCH = 500  # reminders written in one transaction
 
 
-def _with_people():
-    """appointments.with_people() with only what a reminder says (notices.details) and where it
-    goes: a run reads its visits in one query, and their people's other columns (a doctor's
-    working hours are JSON) cost more to read than the rest of the reminder."""
-    patient, doctor = User.alias("patient_user"), User.alias("doctor_user")
-    return (Appointment
-            .select(Appointment.id, Appointment.start, Appointment.end, Appointment.patient,
-                    patient.id, patient.name, patient.email, doctor.id, doctor.name,
-                    Doctor.user, Doctor.specialization)
-            .join(patient, on=(Appointment.patient == patient.id), attr="patient")
-            .switch(Appointment)
-            .join(doctor, on=(Appointment.doctor == doctor.id), attr="doctor")
-            .switch(Appointment)
-            .join(Doctor, on=(Doctor.user == Appointment.doctor), attr="doctor_profile"))
+def _with_people(ids):
+    """The visits ``ids`` with what a reminder says of them (notices.details) and where it goes,
+    by id, read in one query of plain SQL (clinic/db.py says why): peewee's three-way join
+    objects took a reminder run longer than rendering its emails."""
+    found = db.select(_WITH_PEOPLE + f'({", ".join("?" * len(ids))})', ids, _PEOPLE_FIELDS)
+    return {row[0]: SimpleNamespace(
+        id=row[0], start=row[1], end=row[2], patient_id=row[3],
+        patient=SimpleNamespace(id=row[3], name=row[4], email=row[5]),
+        doctor=SimpleNamespace(id=row[6], name=row[7]),
+        doctor_profile=SimpleNamespace(specialization=row[8])) for row in found}
+
+
+_PEOPLE_FIELDS = [Appointment.id, Appointment.start, Appointment.end, User.id, User.name,
+                  User.email, User.id, User.name, Doctor.specialization]
+_WITH_PEOPLE = (
+    f'SELECT {db.columns(Appointment.id, Appointment.start, Appointment.end, table="a")}, '
+    f'"p"."id", "p"."name", "p"."email", "u"."id", "u"."name", "d"."specialization" '
+    f'FROM "{Appointment._meta.table_name}" AS "a" '
+    f'JOIN "{User._meta.table_name}" AS "p" ON "p"."id" = "a"."patient_id" '
+    f'JOIN "{User._meta.table_name}" AS "u" ON "u"."id" = "a"."doctor_id" '
+    f'JOIN "{Doctor._meta.table_name}" AS "d" ON "d"."user_id" = "a"."doctor_id" '
+    f'WHERE "a"."id" IN ')
 
 
 def _remind_all(kind, todo):
@@ -218,8 +239,7 @@ def _remind_all(kind, todo):
     run wrote (a run at the same time may have taken a key first)."""
     counts = {"sent": 0, "skipped": 0}
     ids = list({visit_id for _, visit_id, _ in todo})
-    visits = ({visit.id: visit for visit in _with_people().where(Appointment.id.in_(ids))}
-              if ids else {})
+    visits = _with_people(ids) if ids else {}
     items = []
     for key, visit_id, reason in todo:
         visit = visits.get(visit_id)

@@ -143,6 +143,21 @@ def test_the_24h_reminder_keeps_the_clinic_time_across_dst(app, alice, carol, st
     assert reminders.send_advance(now=start - 2 * HOUR) == {"sent": 1, "skipped": 0}
 
 
+@pytest.mark.parametrize("offset", [DAY, 2 * DAY, 2 * HOUR, timedelta(minutes=90)])
+@pytest.mark.parametrize("around", [local(2026, 3, 29, 2, 0), local(2026, 10, 25, 2, 0)])
+def test_no_due_reminder_starts_after_latest_due_start(offset, around):
+    """The run's window ends at latest_due_start: every quarter hour of the days around each
+    clock change, a visit whose reminder is due starts no later, and the bound is tight (a
+    visit just after it is not due), with the clocks' changes at the visit's end, the
+    reminder's end, or both."""
+    starts = [around - 3 * DAY + k * timedelta(minutes=15) for k in range(4 * 24 * 7)]
+    for now in [start for start in starts if start + offset + 2 * HOUR < starts[-1]][::3]:
+        latest = reminders.latest_due_start(now, offset, TZ)
+        due = [start for start in starts if reminders.due_at(start, offset, TZ) <= now]
+        assert all(start <= latest for start in due), now
+        assert latest - max(due) <= HOUR, now
+
+
 def test_reminders_skip_cancelled_visits(app, alice, carol):
     start = local(2026, 12, 2, 10, 0)
     appointment = appointments.book(alice.id, carol.id, start, now=start - 3 * DAY)
