@@ -181,6 +181,11 @@ def select(sql, params=(), fields=None):
 _AS_IS = {AutoField, CharField, TextField, IntegerField, FloatField}  # exactly these: not JSONField
 
 
+def execute(sql, params=()):
+    """Run ``sql`` (written with ``?`` placeholders) for its effect; returns the cursor."""
+    return database.execute_sql(sql.replace("?", database.param), params)
+
+
 def instance(model, fields, values):
     """A ``model`` object holding ``values`` (already Python) for ``fields``, as peewee makes
     one from a row: nothing marked changed."""
