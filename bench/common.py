@@ -188,6 +188,33 @@ class Sink:
             self.proc.wait()
 
 
+def blast(host, port, sender, recipient, data, n):
+    """Send ``data`` ``n`` times over one connection, MAIL, RCPT and DATA pipelined (the sink
+    offers PIPELINING): a client as light as a client can be, to find the sink's ceiling."""
+    stuffed = re.sub(rb"(?m)^\.", b"..", data).rstrip(b"\r\n") + b"\r\n.\r\n"
+    envelope = f"MAIL FROM:<{sender}>\r\nRCPT TO:<{recipient}>\r\nDATA\r\n".encode()
+    with socket.create_connection((host, port), timeout=30) as sock:
+        replies = sock.makefile("rb")
+
+        def reply():
+            while True:
+                line = replies.readline()
+                if not line or line[3:4] != b"-":
+                    if not line or line[:1] not in b"23":
+                        raise RuntimeError(f"the sink answered {line!r}")
+                    return line
+
+        reply()  # the greeting
+        sock.sendall(b"EHLO bench\r\n")
+        reply()
+        for _ in range(n):
+            sock.sendall(envelope)
+            reply(), reply(), reply()
+            sock.sendall(stuffed)
+            reply()
+        sock.sendall(b"QUIT\r\n")
+
+
 # -- HTTP -----------------------------------------------------------------------------------------
 
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')

@@ -126,8 +126,11 @@ def details(result):
     rows, limits = result["rows"], result["limits"]
     out = []
     if limits.get("smtp"):
-        out.append(f"- The SMTP sink's own ceiling (one connection, a prebuilt message, nothing "
-                   f"else): {figure(limits['smtp'], 'emails/s')}.")
+        cpu = limits.get("smtp_cpu_ms")
+        out.append(f"- The SMTP sink's own ceiling (a reminder's {limits.get('smtp_bytes', 0):,} "
+                   f"bytes from two client processes, pipelined, nothing else): "
+                   f"{figure(limits['smtp'], 'emails/s')}"
+                   + (f"; the sink's CPU {figure(cpu, 'ms')} a message" if cpu else "") + ".")
     if limits.get("sqlite"):
         out.append(f"- SQLite single-row commits on this disk (WAL, synchronous=NORMAL): "
                    f"{figure(limits['sqlite'], 'commits/s')}.")

@@ -276,6 +276,7 @@ class Wire:
         self.message_id = message_id
 
 
+_LEADING_DOT = re.compile(rb"(?m)^\.")
 _ATEXT = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]*")
 _LONGEST = 998  # octets in a line, CRLF not counted (RFC 5322)
 
@@ -454,13 +455,40 @@ class Sender:
         if self.connection is None:
             self.connection = self._connect()
         try:
-            if isinstance(message, Wire):
-                self.connection.sendmail(message.sender, [message.recipient], message.data)
-            else:
+            if not isinstance(message, Wire):
                 self.connection.send_message(message)
+            elif self.connection.has_extn("pipelining"):
+                self._pipelined(message)
+            else:
+                self.connection.sendmail(message.sender, [message.recipient], message.data)
         except (smtplib.SMTPException, OSError) as exc:
             self._drop()
             raise classify(exc) from exc
+
+    def _pipelined(self, message):
+        """Send ``message`` (a Wire) as RFC 2920 allows a server that offers PIPELINING: MAIL,
+        RCPT and DATA in one write and their three replies read together, then the message and
+        its reply. Two round trips instead of sendmail()'s four: against a server on the same
+        machine the waiting, not the sending, was most of a message's time. Any refusal raises
+        as sendmail() would, and send() then drops the connection (a transaction cut short is
+        the server's to forget)."""
+        connection = self.connection
+        size = f" SIZE={len(message.data)}" if connection.has_extn("size") else ""
+        connection.send(f"MAIL FROM:<{message.sender}>{size}\r\n"
+                        f"RCPT TO:<{message.recipient}>\r\nDATA\r\n")
+        (mail_code, mail_reply), (rcpt_code, rcpt_reply), (data_code, data_reply) = (
+            connection.getreply(), connection.getreply(), connection.getreply())
+        if mail_code != 250:
+            raise smtplib.SMTPSenderRefused(mail_code, mail_reply, message.sender)
+        if rcpt_code not in (250, 251):
+            raise smtplib.SMTPRecipientsRefused({message.recipient: (rcpt_code, rcpt_reply)})
+        if data_code != 354:
+            raise smtplib.SMTPDataError(data_code, data_reply)
+        data = _LEADING_DOT.sub(b"..", message.data)  # as smtplib's data() quotes it
+        connection.send(data + (b"" if data.endswith(b"\r\n") else b"\r\n") + b".\r\n")
+        code, reply = connection.getreply()
+        if code != 250:
+            raise smtplib.SMTPDataError(code, reply)
 
     def close(self):
         if self.connection is not None:
@@ -484,6 +512,7 @@ class Sender:
                 connection.starttls(context=ssl.create_default_context())
             if s.smtp_user:
                 connection.login(s.smtp_user, s.smtp_password)
+            connection.ehlo_or_helo_if_needed()  # learn now whether it offers PIPELINING
         except (smtplib.SMTPException, OSError) as exc:
             if connection is not None:
                 connection.close()

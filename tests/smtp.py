@@ -1,5 +1,7 @@
 """A real SMTP server for tests: aiosmtpd on 127.0.0.1, on a free port, in a thread of the test
-process. It keeps what it receives and counts connections (EHLOs), and can be switched to:
+process. It keeps what it receives, counts connections (EHLOs) and pipelined transactions (it
+offers PIPELINING, as mail servers do; ``offer_pipelining(False)`` stops that), and can be
+switched to:
 
     "accept"   250 for everything (the default)
     "451"      refuse every recipient for now (451 4.7.1), as a greylisting server does
@@ -45,13 +47,25 @@ class Recorder:
         self.waiting = []  # Received, for each message waiting for its "slow" answer
         self.abandoned = []  # Received, for each one whose client left before the answer
         self.connections = 0
+        self.pipelining = True  # offered, as mail servers do (RFC 2920)
+        self.pipelined = 0  # transactions whose RCPT and DATA came with their MAIL
         self.arrived = threading.Condition()  # notified as each message is accepted
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         # smtplib greets once per connection (twice only after STARTTLS, not used here).
         self.connections += 1
         session.host_name = hostname
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")
         return responses
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        # A client that pipelines has sent RCPT and DATA with MAIL: they wait in the buffer.
+        if server._reader._buffer.startswith(b"RCPT"):
+            self.pipelined += 1
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if self.mode == "451":
@@ -114,6 +128,14 @@ class SMTPServer:
     @property
     def connections(self):
         return self.handler.connections
+
+    @property
+    def pipelined(self):
+        return self.handler.pipelined
+
+    def offer_pipelining(self, offered):
+        """Whether EHLO offers PIPELINING to the connections made from now on."""
+        self.handler.pipelining = offered
 
     def answer(self, mode, delay=None):
         """Switch how the server answers from the next command on."""

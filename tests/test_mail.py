@@ -336,6 +336,40 @@ def test_451_is_transient(smtp_settings, smtp):
     assert smtp.messages == []
 
 
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "one by one"])
+def test_wired_messages_arrive_byte_for_byte(smtp_settings, smtp, pipelining):
+    """With PIPELINING offered, each message's MAIL, RCPT and DATA go in one write (RFC 2920);
+    without it, one at a time. Lines that start with a dot arrive whole either way."""
+    smtp.offer_pipelining(pipelining)
+    wired = [mail.wire(row(message_id=f"<{n}@localhost>", text_body=".hidden\n.\n..two\nend\n"))
+             for n in range(3)]
+    with mail.Sender() as sender:
+        for message in wired:
+            sender.send(message)
+    assert smtp.connections == 1
+    assert smtp.pipelined == (3 if pipelining else 0)
+    assert [received.raw for received in smtp.messages] == [message.data for message in wired]
+    body = read(smtp.messages[0].raw).get_body(("plain",)).get_content()
+    assert body == ".hidden\n.\n..two\nend\n"
+    assert smtp.messages[0].rcpt_tos == ["alice@example.com"]
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "one by one"])
+@pytest.mark.parametrize("answer, error", [("451", mail.TransientError),
+                                           ("550", mail.PermanentError)])
+def test_a_refused_recipient_means_the_same_pipelined_or_not(smtp_settings, smtp, pipelining,
+                                                              answer, error):
+    smtp.offer_pipelining(pipelining)
+    smtp.answer(answer)
+    with mail.Sender() as sender:
+        with pytest.raises(error, match=f"recipient refused: {answer}"):
+            sender.send(mail.wire(row()))
+        smtp.answer("accept")
+        sender.send(mail.wire(row(message_id="<next@localhost>")))
+    assert smtp.connections == 2  # the refused transaction's connection was dropped
+    assert smtp.message_ids() == ["<next@localhost>"]
+
+
 def test_a_hanging_server_times_out_as_transient(smtp_settings, smtp):
     use(smtp_timeout=timedelta(seconds=1))
     smtp.answer("hang")
