@@ -82,6 +82,10 @@ def make_templates():
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        # Compiled once per process, as the email templates are: looking at each template
+        # file's time on every page cost a stat() per template and import. A changed template
+        # needs a restart, as changed code does.
+        auto_reload=False,
     )
     env.filters["local"] = _local
     env.filters["time"] = lambda v: _local(v, "%H:%M")
