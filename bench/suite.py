@@ -461,7 +461,7 @@ class Bench:
 
     def web(self):
         path, info = self.clinic(self.p.appointments)
-        self._clear_bookings(path)
+        path = self._copy(path, "web-clinic")
         from clinic import db
 
         if db.database.obj is not None:
@@ -494,15 +494,21 @@ class Bench:
         if self.peer:
             self.rows["peer_start"] = {"ours": spread(self.peer.start_times), "unit": "s"}
 
-    def _clear_bookings(self, path):
-        """Remove what earlier suite runs booked (everything from five days ahead on)."""
-        conn = sqlite3.connect(path / "clinic.db")
-        with conn:
-            cutoff = (datetime.now(UTC) + timedelta(days=5)).replace(tzinfo=None).isoformat(" ")
-            ids = "SELECT id FROM appointment WHERE start >= ?"
-            conn.execute(f"DELETE FROM message WHERE appointment_id IN ({ids})", (cutoff,))
-            conn.execute("DELETE FROM appointment WHERE start >= ?", (cutoff,))
-        conn.close()
+    def _copy(self, path, name):
+        """A copy of the clinic in ``path`` for a real `python run.py`, whose jobs change what
+        they find (no-shows, review requests, reminders, reports) and whose bookings stay: the
+        other rows, and the next suite run, read the clinic as it was generated."""
+        copy = self.data / "scratch" / name
+        shutil.rmtree(copy, ignore_errors=True)
+        copy.mkdir(parents=True)
+        source, target = sqlite3.connect(path / "clinic.db"), sqlite3.connect(copy / "clinic.db")
+        try:
+            with target:
+                source.backup(target)
+        finally:
+            source.close()
+            target.close()
+        return copy
 
     def _start(self, path):
         port = common.free_port()

@@ -161,8 +161,7 @@ def columns(*fields, table=None):
 def select(sql, params=(), fields=None):
     """The rows of ``sql`` (written with ``?`` placeholders, whatever the engine) as tuples;
     with ``fields`` (one per column), each value turned into Python as that field would."""
-    cursor = database.execute_sql(sql.replace("?", database.param), params)
-    rows = cursor.fetchall()
+    rows = execute(sql, params).fetchall()
     # Text and numbers come back as they are; instants, JSON and SQLite's 0/1 booleans need
     # their field's conversion.
     convert = [(i, field.python_value) for i, field in enumerate(fields or ())
