@@ -344,10 +344,10 @@ class Bench:
             self.use(path)
             day = datetime.fromisoformat(info["generated_at"]).astimezone(ZONE).date()
             at = datetime(day.year, day.month, day.day, 10, 0, 30, tzinfo=ZONE).astimezone(UTC)
+            # The clinic as it was at 09:55:30, whenever the generator ran that day.
+            later, ended = _as_it_was(at - timedelta(minutes=5))
+            # After the set-aside: SQLite hands its ids out again, and they must be free to go back.
             first = Message.select(Message.id).order_by(Message.id.desc()).scalar() or 0
-            # The clinic as it was at 09:55:30: the generator recorded as sent every reminder
-            # due before it ran, which may be later than 10:00.
-            later = _set_aside_reminders(after=at - timedelta(minutes=5))
             try:
                 reminders.send_advance(now=at - timedelta(minutes=5))  # the morning so far
                 mark = Message.select(Message.id).order_by(Message.id.desc()).scalar() or 0
@@ -363,8 +363,7 @@ class Bench:
                     Message.delete().where(Message.id > mark).execute()
             finally:
                 Message.delete().where(Message.id > first).execute()
-                if later:
-                    Message.insert_many(later).execute()
+                _put_back(later, ended)
             if not self.p.quick and not all(written):
                 raise RuntimeError(f"the sweep at {n:,} appointments found nothing due")
             result[n] = {"due": due, "idle": idle, "written": spread(written)}
@@ -698,9 +697,13 @@ class _started:
                 signal.signal(sig, handler)
 
 
-def _set_aside_reminders(after):
-    """Take out the advance reminders the generator recorded as sent that fall due after
-    ``after``; returns them (every column, ids included) to be put back."""
+def _as_it_was(moment):
+    """Take the generated clinic back to how it was at ``moment`` on the day it was made: the
+    advance reminders it recorded as sent that fall due later are set aside, and the visits
+    starting later that it recorded as completed or missed (it ran after they ended) are booked
+    again. Returns what _put_back() needs: the messages (every column, ids included) and the
+    visits' ids by status. Without it the sweep's workload depended on the hour the clinic was
+    generated (after 12:30 the 12:00 visits were over, and a run wrote 29 reminders, not 55)."""
     from clinic import reminders, settings
     from clinic.models import Appointment, Message
 
@@ -710,13 +713,38 @@ def _set_aside_reminders(after):
             .where(Message.kind == "reminder_advance").tuples())
     ids = [ident for ident, key, start in rows
            if reminders.due_at(start, offsets[key.split(":")[0].removeprefix("reminder_")],
-                               ZONE) > after]
+                               ZONE) > moment]
     later = []
     for lo in range(0, len(ids), 500):
         chunk = ids[lo:lo + 500]
         later += list(Message.select().where(Message.id.in_(chunk)).dicts())
         Message.delete().where(Message.id.in_(chunk)).execute()
-    return later
+    ended = {}
+    for ident, status in (Appointment.select(Appointment.id, Appointment.status)
+                          .where(Appointment.start > moment,
+                                 Appointment.status.in_(("completed", "no_show"))).tuples()):
+        ended.setdefault(status, []).append(ident)
+    for ids in ended.values():
+        for lo in range(0, len(ids), 500):
+            chunk = ids[lo:lo + 500]
+            # Cancelled as often as the generator cancels a visit still to come (8 %).
+            for status, these in (("cancelled", [i for i in chunk if i % 25 < 2]),
+                                  ("booked", [i for i in chunk if i % 25 >= 2])):
+                Appointment.update(status=status).where(Appointment.id.in_(these)).execute()
+    return later, ended
+
+
+def _put_back(later, ended):
+    from clinic.models import Appointment, Message
+
+    try:
+        for status, ids in ended.items():
+            for lo in range(0, len(ids), 500):
+                (Appointment.update(status=status)
+                 .where(Appointment.id.in_(ids[lo:lo + 500])).execute())
+    finally:
+        if later:
+            Message.insert_many(later).execute()
 
 
 def mail_db_atomic():
