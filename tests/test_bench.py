@@ -6,7 +6,9 @@ product's requirements)."""
 
 import importlib.util
 import json
+import sqlite3
 import sys
+from contextlib import closing
 
 import pytest
 
@@ -45,6 +47,14 @@ def test_a_quick_run_measures_every_row_and_keeps_the_analysis(tmp_path):
     assert result["rows"]["booking_p99"]["errors"] == 0
     assert result["rows"]["export"]["rows"] > 0
     assert (result["rows"]["noop"]["peer"] is not None) == with_peer
+    # The clinics are left as generated: no task queued for nobody to run, no run on record.
+    for n in (200, 100):
+        folder = tmp_path / "data" / f"clinic-{n}"
+        with closing(sqlite3.connect(folder / "clinic.db")) as db:
+            runs = db.execute("SELECT job, state, queued_at FROM task_run").fetchall()
+            assert runs == []
+        with closing(sqlite3.connect(folder / "queue.db")) as queue:
+            assert queue.execute("SELECT count(*) FROM task").fetchone() == (0,)
 
     # A second run replaces its figures between the markers and nothing else.
     result["date"] = "another day"
