@@ -94,14 +94,13 @@ def app(clinic_settings):
 
 
 @pytest.fixture
-def new_server():
-    """A factory of waitress servers on free ports: ``new_server(app, threads=1)`` serves the app
-    and returns its address; the servers stop when the test ends. Each server's loop runs in a
-    thread that also closes it, so stopping never pulls a socket from under a running select()."""
+def serving():
+    """Runs waitress servers made by the test: ``serving(srv)`` starts ``srv``'s loop in a thread
+    and returns ``srv``; the servers stop when the test ends. The loop's thread also closes its
+    server, so stopping never pulls a socket from under a running select()."""
     running = []
 
-    def start(app, threads=8):
-        srv = create_server(app, host="127.0.0.1", port=0, threads=threads, ident="clinic-test")
+    def start(srv):
         stop = threading.Event()
 
         def loop():
@@ -113,12 +112,25 @@ def new_server():
         thread = threading.Thread(target=loop, daemon=True)
         thread.start()
         running.append((stop, thread))
-        return f"http://127.0.0.1:{srv.effective_port}"
+        return srv
 
     yield start
     for stop, thread in running:
         stop.set()
-        thread.join(timeout=5)
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def new_server(serving):
+    """A factory of waitress servers on free ports: ``new_server(app, threads=1)`` serves the app
+    and returns its address; the servers stop when the test ends."""
+
+    def start(app, threads=8):
+        srv = serving(create_server(app, host="127.0.0.1", port=0, threads=threads,
+                                    ident="clinic-test"))
+        return f"http://127.0.0.1:{srv.effective_port}"
+
+    return start
 
 
 @pytest.fixture

@@ -2,8 +2,6 @@
 the proxy's X-Forwarded-For (sign-in throttling counts clients, not the proxy); without it, or
 from anyone else, the header is not believed."""
 
-import threading
-
 import pytest
 
 from clinic import server, settings
@@ -12,29 +10,14 @@ from tests.client import Client
 
 
 @pytest.fixture
-def serve(app):
+def serve(app, serving):
     """Start the clinic's own web server (clinic.server.web_server) on settings changes."""
-    running = []
 
     def start(**changes):
-        srv = server.web_server(app, settings.get().replace(port=0, **changes))
-        stop = threading.Event()
-
-        def loop():
-            while not stop.is_set():
-                srv.asyncore.loop(timeout=0.05, map=srv._map, use_poll=True, count=1)
-            srv.task_dispatcher.shutdown()
-            srv.close()
-
-        thread = threading.Thread(target=loop, daemon=True)
-        thread.start()
-        running.append((stop, thread))
+        srv = serving(server.web_server(app, settings.get().replace(port=0, **changes)))
         return Client(f"http://127.0.0.1:{srv.effective_port}")
 
-    yield start
-    for stop, thread in running:
-        stop.set()
-        thread.join(timeout=5)
+    return start
 
 
 def failed_sign_in(client):

@@ -24,41 +24,24 @@ def _app(held):
     return app
 
 
-def _serve(srv):
-    stop = threading.Event()
-
-    def loop():
-        while not stop.is_set():
-            srv.asyncore.loop(timeout=0.05, map=srv._map, use_poll=True, count=1)
-        srv.task_dispatcher.shutdown()
-        srv.close()
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    return stop, thread
-
-
 @pytest.fixture
-def serve():
+def serve(serving):
     """``serve(dispatcher=None, settings=None)``: the test app on a free port, through a
-    Dispatcher of our own or through clinic.server.web_server; returns (port, dispatcher)."""
+    Dispatcher of our own or through clinic.server.web_server; returns (port, dispatcher).
+    ``serve.held`` holds /hold until set (it is set when the test ends)."""
     held = threading.Event()
-    running = []
 
     def start(dispatcher=None, settings=None):
         if settings is not None:
             srv = web_server(_app(held), settings)
         else:
             srv = create_server(_app(held), host="127.0.0.1", port=0, _dispatcher=dispatcher)
-        running.append(_serve(srv))
+        serving(srv)
         return srv.effective_port, srv.task_dispatcher
 
     start.held = held
     yield start
     held.set()
-    for stop, thread in running:
-        stop.set()
-        thread.join(timeout=10)
 
 
 def _get(port, path, timeout=20):
