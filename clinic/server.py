@@ -97,23 +97,39 @@ class Dispatcher(ThreadedTaskDispatcher):
     One thread alone, though, would hold every visitor up behind one slow request: one that
     waits for SQLite's write lock while a job writes, say. So a watch thread looks at the line
     every ``stall`` seconds while requests come: when requests wait and none was taken since
-    the last look, one more thread starts; once the line moves again, a thread goes every
-    ``calm`` seconds, down to one. It sleeps while no request comes. (Counted, not compared:
-    waitress queues a connection, not a request, so the same one can be first again.)"""
+    the last look, one more thread starts. Once the line moves again and no request has been
+    running for longer than ``stall``, a thread goes every ``calm`` seconds, down to one (not
+    while one is stuck: the others would only be needed again). It sleeps while no request
+    comes. (Requests taken are counted, not compared: waitress queues a connection, not a
+    request, so the same one can be first in line again.)"""
 
     def __init__(self, most, stall=0.1, calm=1.0):
         super().__init__()
         self.most, self.stall, self.calm = most, stall, calm
-        self.added = 0  # requests queued so far (only waitress's loop thread adds them)
+        self.added = 0  # requests queued so far
+        self.busy = {}  # thread ident -> when it took the request it is serving
+        self.looks = 0  # the watch's looks at the line, and threads started: for tests
+        self.started = 0
         self.waiting = threading.Event()  # a request was queued
         self.closing = threading.Event()
         self.set_thread_count(1)
         self.watch = threading.Thread(target=self._watch, name="clinic-web-watch", daemon=True)
         self.watch.start()
 
+    def start_new_thread(self, target, thread_no):
+        self.started += 1
+        super().start_new_thread(target, thread_no)
+
     def add_task(self, task):
-        self.added += 1
-        super().add_task(task)
+        # waitress's own, with the count and the timing added under the same lock. Called from
+        # waitress's loop, and from a request thread when a client pipelines requests.
+        with self.lock:
+            self.queue.append(_Timed(task, self.busy))
+            self.added += 1
+            self.queue_cv.notify()
+            idle = len(self.threads) - self.stop_count - self.active_count
+            if len(self.queue) > idle:
+                self.queue_logger.warning("Task queue depth is %d", len(self.queue) - idle)
         if not self.waiting.is_set():
             self.waiting.set()
 
@@ -131,28 +147,58 @@ class Dispatcher(ThreadedTaskDispatcher):
             self.waiting.clear()
             seen, calm = None, 0.0
             while not self.closing.wait(self.stall):
+                self.looks += 1
+                now = time.monotonic()
                 with self.lock:
                     waiting = len(self.queue)
                     taken = self.added - waiting
                     running = len(self.threads) - self.stop_count
+                stuck = any(now - since > self.stall for since in tuple(self.busy.values()))
                 if waiting and taken == seen:
-                    self._resize(running + 1)
+                    self._grow(running)
+                    calm = 0.0
+                elif stuck:
                     calm = 0.0
                 else:
                     calm += self.stall
                     if calm >= self.calm and running > 1:
-                        self._resize(running - 1)
+                        self.set_thread_count(running - 1)
                         calm = 0.0
                     elif not waiting and running <= 1:
                         break  # back to sleep until a request waits again
                 seen = taken
 
-    def _resize(self, count):
-        count = max(1, min(self.most, count))
+    def _grow(self, running):
+        if running >= self.most or self.closing.is_set():
+            return
         with self.lock:
-            running = len(self.threads) - self.stop_count
-        if count != running and not self.closing.is_set():
-            self.set_thread_count(count)
+            if self.stop_count:  # a thread told to go, still busy: it stays instead
+                self.stop_count -= 1
+                return
+        self.set_thread_count(running + 1)
+
+
+class _Timed:
+    """A queued request (waitress's channel) that notes which thread serves it, and since when."""
+
+    __slots__ = ("task", "busy")
+
+    def __init__(self, task, busy):
+        self.task, self.busy = task, busy
+
+    def service(self):
+        me = threading.get_ident()
+        self.busy[me] = time.monotonic()
+        try:
+            return self.task.service()
+        finally:
+            del self.busy[me]
+
+    def cancel(self):
+        return self.task.cancel()
+
+    def __repr__(self):
+        return repr(self.task)
 
 
 def web_server(app, s):

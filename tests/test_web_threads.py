@@ -95,6 +95,12 @@ def test_one_thread_serves_many_clients_in_turn(serve):
     assert dispatcher.added >= 80
 
 
+def _looks(dispatcher, n):
+    """Until the watch has looked at the line ``n`` more times."""
+    target = dispatcher.looks + n
+    assert _until(lambda: dispatcher.looks >= target)
+
+
 def test_a_held_request_lets_another_thread_join_and_it_goes_once_the_line_moves(serve):
     port, dispatcher = serve(Dispatcher(3, stall=0.02, calm=0.05))
     assert _running(dispatcher) == 1
@@ -102,6 +108,10 @@ def test_a_held_request_lets_another_thread_join_and_it_goes_once_the_line_moves
     assert _until(lambda: dispatcher.added == 1)
     # The one thread is held: this request waits in line until a second thread joins.
     assert _get(port, "/other") == (200, "/other")
+    assert _running(dispatcher) == 2
+    # The line moves, but one request is still stuck: the second thread stays (calm is long
+    # past), or the next request would wait again.
+    _looks(dispatcher, 10)
     assert _running(dispatcher) == 2
     assert held_answer == []  # still held
     serve.held.set()
@@ -115,14 +125,29 @@ def test_a_held_request_lets_another_thread_join_and_it_goes_once_the_line_moves
 def test_no_more_threads_than_the_setting_allows(serve):
     port, dispatcher = serve(Dispatcher(2, stall=0.02, calm=60.0))
     holders = [_holding(port) for _ in range(2)]
-    assert _until(lambda: _running(dispatcher) == 2)
-    assert _until(lambda: dispatcher.active_count == 2)  # both held
+    assert _until(lambda: dispatcher.active_count == 2)  # both threads held
     waiting, answers = _holding(port)  # a third: nobody left to take it
     assert _until(lambda: dispatcher.added == 3)
-    for _ in range(5):
-        time.sleep(dispatcher.stall)  # several watches of a line that does not move
-    assert _running(dispatcher) == 2
+    _looks(dispatcher, 5)  # five looks at a line that does not move
+    assert (_running(dispatcher), len(dispatcher.threads)) == (2, 2)
     assert answers == []
+    serve.held.set()
+    for thread, _ in [*holders, (waiting, answers)]:
+        thread.join(timeout=20)
+    assert answers == [(200, "/hold")]
+
+
+def test_a_thread_told_to_go_while_busy_stays_instead_of_a_new_one_starting(serve):
+    port, dispatcher = serve(Dispatcher(2, stall=0.02, calm=60.0))
+    holders = [_holding(port) for _ in range(2)]
+    assert _until(lambda: dispatcher.active_count == 2)
+    dispatcher.set_thread_count(1)  # one is to go when it is done: both are still held
+    assert dispatcher.stop_count == 1
+    waiting, answers = _holding(port)
+    assert _until(lambda: dispatcher.added == 3)
+    assert _until(lambda: dispatcher.stop_count == 0)  # the watch took the stop back
+    _looks(dispatcher, 5)
+    assert (len(dispatcher.threads), dispatcher.started) == (2, 2)  # no third thread started
     serve.held.set()
     for thread, _ in [*holders, (waiting, answers)]:
         thread.join(timeout=20)
