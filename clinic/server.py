@@ -133,6 +133,11 @@ class Dispatcher(ThreadedTaskDispatcher):
         if not self.waiting.is_set():
             self.waiting.set()
 
+    def running(self):
+        """Threads serving, not counting those told to go."""
+        with self.lock:
+            return len(self.threads) - self.stop_count
+
     def shutdown(self, cancel_pending=True, timeout=5):
         self.closing.set()
         self.waiting.set()  # lets the watch see it
@@ -150,11 +155,11 @@ class Dispatcher(ThreadedTaskDispatcher):
                 self.looks += 1
                 now = time.monotonic()
                 with self.lock:
-                    waiting = len(self.queue)
-                    taken = self.added - waiting
-                    running = len(self.threads) - self.stop_count
+                    queued = len(self.queue)
+                    taken = self.added - queued
+                running = self.running()
                 stuck = any(now - since > self.stall for since in tuple(self.busy.values()))
-                if waiting and taken == seen:
+                if queued and taken == seen:
                     self._grow(running)
                     calm = 0.0
                 elif stuck:
@@ -164,7 +169,7 @@ class Dispatcher(ThreadedTaskDispatcher):
                     if calm >= self.calm and running > 1:
                         self.set_thread_count(running - 1)
                         calm = 0.0
-                    elif not waiting and running <= 1:
+                    elif not queued and running <= 1:
                         break  # back to sleep until a request waits again
                 seen = taken
 

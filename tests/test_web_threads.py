@@ -71,11 +71,6 @@ def _until(condition, timeout=10.0):
     return True
 
 
-def _running(dispatcher):
-    with dispatcher.lock:
-        return len(dispatcher.threads) - dispatcher.stop_count
-
-
 def test_one_thread_serves_many_clients_in_turn(serve):
     # A long stall: no request here holds the line that long, so one thread does it all.
     port, dispatcher = serve(Dispatcher(4, stall=30.0))
@@ -91,7 +86,7 @@ def test_one_thread_serves_many_clients_in_turn(serve):
     for thread in clients:
         thread.join(timeout=30)
     assert sorted(answers) == sorted((200, f"/page/{n}/{i}") for n in range(8) for i in range(10))
-    assert _running(dispatcher) == 1
+    assert dispatcher.running() == 1
     assert dispatcher.added >= 80
 
 
@@ -103,22 +98,22 @@ def _looks(dispatcher, n):
 
 def test_a_held_request_lets_another_thread_join_and_it_goes_once_the_line_moves(serve):
     port, dispatcher = serve(Dispatcher(3, stall=0.02, calm=0.05))
-    assert _running(dispatcher) == 1
+    assert dispatcher.running() == 1
     holder, held_answer = _holding(port)
     assert _until(lambda: dispatcher.added == 1)
     # The one thread is held: this request waits in line until a second thread joins.
     assert _get(port, "/other") == (200, "/other")
-    assert _running(dispatcher) == 2
+    assert dispatcher.running() == 2
     # The line moves, but one request is still stuck: the second thread stays (calm is long
     # past), or the next request would wait again.
     _looks(dispatcher, 10)
-    assert _running(dispatcher) == 2
+    assert dispatcher.running() == 2
     assert held_answer == []  # still held
     serve.held.set()
     holder.join(timeout=20)
     assert held_answer == [(200, "/hold")]
     # Quiet again: back to one thread.
-    assert _until(lambda: _running(dispatcher) == 1)
+    assert _until(lambda: dispatcher.running() == 1)
     assert dispatcher.watch.is_alive()
 
 
@@ -129,7 +124,7 @@ def test_no_more_threads_than_the_setting_allows(serve):
     waiting, answers = _holding(port)  # a third: nobody left to take it
     assert _until(lambda: dispatcher.added == 3)
     _looks(dispatcher, 5)  # five looks at a line that does not move
-    assert (_running(dispatcher), len(dispatcher.threads)) == (2, 2)
+    assert (dispatcher.running(), len(dispatcher.threads)) == (2, 2)
     assert answers == []
     serve.held.set()
     for thread, _ in [*holders, (waiting, answers)]:
@@ -158,11 +153,11 @@ def test_the_clinic_web_server_starts_with_one_thread_and_grows_to_the_setting(
         serve, clinic_settings):
     port, dispatcher = serve(settings=clinic_settings.replace(port=0, web_threads=3))
     assert isinstance(dispatcher, Dispatcher)
-    assert (dispatcher.most, _running(dispatcher)) == (3, 1)
+    assert (dispatcher.most, dispatcher.running()) == (3, 1)
     holder, _ = _holding(port)
     assert _until(lambda: dispatcher.added == 1)
     assert _get(port, "/other") == (200, "/other")
-    assert _running(dispatcher) == 2
+    assert dispatcher.running() == 2
     serve.held.set()
     holder.join(timeout=20)
 
@@ -174,3 +169,11 @@ def test_shutting_down_stops_the_watch_and_every_thread(serve):
     dispatcher.shutdown()
     assert not dispatcher.watch.is_alive()
     assert dispatcher.threads == set()
+
+
+def test_a_server_that_cannot_listen_leaves_no_threads_behind(serve, clinic_settings):
+    port, _ = serve(Dispatcher(2))  # the port is taken
+    before = {t.ident for t in threading.enumerate()}
+    with pytest.raises(OSError):
+        web_server(_app(serve.held), clinic_settings.replace(host="127.0.0.1", port=port))
+    assert _until(lambda: not ({t.ident for t in threading.enumerate()} - before))
