@@ -428,17 +428,32 @@ def _text(value):
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
+def _classified(exc):
+    """classify(exc), raised from ``exc`` when raised."""
+    error = classify(exc)
+    error.__cause__ = exc
+    return error
+
+
+def _same(message):
+    return message
+
+
 class Sender:
     """Sends messages over one SMTP connection, opened at the first send and kept for the batch;
     with no CLINIC_SMTP_HOST, writes each to <data_dir>/outbox/ instead. Use as a context manager
     so the connection is closed.
 
-    ``send()`` raises TransientError (Unavailable when the server cannot be reached at all) or
-    PermanentError. After an error the connection is dropped; the next send opens a new one."""
+    ``send()`` sends one message and raises TransientError (Unavailable when the server cannot
+    be reached at all) or PermanentError; ``send_all()`` sends a batch and says how each went.
+    After a refusal the connection is dropped; the next message opens a new one."""
 
     def __init__(self, s=None):
         self.settings = s or settings.get()
         self.connection = None
+        # The item whose message's end went to the server and whose reply is not read yet: if
+        # the process stops now (KeyboardInterrupt, SystemExit), the server may have it or not.
+        self.in_doubt = None
 
     def __enter__(self):
         return self
@@ -447,48 +462,151 @@ class Sender:
         self.close()
 
     def send(self, message):
+        """Send ``message``; returns the .eml file's path when there is no SMTP host."""
+        if not self.settings.smtp_host:
+            return self._write(message)
+        for _, error in self.send_all([message], _same):
+            if error is not None:
+                raise error
+
+    def send_all(self, items, build):
+        """Send the message ``build(item)`` makes (a Wire or an EmailMessage) for each of
+        ``items``, each built just before its turn. Yields ``(item, None)`` once the server has
+        taken its message, or ``(item, error)``: the TransientError or PermanentError it met, or
+        whatever ``build`` raised, in the order they are known (a message that could not be
+        built is reported before the one ahead of it is answered). Stops after an Unavailable
+        (the server cannot be reached).
+
+        Where the server offers PIPELINING (RFC 2920), one round trip a message: a message's
+        text and final dot go in one write with the next one's MAIL, RCPT and DATA, and the
+        replies to both are read together (against a server on the same machine, the waiting,
+        not the sending, was most of a message's time). A message's text still goes only once
+        its DATA has had its 354, so one message at most is in doubt at any moment (its dot
+        sent, its reply not read), as when sending one at a time. A refused MAIL, RCPT or DATA
+        drops the connection (a transaction cut short is the server's to forget); a message
+        whose connection is lost before its text went is tried once more on a new one."""
+        ahead = None  # (item, Wire): its DATA was answered 354; its text goes with the next MAIL
+        finished = False
+        try:
+            for item in items:
+                try:
+                    message = build(item)
+                except Exception as exc:  # the caller's to judge; the connection is not at fault
+                    yield item, exc
+                    continue
+                if ahead is not None and not isinstance(message, Wire):
+                    yield self._finish(*ahead)
+                    ahead = None
+                for fresh in (False, True):
+                    if self.settings.smtp_host and self.connection is None:
+                        try:
+                            self.connection = self._connect()
+                        except Unavailable as exc:
+                            yield item, exc
+                            return
+                    if not (isinstance(message, Wire) and self.settings.smtp_host
+                            and self.connection.has_extn("pipelining")):
+                        yield item, self._send_one(item, message)
+                        break
+                    lost = None
+                    self.in_doubt = ahead[0] if ahead else None
+                    try:
+                        self.connection.send(
+                            (self._text(ahead[1]) if ahead else b"") + self._envelope(message))
+                        if ahead is not None:
+                            code, reply = self.connection.getreply()
+                    except (smtplib.SMTPException, OSError) as exc:
+                        lost = exc
+                    self.in_doubt = None
+                    if ahead is not None:
+                        yield ahead[0], (_classified(lost) if lost else None if code == 250
+                                         else _classified(smtplib.SMTPDataError(code, reply)))
+                        ahead = None
+                    if lost is None:
+                        try:
+                            error = self._accepted(message)
+                        except (smtplib.SMTPException, OSError) as exc:
+                            lost = exc
+                        else:
+                            if error is None:
+                                ahead = item, message
+                            else:
+                                self._drop()
+                                yield item, error
+                            break
+                    # The connection went before this message's text did: once more on a new one.
+                    self._drop()
+                    if fresh:
+                        yield item, _classified(lost)
+            if ahead is not None:
+                yield self._finish(*ahead)
+                ahead = None
+            finished = True
+        finally:
+            if not finished:  # the caller stopped early: leave no transaction half done
+                self._drop()
+
+    def _send_one(self, item, message):
+        """Send ``message`` alone (no pipelining); returns None once the server has it, or the
+        error."""
         if not self.settings.smtp_host:
             try:
-                return self._write(message)
-            except OSError as exc:
-                raise TransientError(f"cannot write to the outbox folder: {exc}") from exc
-        if self.connection is None:
-            self.connection = self._connect()
+                self._write(message)
+            except TransientError as exc:
+                return exc
+            return None
+        self.in_doubt = item
         try:
-            if not isinstance(message, Wire):
-                self.connection.send_message(message)
-            elif self.connection.has_extn("pipelining"):
-                self._pipelined(message)
-            else:
+            if isinstance(message, Wire):
                 self.connection.sendmail(message.sender, [message.recipient], message.data)
+            else:
+                self.connection.send_message(message)
         except (smtplib.SMTPException, OSError) as exc:
+            self.in_doubt = None
             self._drop()
-            raise classify(exc) from exc
+            return _classified(exc)
+        self.in_doubt = None
+        return None
 
-    def _pipelined(self, message):
-        """Send ``message`` (a Wire) as RFC 2920 allows a server that offers PIPELINING: MAIL,
-        RCPT and DATA in one write and their three replies read together, then the message and
-        its reply. Two round trips instead of sendmail()'s four: against a server on the same
-        machine the waiting, not the sending, was most of a message's time. Any refusal raises
-        as sendmail() would, and send() then drops the connection (a transaction cut short is
-        the server's to forget)."""
+    def _envelope(self, message):
         connection = self.connection
         size = f" SIZE={len(message.data)}" if connection.has_extn("size") else ""
-        connection.send(f"MAIL FROM:<{message.sender}>{size}\r\n"
-                        f"RCPT TO:<{message.recipient}>\r\nDATA\r\n")
+        return (f"MAIL FROM:<{message.sender}>{size}\r\nRCPT TO:<{message.recipient}>\r\n"
+                f"DATA\r\n").encode(connection.command_encoding)
+
+    @staticmethod
+    def _text(message):
+        data = _LEADING_DOT.sub(b"..", message.data)  # as smtplib's data() quotes it
+        return data + (b"" if data.endswith(b"\r\n") else b"\r\n") + b".\r\n"
+
+    def _accepted(self, message):
+        """Read the replies to ``message``'s MAIL, RCPT and DATA: None if the server waits for
+        its text, else the error, as sendmail() would have raised it."""
+        connection = self.connection
         (mail_code, mail_reply), (rcpt_code, rcpt_reply), (data_code, data_reply) = (
             connection.getreply(), connection.getreply(), connection.getreply())
         if mail_code != 250:
-            raise smtplib.SMTPSenderRefused(mail_code, mail_reply, message.sender)
+            return _classified(smtplib.SMTPSenderRefused(mail_code, mail_reply, message.sender))
         if rcpt_code not in (250, 251):
-            raise smtplib.SMTPRecipientsRefused({message.recipient: (rcpt_code, rcpt_reply)})
+            return _classified(
+                smtplib.SMTPRecipientsRefused({message.recipient: (rcpt_code, rcpt_reply)}))
         if data_code != 354:
-            raise smtplib.SMTPDataError(data_code, data_reply)
-        data = _LEADING_DOT.sub(b"..", message.data)  # as smtplib's data() quotes it
-        connection.send(data + (b"" if data.endswith(b"\r\n") else b"\r\n") + b".\r\n")
-        code, reply = connection.getreply()
-        if code != 250:
-            raise smtplib.SMTPDataError(code, reply)
+            return _classified(smtplib.SMTPDataError(data_code, data_reply))
+        return None
+
+    def _finish(self, item, message):
+        """Send the text of ``message``, whose DATA has had its 354, and read its reply;
+        returns ``(item, error)``."""
+        self.in_doubt = item
+        try:
+            self.connection.send(self._text(message))
+            code, reply = self.connection.getreply()
+        except (smtplib.SMTPException, OSError) as exc:
+            self.in_doubt = None
+            self._drop()
+            return item, _classified(exc)
+        self.in_doubt = None
+        return item, (None if code == 250 else _classified(smtplib.SMTPDataError(code, reply)))
 
     def close(self):
         if self.connection is not None:
@@ -528,7 +646,13 @@ class Sender:
             self.connection = None
 
     def _write(self, message):
-        """Write <data_dir>/outbox/<timestamp>-<id>.eml whole or not at all."""
+        """Write <data_dir>/outbox/<timestamp>-<id>.eml whole or not at all; returns its path."""
+        try:
+            return self._written(message)
+        except OSError as exc:
+            raise TransientError(f"cannot write to the outbox folder: {exc}") from exc
+
+    def _written(self, message):
         folder = self.settings.data_path / "outbox"
         folder.mkdir(parents=True, exist_ok=True)
         wired = isinstance(message, Wire)

@@ -1,7 +1,10 @@
 """A real SMTP server for tests: aiosmtpd on 127.0.0.1, on a free port, in a thread of the test
 process. It keeps what it receives, counts connections (EHLOs) and pipelined transactions (it
-offers PIPELINING, as mail servers do; ``offer_pipelining(False)`` stops that), and can be
-switched to:
+offers PIPELINING, as mail servers do; ``offer_pipelining(False)`` stops that), and messages
+whose end came in one write with the next one's MAIL (``followed``). ``refuse(address, code)``
+refuses one recipient (451 or 550 at RCPT), or its message's end (554 at the final dot), or
+closes the connection at the message's end without answering ("close"); ``on_message(fn)``
+runs ``fn(received)`` in the server's thread before each 250. It can be switched to:
 
     "accept"   250 for everything (the default)
     "451"      refuse every recipient for now (451 4.7.1), as a greylisting server does
@@ -49,6 +52,9 @@ class Recorder:
         self.connections = 0
         self.pipelining = True  # offered, as mail servers do (RFC 2920)
         self.pipelined = 0  # transactions whose RCPT and DATA came with their MAIL
+        self.followed = 0  # messages whose end came with the next message's MAIL
+        self.refused = {}  # recipient -> "451", "550", "554" or "close"
+        self.on_message = None  # called with each Received before its 250
         self.arrived = threading.Condition()  # notified as each message is accepted
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
@@ -68,6 +74,10 @@ class Recorder:
         return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self.refused.get(address) == "451":
+            return "451 4.7.1 Greylisted, try again later"
+        if self.refused.get(address) == "550":
+            return "550 5.1.1 No such user here"
         if self.mode == "451":
             return "451 4.7.1 Greylisted, try again later"
         if self.mode == "550":
@@ -78,6 +88,15 @@ class Recorder:
     async def handle_DATA(self, server, session, envelope):
         raw = envelope.original_content or envelope.content
         received = Received(envelope.mail_from, list(envelope.rcpt_tos), raw)
+        if server._reader._buffer.startswith(b"MAIL"):
+            self.followed += 1
+        refusal = self.refused.get(received.rcpt_tos[0])
+        if refusal == "554":
+            return "554 5.6.0 Message refused"
+        if refusal == "close":
+            server.transport.close()
+            self.abandoned.append(received)
+            return "421 closing"  # written to a closed connection: the client never reads it
         if self.mode == "hang":
             self.unanswered.append(received)
             await asyncio.sleep(3600)  # cancelled when the server stops
@@ -90,6 +109,8 @@ class Recorder:
                 raise
             finally:
                 self.waiting.remove(received)
+        if self.on_message is not None:
+            self.on_message(received)
         with self.arrived:
             self.messages.append(received)
             self.arrived.notify_all()
@@ -132,6 +153,21 @@ class SMTPServer:
     @property
     def pipelined(self):
         return self.handler.pipelined
+
+    @property
+    def followed(self):
+        return self.handler.followed
+
+    def refuse(self, address, how):
+        """Refuse ``address`` from now on: "451", "550" (at RCPT), "554" (at the message's end)
+        or "close" (the connection, at the message's end, unanswered)."""
+        assert how in ("451", "550", "554", "close"), how
+        self.handler.refused[address] = how
+
+    def on_message(self, fn):
+        """Run ``fn(received)`` in the server's thread as each message is accepted, before its
+        250 goes back (None: no more)."""
+        self.handler.on_message = fn
 
     def offer_pipelining(self, offered):
         """Whether EHLO offers PIPELINING to the connections made from now on."""

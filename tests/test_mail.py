@@ -370,6 +370,103 @@ def test_a_refused_recipient_means_the_same_pipelined_or_not(smtp_settings, smtp
     assert smtp.message_ids() == ["<next@localhost>"]
 
 
+def wires(*recipients):
+    return [mail.wire(row(recipient=to, message_id=f"<{n}@localhost>", text_body=f".{n}\n"))
+            for n, to in enumerate(recipients)]
+
+
+def outcomes(sender, messages, build=lambda message: message):
+    """What send_all() said of each message, by Message-ID: "sent" or the error's words."""
+    return [(message.message_id, "sent" if error is None else str(error))
+            for message, error in sender.send_all(messages, build)]
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "one by one"])
+def test_a_batch_goes_in_one_round_trip_a_message_where_the_server_pipelines(
+        smtp_settings, smtp, pipelining):
+    """Each message's end goes in one write with the next one's MAIL, RCPT and DATA; they
+    arrive whole, in order, over one connection, and each is reported as the server took it."""
+    smtp.offer_pipelining(pipelining)
+    wired = wires(*(f"p{n}@example.com" for n in range(5)))
+    with mail.Sender() as sender:
+        said = outcomes(sender, wired)
+    assert said == [(message.message_id, "sent") for message in wired]
+    assert [received.raw for received in smtp.messages] == [message.data for message in wired]
+    assert smtp.connections == 1
+    assert smtp.followed == (4 if pipelining else 0)  # the last one's end goes alone
+    assert smtp.pipelined == (5 if pipelining else 0)
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "one by one"])
+@pytest.mark.parametrize("refusal, words", [("550", "recipient refused: 550"),
+                                            ("451", "recipient refused: 451"),
+                                            ("554", "554 5.6.0 Message refused")])
+def test_a_refusal_in_a_batch_is_that_messages_alone(smtp_settings, smtp, pipelining,
+                                                     refusal, words):
+    """A refused recipient drops the connection (the rest go over a new one). A refused
+    message's end, pipelined, leaves the connection as it is: the next one, already announced,
+    goes on it."""
+    smtp.offer_pipelining(pipelining)
+    smtp.refuse("bad@example.com", refusal)
+    wired = wires("a@example.com", "bad@example.com", "c@example.com", "d@example.com")
+    with mail.Sender() as sender:
+        said = outcomes(sender, wired)
+    assert [message_id for message_id, _ in said] == [message.message_id for message in wired]
+    assert [message_id for message_id, outcome in said if outcome != "sent"] == ["<1@localhost>"]
+    assert dict(said)["<1@localhost>"].startswith(words)
+    assert [received.raw for received in smtp.messages] == [wired[n].data for n in (0, 2, 3)]
+    assert smtp.connections == (1 if refusal == "554" and pipelining else 2)
+    kinds = {"550": mail.PermanentError, "451": mail.TransientError, "554": mail.PermanentError}
+    with mail.Sender() as sender:
+        (_, error), = sender.send_all(wires("bad@example.com"), lambda message: message)
+    assert type(error) is kinds[refusal]
+
+
+def test_a_connection_lost_mid_batch_leaves_one_message_in_doubt_and_sends_the_next_anew(
+        smtp_settings, smtp):
+    """The server goes away after a message's end without answering: that message may or may
+    not have arrived (a transient error, tried again later), while the next one, whose MAIL
+    went in the same write but whose text did not, goes at once over a new connection."""
+    smtp.refuse("gone@example.com", "close")
+    wired = wires("a@example.com", "gone@example.com", "c@example.com", "d@example.com")
+    with mail.Sender() as sender:
+        said = outcomes(sender, wired)
+    assert said == [("<0@localhost>", "sent"),
+                    ("<1@localhost>", "the SMTP server closed the connection"),
+                    ("<2@localhost>", "sent"), ("<3@localhost>", "sent")]
+    assert [received.raw for received in smtp.messages] == [wired[n].data for n in (0, 2, 3)]
+    assert [received.raw for received in smtp.handler.abandoned] == [wired[1].data]
+    assert smtp.connections == 2
+
+
+def test_a_message_that_cannot_be_built_is_reported_and_the_batch_goes_on(smtp_settings, smtp):
+    wired = wires("a@example.com", "b@example.com", "c@example.com")
+
+    def build(message):
+        if message is wired[1]:
+            raise mail.PermanentError("attachment report.pdf is gone")
+        return message
+
+    with mail.Sender() as sender:
+        said = outcomes(sender, wired, build)
+    # Reported as soon as known: before the message ahead of it is answered.
+    assert said == [("<1@localhost>", "attachment report.pdf is gone"), ("<0@localhost>", "sent"),
+                    ("<2@localhost>", "sent")]
+    assert [received.raw for received in smtp.messages] == [wired[0].data, wired[2].data]
+
+
+def test_a_batch_stopped_midway_leaves_no_message_half_sent(smtp_settings, smtp):
+    """The caller stops after the first outcome: the second message, announced and answered 354,
+    must not arrive cut short; the connection is dropped and nothing more goes."""
+    wired = wires("a@example.com", "b@example.com", "c@example.com")
+    with mail.Sender() as sender:
+        batch = sender.send_all(wired, lambda message: message)
+        assert next(batch) == (wired[0], None)
+        batch.close()
+        assert sender.connection is None and sender.in_doubt is None
+    assert [received.raw for received in smtp.messages] == [wired[0].data]
+
+
 def test_a_hanging_server_times_out_as_transient(smtp_settings, smtp):
     use(smtp_timeout=timedelta(seconds=1))
     smtp.answer("hang")

@@ -2,13 +2,14 @@
 pass, failed with the reason when it cannot, against a real SMTP server and a real database."""
 
 import re
+import smtplib
 import threading
 from datetime import timedelta
 
 import pytest
 import time_machine
 
-from clinic import clock, db, mail, outbox, settings
+from clinic import clock, db, outbox, settings
 from clinic.models import Appointment, Message, User
 from huey_config import huey
 from tests.conftest import slot
@@ -333,8 +334,9 @@ def test_a_message_whose_body_the_clean_up_removed_is_not_resent_empty(app):
 
 def test_a_batch_claims_a_claim_at_a_time_and_marks_each_message_as_the_server_takes_it(
         smtp_settings, smtp, clinic_settings, monkeypatch):
-    """What the server took is on record before the next message goes: a process killed
-    mid-batch can leave only the message in flight to be sent again."""
+    """What the server took is on record before the next message's text goes (the server looks
+    as each arrives): a process killed mid-batch can leave only the message in flight to be sent
+    again."""
     ids = [add(f"test:{n}").id for n in range(2 * outbox.CLAIM_BATCH + 1)]
     claims = []
     database = db.database.obj
@@ -346,17 +348,15 @@ def test_a_batch_claims_a_claim_at_a_time_and_marks_each_message_as_the_server_t
         return execute_sql(sql, params, *args, **kwargs)
 
     other = db.open_database(clinic_settings.database_url)
-    send = mail.Sender.send
     seen_sent = []
 
-    def send_after_looking(self, message):
+    def look(received):
         with other.connection_context():
             seen_sent.append(other.execute_sql(
                 "SELECT COUNT(*) FROM message WHERE status = 'sent'").fetchone()[0])
-        return send(self, message)
 
     monkeypatch.setattr(database, "execute_sql", record)
-    monkeypatch.setattr(mail.Sender, "send", send_after_looking)
+    smtp.on_message(look)
     counts = outbox.deliver(ids)
     assert counts["sent"] == len(ids) and len(smtp.messages) == len(ids)
     assert len(claims) == 3  # CLAIM_BATCH rows a claim
@@ -369,26 +369,33 @@ def test_a_batch_claims_a_claim_at_a_time_and_marks_each_message_as_the_server_t
 def test_what_the_server_took_is_marked_sent_when_the_batch_breaks_off(smtp_settings, smtp,
                                                                       monkeypatch):
     messages = [add(f"test:{n}") for n in range(5)]
-    send = mail.Sender.send
-    sends = []
+    send, getreply = smtplib.SMTP.send, smtplib.SMTP.getreply
+    third = messages[2].message_id.encode()
+    ended = []
 
-    def stopped_after_two(self, message):
-        sends.append(message)
-        if len(sends) == 3:
-            raise KeyboardInterrupt  # the worker is stopped in the middle of the third
-        return send(self, message)
+    def sending(self, data):
+        if third in (data if isinstance(data, bytes) else data.encode()):
+            ended.append(True)  # the third's text and end are going out
+        return send(self, data)
 
-    monkeypatch.setattr(mail.Sender, "send", stopped_after_two)
+    def stopped_waiting(self):
+        if ended:
+            raise KeyboardInterrupt  # the worker is stopped while awaiting the third's answer
+        return getreply(self)
+
+    monkeypatch.setattr(smtplib.SMTP, "send", sending)
+    monkeypatch.setattr(smtplib.SMTP, "getreply", stopped_waiting)
     with pytest.raises(KeyboardInterrupt):
         outbox.deliver([m.id for m in messages])
-    assert len(smtp.messages) == 2
-    # The two the server took are sent; the third may have reached it (the sweeper hands it
-    # back later); the last two were never tried and are pending as before.
+    monkeypatch.undo()
+    assert len(smtp.wait_for(3)) == 3
+    # The two answered are sent. The third reached the server, but no answer was read: it stays
+    # claimed (the sweeper hands it back later). The fourth, announced in the same write but not
+    # sent, and the fifth, never tried, are pending as before.
     assert [(status(m), reload(m).attempts) for m in messages] == [
         ("sent", 1), ("sent", 1), ("sending", 1), ("pending", 0), ("pending", 0)]
-    monkeypatch.undo()
     assert outbox.sweep() == 2
-    assert len(smtp.messages) == 4
+    assert len(smtp.messages) == 5
 
 
 def test_a_claim_that_grows_old_against_a_slow_server_hands_back_its_untried_rest(
@@ -396,19 +403,16 @@ def test_a_claim_that_grows_old_against_a_slow_server_hands_back_its_untried_res
     """The sweeper takes back rows claimed longer than stuck_after() ago: a claim's last rows must
     not wait their turn that long, or they would go out twice."""
     messages = [add(f"test:{n}") for n in range(5)]
-    send = mail.Sender.send
     with time_machine.travel(clock.now(), tick=False) as traveller:
-        def slow(self, message):
-            traveller.shift(outbox.stuck_after() * 0.3)  # a server taking its time
-            return send(self, message)
-
-        monkeypatch.setattr(mail.Sender, "send", slow)
+        # A server taking its time. The third message is announced (and so taken up) while the
+        # second is sent, at 0.3; by the fourth's turn the claim is 0.6 old, past half.
+        smtp.on_message(lambda received: traveller.shift(outbox.stuck_after() * 0.3))
         counts = outbox.deliver([m.id for m in messages])
-        assert counts["sent"] == 2 and len(smtp.messages) == 2
-        assert [status(m) for m in messages] == ["sent", "sent", "pending", "pending", "pending"]
-        assert [reload(m).attempts for m in messages[2:]] == [0, 0, 0]
-        monkeypatch.undo()
-        assert outbox.sweep() == 3
+        assert counts["sent"] == 3 and len(smtp.messages) == 3
+        assert [status(m) for m in messages] == ["sent", "sent", "sent", "pending", "pending"]
+        assert [reload(m).attempts for m in messages[3:]] == [0, 0]
+        smtp.on_message(None)
+        assert outbox.sweep() == 2
     assert sorted(smtp.message_ids()) == sorted(m.message_id for m in Message.select())
 
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 
-from clinic import clock, db, mail, outbox, settings
+from clinic import clock, db, outbox, settings
 from clinic.models import Message
 from clinic.queue import URGENT
 from huey_config import huey
@@ -30,17 +30,12 @@ def rate(smtp_settings):
 
 
 @pytest.fixture
-def clock_at_t0(monkeypatch):
-    """The clock stopped at T0; each message sent moves it on by 200 ms."""
+def clock_at_t0(smtp):
+    """The clock stopped at T0; the SMTP server takes 200 ms to accept each message."""
     with time_machine.travel(T0, tick=False) as traveller:
-        send = mail.Sender.send
-
-        def slow_send(self, message):
-            send(self, message)
-            traveller.shift(timedelta(milliseconds=200))
-
-        monkeypatch.setattr(mail.Sender, "send", slow_send)
+        smtp.on_message(lambda received: traveller.shift(timedelta(milliseconds=200)))
         yield traveller
+        smtp.on_message(None)
 
 
 def bulk(count, start=0):
