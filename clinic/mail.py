@@ -16,7 +16,6 @@ import re
 import smtplib
 import ssl
 import uuid
-from datetime import date, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage, Message
 from email.utils import format_datetime, parseaddr
@@ -165,13 +164,7 @@ def new_message_id(s=None):
 
 
 def _local(fmt):
-    def local(value):
-        if isinstance(value, datetime):
-            return clock.local(value).strftime(fmt)
-        return value.strftime(fmt) if isinstance(value, date) else ("" if value is None else
-                                                                    str(value))
-
-    return local
+    return lambda value: clock.formatted(value, fmt)
 
 
 def make_templates():

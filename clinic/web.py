@@ -12,7 +12,6 @@ import hmac
 import json
 import logging
 import secrets
-from datetime import date, datetime
 from pathlib import Path
 from urllib.parse import quote, unquote, urlencode
 
@@ -54,18 +53,7 @@ bottle.BaseRequest.MEMFILE_MAX = 1024 * 1024
 
 
 def _local(value, fmt="%a %d %b %Y, %H:%M"):
-    if value is None:
-        return ""
-    if isinstance(value, datetime):
-        # Remembered: a page shows the same instants on every view; converting and formatting
-        # one took 7.7 us here, a remembered one 3 (most of it finding the clinic's zone).
-        return _formatted(value, fmt, clock.zone())
-    return value.strftime(fmt) if isinstance(value, date) else str(value)
-
-
-@functools.lru_cache(maxsize=4096)
-def _formatted(value, fmt, zone):
-    return value.astimezone(zone).strftime(fmt)
+    return clock.formatted(value, fmt)
 
 
 def _static_url(name):
