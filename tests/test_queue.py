@@ -55,6 +55,85 @@ def test_stopping_wakes_sleeping_workers_at_once(app, clinic_settings):
             signal.signal(sig, handler)
 
 
+_turns = []  # ("start" or "end", name, thread ident), as the tasks below run
+_hold = threading.Event()
+_started = threading.Event()
+
+
+@huey.task()
+def _turn(name):
+    _turns.append(("start", name, threading.get_ident()))
+    _started.set()
+    if name == "long":
+        assert _hold.wait(30)
+    _turns.append(("end", name, threading.get_ident()))
+
+
+def _until(predicate, timeout=10):
+    """Wait for ``predicate()`` to hold, looking every 10 ms; False after ``timeout`` s."""
+    done = threading.Event()
+    for _ in range(int(timeout / 0.01)):
+        if predicate():
+            return True
+        done.wait(0.01)
+    return predicate()
+
+
+@pytest.fixture
+def turns(consumer, monkeypatch):
+    _turns.clear()
+    _hold.clear()
+    _started.clear()
+    yield huey.turns
+    _hold.set()  # never leave a worker held
+
+
+def test_a_worker_stands_back_while_another_runs_a_short_task(turns, monkeypatch):
+    """One interpreter lock: a second worker would only take it from the first. While one task
+    is younger than the stall, the other worker waits, and the first takes the next task."""
+    monkeypatch.setattr(turns, "stall", 30.0)
+    _turn("long")
+    assert _started.wait(10)
+    stood_back = turns.stood_back
+    _turn("next")  # wakes the idle worker, which must stand back
+    assert _until(lambda: turns.stood_back > stood_back), "the idle worker took the task"
+    assert [event[:2] for event in _turns] == [("start", "long")]
+    _hold.set()
+    assert _until(lambda: len(_turns) == 4)
+    assert [event[:2] for event in _turns] == [("start", "long"), ("end", "long"),
+                                               ("start", "next"), ("end", "next")]
+    assert len({ident for _, _, ident in _turns}) == 1  # both on the first worker
+
+
+def test_a_task_running_past_the_stall_lets_another_worker_take_the_next(turns, monkeypatch):
+    monkeypatch.setattr(turns, "stall", 0.05)
+    _turn("long")
+    assert _started.wait(10)
+    _turn("next")
+    assert _until(lambda: ("end", "next") in [event[:2] for event in _turns]), \
+        "the next task waited for the long one"
+    assert [event[:2] for event in _turns] == [("start", "long"), ("start", "next"),
+                                               ("end", "next")]
+    assert turns.running() == 1  # the long one, still held
+    _hold.set()
+    assert _until(lambda: turns.running() == 0)
+
+
+def test_turns_wait_for_the_youngest_other_task_only():
+    turns = queue.Turns(stall=30.0)
+    assert turns.wait() == 0
+    turns.begin()  # this thread's own task does not hold it back
+    assert turns.wait() == 0
+    other = threading.Thread(target=turns.begin)
+    other.start()
+    other.join()
+    assert 29 < turns.wait() <= 30
+    turns.stall = 0
+    assert turns.wait() == 0
+    turns.end()
+    assert turns.running() == 1
+
+
 def test_wakeup_is_not_lost_between_looking_and_waiting():
     wakeup = queue.Wakeup()
     seen = wakeup.generation
