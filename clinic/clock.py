@@ -3,7 +3,7 @@
 datetimes to the functions that take ``now=``."""
 
 import functools
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 
 from clinic import settings
 
@@ -37,6 +37,33 @@ def formatted(value, fmt):
 @functools.lru_cache(maxsize=4096)
 def _formatted(value, fmt, tz):
     return value.astimezone(tz).strftime(fmt)
+
+
+def midnight(day):
+    """The instant the clinic-local ``day`` begins."""
+    return to_utc(datetime.combine(day, time()))
+
+
+def days_between(day_from, day_to, errors):
+    """A filter form's clinic-local days, both included (text, YYYY-MM-DD; either may be
+    empty), as ``(since, before)``: the instants to keep ``since <= at < before``, None where
+    not given. A text that is not a date, or a last day before the first, is said in
+    ``errors`` under "from" or "to"."""
+    first, last = _form_day(day_from, "from", errors), _form_day(day_to, "to", errors)
+    if first and last and last < first:
+        errors["to"] = "The last day comes before the first."
+    return (midnight(first) if first else None,
+            midnight(last + timedelta(days=1)) if last else None)
+
+
+def _form_day(raw, field, errors):
+    if not raw or not raw.strip():
+        return None
+    try:
+        return date.fromisoformat(raw.strip())
+    except ValueError:
+        errors[field] = "Enter a date as YYYY-MM-DD."
+        return None
 
 
 def to_utc(dt):

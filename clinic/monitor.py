@@ -53,7 +53,7 @@ import sys
 import threading
 import traceback as tb
 from collections import defaultdict, namedtuple
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, timedelta
 
 from huey import signals as S
 from huey.exceptions import HueyException
@@ -573,39 +573,23 @@ def progress_of(run):
     return TaskRecord.select().where(TaskRecord.task_id.in_(ids)).first()
 
 
-def _day(raw, field, errors):
-    if not raw:
-        return None
-    try:
-        return date.fromisoformat(raw)
-    except ValueError:
-        errors[field] = "Enter a date as YYYY-MM-DD."
-        return None
-
-
-def _midnight(day):
-    return clock.to_utc(datetime.combine(day, time()))  # naive: clinic-local wall time
-
-
 def search(job="", state="", day_from="", day_to="", limit=25, offset=0):
     """Task runs, newest first, filtered by job, state and clinic-local days (both included).
     Raises Invalid (with the field) for a state or a date it does not know."""
     errors = {}
     if state and state not in TASK_RUN_STATES:
         errors["state"] = "Choose a state from the list."
-    start, end = _day(day_from, "from", errors), _day(day_to, "to", errors)
-    if start and end and end < start:
-        errors["to"] = "The last day comes before the first."
+    since, before = clock.days_between(day_from, day_to, errors)
     check(errors)
     query = TaskRun.select()
     if job:
         query = query.where(TaskRun.job == job)
     if state:
         query = query.where(TaskRun.state == state)
-    if start:
-        query = query.where(TaskRun.queued_at >= _midnight(start))
-    if end:
-        query = query.where(TaskRun.queued_at < _midnight(end + timedelta(days=1)))
+    if since:
+        query = query.where(TaskRun.queued_at >= since)
+    if before:
+        query = query.where(TaskRun.queued_at < before)
     return query.order_by(TaskRun.queued_at.desc(), TaskRun.id.desc()).limit(limit).offset(offset)
 
 

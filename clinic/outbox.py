@@ -26,7 +26,7 @@ import functools
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date, datetime, time, timedelta
+from datetime import timedelta
 
 from peewee import fn
 
@@ -465,9 +465,7 @@ def search(status="", kind="", recipient="", day_from="", day_to="", limit=25, o
     errors = {}
     if status and status not in MESSAGE_STATUSES:
         errors["status"] = "Choose a status from the list."
-    start, end = _day(day_from, "from", errors), _day(day_to, "to", errors)
-    if start and end and end < start:
-        errors["to"] = "The last day comes before the first."
+    since, before = clock.days_between(day_from, day_to, errors)
     check(errors)
     query = Message.select(*LISTED)
     if status:
@@ -479,10 +477,10 @@ def search(status="", kind="", recipient="", day_from="", day_to="", limit=25, o
         named = User.select(User.id).where(fn.LOWER(User.name).contains(needle))
         query = query.where(fn.LOWER(Message.recipient).contains(needle)
                             | Message.user.in_(named))
-    if start:
-        query = query.where(Message.created_at >= _midnight(start))
-    if end:
-        query = query.where(Message.created_at < _midnight(end + timedelta(days=1)))
+    if since:
+        query = query.where(Message.created_at >= since)
+    if before:
+        query = query.where(Message.created_at < before)
     if kind:
         order = (Message.created_at.desc(), Message.id.desc())
     elif status:
@@ -490,20 +488,6 @@ def search(status="", kind="", recipient="", day_from="", day_to="", limit=25, o
     else:
         order = (Message.id.desc(),)
     return query.order_by(*order).limit(limit).offset(offset)
-
-
-def _day(raw, field, errors):
-    if not raw:
-        return None
-    try:
-        return date.fromisoformat(raw.strip())
-    except ValueError:
-        errors[field] = "Enter a date as YYYY-MM-DD."
-        return None
-
-
-def _midnight(day):
-    return clock.to_utc(datetime.combine(day, time()))  # naive: clinic-local wall time
 
 
 def kinds():
