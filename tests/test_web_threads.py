@@ -72,7 +72,8 @@ def _until(condition, timeout=10.0):
 
 
 def test_one_thread_serves_many_clients_in_turn(serve):
-    # A long stall: no request here holds the line that long, so one thread does it all.
+    # A long stall keeps the watch from adding threads: what is checked is that queueing many
+    # clients' requests (add_task) answers them all and starts no thread by itself.
     port, dispatcher = serve(Dispatcher(4, stall=30.0))
     answers = []
 
