@@ -280,6 +280,7 @@ class TaskRun(BaseModel):
     attempt = IntegerField(default=0)
     error = TextField(default="")
     traceback = TextField(default="")
+    worker = CharField(max_length=100, default="")  # "host pid N" of the process that ran it
 
     class Meta:
         indexes = ((("job", "queued_at"), False), (("state", "queued_at"), False))

@@ -94,10 +94,20 @@ def event(signal, task, *args):
     return Event(signal, task, args, clock.now(), db.database.obj)
 
 
+# The tasks this process is running now, by id: the one account that is never behind (the rows
+# are a few milliseconds behind), for telling this process's runs from those of a process that
+# had the same pid before (interrupt_orphans).
+_running_here = set()
+
+
 def _record(signal, task, *args):
     try:
         if signal in (S.SIGNAL_ENQUEUED, S.SIGNAL_SCHEDULED) and task.name == TICK:
             return
+        if signal == S.SIGNAL_EXECUTING:
+            _running_here.add(task.id)
+        elif signal in _ENDED:
+            _running_here.discard(task.id)
         if huey.immediate:
             write([event(signal, task, *args)])
         else:
@@ -289,7 +299,7 @@ def _quoted(field):
 
 _COLUMNS = [field for field in TaskRun._meta.sorted_fields if field.name != "id"]
 _READ = [TaskRun.state, TaskRun.queued_at, TaskRun.started_at, TaskRun.finished_at,
-         TaskRun.runtime, TaskRun.attempt, TaskRun.error]
+         TaskRun.runtime, TaskRun.attempt, TaskRun.error, TaskRun.worker]
 # Not read: the traceback (up to 20,000 characters), which is only ever replaced; None keeps it.
 _CHANGING = _READ + [TaskRun.traceback]
 _INSERT = (f'INSERT INTO "{TaskRun._meta.table_name}" '
@@ -355,7 +365,7 @@ def _new(task, at, **fields):
             "summary": summarize(task, named), "call": _call(task), "priority": task.priority,
             "progress_id": _progress_id(task, named), "state": "queued", "queued_at": at,
             "started_at": None, "finished_at": None, "runtime": None, "attempt": 0, "error": "",
-            "traceback": "", **fields}
+            "traceback": "", "worker": "", **fields}
 
 
 def _queued(batch, task, at):
@@ -379,10 +389,11 @@ def _started(batch, task, at):
         return
     run = batch.rows.get(task.id)
     if run is None:
-        batch.rows[task.id] = _new(task, at, state="running", started_at=at, attempt=1)
+        batch.rows[task.id] = _new(task, at, state="running", started_at=at, attempt=1,
+                                   worker=_worker())
         return
     run.update(state="running", started_at=at, finished_at=None, runtime=None,
-               attempt=run["attempt"] + 1)
+               attempt=run["attempt"] + 1, worker=_worker())
 
 
 def _finished(batch, task, at, state, error=""):
@@ -441,6 +452,55 @@ _HANDLERS = {
 }
 
 huey.signal(*_HANDLERS)(_record)
+_ENDED = set(_HANDLERS) - {S.SIGNAL_ENQUEUED, S.SIGNAL_SCHEDULED, S.SIGNAL_EXECUTING,
+                           S.SIGNAL_RETRYING}
+_HOST = socket.gethostname()
+
+
+def _worker():
+    """This process, as a run records who ran it: "host pid N" (the pid asked anew: a forked
+    child is another process)."""
+    return f"{_HOST} pid {os.getpid()}"
+
+
+ORPHANED = ("The process running this task stopped before it finished (it was killed, or the "
+            "machine restarted). Retry runs it again.")
+
+
+def interrupt_orphans(now=None):
+    """Mark interrupted the runs left "running" by a process of this machine that is gone: a
+    process killed mid-task (SIGKILL, the machine losing power) sends no signal, and its runs
+    would show as running for ever, with no Retry. Called as a process that runs jobs starts,
+    and by the scheduler's tick every minute. Runs of another machine's processes are left as
+    they are: from here it cannot tell whether they still run. Returns how many it marked."""
+    flush()  # this process's own news first
+    now = now or clock.now()
+    orphans = [run_id for run_id, task_id, worker in
+               TaskRun.select(TaskRun.id, TaskRun.task_id, TaskRun.worker)
+               .where(TaskRun.state == "running").tuples()
+               if _gone(worker, task_id)]
+    if orphans:
+        (TaskRun.update(state="interrupted", finished_at=now, runtime=None, error=ORPHANED)
+         .where(TaskRun.id.in_(orphans), TaskRun.state == "running").execute())
+        log.warning("marked %d run(s) interrupted: the process running them is gone",
+                    len(orphans))
+    return len(orphans)
+
+
+def _gone(worker, task_id):
+    host, _, pid = worker.rpartition(" pid ")
+    if host != _HOST or not pid.isdigit():
+        return False  # another machine's (or recorded before runs said who ran them)
+    pid = int(pid)
+    if pid == os.getpid():  # this process, or one before it that had the same pid
+        return task_id not in _running_here
+    try:
+        os.kill(pid, 0)  # no signal sent: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # it exists, as another user's
+    return False  # it exists (or another process took its pid: then this run waits for it)
 
 
 def _heartbeat(**fields):

@@ -148,9 +148,16 @@ class ClinicConsumer(Consumer):
     worker_class = WakeableWorker
     scheduler_class = LeasedScheduler
 
-    def __init__(self, huey, lease=None, release=None, **options):
+    def __init__(self, huey, lease=None, release=None, signals=True, **options):
         self.lease, self.release = lease, release
+        self.signals = signals  # False: the caller has its own handlers, set before start()
         super().__init__(huey, **options)
+
+    def _set_signal_handlers(self):
+        # Huey sets its handlers at the end of start(), after its workers have begun: a signal
+        # in between found none and ended the process. A caller with its own sets them first.
+        if self.signals:
+            super()._set_signal_handlers()
 
     def _create_scheduler(self):
         scheduler = super()._create_scheduler()

@@ -246,14 +246,23 @@ class Process:
     def run(self):
         s = self.settings
         app = self.app or prepare(s)
-        if self.jobs:
-            self.consumer = make_consumer(s, scheduler=self.scheduler)
-            self.consumer.start()  # must be the main thread: it installs signal handlers
-        # Ours replace Huey's: a stop must also stop the web server, and always gracefully.
+        # Ours instead of Huey's, set before anything starts (in the main thread, as signal
+        # handlers must be): a stop must also stop the web server, and always gracefully, even
+        # when it comes while the workers start (a waiting task starts at once).
         signal.signal(signal.SIGINT, self._on_signal)
         signal.signal(signal.SIGTERM, self._on_signal)
+        if self.jobs:
+            try:  # runs left "running" by this machine's processes that were killed
+                with db.connection():
+                    monitor.interrupt_orphans()
+            except Exception:
+                log.exception("could not look for runs whose process is gone")
+            self.consumer = make_consumer(s, scheduler=self.scheduler, signals=False)
+            self.consumer.start()
         threading.Thread(target=self._watch_workers, name="clinic-health", daemon=True).start()
         try:
+            if self.stopping.is_set():
+                return  # stopped while starting: nothing to serve (finally: _finish)
             if self.web:
                 try:
                     self.server = web_server(app, s)

@@ -4,6 +4,7 @@ what the tests call; these wrappers only give them a queue, a priority and a sch
 Priorities (clinic.queue): confirmations and reminders before reports and exports, clean-up last.
 """
 
+import logging
 import threading
 
 from huey import crontab
@@ -11,6 +12,8 @@ from huey import crontab
 from clinic import db, jobs, monitor, outbox  # noqa: F401 (monitor records each task run)
 from clinic.queue import BULK, HOUSEKEEPING, NORMAL, URGENT  # noqa: F401 (re-exported)
 from huey_config import huey
+
+log = logging.getLogger("clinic.tasks")
 
 # -- a database connection for each task ---------------------------------------------------------
 # A worker thread takes its connection for the task and gives it up after (db.acquire/release):
@@ -54,6 +57,10 @@ def send_messages(ids):
 @huey.periodic_task(crontab(), priority=URGENT)
 def scheduler_tick():
     jobs.tick()
+    try:
+        monitor.interrupt_orphans()  # runs whose process was killed: interrupted, retryable
+    except Exception:
+        log.exception("could not look for runs whose process is gone")
 
 
 @huey.task()

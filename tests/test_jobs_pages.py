@@ -210,6 +210,22 @@ def test_a_failed_task_shows_on_the_jobs_page_and_retry_runs_it_to_success(admin
     assert run_rows(admin.get("/admin/jobs?state=failed")) == []
 
 
+def test_a_run_whose_process_was_killed_shows_as_interrupted_with_retry(admin):
+    from tests.test_monitor import dead_pid
+
+    result = send_letters([5])
+    drain()  # it ran in a process that was then killed before it finished
+    worker = f"{monitor._HOST} pid {dead_pid()}"
+    (TaskRun.update(state="running", finished_at=None, worker=worker)
+     .where(TaskRun.task_id == result.id).execute())
+    assert monitor.interrupt_orphans() == 1
+    detail = admin.get(f"/admin/jobs/runs/{result.id}")
+    assert "status-interrupted" in detail.text
+    assert "The process running this task stopped before it finished" in detail.text
+    assert f"<dt>Ran in</dt><dd>{worker}</dd>" in detail.text
+    assert f'action="/admin/jobs/runs/{result.id}/retry"' in detail.text
+
+
 def test_retrying_twice_says_it_is_already_queued(admin):
     result = send_letters([1])
     drain()

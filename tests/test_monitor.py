@@ -302,6 +302,88 @@ def test_a_stopping_process_writes_its_last_records_before_it_ends(clinic_settin
     assert (run.state, run.attempt) == ("succeeded", 1)
 
 
+# -- runs whose process is gone --------------------------------------------------------------------
+
+
+def dead_pid():
+    """The pid of a process that has ended (and was waited for)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_a_run_records_which_process_runs_it(consumer, finished):
+    result = remember_ids([5])
+    finished(result.id, S.SIGNAL_COMPLETE)
+    assert run_of(result).worker == f"{monitor._HOST} pid {os.getpid()}"
+
+
+def test_runs_left_running_by_a_killed_process_of_this_machine_are_interrupted(app):
+    here = monitor._HOST
+    killed = add_run("report", state="running", runtime=None, worker=f"{here} pid {dead_pid()}")
+    alive = add_run("export", state="running", runtime=None, worker=f"{here} pid {os.getppid()}")
+    elsewhere = add_run("backup", state="running", runtime=None, worker="db-2 pid 4242")
+    unknown = add_run("stats", state="running", runtime=None)  # recorded before runs said who
+    # This process's pid, but not one of its tasks: a process before it had the same pid.
+    before = add_run("cleanup", state="running", runtime=None, worker=f"{here} pid {os.getpid()}")
+    mine = add_run("send", state="running", runtime=None, worker=f"{here} pid {os.getpid()}")
+    monitor._running_here.add(mine.task_id)
+    try:
+        assert monitor.interrupt_orphans() == 2
+        assert monitor.interrupt_orphans() == 0  # once
+    finally:
+        monitor._running_here.discard(mine.task_id)
+    states = {run.job: (run.state, run.error) for run in TaskRun.select()}
+    assert states["report"] == states["cleanup"] == ("interrupted", monitor.ORPHANED)
+    assert {states[run.job][0] for run in (alive, elsewhere, unknown, mine)} == {"running"}
+    assert TaskRun.get_by_id(killed.id).finished_at is not None
+    assert TaskRun.get_by_id(before.id).state == "interrupted"
+
+
+def test_an_interrupted_orphan_can_be_retried_and_runs(app):
+    result = remember_ids([8])
+    (TaskRun.update(state="running", worker=f"{monitor._HOST} pid {dead_pid()}")
+     .where(TaskRun.task_id == result.id).execute())  # as a killed worker left it
+    drain()  # the killed worker had taken it from the queue: run it once here, as it did
+    TaskRun.update(state="running").where(TaskRun.task_id == result.id).execute()
+    calls.clear()
+    assert monitor.interrupt_orphans() == 1
+    assert run_of(result).state == "interrupted"
+    monitor.retry(result.id)
+    drain()
+    assert calls == [[8]]
+    assert run_of(result).state == "succeeded"
+
+
+def test_a_starting_process_interrupts_the_runs_its_killed_predecessor_left(clinic_settings,
+                                                                           monkeypatch):
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    app = prepare(clinic_settings)
+    with db.database.connection_context():
+        killed = add_run("report", state="running", runtime=None,
+                         worker=f"{monitor._HOST} pid {dead_pid()}")
+    lines = []
+    driver = threading.Thread(target=lambda: (
+        _until(lambda: any("worker is running" in line for line in lines)),
+        os.kill(os.getpid(), signal.SIGTERM)))
+    driver.start()
+    try:
+        Process(clinic_settings.replace(port=0), web=False, out=lines.append, app=app).run()
+    finally:
+        driver.join(10)
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+    with db.database.connection_context():
+        assert TaskRun.get_by_id(killed.id).state == "interrupted"
+
+
+def _until(predicate, timeout=10):
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        threading.Event().wait(0.01)
+    return predicate()
+
+
 # -- what a run says about itself -----------------------------------------------------------------
 
 

@@ -139,7 +139,12 @@ def _start(tmp_path, *args, **env):
         lines.append(line.rstrip("\n"))
         match = re.search(r"running at http://127\.0\.0\.1:(\d+)/", line)
         if match:
-            lines.append(proc.stdout.readline().rstrip("\n"))  # "Sign in at ..."
+            # "Sign in at ..." comes next on stdout; a worker's log line (stderr, merged here)
+            # may come in between.
+            for _ in range(20):
+                lines.append(proc.stdout.readline().rstrip("\n"))
+                if "Sign in at" in lines[-1]:
+                    break
             return proc, int(match.group(1)), lines
     proc.wait(5)
     raise AssertionError("run.py did not start:\n" + "\n".join(lines))
