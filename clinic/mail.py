@@ -11,6 +11,7 @@ import email.errors
 import email.header
 import email.policy
 import functools
+import logging
 import os
 import re
 import smtplib
@@ -25,6 +26,8 @@ import jinja2
 
 from clinic import clock, preferences, settings
 from clinic.settings import Setting, _choice, _duration, _port, _str
+
+log = logging.getLogger("clinic.mail")
 
 EMAILS = Path(__file__).resolve().parent.parent / "templates" / "emails"
 
@@ -414,7 +417,10 @@ def classify(exc):
         return TransientError("the SMTP server did not answer in time")
     if isinstance(exc, smtplib.SMTPServerDisconnected):
         return TransientError("the SMTP server closed the connection")
-    return TransientError(str(exc) or type(exc).__name__)
+    if isinstance(exc, (smtplib.SMTPException, OSError)):
+        return TransientError(str(exc) or type(exc).__name__)
+    # Not the server's doing but ours (a bug): tried again later, like a lost connection.
+    return TransientError(f"internal error: {type(exc).__name__}: {exc}")
 
 
 def _text(value):
@@ -423,6 +429,8 @@ def _text(value):
 
 def _classified(exc):
     """classify(exc), raised from ``exc`` when raised."""
+    if not isinstance(exc, (smtplib.SMTPException, OSError)):
+        log.error("sending a message failed on an internal error", exc_info=exc)
     error = classify(exc)
     error.__cause__ = exc
     return error
@@ -458,9 +466,10 @@ class Sender:
         """Send ``message``; returns the .eml file's path when there is no SMTP host."""
         if not self.settings.smtp_host:
             return self._write(message)
-        for _, error in self.send_all([message], _same):
-            if error is not None:
-                raise error
+        # Read to the end, so the batch finishes (and keeps its connection) before raising.
+        (_, error), = list(self.send_all([message], _same))
+        if error is not None:
+            raise error
 
     def send_all(self, items, build):
         """Send the message ``build(item)`` makes (a Wire or an EmailMessage) for each of
@@ -508,7 +517,7 @@ class Sender:
                             (self._text(ahead[1]) if ahead else b"") + self._envelope(message))
                         if ahead is not None:
                             code, reply = self.connection.getreply()
-                    except (smtplib.SMTPException, OSError) as exc:
+                    except Exception as exc:  # a bug counts as a lost connection, not a crash
                         lost = exc
                     self.in_doubt = None
                     if ahead is not None:
@@ -518,7 +527,7 @@ class Sender:
                     if lost is None:
                         try:
                             error = self._accepted(message)
-                        except (smtplib.SMTPException, OSError) as exc:
+                        except Exception as exc:
                             lost = exc
                         else:
                             if error is None:
@@ -554,7 +563,7 @@ class Sender:
                 self.connection.sendmail(message.sender, [message.recipient], message.data)
             else:
                 self.connection.send_message(message)
-        except (smtplib.SMTPException, OSError) as exc:
+        except Exception as exc:
             self.in_doubt = None
             self._drop()
             return _classified(exc)
@@ -594,7 +603,7 @@ class Sender:
         try:
             self.connection.send(self._text(message))
             code, reply = self.connection.getreply()
-        except (smtplib.SMTPException, OSError) as exc:
+        except Exception as exc:
             self.in_doubt = None
             self._drop()
             return item, _classified(exc)

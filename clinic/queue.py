@@ -74,21 +74,35 @@ class Turns:
     when no other has been running its task for less than ``stall``; otherwise it waits until
     that task is ``stall`` old, and looks again. A task that runs longer (a delivery to a slow
     mail server, a report) has the next one taken by another worker ``stall`` later, as many
-    at once as there are workers; an idle worker is woken by enqueue() as before."""
+    at once as there are workers; an idle worker is woken by enqueue() as before.
+
+    Redis's and PostgreSQL's queues wait for a task inside dequeue(): a worker already waiting
+    there takes the one it is handed. Turns holds back only a worker about to look again."""
 
     def __init__(self, stall=0.05):
         self.stall = stall
         self._since = {}  # thread ident -> time.monotonic() when its task began
+        self._depth = {}  # thread ident -> how many execute() calls it is in
         self._lock = threading.Lock()
         self.stood_back = 0  # how often a worker waited for another's short task
 
     def begin(self):
+        me = threading.get_ident()
         with self._lock:
-            self._since[threading.get_ident()] = time.monotonic()
+            self._depth[me] = self._depth.get(me, 0) + 1
+            self._since.setdefault(me, time.monotonic())  # a task run within a task: the outer
 
     def end(self):
+        me = threading.get_ident()
         with self._lock:
-            self._since.pop(threading.get_ident(), None)
+            self._depth[me] = self._depth.get(me, 1) - 1
+            if self._depth[me] <= 0:
+                del self._depth[me]
+                self._since.pop(me, None)
+
+    def stand_back(self):
+        with self._lock:
+            self.stood_back += 1
 
     def wait(self):
         """How long the calling thread should wait before looking at the queue: 0 when no
@@ -112,7 +126,7 @@ class WakeableWorker(Worker):
         turns = self.huey.turns
         wait = turns.wait()
         if wait:
-            turns.stood_back += 1
+            turns.stand_back()
             self.stop_flag.wait(wait)
             return None
         self._seen = self.huey.wakeup.generation

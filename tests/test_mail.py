@@ -5,6 +5,7 @@ import email
 import email.errors
 import email.policy
 import re
+import smtplib
 import socket
 import threading
 import time
@@ -437,6 +438,64 @@ def test_a_connection_lost_mid_batch_leaves_one_message_in_doubt_and_sends_the_n
     assert [received.raw for received in smtp.messages] == [wired[n].data for n in (0, 2, 3)]
     assert [received.raw for received in smtp.handler.abandoned] == [wired[1].data]
     assert smtp.connections == 2
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "one by one"])
+def test_an_internal_error_while_sending_is_transient_and_the_batch_goes_on(
+        smtp_settings, smtp, monkeypatch, pipelining):
+    """A bug met while writing a message (here, a write that raises ValueError) is no crash: the
+    connection is dropped, that message is tried again later, the rest go over a new one, and
+    nothing is left in doubt."""
+    smtp.offer_pipelining(pipelining)
+    wired = wires("a@example.com", "b@example.com", "c@example.com")
+    send = smtplib.SMTP.send
+    broken = []
+
+    def sending(self, data):
+        raw = data if isinstance(data, bytes) else data.encode()
+        if b"<1@localhost>" in raw and not broken:
+            broken.append(True)
+            raise ValueError("not today")
+        return send(self, data)
+
+    monkeypatch.setattr(smtplib.SMTP, "send", sending)
+    with mail.Sender() as sender:
+        said = outcomes(sender, wired)
+        assert sender.in_doubt is None
+    assert said == [("<0@localhost>", "sent"),
+                    ("<1@localhost>", "internal error: ValueError: not today"),
+                    ("<2@localhost>", "sent")]
+    assert [received.raw for received in smtp.messages] == [wired[0].data, wired[2].data]
+    assert smtp.connections == 2
+
+
+def test_wires_and_built_messages_mixed_in_a_batch_arrive_in_order_on_one_connection(
+        smtp_settings, smtp):
+    """A built message (with attachments, say) between wired ones: the wired one ahead of it is
+    finished first, then it goes alone, then pipelining resumes."""
+    first, last = wires("a@example.com", "c@example.com")
+    built = mail.build(row(recipient="b@example.com", message_id="<built@localhost>"))
+    with mail.Sender() as sender:
+        said = [error for _, error in sender.send_all([first, built, last], mail._same)]
+    assert said == [None, None, None]
+    assert smtp.message_ids() == ["<0@localhost>", "<built@localhost>", "<1@localhost>"]
+    assert [received.rcpt_tos for received in smtp.messages] == [
+        ["a@example.com"], ["b@example.com"], ["c@example.com"]]
+    assert smtp.connections == 1
+
+
+def test_send_keeps_the_connection_after_a_refused_end(smtp_settings, smtp):
+    """send() reads its batch to the end before raising: a 554 at the final dot leaves the
+    connection usable, and the next send() goes on it."""
+    smtp.refuse("bad@example.com", "554")
+    refused, fine = wires("bad@example.com", "a@example.com")
+    with mail.Sender() as sender:
+        with pytest.raises(mail.PermanentError, match="554"):
+            sender.send(refused)
+        assert sender.connection is not None
+        sender.send(fine)
+    assert smtp.message_ids() == ["<1@localhost>"]
+    assert smtp.connections == 1
 
 
 def test_a_message_that_cannot_be_built_is_reported_and_the_batch_goes_on(smtp_settings, smtp):

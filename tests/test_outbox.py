@@ -398,6 +398,25 @@ def test_what_the_server_took_is_marked_sent_when_the_batch_breaks_off(smtp_sett
     assert len(smtp.messages) == 5
 
 
+def test_an_internal_error_while_sending_retries_that_message_and_sends_the_rest(
+        smtp_settings, smtp, monkeypatch):
+    messages = [add(f"test:{n}") for n in range(3)]
+    second = messages[1].message_id.encode()
+    send = smtplib.SMTP.send
+
+    def sending(self, data):
+        if second in (data if isinstance(data, bytes) else data.encode()):
+            raise ValueError("a bug")
+        return send(self, data)
+
+    monkeypatch.setattr(smtplib.SMTP, "send", sending)
+    counts = outbox.deliver([m.id for m in messages])
+    assert (counts["sent"], counts["retry"]) == (2, 1)
+    assert [status(m) for m in messages] == ["sent", "pending", "sent"]
+    assert reload(messages[1]).last_error == "internal error: ValueError: a bug"
+    assert smtp.message_ids() == [messages[0].message_id, messages[2].message_id]
+
+
 def test_a_claim_that_grows_old_against_a_slow_server_hands_back_its_untried_rest(
         smtp_settings, smtp, monkeypatch):
     """The sweeper takes back rows claimed longer than stuck_after() ago: a claim's last rows must
