@@ -40,6 +40,7 @@ The scheduler's tick runs every minute: it is recorded as a heartbeat (the JobSt
 import atexit
 import contextlib
 import functools
+import hashlib
 import inspect
 import json
 import logging
@@ -466,31 +467,72 @@ def _worker():
 ORPHANED = ("The process running this task stopped before it finished (it was killed, or the "
             "machine restarted). Retry runs it again.")
 
+# Every process that runs tasks says so in a JobState row of its own ("worker <digest>") as it
+# starts and every BEAT_EVERY, and takes the row away as it stops. A process of another machine
+# whose row is GONE_AFTER old is taken to be gone; rows BEATS_KEPT old are deleted.
+BEAT_EVERY = timedelta(minutes=1)
+GONE_AFTER = timedelta(minutes=5)
+BEATS_KEPT = timedelta(days=1)
+_BEAT = "worker "
+
+
+def _beat_name(worker):
+    # JobState names are 60 characters at most; a host's name can be longer.
+    return _BEAT + hashlib.sha256(worker.encode()).hexdigest()[:32]
+
+
+def beat(now=None):
+    """Say that this process still runs tasks (as a process that runs jobs starts, and every
+    BEAT_EVERY after): so that another machine can tell its runs from those of a process that
+    is gone."""
+    worker = _worker()
+    fields = {"last_started_at": now or clock.now(), "last_result": worker}
+    JobState.insert(name=_beat_name(worker), **fields).on_conflict(
+        conflict_target=[JobState.name],
+        update={getattr(JobState, name): value for name, value in fields.items()}).execute()
+
+
+def stop_beating():
+    """This process runs no more tasks (a clean stop; Huey's own signal marked its runs)."""
+    JobState.delete().where(JobState.name == _beat_name(_worker())).execute()
+
 
 def interrupt_orphans(now=None):
-    """Mark interrupted the runs left "running" by a process of this machine that is gone: a
-    process killed mid-task (SIGKILL, the machine losing power) sends no signal, and its runs
-    would show as running for ever, with no Retry. Called as a process that runs jobs starts,
-    and by the scheduler's tick every minute. Runs of another machine's processes are left as
-    they are: from here it cannot tell whether they still run. Returns how many it marked."""
+    """Mark interrupted the runs left "running" by a process that is gone: a process killed
+    mid-task (SIGKILL, the machine losing power) sends no signal, and its runs would show as
+    running for ever, with no Retry. A process of this machine is gone when its pid is; one of
+    another machine when it has not said it runs (beat()) for GONE_AFTER. Called as a process
+    that runs jobs starts, and by the scheduler's tick every minute. Returns how many it
+    marked."""
     flush()  # this process's own news first
     now = now or clock.now()
+    beats = dict(JobState.select(JobState.name, JobState.last_started_at)
+                 .where(JobState.name.startswith(_BEAT)).tuples())
     orphans = [run_id for run_id, task_id, worker in
                TaskRun.select(TaskRun.id, TaskRun.task_id, TaskRun.worker)
                .where(TaskRun.state == "running").tuples()
-               if _gone(worker, task_id)]
+               if _gone(worker, task_id, beats, now)]
     if orphans:
         (TaskRun.update(state="interrupted", finished_at=now, runtime=None, error=ORPHANED)
          .where(TaskRun.id.in_(orphans), TaskRun.state == "running").execute())
         log.warning("marked %d run(s) interrupted: the process running them is gone",
                     len(orphans))
+    # After the runs: a process gone for a day has had its runs marked above.
+    JobState.delete().where(JobState.name.startswith(_BEAT),
+                            JobState.last_started_at < now - BEATS_KEPT).execute()
     return len(orphans)
 
 
-def _gone(worker, task_id):
+def _gone(worker, task_id, beats, now):
     host, _, pid = worker.rpartition(" pid ")
-    if host != _HOST or not pid.isdigit():
-        return False  # another machine's (or recorded before runs said who ran them)
+    if not host or not pid.isdigit():
+        return False  # recorded before runs said who ran them
+    if host != _HOST:
+        # Another machine's: gone when its process has not beaten for GONE_AFTER. No row at
+        # all: a process of a version before beats, or one that stopped cleanly (Huey's signal
+        # marked its runs then); either way not known to be gone.
+        last = beats.get(_beat_name(worker))
+        return last is not None and now - last > GONE_AFTER
     pid = int(pid)
     if pid == os.getpid():  # this process, or one before it that had the same pid
         return task_id not in _running_here

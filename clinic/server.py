@@ -252,9 +252,10 @@ class Process:
         signal.signal(signal.SIGINT, self._on_signal)
         signal.signal(signal.SIGTERM, self._on_signal)
         if self.jobs:
-            try:  # runs left "running" by this machine's processes that were killed
+            try:  # runs left "running" by processes that were killed
                 with db.connection():
                     monitor.interrupt_orphans()
+                    monitor.beat()  # this one runs tasks (others can tell it is not gone)
             except Exception:
                 log.exception("could not look for runs whose process is gone")
             self.consumer = make_consumer(s, scheduler=self.scheduler, signals=False)
@@ -311,14 +312,29 @@ class Process:
         _thread.interrupt_main()  # runs _on_signal in the main thread, which ends server.run()
 
     def _watch_workers(self):
+        next_beat = time.monotonic() + monitor.BEAT_EVERY.total_seconds()
         while not self.stopping.wait(HEALTH_CHECK_INTERVAL):
-            if self.consumer is not None:
-                self.consumer.check_worker_health()
+            if self.consumer is None:
+                continue
+            self.consumer.check_worker_health()
+            if time.monotonic() >= next_beat:
+                next_beat = time.monotonic() + monitor.BEAT_EVERY.total_seconds()
+                try:
+                    with db.connection():
+                        monitor.beat()
+                except Exception:
+                    log.exception("could not say that this process still runs tasks")
 
     def _finish(self):
         if self.consumer is not None:
             self.consumer.stop(graceful=True)
         monitor.flush()  # the records of the last tasks, before the process ends
+        if self.consumer is not None:
+            try:
+                with db.connection():
+                    monitor.stop_beating()
+            except Exception:
+                log.exception("could not say that this process runs no more tasks")
         if self.server is not None:
             try:
                 self.server.close()

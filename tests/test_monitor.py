@@ -17,7 +17,7 @@ import pytest
 import time_machine
 from huey import signals as S
 
-from clinic import db, jobs, monitor, tasks
+from clinic import db, jobs, monitor, server, tasks
 from clinic.errors import Conflict, Invalid
 from clinic.jobs import Job
 from clinic.models import JobState, TaskRecord, TaskRun
@@ -362,10 +362,24 @@ def test_a_starting_process_interrupts_the_runs_its_killed_predecessor_left(clin
     with db.database.connection_context():
         killed = add_run("report", state="running", runtime=None,
                          worker=f"{monitor._HOST} pid {dead_pid()}")
-    lines = []
-    driver = threading.Thread(target=lambda: (
-        _until(lambda: any("worker is running" in line for line in lines)),
-        os.kill(os.getpid(), signal.SIGTERM)))
+    lines, beats = [], []
+    # The process says it still runs tasks at each health check once BEAT_EVERY has passed.
+    monkeypatch.setattr(server, "HEALTH_CHECK_INTERVAL", 0.01)
+    monkeypatch.setattr(monitor, "BEAT_EVERY", timedelta(0))
+
+    def last_beat():
+        row = JobState.get_or_none(JobState.name == monitor._beat_name(monitor._worker()))
+        return row and row.last_started_at
+
+    def drive():
+        _until(lambda: any("worker is running" in line for line in lines))
+        with db.database.connection_context():
+            beats.append(beating())
+            first = last_beat()
+            beats.append(_until(lambda: (last_beat() or first) > first))
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    driver = threading.Thread(target=drive)
     driver.start()
     try:
         Process(clinic_settings.replace(port=0), web=False, out=lines.append, app=app).run()
@@ -375,6 +389,61 @@ def test_a_starting_process_interrupts_the_runs_its_killed_predecessor_left(clin
             signal.signal(sig, handler)
     with db.database.connection_context():
         assert TaskRun.get_by_id(killed.id).state == "interrupted"
+        # It said it runs tasks while it ran, and took that back as it stopped.
+        assert beats == [[monitor._worker()], True]
+        assert beating() == []
+
+
+def beating():
+    """The processes that say they run tasks (monitor.beat), as "host pid N"."""
+    return [row.last_result for row in
+            JobState.select().where(JobState.name.startswith(monitor._BEAT))]
+
+
+def test_runs_of_another_machine_are_interrupted_once_its_process_is_silent(app):
+    now = datetime.now(UTC)
+
+    def remote(pid, last_beat=None):
+        worker = f"db-2.clinic.example pid {pid}"
+        if last_beat is not None:
+            JobState.create(name=monitor._beat_name(worker), last_started_at=last_beat,
+                            last_result=worker)
+        return add_run(f"job-{pid}", state="running", runtime=None, worker=worker)
+
+    silent = remote(101, now - monitor.GONE_AFTER - timedelta(seconds=1))
+    beating_lately = remote(102, now - monitor.GONE_AFTER + timedelta(seconds=30))
+    unknown = remote(103)  # no heartbeat: stopped cleanly, or a version before heartbeats
+    assert monitor.interrupt_orphans(now) == 1
+    assert TaskRun.get_by_id(silent.id).state == "interrupted"
+    assert TaskRun.get_by_id(silent.id).error == monitor.ORPHANED
+    assert {TaskRun.get_by_id(run.id).state for run in (beating_lately, unknown)} == {"running"}
+    # A minute later the second has been silent for over five minutes as well.
+    assert monitor.interrupt_orphans(now + timedelta(minutes=1)) == 1
+    assert TaskRun.get_by_id(beating_lately.id).state == "interrupted"
+    assert TaskRun.get_by_id(unknown.id).state == "running"
+
+
+def test_a_heartbeat_names_this_process_whatever_the_length_of_its_host_name(app, monkeypatch):
+    monkeypatch.setattr(monitor, "_HOST", "a-very-long-host-name." * 5 + "clinic.example")
+    now = datetime.now(UTC)
+    monitor.beat(now)
+    monitor.beat(now + timedelta(minutes=1))  # the same row, later
+    assert beating() == [monitor._worker()]
+    assert JobState.get(JobState.name.startswith(monitor._BEAT)).last_started_at == (
+        now + timedelta(minutes=1))
+    monitor.stop_beating()
+    assert beating() == []
+
+
+def test_heartbeats_a_day_old_are_deleted_and_nothing_else(app):
+    now = datetime.now(UTC)
+    for n, age in enumerate([monitor.BEATS_KEPT + timedelta(minutes=1), timedelta(hours=23)]):
+        JobState.create(name=monitor._beat_name(f"old pid {n}"), last_started_at=now - age,
+                        last_result=f"old pid {n}")
+    JobState.create(name=monitor.HEARTBEAT, last_started_at=now - timedelta(days=3))
+    monitor.interrupt_orphans(now)
+    assert beating() == ["old pid 1"]
+    assert JobState.get_or_none(JobState.name == monitor.HEARTBEAT) is not None
 
 
 def _until(predicate, timeout=10):
