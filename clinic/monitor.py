@@ -545,6 +545,56 @@ def _gone(worker, task_id, beats, now):
     return False  # it exists (or another process took its pid: then this run waits for it)
 
 
+LOST_AFTER = timedelta(minutes=10)  # queued this long and not in the queue: maybe lost...
+CONFIRM_AFTER = timedelta(minutes=1)  # ...and lost once still so a look this much later
+LOST = ("Its task is no longer in the queue (the queue's storage was emptied, or a process "
+        "stopped as it took the task), so it would never run. Retry queues it again.")
+_missing = {}  # task id -> when this process first found its run queued but not in the queue
+
+
+def interrupt_lost(now=None):
+    """Mark interrupted the runs that wait for a task no longer in the queue: recorded "queued"
+    for LOST_AFTER, their task neither waiting nor scheduled, at two looks CONFIRM_AFTER apart
+    (a worker takes a task from the queue a moment before its run says "running", and the
+    scheduler moves a task from its schedule to the queue: a single look could catch either
+    in between). Called by the scheduler's tick every minute. Returns how many it marked."""
+    flush()  # this process's own news first
+    now = now or clock.now()
+    old = (TaskRun.select(TaskRun.task_id)
+           .where(TaskRun.state == "queued", TaskRun.queued_at < now - LOST_AFTER))
+    if not old.exists():  # nearly always: the queue is not read
+        _missing.clear()
+        return 0
+    # The queue first, the runs after: a run still queued after its task was not in the queue.
+    waiting = _queued_ids()
+    absent = {task_id for task_id, in old.tuples()} - waiting
+    for task_id in list(_missing):
+        if task_id not in absent:
+            del _missing[task_id]
+    lost = []
+    for task_id in absent:
+        first = _missing.setdefault(task_id, now)
+        if now - first >= CONFIRM_AFTER:
+            lost.append(task_id)
+    if lost:
+        for chunk in _chunks(lost):
+            (TaskRun.update(state="interrupted", finished_at=now, runtime=None, error=LOST)
+             .where(TaskRun.task_id.in_(chunk), TaskRun.state == "queued").execute())
+        for task_id in lost:
+            del _missing[task_id]
+        log.warning("marked %d run(s) interrupted: their tasks are no longer in the queue",
+                    len(lost))
+    return len(lost)
+
+
+def _queued_ids():
+    """The ids of the tasks waiting in the queue or its schedule (read without the task
+    registry: a task of a name this process does not know is still in the queue)."""
+    storage, serializer = huey.storage, huey.serializer
+    return {serializer.deserialize(data).id
+            for data in [*storage.enqueued_items(), *storage.scheduled_items()]}
+
+
 def _heartbeat(**fields):
     JobState.insert(name=HEARTBEAT, **fields).on_conflict(
         conflict_target=[JobState.name],

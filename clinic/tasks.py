@@ -61,6 +61,10 @@ def scheduler_tick():
         monitor.interrupt_orphans()  # runs whose process was killed: interrupted, retryable
     except Exception:
         log.exception("could not look for runs whose process is gone")
+    try:
+        monitor.interrupt_lost()  # runs whose task left the queue without running: the same
+    except Exception:
+        log.exception("could not look for runs whose task is lost")
 
 
 @huey.task()

@@ -355,6 +355,57 @@ def test_an_interrupted_orphan_can_be_retried_and_runs(app):
     assert run_of(result).state == "succeeded"
 
 
+@pytest.fixture
+def looks(app, monkeypatch):
+    """monitor.interrupt_lost() at ``base`` plus the given minutes, with no earlier looks."""
+    monkeypatch.setattr(monitor, "_missing", {})
+    base = datetime.now(UTC)
+    return lambda minutes: monitor.interrupt_lost(base + timedelta(minutes=minutes))
+
+
+def test_a_run_whose_task_left_the_queue_is_interrupted_at_the_second_look(looks):
+    later = remember_ids.schedule(args=([3],), delay=3600)
+    huey.add_schedule(huey.dequeue())  # not due: a worker puts it in the schedule
+    lost = remember_ids([1])
+    waiting = remember_ids([2])
+    huey.storage.flush_queue()  # the queue's storage emptied: 1 and 2 gone...
+    huey.enqueue(waiting.task)  # ...and 2 back (a task is its message: same id)
+    young = add_run("young", state="queued", queued_at=datetime.now(UTC) + timedelta(minutes=5))
+    assert looks(5) == 0  # not queued for LOST_AFTER yet
+    assert looks(11) == 0  # the first look that finds it missing
+    assert looks(11.5) == 0  # not CONFIRM_AFTER later yet
+    assert looks(12) == 1
+    assert (run_of(lost).state, run_of(lost).error) == ("interrupted", monitor.LOST)
+    assert {run_of(r).state for r in (waiting, later)} == {"queued"}
+    assert TaskRun.get_by_id(young.id).state == "queued"
+    assert looks(13) == 0  # once
+    monitor.retry(lost.id)  # and Retry runs it
+    drain()
+    assert [1] in calls
+    assert run_of(lost).state == "succeeded"
+
+
+def test_a_task_taken_between_two_looks_is_not_lost(looks):
+    taken = remember_ids([4])
+    task = huey.dequeue()  # a worker has it, and has not said "running" yet
+    assert task.id == taken.id
+    assert looks(11) == 0
+    huey.execute(task)
+    monitor.flush()
+    assert looks(12) == 0
+    assert run_of(taken).state == "succeeded"
+    assert monitor._missing == {}
+
+
+def test_a_task_of_a_name_this_process_does_not_know_is_still_in_the_queue(looks, monkeypatch):
+    queued = remember_ids([5])
+    monkeypatch.delitem(huey._registry._registry,
+                        huey._registry.task_to_string(type(queued.task)))
+    assert looks(11) == 0
+    assert looks(12) == 0
+    assert run_of(queued).state == "queued"
+
+
 def test_a_starting_process_interrupts_the_runs_its_killed_predecessor_left(clinic_settings,
                                                                            monkeypatch):
     saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
