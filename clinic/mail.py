@@ -510,11 +510,16 @@ class Sender:
                             and self.connection.has_extn("pipelining")):
                         yield item, self._send_one(item, message)
                         break
+                    try:
+                        envelope = self._envelope(message)
+                    except Exception as exc:  # this message's own: the one ahead goes on
+                        yield item, exc
+                        break
                     lost = None
                     self.in_doubt = ahead[0] if ahead else None
                     try:
                         self.connection.send(
-                            (self._text(ahead[1]) if ahead else b"") + self._envelope(message))
+                            (self._text(ahead[1]) if ahead else b"") + envelope)
                         if ahead is not None:
                             code, reply = self.connection.getreply()
                     except Exception as exc:  # a bug counts as a lost connection, not a crash
@@ -554,9 +559,14 @@ class Sender:
         if not self.settings.smtp_host:
             try:
                 self._write(message)
-            except TransientError as exc:
+            except Exception as exc:  # TransientError, or a message that cannot be written
                 return exc
             return None
+        if not isinstance(message, Wire):
+            try:  # as send_message() will: a message that cannot be written is its own fault
+                message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+            except Exception as exc:
+                return exc
         self.in_doubt = item
         try:
             if isinstance(message, Wire):

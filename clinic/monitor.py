@@ -458,22 +458,29 @@ _ENDED = set(_HANDLERS) - {S.SIGNAL_ENQUEUED, S.SIGNAL_SCHEDULED, S.SIGNAL_EXECU
 _HOST = socket.gethostname()
 
 
+def _host():
+    return _HOST[:80]  # as TaskRun.worker holds it (100 characters)
+
+
 def _worker():
     """This process, as a run records who ran it: "host pid N" (the pid asked anew: a forked
     child is another process)."""
-    return f"{_HOST} pid {os.getpid()}"
+    return f"{_host()} pid {os.getpid()}"
 
 
 ORPHANED = ("The process running this task stopped before it finished (it was killed, or the "
             "machine restarted). Retry runs it again.")
 
 # Every process that runs tasks says so in a JobState row of its own ("worker <digest>") as it
-# starts and every BEAT_EVERY, and takes the row away as it stops. A process of another machine
-# whose row is GONE_AFTER old is taken to be gone; rows BEATS_KEPT old are deleted.
+# starts and every BEAT_EVERY, until its workers have stopped, and takes the row away then. A
+# process of another machine whose row has not changed for GONE_AFTER, as this process has
+# watched it (two machines' clocks may differ; one machine's own readings do not), is taken to
+# be gone. Rows BEATS_KEPT old are deleted.
 BEAT_EVERY = timedelta(minutes=1)
 GONE_AFTER = timedelta(minutes=5)
 BEATS_KEPT = timedelta(days=1)
 _BEAT = "worker "
+_watched = {}  # beat row name -> (its last_started_at, when this process first saw that value)
 
 
 def _beat_name(worker):
@@ -493,7 +500,8 @@ def beat(now=None):
 
 
 def stop_beating():
-    """This process runs no more tasks (a clean stop; Huey's own signal marked its runs)."""
+    """This process runs no more tasks: its workers have stopped, and the runs of any task
+    still running then were marked interrupted (queue.ClinicConsumer.stop)."""
     JobState.delete().where(JobState.name == _beat_name(_worker())).execute()
 
 
@@ -501,13 +509,21 @@ def interrupt_orphans(now=None):
     """Mark interrupted the runs left "running" by a process that is gone: a process killed
     mid-task (SIGKILL, the machine losing power) sends no signal, and its runs would show as
     running for ever, with no Retry. A process of this machine is gone when its pid is; one of
-    another machine when it has not said it runs (beat()) for GONE_AFTER. Called as a process
-    that runs jobs starts, and by the scheduler's tick every minute. Returns how many it
-    marked."""
+    another machine when it has not said it runs (beat()) for GONE_AFTER, as watched from here.
+    Called as a process that runs jobs starts, and by the scheduler's tick every minute.
+    Returns how many it marked."""
     flush()  # this process's own news first
     now = now or clock.now()
-    beats = dict(JobState.select(JobState.name, JobState.last_started_at)
-                 .where(JobState.name.startswith(_BEAT)).tuples())
+    beats = {}
+    for name, last in (JobState.select(JobState.name, JobState.last_started_at)
+                       .where(JobState.name.startswith(_BEAT)).tuples()):
+        seen = _watched.get(name)
+        if seen is None or seen[0] != last:
+            _watched[name] = seen = (last, now)
+        beats[name] = seen[1]  # unchanged since then
+    for name in list(_watched):
+        if name not in beats:
+            del _watched[name]
     orphans = [run_id for run_id, task_id, worker in
                TaskRun.select(TaskRun.id, TaskRun.task_id, TaskRun.worker)
                .where(TaskRun.state == "running").tuples()
@@ -527,12 +543,12 @@ def _gone(worker, task_id, beats, now):
     host, _, pid = worker.rpartition(" pid ")
     if not host or not pid.isdigit():
         return False  # recorded before runs said who ran them
-    if host != _HOST:
-        # Another machine's: gone when its process has not beaten for GONE_AFTER. No row at
-        # all: a process of a version before beats, or one that stopped cleanly (Huey's signal
-        # marked its runs then); either way not known to be gone.
-        last = beats.get(_beat_name(worker))
-        return last is not None and now - last > GONE_AFTER
+    if host != _host():
+        # Another machine's: gone when its process's beat has not changed for GONE_AFTER. No
+        # row at all: a process of a version before beats, or one whose workers stopped (its
+        # runs were marked then); either way not known to be gone.
+        unchanged_since = beats.get(_beat_name(worker))
+        return unchanged_since is not None and now - unchanged_since > GONE_AFTER
     pid = int(pid)
     if pid == os.getpid():  # this process, or one before it that had the same pid
         return task_id not in _running_here

@@ -186,7 +186,13 @@ class ClinicConsumer(Consumer):
                 self.release()
             except Exception:
                 log.exception("could not release the scheduler lease; it lapses by itself")
-        return super().stop(graceful=graceful)
+        try:
+            return super().stop(graceful=graceful)
+        finally:
+            # Tasks still running when the workers are given up on (the shutdown timeout has
+            # passed): their runs are interrupted. Huey's own run() says so as it ends; the
+            # clinic starts and stops its consumer itself.
+            self.huey.notify_interrupted_tasks()
 
 
 class ClinicSqliteStorage(SqliteStorage):

@@ -240,8 +240,10 @@ class Process:
         self.stopping = threading.Event()
         self.drained = threading.Event()
         self.stopped = threading.Event()
+        self.workers_stopped = threading.Event()
         self.server = None
         self.consumer = None
+        self.watcher = None
 
     def run(self):
         s = self.settings
@@ -260,7 +262,9 @@ class Process:
                 log.exception("could not look for runs whose process is gone")
             self.consumer = make_consumer(s, scheduler=self.scheduler, signals=False)
             self.consumer.start()
-        threading.Thread(target=self._watch_workers, name="clinic-health", daemon=True).start()
+        self.watcher = threading.Thread(target=self._watch_workers, name="clinic-health",
+                                        daemon=True)
+        self.watcher.start()
         try:
             if self.stopping.is_set():
                 return  # stopped while starting: nothing to serve (finally: _finish)
@@ -312,22 +316,28 @@ class Process:
         _thread.interrupt_main()  # runs _on_signal in the main thread, which ends server.run()
 
     def _watch_workers(self):
+        # Until the workers have stopped, not only until the stop begins: a graceful stop waits
+        # up to CLINIC_SHUTDOWN_TIMEOUT for running tasks, and they are still running then.
         next_beat = time.monotonic() + monitor.BEAT_EVERY.total_seconds()
-        while not self.stopping.wait(HEALTH_CHECK_INTERVAL):
+        while not self.workers_stopped.wait(HEALTH_CHECK_INTERVAL):
             if self.consumer is None:
                 continue
-            self.consumer.check_worker_health()
-            if time.monotonic() >= next_beat:
-                next_beat = time.monotonic() + monitor.BEAT_EVERY.total_seconds()
-                try:
+            try:
+                if not self.stopping.is_set():  # stopping workers are not to be restarted
+                    self.consumer.check_worker_health()
+                if time.monotonic() >= next_beat:
+                    next_beat = time.monotonic() + monitor.BEAT_EVERY.total_seconds()
                     with db.connection():
                         monitor.beat()
-                except Exception:
-                    log.exception("could not say that this process still runs tasks")
+            except Exception:  # this thread must go on: without beats, runs look orphaned
+                log.exception("could not check the workers or say that they still run")
 
     def _finish(self):
         if self.consumer is not None:
             self.consumer.stop(graceful=True)
+        self.workers_stopped.set()
+        if self.watcher is not None:
+            self.watcher.join(HEALTH_CHECK_INTERVAL)  # a beat under way lands before the row goes
         monitor.flush()  # the records of the last tasks, before the process ends
         if self.consumer is not None:
             try:

@@ -184,7 +184,9 @@ SETTINGS = [
             "its X-Forwarded-For and X-Forwarded-Proto are believed. Default: nobody's."),
     Setting("workers", "2", _positive_int,
             "Most threads running background jobs at once: one runs short jobs in turn, and "
-            "the others join while a job has run for more than 50 ms (see BENCHMARKS.md)."),
+            "the others join while a job has run for more than 50 ms (see BENCHMARKS.md); "
+            "with a Redis or PostgreSQL queue, a worker already waiting for a task takes it "
+            "at once."),
     Setting("shutdown_timeout", "30s", _duration,
             "On Ctrl-C or SIGTERM, how long to wait for running jobs to finish."),
     Setting("booking_horizon", "90d", _duration, "How far ahead patients may book."),

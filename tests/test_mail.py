@@ -469,6 +469,32 @@ def test_an_internal_error_while_sending_is_transient_and_the_batch_goes_on(
     assert smtp.connections == 2
 
 
+def test_a_message_whose_envelope_cannot_be_written_is_its_own_error(smtp_settings, smtp):
+    """An address the server's command encoding cannot carry fails that message alone, before
+    anything of it goes: the message ahead of it is sent, the connection kept."""
+    first, last = wires("a@example.com", "c@example.com")
+    odd = mail.Wire(first.sender, "jöe@example.com", first.data, "<odd@localhost>")
+    with mail.Sender() as sender:
+        said = list(sender.send_all([first, odd, last], mail._same))
+        assert sender.in_doubt is None
+    assert [(message, type(error)) for message, error in said] == [
+        (odd, UnicodeEncodeError), (first, type(None)), (last, type(None))]
+    assert smtp.message_ids() == ["<0@localhost>", "<1@localhost>"]
+    assert smtp.connections == 1
+
+
+def test_a_built_message_that_cannot_be_written_is_its_own_error(smtp_settings, smtp):
+    good = [mail.build(row(message_id=f"<{n}@localhost>")) for n in (0, 2)]
+    broken = mail.build(row(message_id="<1@localhost>"))
+    broken.get_payload().append("not a part")  # a multipart whose generator fails
+    with mail.Sender() as sender:
+        said = list(sender.send_all([good[0], broken, good[1]], mail._same))
+    assert [error is None for _, error in said] == [True, False, True]
+    assert not isinstance(said[1][1], (mail.TransientError, mail.PermanentError))
+    assert smtp.message_ids() == ["<0@localhost>", "<2@localhost>"]
+    assert smtp.connections == 1
+
+
 def test_wires_and_built_messages_mixed_in_a_batch_arrive_in_order_on_one_connection(
         smtp_settings, smtp):
     """A built message (with attachments, say) between wired ones: the wired one ahead of it is

@@ -445,37 +445,122 @@ def test_a_starting_process_interrupts_the_runs_its_killed_predecessor_left(clin
         assert beating() == []
 
 
+_hold = threading.Event()
+
+
+@huey.task()
+def held():
+    assert _hold.wait(30)
+
+
+def _stop_while_held(clinic_settings, shutdown_timeout, during_stop=lambda: None):
+    """Run a jobs-only Process, start held(), stop the process while it runs, call
+    ``during_stop()`` in the driver once the stop has begun; returns the held task's id."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    app = prepare(clinic_settings)
+    lines, ids = [], []
+    _hold.clear()
+
+    def drive():
+        _until(lambda: any("worker is running" in line for line in lines))
+        ids.append(held().id)
+        with db.database.connection_context():
+            assert _until(lambda: run_of(ids[0]).state == "running")
+            os.kill(os.getpid(), signal.SIGTERM)
+            _until(lambda: any("received" in line for line in lines))
+            during_stop()
+
+    driver = threading.Thread(target=drive)
+    driver.start()
+    try:
+        Process(clinic_settings.replace(port=0, shutdown_timeout=shutdown_timeout), web=False,
+                out=lines.append, app=app).run()
+    finally:
+        driver.join(30)
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+    return ids[0]
+
+
+def test_a_task_still_running_when_the_stop_gives_up_is_marked_interrupted(clinic_settings):
+    task_id = _stop_while_held(clinic_settings, timedelta(seconds=0.2))
+    try:
+        with db.database.connection_context():
+            run = run_of(task_id)
+            assert (run.state, run.error) == ("interrupted",
+                                              "The clinic stopped while this task was running.")
+            assert beating() == []
+    finally:
+        _hold.set()
+
+
+def test_a_process_goes_on_beating_while_its_workers_finish(clinic_settings, monkeypatch):
+    """A graceful stop waits for running tasks: until they end, the process still says it runs
+    them, or another machine would mark them interrupted while they run."""
+    monkeypatch.setattr(server, "HEALTH_CHECK_INTERVAL", 0.01)
+    monkeypatch.setattr(monitor, "BEAT_EVERY", timedelta(0))
+    moved = []
+
+    def last_beat():
+        row = JobState.get_or_none(JobState.name == monitor._beat_name(monitor._worker()))
+        return row and row.last_started_at
+
+    def during_stop():
+        first = last_beat()
+        moved.append(_until(lambda: (last_beat() or first) > first))
+        _hold.set()
+
+    task_id = _stop_while_held(clinic_settings, timedelta(seconds=30), during_stop)
+    assert moved == [True]
+    with db.database.connection_context():
+        assert run_of(task_id).state == "succeeded"
+        assert beating() == []
+
+
 def beating():
     """The processes that say they run tasks (monitor.beat), as "host pid N"."""
     return [row.last_result for row in
             JobState.select().where(JobState.name.startswith(monitor._BEAT))]
 
 
-def test_runs_of_another_machine_are_interrupted_once_its_process_is_silent(app):
+def test_runs_of_another_machine_are_interrupted_once_its_process_is_silent(app, monkeypatch):
+    monkeypatch.setattr(monitor, "_watched", {})
     now = datetime.now(UTC)
+    # Its clock is an hour behind ours: only whether its beat moves counts, not its stamp.
+    their_clock = now - timedelta(hours=1)
 
-    def remote(pid, last_beat=None):
+    def beat_as(worker, at):
+        (JobState.insert(name=monitor._beat_name(worker), last_started_at=at, last_result=worker)
+         .on_conflict(conflict_target=[JobState.name],
+                      update={JobState.last_started_at: at}).execute())
+
+    def remote(pid, beats=True):
         worker = f"db-2.clinic.example pid {pid}"
-        if last_beat is not None:
-            JobState.create(name=monitor._beat_name(worker), last_started_at=last_beat,
-                            last_result=worker)
-        return add_run(f"job-{pid}", state="running", runtime=None, worker=worker)
+        if beats:
+            beat_as(worker, their_clock)
+        return add_run(f"job-{pid}", state="running", runtime=None, worker=worker), worker
 
-    silent = remote(101, now - monitor.GONE_AFTER - timedelta(seconds=1))
-    beating_lately = remote(102, now - monitor.GONE_AFTER + timedelta(seconds=30))
-    unknown = remote(103)  # no heartbeat: stopped cleanly, or a version before heartbeats
-    assert monitor.interrupt_orphans(now) == 1
-    assert TaskRun.get_by_id(silent.id).state == "interrupted"
-    assert TaskRun.get_by_id(silent.id).error == monitor.ORPHANED
-    assert {TaskRun.get_by_id(run.id).state for run in (beating_lately, unknown)} == {"running"}
-    # A minute later the second has been silent for over five minutes as well.
-    assert monitor.interrupt_orphans(now + timedelta(minutes=1)) == 1
-    assert TaskRun.get_by_id(beating_lately.id).state == "interrupted"
+    (silent, _), (beating, beating_worker) = remote(101), remote(102)
+    unknown, _ = remote(103, beats=False)  # no heartbeat: stopped, or a version before them
+    assert monitor.interrupt_orphans(now) == 0  # first seen now: not silent for long yet
+    beat_as(beating_worker, their_clock + timedelta(minutes=3))
+    assert monitor.interrupt_orphans(now + timedelta(minutes=3)) == 0  # its beat moved
+    assert monitor.interrupt_orphans(now + monitor.GONE_AFTER + timedelta(seconds=1)) == 1
+    assert (TaskRun.get_by_id(silent.id).state, TaskRun.get_by_id(silent.id).error) == (
+        "interrupted", monitor.ORPHANED)
+    assert {TaskRun.get_by_id(run.id).state for run in (beating, unknown)} == {"running"}
+    # Silent since its last beat, seen at +3 minutes: gone five minutes after that.
+    assert monitor.interrupt_orphans(now + timedelta(minutes=8, seconds=1)) == 1
+    assert TaskRun.get_by_id(beating.id).state == "interrupted"
     assert TaskRun.get_by_id(unknown.id).state == "running"
 
 
 def test_a_heartbeat_names_this_process_whatever_the_length_of_its_host_name(app, monkeypatch):
     monkeypatch.setattr(monitor, "_HOST", "a-very-long-host-name." * 5 + "clinic.example")
+    result = remember_ids([9])
+    drain()
+    assert run_of(result).worker == monitor._worker()  # fits the column (PostgreSQL checks)
+    assert monitor.interrupt_orphans() == 0  # and is known as this process's
     now = datetime.now(UTC)
     monitor.beat(now)
     monitor.beat(now + timedelta(minutes=1))  # the same row, later
