@@ -562,11 +562,13 @@ class Sender:
             except Exception as exc:  # TransientError, or a message that cannot be written
                 return exc
             return None
-        if not isinstance(message, Wire):
-            try:  # as send_message() will: a message that cannot be written is its own fault
+        try:  # as sendmail() and send_message() will: what cannot be written is its own fault
+            if isinstance(message, Wire):
+                self._envelope(message)
+            else:
                 message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
-            except Exception as exc:
-                return exc
+        except Exception as exc:
+            return exc
         self.in_doubt = item
         try:
             if isinstance(message, Wire):

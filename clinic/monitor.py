@@ -376,12 +376,10 @@ def _queued(batch, task, at):
         return
     if run["queued_at"] > at:
         run["queued_at"] = at  # another process's worker wrote the row first
-    if run["started_at"] is not None and run["started_at"] > at:
-        return  # queued before the run that started already: late news from another process
-    if run["state"] not in WAITING and run["state"] not in ("running", "revoked"):
-        # Queued again under the same id, by something other than retry(): a new attempt waits.
-        # A revoked task stays revoked: Huey will skip it.
-        run["state"] = "queued"
+    # Nothing else: a "queued" never reopens a run that has started or ended. Coming after them
+    # it is late news from another process (whose clock may differ from the worker's); the one
+    # way to queue a run again, retry(), sets "queued" itself, and Huey's own retries say
+    # "retrying".
 
 
 def _started(batch, task, at):
@@ -459,7 +457,11 @@ _HOST = socket.gethostname()
 
 
 def _host():
-    return _HOST[:80]  # as TaskRun.worker holds it (100 characters)
+    # As TaskRun.worker holds it (100 characters): a longer name is cut, with a digest of the
+    # whole, so two long names alike at the start stay apart.
+    if len(_HOST) <= 80:
+        return _HOST
+    return f"{_HOST[:70]}~{hashlib.sha256(_HOST.encode()).hexdigest()[:9]}"
 
 
 def _worker():
@@ -491,9 +493,10 @@ def _beat_name(worker):
 def beat(now=None):
     """Say that this process still runs tasks (as a process that runs jobs starts, and every
     BEAT_EVERY after): so that another machine can tell its runs from those of a process that
-    is gone."""
+    is gone. The row holds "host pid N" and, a line each, the ids of the tasks it runs."""
     worker = _worker()
-    fields = {"last_started_at": now or clock.now(), "last_result": worker}
+    fields = {"last_started_at": now or clock.now(),
+              "last_result": "\n".join([worker, *sorted(_running_here.copy())])}
     JobState.insert(name=_beat_name(worker), **fields).on_conflict(
         conflict_target=[JobState.name],
         update={getattr(JobState, name): value for name, value in fields.items()}).execute()
@@ -562,53 +565,71 @@ def _gone(worker, task_id, beats, now):
 
 
 LOST_AFTER = timedelta(minutes=10)  # queued this long and not in the queue: maybe lost...
-CONFIRM_AFTER = timedelta(minutes=1)  # ...and lost once still so a look this much later
+CONFIRM_AFTER = timedelta(minutes=2)  # ...and lost once still so at looks this far apart
 LOST = ("Its task is no longer in the queue (the queue's storage was emptied, or a process "
         "stopped as it took the task), so it would never run. Retry queues it again.")
-_missing = {}  # task id -> when this process first found its run queued but not in the queue
+_missing = {}  # task id -> when this process's looks began to find it missing, without a break
+_last_look = None  # when this process last looked
+_looking = threading.Lock()
 
 
 def interrupt_lost(now=None):
     """Mark interrupted the runs that wait for a task no longer in the queue: recorded "queued"
-    for LOST_AFTER, their task neither waiting nor scheduled, at two looks CONFIRM_AFTER apart
-    (a worker takes a task from the queue a moment before its run says "running", and the
-    scheduler moves a task from its schedule to the queue: a single look could catch either
-    in between). Called by the scheduler's tick every minute. Returns how many it marked."""
+    for LOST_AFTER, their task neither scheduled nor waiting nor running in a process that says
+    so (beat()), at every look of this process for CONFIRM_AFTER. One look is not enough: a
+    worker takes a task from the queue a moment before its run says "running", and the
+    scheduler moves a task from its schedule to the queue. Looks more than CONFIRM_AFTER apart
+    do not chain (the tick may have run in other processes meanwhile). Called by the scheduler's
+    tick every minute. Returns how many it marked."""
+    global _last_look
     flush()  # this process's own news first
     now = now or clock.now()
-    old = (TaskRun.select(TaskRun.task_id)
-           .where(TaskRun.state == "queued", TaskRun.queued_at < now - LOST_AFTER))
-    if not old.exists():  # nearly always: the queue is not read
-        _missing.clear()
-        return 0
-    # The queue first, the runs after: a run still queued after its task was not in the queue.
-    waiting = _queued_ids()
-    absent = {task_id for task_id, in old.tuples()} - waiting
-    for task_id in list(_missing):
-        if task_id not in absent:
-            del _missing[task_id]
-    lost = []
-    for task_id in absent:
-        first = _missing.setdefault(task_id, now)
-        if now - first >= CONFIRM_AFTER:
-            lost.append(task_id)
-    if lost:
+    with _looking:
+        if _last_look is None or not timedelta(0) <= now - _last_look <= CONFIRM_AFTER:
+            _missing.clear()
+        _last_look = now
+        old = (TaskRun.select(TaskRun.task_id)
+               .where(TaskRun.state == "queued", TaskRun.queued_at < now - LOST_AFTER))
+        if not old.exists():  # nearly always: the queue is not read
+            _missing.clear()
+            return 0
+        # Where a task can be, then the runs: a run still queued after its task was nowhere.
+        present = _queued_ids() | _running_ids()
+        absent = {task_id for task_id, in old.tuples()} - present
+        for task_id in list(_missing):
+            if task_id not in absent:
+                del _missing[task_id]
+        lost = [task_id for task_id in absent
+                if now - _missing.setdefault(task_id, now) >= CONFIRM_AFTER]
         for chunk in _chunks(lost):
             (TaskRun.update(state="interrupted", finished_at=now, runtime=None, error=LOST)
              .where(TaskRun.task_id.in_(chunk), TaskRun.state == "queued").execute())
         for task_id in lost:
             del _missing[task_id]
+    if lost:
         log.warning("marked %d run(s) interrupted: their tasks are no longer in the queue",
                     len(lost))
     return len(lost)
 
 
 def _queued_ids():
-    """The ids of the tasks waiting in the queue or its schedule (read without the task
-    registry: a task of a name this process does not know is still in the queue)."""
+    """The ids of the tasks in the schedule or waiting in the queue (the schedule first: the
+    scheduler moves tasks from it to the queue). Read without the task registry: a task of a
+    name this process does not know is still there. An item that cannot be read fails the
+    look: left out, its task would look lost."""
     storage, serializer = huey.storage, huey.serializer
-    return {serializer.deserialize(data).id
-            for data in [*storage.enqueued_items(), *storage.scheduled_items()]}
+    items = [*storage.scheduled_items(), *storage.enqueued_items()]
+    return {serializer.deserialize(data).id for data in items}
+
+
+def _running_ids():
+    """The tasks running here, and those the processes that beat() say they run: a run whose
+    "running" was never written (its record failed) is still not lost."""
+    ids = _running_here.copy()
+    for (held,) in (JobState.select(JobState.last_result)
+                    .where(JobState.name.startswith(_BEAT)).tuples()):
+        ids.update(held.split("\n")[1:])
+    return ids
 
 
 def _heartbeat(**fields):

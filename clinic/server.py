@@ -21,6 +21,7 @@ from clinic.web import create_app
 log = logging.getLogger("clinic")
 
 HEALTH_CHECK_INTERVAL = 10  # seconds between checks that every worker thread is alive
+STOP_BEATING_TIMEOUT = 60  # seconds a stop waits for the health thread to take the beat away
 
 
 def prepare(s):
@@ -331,20 +332,20 @@ class Process:
                         monitor.beat()
             except Exception:  # this thread must go on: without beats, runs look orphaned
                 log.exception("could not check the workers or say that they still run")
-
-    def _finish(self):
-        if self.consumer is not None:
-            self.consumer.stop(graceful=True)
-        self.workers_stopped.set()
-        if self.watcher is not None:
-            self.watcher.join(HEALTH_CHECK_INTERVAL)  # a beat under way lands before the row goes
-        monitor.flush()  # the records of the last tasks, before the process ends
-        if self.consumer is not None:
+        if self.consumer is not None:  # here, so that no beat of this thread can come after
             try:
                 with db.connection():
                     monitor.stop_beating()
             except Exception:
                 log.exception("could not say that this process runs no more tasks")
+
+    def _finish(self):
+        if self.consumer is not None:
+            self.consumer.stop(graceful=True)
+        self.workers_stopped.set()
+        monitor.flush()  # the records of the last tasks, before the process ends
+        if self.watcher is not None:
+            self.watcher.join(STOP_BEATING_TIMEOUT)  # it takes this process's beat away
         if self.server is not None:
             try:
                 self.server.close()

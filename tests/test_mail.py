@@ -469,16 +469,20 @@ def test_an_internal_error_while_sending_is_transient_and_the_batch_goes_on(
     assert smtp.connections == 2
 
 
-def test_a_message_whose_envelope_cannot_be_written_is_its_own_error(smtp_settings, smtp):
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "one by one"])
+def test_a_message_whose_envelope_cannot_be_written_is_its_own_error(smtp_settings, smtp,
+                                                                     pipelining):
     """An address the server's command encoding cannot carry fails that message alone, before
     anything of it goes: the message ahead of it is sent, the connection kept."""
+    smtp.offer_pipelining(pipelining)
     first, last = wires("a@example.com", "c@example.com")
     odd = mail.Wire(first.sender, "jöe@example.com", first.data, "<odd@localhost>")
     with mail.Sender() as sender:
         said = list(sender.send_all([first, odd, last], mail._same))
         assert sender.in_doubt is None
-    assert [(message, type(error)) for message, error in said] == [
-        (odd, UnicodeEncodeError), (first, type(None)), (last, type(None))]
+    assert sorted((message.message_id, type(error).__name__) for message, error in said) == [
+        ("<0@localhost>", "NoneType"), ("<1@localhost>", "NoneType"),
+        ("<odd@localhost>", "UnicodeEncodeError")]
     assert smtp.message_ids() == ["<0@localhost>", "<1@localhost>"]
     assert smtp.connections == 1
 

@@ -248,18 +248,20 @@ def test_one_batch_applies_a_tasks_signals_in_order_with_their_own_instants(app)
     assert run.runtime == 1.5
 
 
-def test_a_late_queued_record_from_another_process_does_not_undo_the_run(app):
+@pytest.mark.parametrize("skew", [0, 5], ids=["same clock", "web's clock 5 s ahead"])
+def test_a_late_queued_record_from_another_process_does_not_undo_the_run(app, skew):
     task = remember_ids.s([4])
     with time_machine.travel(local(2026, 11, 10, 9, 0), tick=False) as traveller:
+        traveller.shift(skew)
         queued = monitor.event(S.SIGNAL_ENQUEUED, task)  # in a web process, written late
-        traveller.shift(1)
+        traveller.shift(1 - skew)
         monitor.write([monitor.event(S.SIGNAL_EXECUTING, task)])  # by the worker's process
         traveller.shift(1)
         monitor.write([monitor.event(S.SIGNAL_COMPLETE, task)])
     monitor.write([queued])
     run = run_of(task.id)
     assert (run.state, run.attempt, run.runtime) == ("succeeded", 1, 1.0)
-    assert run.queued_at == local(2026, 11, 10, 9, 0)
+    assert run.queued_at == local(2026, 11, 10, 9, 0, min(skew, 1))
 
 
 def test_in_immediate_mode_a_task_is_recorded_at_once_in_the_callers_transaction(app):
@@ -359,6 +361,7 @@ def test_an_interrupted_orphan_can_be_retried_and_runs(app):
 def looks(app, monkeypatch):
     """monitor.interrupt_lost() at ``base`` plus the given minutes, with no earlier looks."""
     monkeypatch.setattr(monitor, "_missing", {})
+    monkeypatch.setattr(monitor, "_last_look", None)
     base = datetime.now(UTC)
     return lambda minutes: monitor.interrupt_lost(base + timedelta(minutes=minutes))
 
@@ -373,12 +376,12 @@ def test_a_run_whose_task_left_the_queue_is_interrupted_at_the_second_look(looks
     young = add_run("young", state="queued", queued_at=datetime.now(UTC) + timedelta(minutes=5))
     assert looks(5) == 0  # not queued for LOST_AFTER yet
     assert looks(11) == 0  # the first look that finds it missing
-    assert looks(11.5) == 0  # not CONFIRM_AFTER later yet
-    assert looks(12) == 1
+    assert looks(12) == 0  # not CONFIRM_AFTER later yet
+    assert looks(13) == 1
     assert (run_of(lost).state, run_of(lost).error) == ("interrupted", monitor.LOST)
     assert {run_of(r).state for r in (waiting, later)} == {"queued"}
     assert TaskRun.get_by_id(young.id).state == "queued"
-    assert looks(13) == 0  # once
+    assert looks(14) == 0  # once
     monitor.retry(lost.id)  # and Retry runs it
     drain()
     assert [1] in calls
@@ -389,20 +392,55 @@ def test_a_task_taken_between_two_looks_is_not_lost(looks):
     taken = remember_ids([4])
     task = huey.dequeue()  # a worker has it, and has not said "running" yet
     assert task.id == taken.id
+    gone = add_run("gone", state="queued", queued_at=datetime.now(UTC))  # lost, for contrast
     assert looks(11) == 0
+    assert set(monitor._missing) == {taken.id, gone.task_id}
     huey.execute(task)
     monitor.flush()
     assert looks(12) == 0
+    assert set(monitor._missing) == {gone.task_id}  # found again: forgotten
+    assert looks(13) == 1
     assert run_of(taken).state == "succeeded"
-    assert monitor._missing == {}
+    assert TaskRun.get_by_id(gone.id).state == "interrupted"
+
+
+def test_looks_far_apart_do_not_make_a_task_lost(looks):
+    """The tick may run in another process for a while: a task missing at this process's look
+    and again at its next, ten minutes later, may have been in the queue all along."""
+    gone = add_run("gone", state="queued", queued_at=datetime.now(UTC))
+    assert looks(11) == 0
+    assert looks(21) == 0  # the chain starts again
+    assert looks(22) == 0
+    assert looks(23) == 1
+    assert TaskRun.get_by_id(gone.id).state == "interrupted"
+
+
+def test_a_task_a_process_says_it_runs_is_not_lost(looks, monkeypatch):
+    """Its "running" was never written (the record failed), but the process running it says
+    so in its heartbeat, or it runs here."""
+    there = add_run("there", state="queued", queued_at=datetime.now(UTC))
+    here = add_run("here", state="queued", queued_at=datetime.now(UTC))
+    JobState.create(name=monitor._beat_name("db-2 pid 7"), last_started_at=datetime.now(UTC),
+                    last_result=f"db-2 pid 7\n{there.task_id}")
+    monkeypatch.setattr(monitor, "_running_here", {here.task_id})
+    for minutes in (11, 12, 13, 14):
+        assert looks(minutes) == 0
+    assert {TaskRun.get_by_id(run.id).state for run in (there, here)} == {"queued"}
+
+
+def test_a_heartbeat_lists_the_tasks_its_process_runs(app, monkeypatch):
+    monkeypatch.setattr(monitor, "_running_here", {"b-task", "a-task"})
+    monitor.beat()
+    row = JobState.get(JobState.name == monitor._beat_name(monitor._worker()))
+    assert row.last_result == f"{monitor._worker()}\na-task\nb-task"
 
 
 def test_a_task_of_a_name_this_process_does_not_know_is_still_in_the_queue(looks, monkeypatch):
     queued = remember_ids([5])
     monkeypatch.delitem(huey._registry._registry,
                         huey._registry.task_to_string(type(queued.task)))
-    assert looks(11) == 0
-    assert looks(12) == 0
+    for minutes in (11, 12, 13):
+        assert looks(minutes) == 0
     assert run_of(queued).state == "queued"
 
 
@@ -519,7 +557,7 @@ def test_a_process_goes_on_beating_while_its_workers_finish(clinic_settings, mon
 
 def beating():
     """The processes that say they run tasks (monitor.beat), as "host pid N"."""
-    return [row.last_result for row in
+    return [row.last_result.split("\n")[0] for row in
             JobState.select().where(JobState.name.startswith(monitor._BEAT))]
 
 
@@ -561,6 +599,9 @@ def test_a_heartbeat_names_this_process_whatever_the_length_of_its_host_name(app
     drain()
     assert run_of(result).worker == monitor._worker()  # fits the column (PostgreSQL checks)
     assert monitor.interrupt_orphans() == 0  # and is known as this process's
+    cut = monitor._host()
+    monkeypatch.setattr(monitor, "_HOST", monitor._HOST + "-2")  # alike for 124 characters
+    assert monitor._host() != cut and len(cut) == len(monitor._host()) == 80
     now = datetime.now(UTC)
     monitor.beat(now)
     monitor.beat(now + timedelta(minutes=1))  # the same row, later
