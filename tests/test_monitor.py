@@ -278,26 +278,36 @@ def test_in_immediate_mode_a_task_is_recorded_at_once_in_the_callers_transaction
     assert TaskRun.select().count() == 0  # the record was part of the rolled-back transaction
 
 
+def run_process(clinic_settings, drive, app=None, **changes):
+    """Run a jobs-only Process (the settings with ``changes``) in this thread until
+    ``drive(lines)``, run in a thread of its own with the lines the process prints so far,
+    stops it; returns those lines. Python's signal handlers are put back after."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    app = app or prepare(clinic_settings)
+    lines = []
+    driver = threading.Thread(target=drive, args=(lines,))
+    driver.start()
+    try:
+        Process(clinic_settings.replace(port=0, **changes), web=False, out=lines.append,
+                app=app).run()
+    finally:
+        driver.join(30)
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+    return lines
+
+
 def test_a_stopping_process_writes_its_last_records_before_it_ends(clinic_settings, finished,
                                                                     monkeypatch):
     monkeypatch.setattr(monitor, "WRITE_EVERY", 600)  # the writer would wait for more events
-    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    app = prepare(clinic_settings)
-    lines, result = [], {}
+    result = {}
 
-    def drive():
+    def drive(lines):
         result["task"] = remember_ids([31])
         finished(result["task"].id, S.SIGNAL_COMPLETE)
         os.kill(os.getpid(), signal.SIGTERM)
 
-    driver = threading.Thread(target=drive)
-    driver.start()
-    try:
-        Process(clinic_settings.replace(port=0), web=False, out=lines.append, app=app).run()
-    finally:
-        driver.join(10)
-        for sig, handler in saved.items():
-            signal.signal(sig, handler)
+    lines = run_process(clinic_settings, drive)
     assert lines[-1] == "clinic stopped"
     with db.database.connection_context():
         run = TaskRun.get(TaskRun.task_id == result["task"].id)  # no flush here: the stop did
@@ -446,12 +456,11 @@ def test_a_task_of_a_name_this_process_does_not_know_is_still_in_the_queue(looks
 
 def test_a_starting_process_interrupts_the_runs_its_killed_predecessor_left(clinic_settings,
                                                                            monkeypatch):
-    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     app = prepare(clinic_settings)
     with db.database.connection_context():
         killed = add_run("report", state="running", runtime=None,
                          worker=f"{monitor._HOST} pid {dead_pid()}")
-    lines, beats = [], []
+    beats = []
     # The process says it still runs tasks at each health check once BEAT_EVERY has passed.
     monkeypatch.setattr(server, "HEALTH_CHECK_INTERVAL", 0.01)
     monkeypatch.setattr(monitor, "BEAT_EVERY", timedelta(0))
@@ -460,7 +469,7 @@ def test_a_starting_process_interrupts_the_runs_its_killed_predecessor_left(clin
         row = JobState.get_or_none(JobState.name == monitor._beat_name(monitor._worker()))
         return row and row.last_started_at
 
-    def drive():
+    def drive(lines):
         _until(lambda: any("worker is running" in line for line in lines))
         with db.database.connection_context():
             beats.append(beating())
@@ -468,14 +477,7 @@ def test_a_starting_process_interrupts_the_runs_its_killed_predecessor_left(clin
             beats.append(_until(lambda: (last_beat() or first) > first))
         os.kill(os.getpid(), signal.SIGTERM)
 
-    driver = threading.Thread(target=drive)
-    driver.start()
-    try:
-        Process(clinic_settings.replace(port=0), web=False, out=lines.append, app=app).run()
-    finally:
-        driver.join(10)
-        for sig, handler in saved.items():
-            signal.signal(sig, handler)
+    run_process(clinic_settings, drive, app=app)
     with db.database.connection_context():
         assert TaskRun.get_by_id(killed.id).state == "interrupted"
         # It said it runs tasks while it ran, and took that back as it stopped.
@@ -494,12 +496,10 @@ def held():
 def _stop_while_held(clinic_settings, shutdown_timeout, during_stop=lambda: None):
     """Run a jobs-only Process, start held(), stop the process while it runs, call
     ``during_stop()`` in the driver once the stop has begun; returns the held task's id."""
-    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    app = prepare(clinic_settings)
-    lines, ids = [], []
+    ids = []
     _hold.clear()
 
-    def drive():
+    def drive(lines):
         _until(lambda: any("worker is running" in line for line in lines))
         ids.append(held().id)
         with db.database.connection_context():
@@ -508,15 +508,7 @@ def _stop_while_held(clinic_settings, shutdown_timeout, during_stop=lambda: None
             _until(lambda: any("received" in line for line in lines))
             during_stop()
 
-    driver = threading.Thread(target=drive)
-    driver.start()
-    try:
-        Process(clinic_settings.replace(port=0, shutdown_timeout=shutdown_timeout), web=False,
-                out=lines.append, app=app).run()
-    finally:
-        driver.join(30)
-        for sig, handler in saved.items():
-            signal.signal(sig, handler)
+    run_process(clinic_settings, drive, shutdown_timeout=shutdown_timeout)
     return ids[0]
 
 
