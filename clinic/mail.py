@@ -402,6 +402,9 @@ def _attach(msg, attachment, s):
 # -- sending --------------------------------------------------------------------------------------
 
 
+_SERVER_ERRORS = (smtplib.SMTPException, OSError)  # what the server or the network can raise
+
+
 def classify(exc):
     """The TransientError or PermanentError that an exception raised while sending means."""
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
@@ -417,7 +420,7 @@ def classify(exc):
         return TransientError("the SMTP server did not answer in time")
     if isinstance(exc, smtplib.SMTPServerDisconnected):
         return TransientError("the SMTP server closed the connection")
-    if isinstance(exc, (smtplib.SMTPException, OSError)):
+    if isinstance(exc, _SERVER_ERRORS):
         return TransientError(str(exc) or type(exc).__name__)
     # Not the server's doing but ours (a bug): tried again later, like a lost connection.
     return TransientError(f"internal error: {type(exc).__name__}: {exc}")
@@ -429,7 +432,7 @@ def _text(value):
 
 def _classified(exc):
     """classify(exc), raised from ``exc`` when raised."""
-    if not isinstance(exc, (smtplib.SMTPException, OSError)):
+    if not isinstance(exc, _SERVER_ERRORS):
         log.error("sending a message failed on an internal error", exc_info=exc)
     error = classify(exc)
     error.__cause__ = exc
@@ -626,7 +629,7 @@ class Sender:
         if self.connection is not None:
             try:
                 self.connection.quit()
-            except (smtplib.SMTPException, OSError):
+            except _SERVER_ERRORS:
                 pass  # the messages are sent; a rude goodbye changes nothing
             self._drop()
 
@@ -645,7 +648,7 @@ class Sender:
             if s.smtp_user:
                 connection.login(s.smtp_user, s.smtp_password)
             connection.ehlo_or_helo_if_needed()  # learn now whether it offers PIPELINING
-        except (smtplib.SMTPException, OSError) as exc:
+        except _SERVER_ERRORS as exc:
             if connection is not None:
                 connection.close()
             # Whatever the code (a 535 for a wrong password is a 5xx), this is not the message's
