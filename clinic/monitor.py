@@ -291,7 +291,7 @@ class _Batch:
         if changed:
             cursor.executemany(_sql(_UPDATE), [_CHANGED(row) for row in changed])
         if self.beat:
-            _heartbeat(**self.beat)
+            _set_state(HEARTBEAT, **self.beat)
 
 
 def _quoted(field):
@@ -495,11 +495,8 @@ def beat(now=None):
     BEAT_EVERY after): so that another machine can tell its runs from those of a process that
     is gone. The row holds "host pid N" and, a line each, the ids of the tasks it runs."""
     worker = _worker()
-    fields = {"last_started_at": now or clock.now(),
-              "last_result": "\n".join([worker, *sorted(_running_here.copy())])}
-    JobState.insert(name=_beat_name(worker), **fields).on_conflict(
-        conflict_target=[JobState.name],
-        update={getattr(JobState, name): value for name, value in fields.items()}).execute()
+    _set_state(_beat_name(worker), last_started_at=now or clock.now(),
+               last_result="\n".join([worker, *sorted(_running_here.copy())]))
 
 
 def stop_beating():
@@ -517,9 +514,10 @@ def interrupt_orphans(now=None):
     Returns how many it marked."""
     flush()  # this process's own news first
     now = now or clock.now()
-    beats = {}
+    beats, stale = {}, False
     for name, last in (JobState.select(JobState.name, JobState.last_started_at)
                        .where(JobState.name.startswith(_BEAT)).tuples()):
+        stale = stale or now - last > BEATS_KEPT
         seen = _watched.get(name)
         if seen is None or seen[0] != last:
             _watched[name] = seen = (last, now)
@@ -536,9 +534,9 @@ def interrupt_orphans(now=None):
          .where(TaskRun.id.in_(orphans), TaskRun.state == "running").execute())
         log.warning("marked %d run(s) interrupted: the process running them is gone",
                     len(orphans))
-    # After the runs: a process gone for a day has had its runs marked above.
-    JobState.delete().where(JobState.name.startswith(_BEAT),
-                            JobState.last_started_at < now - BEATS_KEPT).execute()
+    if stale:  # after the runs: a process gone for a day has had its runs marked above
+        JobState.delete().where(JobState.name.startswith(_BEAT),
+                                JobState.last_started_at < now - BEATS_KEPT).execute()
     return len(orphans)
 
 
@@ -632,10 +630,11 @@ def _running_ids():
     return ids
 
 
-def _heartbeat(**fields):
-    JobState.insert(name=HEARTBEAT, **fields).on_conflict(
+def _set_state(name, **fields):
+    """Write ``fields`` into the JobState row ``name``, made if there is none."""
+    JobState.insert(name=name, **fields).on_conflict(
         conflict_target=[JobState.name],
-        update={getattr(JobState, name): value for name, value in fields.items()}).execute()
+        update={getattr(JobState, field): value for field, value in fields.items()}).execute()
 
 
 # -- what a task is -------------------------------------------------------------------------------
