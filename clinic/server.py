@@ -323,15 +323,20 @@ class Process:
         while not self.workers_stopped.wait(HEALTH_CHECK_INTERVAL):
             if self.consumer is None:
                 continue
-            try:
-                if not self.stopping.is_set():  # stopping workers are not to be restarted
+            # Each on its own: this thread must go on, and a failed check must not stop the
+            # beats (without them, another machine takes this process's runs for orphans).
+            if not self.stopping.is_set():  # stopping workers are not to be restarted
+                try:
                     self.consumer.check_worker_health()
-                if time.monotonic() >= next_beat:
-                    next_beat = time.monotonic() + monitor.BEAT_EVERY.total_seconds()
+                except Exception:
+                    log.exception("could not check the worker threads")
+            if time.monotonic() >= next_beat:
+                next_beat = time.monotonic() + monitor.BEAT_EVERY.total_seconds()
+                try:
                     with db.connection():
                         monitor.beat()
-            except Exception:  # this thread must go on: without beats, runs look orphaned
-                log.exception("could not check the workers or say that they still run")
+                except Exception:
+                    log.exception("could not say that this process still runs tasks")
         if self.consumer is not None:  # here, so that no beat of this thread can come after
             try:
                 with db.connection():

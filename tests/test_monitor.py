@@ -17,7 +17,7 @@ import pytest
 import time_machine
 from huey import signals as S
 
-from clinic import db, jobs, monitor, server, tasks
+from clinic import db, jobs, monitor, queue, server, tasks
 from clinic.errors import Conflict, Invalid
 from clinic.jobs import Job
 from clinic.models import JobState, TaskRecord, TaskRun
@@ -545,6 +545,35 @@ def test_a_process_goes_on_beating_while_its_workers_finish(clinic_settings, mon
     with db.database.connection_context():
         assert run_of(task_id).state == "succeeded"
         assert beating() == []
+
+
+def test_a_failed_health_check_does_not_stop_the_heartbeat(clinic_settings, monkeypatch):
+    """Without beats, another machine would take this process's runs for orphans."""
+    monkeypatch.setattr(server, "HEALTH_CHECK_INTERVAL", 0.01)
+    monkeypatch.setattr(monitor, "BEAT_EVERY", timedelta(0))
+    failed = []
+
+    def failing_check(consumer):
+        failed.append(True)
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(queue.ClinicConsumer, "check_worker_health", failing_check)
+    moved = []
+
+    def last_beat():
+        row = JobState.get_or_none(JobState.name == monitor._beat_name(monitor._worker()))
+        return row and row.last_started_at
+
+    def drive(lines):
+        _until(lambda: any("worker is running" in line for line in lines))
+        with db.database.connection_context():
+            assert _until(lambda: len(failed) >= 2)
+            first = last_beat()
+            moved.append(_until(lambda: (last_beat() or first) > first))
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    run_process(clinic_settings, drive)
+    assert moved == [True]
 
 
 def beating():
