@@ -29,7 +29,7 @@ from clinic import (
 from clinic.errors import Forbidden, Invalid, NotFound, check
 from clinic.models import APPOINTMENT_STATUSES, WEEKDAYS, Appointment, Doctor
 from clinic.openapi import doc, document, query_param
-from clinic.web import api, client_ip, current_user, json_body, json_error, sign_out
+from clinic.web import api, client_ip, current_user, json_body, json_error, origin, sign_out
 
 routes = bottle.Bottle()
 
@@ -334,7 +334,8 @@ def no_show_appointment(appointment_id):
      description="The patient themself, doctors who have an appointment with them, admins; "
                  "404 for anyone else.")
 def patient_history(patient_id):
-    patient = audit.opened("view history", _path_id(patient_id, "patient"))
+    patient = audit.opened(current_user(), "view history", _path_id(patient_id, "patient"),
+                           **origin())
     visits = appointments.history(patient.user_id)
     return {
         "patient": {"id": patient.user_id, "name": patient.user.name,
@@ -413,7 +414,7 @@ def openapi_json():
                  "file is emailed to the patient. While the patient's previous export is still "
                  "running, that one is answered instead of starting another.")
 def export_history():
-    audit.allowed("export history", current_user().id)
+    audit.allowed(current_user(), "export history", current_user().id, **origin())
     record, _started = exports.start(current_user())
     response.status = 202
     return {"task_id": record.task_id, "status": record.state}

@@ -14,9 +14,11 @@ Where entries come from:
   signed-in user: a role the route does not admit (403), or a NoAccess from an access check
   (404: people.patient_for, appointments.appointment_for, exports.export_for). Someone not
   signed in is sent to sign in, and that is not logged.
+
+The log knows nothing of the web: callers pass who acted and from where (``address``, and
+``path`` as "METHOD /path?query").
 """
 
-from bottle import request
 from peewee import fn
 
 from clinic import clock, people
@@ -70,26 +72,18 @@ def patient_concerned(what, ident):
     return None
 
 
-# -- for the web layer: the request's user, address and path -------------------------------------
+# -- what the routes log ---------------------------------------------------------------------------
 
 
-def _request():
-    from clinic.web import client_ip, current_user  # late: clinic.web imports this module
-
-    return current_user(), {"address": client_ip(),
-                            "path": f"{request.method} {request.fullpath}"}
+def allowed(user, action, patient_id, address="", path=""):
+    """Log that ``user`` is shown (or given) ``patient_id``'s history."""
+    return record(user, action, patient_id, address=address, path=path)
 
 
-def allowed(action, patient_id):
-    """Log that this request's user is shown (or given) ``patient_id``'s history."""
-    user, where = _request()
-    return record(user, action, patient_id, **where)
-
-
-def opened(action, patient_id):
-    """The patient (people.patient_for) whose history this request's user opens for
-    ``action``, logged as allowed; or NotFound, logged as refused."""
-    user, where = _request()
+def opened(user, action, patient_id, address="", path=""):
+    """The patient (people.patient_for) whose history ``user`` opens for ``action``, logged as
+    allowed; or NotFound, logged as refused."""
+    where = {"address": address, "path": path}
     try:
         patient = people.patient_for(user, patient_id)
     except NoAccess as exc:
@@ -100,21 +94,22 @@ def opened(action, patient_id):
     return patient
 
 
-def refusal(user, route_args, exc=None):
-    """Log the refusal of this request, if it is one: ``exc`` None for a role the route does not
+def refusal(user, route_args, exc=None, address="", path=""):
+    """Log the refusal of a request, if it is one: ``exc`` None for a role the route does not
     admit, else the error the route raised (only a NoAccess not logged yet counts). Requests
     from someone not signed in are not logged."""
     if user is None:
         return None
-    _, where = _request()
+    where = {"address": address, "path": path}
+    method, _, target = path.partition(" ")
     if exc is None:
-        api = request.path.startswith("/api/")
+        api = target.startswith("/api/")
         return record(user, "call API" if api else "open page", _patient_in(route_args),
                       REFUSED, f"{user.role}s may not use this {'API' if api else 'page'}",
                       **where)
     if not isinstance(exc, NoAccess) or getattr(exc, "audited", False):
         return None
-    verb = "view" if request.method in ("GET", "HEAD") else "change"
+    verb = "view" if method in ("GET", "HEAD") else "change"
     return _refused(user, f"{verb} {exc.what}", exc, where)
 
 

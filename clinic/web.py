@@ -114,6 +114,11 @@ def render(name, status=200, **context):
 # -- sign-in --------------------------------------------------------------------------------------
 
 
+def origin():
+    """Where this request comes from, as the audit log records it: ``address`` and ``path``."""
+    return {"address": client_ip(), "path": f"{request.method} {request.fullpath}"}
+
+
 def client_ip():
     return request.environ.get("REMOTE_ADDR", "")[:64]
 
@@ -299,13 +304,13 @@ def page(*roles):
                 if user is None:
                     redirect("/login?" + urlencode({"next": request.fullpath}))
                 if user.role not in roles:
-                    audit.refusal(user, kwargs)
+                    audit.refusal(user, kwargs, **origin())
                     return render("error.html", status=403, title="Not allowed",
                                   message="Your account does not have access to this page.")
             try:
                 return fn(*args, **kwargs)
             except ClinicError as exc:
-                audit.refusal(user, kwargs, exc)
+                audit.refusal(user, kwargs, exc, **origin())
                 return render("error.html", status=exc.status, title="Cannot do that",
                               message=exc.message)
 
@@ -327,7 +332,7 @@ def api(*roles):
                 if user is None:
                     return json_error(401, "Sign in first: send Authorization: Bearer <token>.")
                 if user.role not in roles:
-                    audit.refusal(user, kwargs)
+                    audit.refusal(user, kwargs, **origin())
                     return json_error(403, "Your account does not have access to this.")
             if (request.method == "POST" and request.environ.get("clinic.auth") == "cookie"
                     and user is not None and not csrf_ok()):
@@ -335,7 +340,7 @@ def api(*roles):
             try:
                 result = fn(*args, **kwargs)
             except ClinicError as exc:
-                audit.refusal(user, kwargs, exc)
+                audit.refusal(user, kwargs, exc, **origin())
                 extra = {"fields": exc.fields} if exc.fields else {}
                 return json_error(exc.status, exc.message, **extra)
             response.content_type = "application/json"

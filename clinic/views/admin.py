@@ -7,7 +7,7 @@ from markupsafe import Markup
 from clinic import appointments, audit, charts, clock, people, settings, stats
 from clinic.errors import Conflict, Invalid
 from clinic.models import APPOINTMENT_STATUSES
-from clinic.web import current_user, flash, form, page, redirect, render, templates
+from clinic.web import current_user, flash, form, origin, page, redirect, render, templates
 
 routes = bottle.Bottle()
 
@@ -168,7 +168,8 @@ def patients():
 @page("admin")
 def patient(patient_id):
     user = current_user()
-    return render("admin/patient.html", patient=audit.opened("view history", patient_id),
+    patient = audit.opened(user, "view history", patient_id, **origin())
+    return render("admin/patient.html", patient=patient,
                   appointments=list(appointments.of_patient(user, patient_id)),
                   history=list(appointments.history(patient_id)))
 

@@ -9,7 +9,7 @@ from bottle import request
 
 from clinic import appointments, audit, clock
 from clinic.errors import Conflict, Invalid
-from clinic.web import current_user, flash, form, page, redirect, render
+from clinic.web import current_user, flash, form, origin, page, redirect, render
 
 routes = bottle.Bottle()
 
@@ -40,7 +40,7 @@ def upcoming():
 @page("doctor")
 def patient_record(patient_id):
     user = current_user()
-    patient = audit.opened("view history", patient_id)
+    patient = audit.opened(current_user(), "view history", patient_id, **origin())
     return render("doctor/patient.html", patient=patient,
                   visits=list(appointments.of_patient(user, patient_id)),
                   history=list(appointments.history(patient_id)))

@@ -8,7 +8,7 @@ from bottle import request
 
 from clinic import appointments, audit, clock, exports, people, reviews, settings
 from clinic.errors import Conflict, Invalid, NotFound
-from clinic.web import current_user, flash, form, page, redirect, render
+from clinic.web import current_user, flash, form, origin, page, redirect, render
 
 routes = bottle.Bottle()
 
@@ -185,7 +185,7 @@ def reschedule(appointment_id):
 @routes.get("/patient/history")
 @page("patient")
 def medical_history():
-    audit.allowed("view history", current_user().id)
+    audit.allowed(current_user(), "view history", current_user().id, **origin())
     return render("patient/history.html", visits=appointments.history(current_user().id))
 
 
@@ -197,7 +197,7 @@ def medical_history():
 @routes.post("/patient/history/export")
 @page("patient")
 def export_history():
-    audit.allowed("export history", current_user().id)
+    audit.allowed(current_user(), "export history", current_user().id, **origin())
     record, started = exports.start(current_user())
     flash("We are preparing your export. It is also emailed to you when it is ready."
           if started else "Your export is already being prepared.")
@@ -217,6 +217,6 @@ def export_status(task_id):
 @page("patient", "doctor", "admin")
 def export_download(task_id):
     path, name = exports.download(current_user(), task_id)
-    audit.allowed("download export", current_user().id)
+    audit.allowed(current_user(), "download export", current_user().id, **origin())
     return bottle.static_file(path.name, root=str(path.parent), mimetype="text/csv",
                               charset="utf-8", download=name, etag=False)
