@@ -51,18 +51,24 @@ def send_requests(now=None):
                      Treatment.created_at > now - REQUEST_WINDOW, Treatment.created_at <= now,
                      ~fn.EXISTS(asked), ~fn.EXISTS(reviewed))
               .order_by(Treatment.created_at))
-    requested = 0
+    return {"requested": _ask("review_request", visits, now)}
+
+
+def _ask(kind, visits, now):
+    """Write one ``kind`` email (keyed ``<kind>:<visit id>``) for each visit whose patient is
+    still active; returns how many will go out (a patient who opted out gets a skipped row)."""
+    asked = 0
     for visit in list(visits):  # all read first (test_concurrent_writes.py)
         if not visit.patient.active:
             continue
         message = outbox.enqueue(
-            "review_request", f"review_request:{visit.id}", visit.patient.email,
+            kind, f"{kind}:{visit.id}", visit.patient.email,
             context={"patient_name": visit.patient.name, "doctor_name": visit.doctor.name,
                      "start": visit.start, "review_url": review_url(visit.id, now),
                      "expires_at": now + LINK_LIFETIME},
             user=visit.patient_id, appointment=visit.id)
-        requested += message is not None and message.status != "skipped"  # skipped: opted out
-    return {"requested": requested}
+        asked += message is not None and message.status != "skipped"
+    return asked
 
 
 # -- the one reminder -----------------------------------------------------------------------------
@@ -93,18 +99,7 @@ def send_reminders(now=None):
               .where(Appointment.id.in_(requests), Appointment.status == "completed",
                      ~fn.EXISTS(reminded), ~fn.EXISTS(reviewed))
               .order_by(Appointment.id))
-    reminded_now = 0
-    for visit in list(visits):  # all read first (test_concurrent_writes.py)
-        if not visit.patient.active:
-            continue
-        message = outbox.enqueue(
-            "review_reminder", f"review_reminder:{visit.id}", visit.patient.email,
-            context={"patient_name": visit.patient.name, "doctor_name": visit.doctor.name,
-                     "start": visit.start, "review_url": review_url(visit.id, now),
-                     "expires_at": now + LINK_LIFETIME},
-            user=visit.patient_id, appointment=visit.id)
-        reminded_now += message is not None and message.status != "skipped"
-    return {"reminded": reminded_now}
+    return {"reminded": _ask("review_reminder", visits, now)}
 
 
 def visit_for(token, now=None):
