@@ -286,6 +286,27 @@ def safe_next(url, default="/"):
     return default
 
 
+# -- list pages ------------------------------------------------------------------------------------
+
+PAGE_SIZE = 25  # rows on one page of an admin list
+
+
+def paging():
+    """The page number a list page is asked for, and the ``limit`` and ``offset`` that fetch its
+    rows plus one: that one only tells whether a next page exists."""
+    try:
+        number = max(1, int(request.query.get("page", "1")))
+    except ValueError:
+        number = 1
+    return number, {"limit": PAGE_SIZE + 1, "offset": (number - 1) * PAGE_SIZE}
+
+
+def one_page(rows):
+    """The rows ``paging()`` fetched, as (this page's rows, whether there is a next page)."""
+    rows = list(rows)
+    return rows[:PAGE_SIZE], len(rows) > PAGE_SIZE
+
+
 # -- decorators -----------------------------------------------------------------------------------
 
 

@@ -7,28 +7,23 @@ from markupsafe import Markup
 from clinic import appointments, audit, charts, clock, people, settings, stats
 from clinic.errors import Conflict, Invalid
 from clinic.models import APPOINTMENT_STATUSES
-from clinic.web import current_user, flash, form, origin, page, redirect, render, templates
+from clinic.web import (
+    current_user,
+    flash,
+    form,
+    one_page,
+    origin,
+    page,
+    paging,
+    redirect,
+    render,
+    templates,
+)
 
 routes = bottle.Bottle()
 
-PAGE_SIZE = 25
 DEFAULT_HOURS = "\n".join(f"{day} 09:00-13:00, 14:00-17:00" for day in
                           ("mon", "tue", "wed", "thu", "fri"))
-
-
-def _page():
-    """The page number asked for, and the limit and offset that fetch its rows plus one: that
-    one only tells whether a next page exists."""
-    try:
-        number = max(1, int(request.query.get("page", "1")))
-    except ValueError:
-        number = 1
-    return number, {"limit": PAGE_SIZE + 1, "offset": (number - 1) * PAGE_SIZE}
-
-
-def _split(rows):
-    rows = list(rows)
-    return rows[:PAGE_SIZE], len(rows) > PAGE_SIZE
 
 
 # -- dashboard ------------------------------------------------------------------------------------
@@ -159,8 +154,8 @@ def set_doctor_active(doctor_id, action):
 @page("admin")
 def patients():
     q = request.query.getunicode("q", "").strip()
-    number, window = _page()
-    rows, more = _split(people.search_patients(q, **window))
+    number, window = paging()
+    rows, more = one_page(people.search_patients(q, **window))
     return render("admin/patients.html", patients=rows, q=q, page=number, more=more)
 
 
@@ -182,11 +177,11 @@ def patient(patient_id):
 def appointment_list():
     filters = {name: request.query.getunicode(name, "").strip()
                for name in ("q", "status", "doctor", "date")}
-    number, window = _page()
+    number, window = paging()
     errors = {}
     try:
-        rows, more = _split(appointments.search(filters["q"], filters["status"],
-                                                filters["doctor"], filters["date"], **window))
+        rows, more = one_page(appointments.search(filters["q"], filters["status"],
+                                                   filters["doctor"], filters["date"], **window))
     except Invalid as exc:
         rows, more, errors = [], False, exc.fields
     return render("admin/appointments.html", status=400 if errors else 200, appointments=rows,

@@ -6,8 +6,7 @@ import bottle
 from clinic import announcements, people
 from clinic.errors import Conflict, Invalid
 from clinic.models import TaskRecord
-from clinic.views.admin import _page, _split
-from clinic.web import current_user, flash, form, page, redirect, render
+from clinic.web import current_user, flash, form, one_page, page, paging, redirect, render
 
 routes = bottle.Bottle()
 
@@ -30,8 +29,8 @@ def _form_page(data, status=200, errors=None, preview=None, notice=None):
 @routes.get("/admin/announcements")
 @page("admin")
 def announcement_list():
-    number, window = _page()
-    rows, more = _split(announcements.listing(**window))
+    number, window = paging()
+    rows, more = one_page(announcements.listing(**window))
     return render("admin/announcements.html", announcements=rows, page=number, more=more,
                   describe=announcements.describe)
 

@@ -7,8 +7,7 @@ from bottle import request
 from clinic import audit
 from clinic.errors import Invalid
 from clinic.models import AUDIT_OUTCOMES
-from clinic.views.admin import _page, _split
-from clinic.web import page, render
+from clinic.web import one_page, page, paging, render
 
 routes = bottle.Bottle()
 
@@ -19,12 +18,12 @@ FILTERS = ("patient", "user", "action", "outcome", "from", "to")
 @page("admin")
 def audit_log():
     filters = {name: request.query.getunicode(name, "").strip() for name in FILTERS}
-    number, window = _page()
+    number, window = paging()
     errors = {}
     try:
-        entries, more = _split(audit.search(filters["patient"], filters["user"], filters["action"],
-                                            filters["outcome"], filters["from"], filters["to"],
-                                            **window))
+        entries, more = one_page(audit.search(
+            filters["patient"], filters["user"], filters["action"], filters["outcome"],
+            filters["from"], filters["to"], **window))
     except Invalid as exc:
         entries, more, errors = [], False, exc.fields
     return render("admin/audit.html", status=400 if errors else 200, entries=entries,

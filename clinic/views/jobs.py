@@ -7,8 +7,7 @@ from bottle import request
 from clinic import monitor
 from clinic.errors import Conflict, Invalid
 from clinic.models import TASK_RUN_STATES
-from clinic.views.admin import _page, _split
-from clinic.web import flash, page, redirect, render, templates
+from clinic.web import flash, one_page, page, paging, redirect, render, templates
 
 routes = bottle.Bottle()
 
@@ -23,11 +22,11 @@ FILTERS = ("job", "state", "from", "to")
 def jobs_page():
     monitor.flush()  # the runs this process has just seen, written before they are read
     filters = {name: request.query.getunicode(name, "").strip() for name in FILTERS}
-    number, window = _page()
+    number, window = paging()
     errors = {}
     try:
-        runs, more = _split(monitor.search(filters["job"], filters["state"], filters["from"],
-                                           filters["to"], **window))
+        runs, more = one_page(monitor.search(filters["job"], filters["state"], filters["from"],
+                                              filters["to"], **window))
     except Invalid as exc:
         runs, more, errors = [], False, exc.fields
     return render("admin/jobs.html", status=400 if errors else 200, jobs=monitor.overview(),

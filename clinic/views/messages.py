@@ -16,8 +16,7 @@ from clinic import clock, health, jobs, mail, outbox, settings, timeline
 from clinic.errors import Invalid
 from clinic.models import MESSAGE_STATUSES
 from clinic.queue import URGENT
-from clinic.views.admin import _page, _split
-from clinic.web import current_user, flash, page, redirect, render, templates
+from clinic.web import current_user, flash, one_page, page, paging, redirect, render, templates
 
 routes = bottle.Bottle()
 
@@ -52,11 +51,11 @@ def _outbox_folder():
 @page("admin")
 def messages_page():
     filters = {name: request.query.getunicode(name, "").strip() for name in FILTERS}
-    number, window = _page()
+    number, window = paging()
     errors = {}
     try:
-        rows, more = _split(outbox.search(filters["status"], filters["kind"], filters["q"],
-                                          filters["from"], filters["to"], **window))
+        rows, more = one_page(outbox.search(filters["status"], filters["kind"], filters["q"],
+                                             filters["from"], filters["to"], **window))
     except Invalid as exc:
         rows, more, errors = [], False, exc.fields
     return render("admin/messages.html", status=400 if errors else 200, messages=rows,
