@@ -211,6 +211,37 @@ def test_a_recording_failure_never_breaks_the_task(app, caplog):
 # -- written where the run happens -----------------------------------------------------------------
 
 
+def test_a_task_queued_from_a_thread_without_a_connection_is_recorded(app):
+    """The queued signal fires in whichever thread queues (a web request, a task, Huey's
+    scheduler): one with no connection open has one for the write, and none left after."""
+    seen = {}
+
+    def queue_it():
+        seen["open before"] = not db.database.is_closed()
+        seen["id"] = remember_ids([11]).id
+        seen["open after"] = not db.database.is_closed()
+
+    thread = threading.Thread(target=queue_it)
+    thread.start()
+    thread.join(10)
+    assert (seen["open before"], seen["open after"]) == (False, False)
+    assert run_of(seen["id"]).state == "queued"
+
+
+def test_a_record_that_fails_in_the_callers_transaction_leaves_it_usable(app, caplog):
+    """The caller's transaction goes on (on PostgreSQL a failed statement outside a savepoint
+    would abort all of it): here the id is longer than the row's column allows."""
+    task = remember_ids.s([12])
+    task.id = "x" * 65
+    with db.database.atomic():
+        huey.enqueue(task)
+        JobState.create(name="written after", last_result="kept")
+    assert JobState.get_by_id("written after").last_result == "kept"
+    if db.is_postgres():
+        assert "could not record" in caplog.text
+
+
+
 KILLED_AFTER_A_TASK = """
 import os, signal
 from clinic import settings, tasks
