@@ -248,7 +248,7 @@ from clinic import settings, tasks
 from clinic.server import prepare
 from huey_config import huey
 prepare(settings.load())
-result = tasks.send_messages([])
+result = tasks.send_messages([0])  # no such message: nothing to send
 huey.execute(huey.dequeue())
 print(result.id, flush=True)
 os.kill(os.getpid(), signal.SIGKILL)
