@@ -104,7 +104,6 @@ class Bench:
         deletes again) leave with it, and so do the monitor's records of them: nobody runs them
         here, and left behind they were run by the web rows' `python run.py` and kept its jobs
         banner looking at a thousand runs queued for hours."""
-        from clinic import monitor
         from clinic.models import TaskRun
         from huey_config import huey
 
@@ -112,7 +111,6 @@ class Bench:
         try:
             yield
         finally:
-            monitor.flush()
             TaskRun.delete().where(TaskRun.id > mark).execute()
             huey.flush()
 
@@ -231,7 +229,7 @@ class Bench:
         from clinic import monitor
         from huey_config import huey
 
-        huey.disconnect_signal(monitor._record)
+        huey.disconnect_signal(monitor.record)
         try:
             consumer = self._consumer(s, initial_delay=1.0)
             try:
@@ -242,7 +240,7 @@ class Bench:
             finally:
                 consumer.stop(graceful=True)
         finally:
-            huey.signal(*monitor._HANDLERS)(monitor._record)
+            huey.signal(*monitor.SIGNALS)(monitor.record)
             ours.reset()
         self.rows["no_monitor"] = {"p50_ms": percentile(lat, 50) * 1000,
                                    "p99_ms": percentile(lat, 99) * 1000, "noop_rate": rate}

@@ -185,7 +185,6 @@ def cmd_job(args):
 def _job_history(args):
     from clinic import clock, monitor
 
-    monitor.flush()
     runs = monitor.history(failed=args.failed, limit=max(1, args.limit))
     if not runs:
         print("No failed task runs." if args.failed else "No task runs yet.")

@@ -37,7 +37,6 @@ def _queue():
 
 
 def _scheduler(now):
-    monitor.flush()  # a tick this process ran is written before it is read
     ticked = monitor.last_tick()
     if ticked is None:
         return Check("scheduler", False, "has never ticked: is a worker with the scheduler "

@@ -2,32 +2,26 @@
 admin's jobs page and `python run.py job history`; and the few things an admin can do about one
 (run a job now, retry a failed task, revoke a waiting one).
 
-Huey emits a signal at each step of a task's life (huey/api.py), in the thread doing that step: a
-web request queueing a confirmation, a worker starting or finishing a task, the scheduler. The
-handler writes nothing there: it notes the signal, the task and the instant (clock.now(), so
-runtimes are those of the real start and finish) in this process's buffer and returns. One
-writer thread per process applies what is buffered, in the order it came, in one transaction,
-after letting a batch gather for a few milliseconds (at once when it is large or someone waits
-in flush()). A task's path pays no database write and waits for no database lock; the rows are
-a few milliseconds behind.
+Three sections, each using the ones above it:
+1. Recording runs: Huey emits a signal at each step of a task's life (huey/api.py), in the
+   thread doing that step, and the handler writes the step to the task's one TaskRun row there
+   and then, with one statement: an insert as it is queued, an update as it starts and as it
+   ends. Nothing waits in memory to be written, so whoever reads the rows next sees every step
+   a task has taken, and a process killed with SIGKILL loses none of them.
+2. Process heartbeats: each process that runs tasks keeps a JobState row of its own, so that
+   runs left "running" by a process that is gone, and runs whose task left the queue, can be
+   marked interrupted, with Retry.
+3. Reading and acting: the jobs page's queries, the banner, Run now, Retry, Revoke, prune.
 
-What that means for readers and for stopping:
-- A page or command that reads TaskRun or the heartbeat calls flush() first: it waits until
-  everything buffered before the call is written. The process flushes when it stops (clinic/
-  server.py) and at exit.
-- A process killed with SIGKILL (or the machine losing power) loses the last few milliseconds of
-  these records (more only if the database was locked for longer: the writer waits for it):
-  only the jobs page's account of them. The work itself is not lost
-  with them: emails, appointments and reports are rows in the outbox and the tables, written by
-  the tasks in their own transactions.
-- In Huey's immediate mode (tasks run inline, maybe inside the caller's transaction) each signal
-  is written at once in the caller's thread, in a savepoint of its transaction if it has one.
-- Each process has its own writer. Within a process a task's rows follow its signals in order;
-  across processes (a web process queues, a worker runs) the queueing may be written after the
-  run: a late "queued" never undoes a run that started after it was queued.
-
-A handler or a batch that fails is logged and forgotten: recording must never break a task. A
-failed batch is retried task by task, so one bad record costs only its own task's.
+Where the signals fire, and so which connection a handler writes on (every handler uses
+db.connection(): this thread's own if it has one open, else one opened for the write):
+- ``enqueued`` fires in the thread that queues the task (a web request, a task, Huey's
+  scheduler), before the task reaches the queue: its row exists before any worker can start it.
+  When that thread is in a transaction, the row is written in a savepoint of it.
+- ``executing`` fires in the worker before the pre_execute hook takes the task's connection
+  (clinic/tasks.py), ``complete`` and ``retrying`` after post_execute gave it back; the others
+  while the task has it.
+A handler that fails is logged and forgotten: recording must never break an enqueue or a task.
 
 A task that runs again keeps its task id (Huey's retries; Retry here re-queues the same id), so it
 keeps its row: ``attempt`` counts its runs and the state is that of the latest. The last error
@@ -37,7 +31,6 @@ The scheduler's tick runs every minute: it is recorded as a heartbeat (the JobSt
 ``scheduler``), which the banner reads, and as a TaskRun row only when it fails.
 """
 
-import atexit
 import contextlib
 import functools
 import hashlib
@@ -45,7 +38,6 @@ import inspect
 import json
 import logging
 import math
-import operator
 import os
 import re
 import socket
@@ -53,11 +45,13 @@ import statistics
 import sys
 import threading
 import traceback as tb
-from collections import defaultdict, namedtuple
-from datetime import UTC, timedelta
+from collections import defaultdict
+from datetime import timedelta
 
 from huey import signals as S
 from huey.exceptions import HueyException
+from huey.registry import Message
+from peewee import Case
 
 from clinic import clock, db, jobs
 from clinic.errors import Conflict, NotFound, check
@@ -77,358 +71,103 @@ TRACEBACK_CHARS = 20_000  # the end of a traceback says most; the start is cut
 STATS_DAYS = 7
 KEEP = timedelta(days=30)
 _IDENTIFIER = re.compile(r"[A-Za-z0-9_.:+-]{1,64}")
-WRITE_EVERY = 0.005  # seconds: the writer waits this long for a batch to gather...
-BATCH = 500  # ...unless this many events wait; also the rows in one statement
-FLUSH_TIMEOUT = 10.0  # seconds; the database's own lock timeout
 
 
-# -- recording ------------------------------------------------------------------------------------
+# == 1. Recording runs ===========================================================================
 
-# One signal as it happened: ``database`` is the one the models were bound to then, so that
-# events of a database since replaced (tests make one per test) are dropped, not written to the
-# next one.
-Event = namedtuple("Event", "signal task args at database")
+# The tasks this process is running now: task id -> the instant it started. The runtime at its
+# end is counted from here, and interrupt_orphans tells this process's runs from those of a
+# process that had the same pid before by it.
+running = {}
 
-
-def event(signal, task, *args):
-    """The signal as it happens now, for write()."""
-    return Event(signal, task, args, clock.now(), db.database.obj)
+HOST = socket.gethostname()
 
 
-# The tasks this process is running now, by id: the one account that is never behind (the rows
-# are a few milliseconds behind), for telling this process's runs from those of a process that
-# had the same pid before (interrupt_orphans).
-_running_here = set()
+def host_name():
+    """This machine, as TaskRun.worker holds it (100 characters): a longer name is cut, with a
+    digest of the whole, so two long names alike at the start stay apart."""
+    if len(HOST) <= 80:
+        return HOST
+    return f"{HOST[:70]}~{hashlib.sha256(HOST.encode()).hexdigest()[:9]}"
 
 
-def _record(signal, task, *args):
+def process_name():
+    """This process, as a run records who ran it: "host pid N" (the pid asked anew: a forked
+    child is another process)."""
+    return f"{host_name()} pid {os.getpid()}"
+
+
+def record(signal, task, *args):
+    """Write what ``signal`` says about ``task`` to its row, now, in this thread. Never raises."""
     try:
-        if signal in (S.SIGNAL_ENQUEUED, S.SIGNAL_SCHEDULED) and task.name == TICK:
-            return
-        if signal == S.SIGNAL_EXECUTING:
-            _running_here.add(task.id)
-        elif signal in _ENDED:
-            _running_here.discard(task.id)
-        if huey.immediate:
-            write([event(signal, task, *args)])
-        else:
-            _writer.add(event(signal, task, *args))
+        at = clock.now()
+        with db.connection(), _savepoint():
+            _HANDLERS[signal](task, at, *args)
     except Exception:
         log.exception("could not record %s of task %s %s", signal, task.name, task.id)
 
 
-class Writer:
-    """The buffer the signal handlers append to, and the thread that writes it (started by the
-    first event). Two conditions on one lock: the writer waits for work, flush() for the writer."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._work = threading.Condition(self._lock)
-        self._done = threading.Condition(self._lock)
-        self._events = []
-        self._added = self._written = self._waiting = 0
-        self._thread = None
-
-    def add(self, item):
-        with self._lock:
-            self._events.append(item)
-            self._added += 1
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="clinic-monitor",
-                                                daemon=True)
-                self._thread.start()
-            if len(self._events) in (1, BATCH):  # the writer waits for the first, or for many
-                self._work.notify()
-
-    def flush(self, timeout=FLUSH_TIMEOUT):
-        """Wait until every event added before this call is written (or given up on); False
-        if that took longer than ``timeout`` seconds."""
-        with self._lock:
-            target = self._added
-            if self._written >= target:
-                return True
-            self._waiting += 1
-            self._work.notify()
-            try:
-                return self._done.wait_for(lambda: self._written >= target, timeout)
-            finally:
-                self._waiting -= 1
-
-    def _run(self):
-        # The writer keeps one connection open, on the database the models are bound to; a
-        # batch that fails closes it, so a broken connection is not used again.
-        database = None
-        while True:
-            with self._lock:
-                self._work.wait_for(lambda: self._events)
-                # Let the batch gather: a task's queueing, start and end are often one write,
-                # made after its start rather than in the middle of it.
-                self._work.wait_for(lambda: len(self._events) >= BATCH or self._waiting,
-                                    WRITE_EVERY)
-                events, self._events = self._events, []
-            try:
-                if database is not db.database.obj:
-                    if database is not None:
-                        _drop(database)
-                    database = db.database.obj
-                database.connect(reuse_if_open=True)
-                if not write(events):
-                    _drop(database)
-            except Exception:
-                log.exception("could not record %d task signals", len(events))
-                if database is not None:
-                    _drop(database)
-            finally:
-                with self._lock:
-                    self._written += len(events)
-                    self._done.notify_all()
-
-    def _forget(self):
-        """In a forked child: the parent's thread and lock are not ours."""
-        self.__init__()
+def _savepoint():
+    """A savepoint when the caller is in a transaction (on PostgreSQL a failed statement would
+    abort the caller's whole transaction); otherwise nothing: one statement commits itself."""
+    return db.database.atomic() if db.database.in_transaction() else contextlib.nullcontext()
 
 
-def _drop(database):
-    """Close this thread's connection to ``database``, whatever state it is in."""
-    try:
-        database.close()
-    except Exception:  # a transaction left open, a connection already gone: forget it
-        database.dispose()
-
-
-_writer = Writer()
-os.register_at_fork(after_in_child=_writer._forget)
-
-
-def flush(timeout=FLUSH_TIMEOUT):
-    """Wait until this process's writer has written every task signal that came before the call;
-    for whoever reads TaskRun or the heartbeat next. False if it took more than ``timeout`` s."""
-    return _writer.flush(timeout)
-
-
-atexit.register(flush)
-
-
-@contextlib.contextmanager
-def _transaction(database):
-    """A transaction (a savepoint in the caller's) on this thread's connection to ``database``,
-    opened (and closed after) if it has none. On the database object, not the proxy: a proxy
-    pointed elsewhere meanwhile (tests) would end another database's transaction."""
-    if database.is_closed():
-        with database.connection_context(), database.atomic():
-            yield
-    else:
-        with database.atomic():
-            yield
-
-
-def write(events):
-    """Apply ``events`` in order in one transaction (a savepoint inside the caller's); if that
-    fails, each task's events in a transaction of their own. Never raises: what cannot be
-    written is logged, and the answer is False."""
-    database = db.database.obj
-    events = [e for e in events if e.database is database]
-    if not events:
-        return True
-    try:
-        with _transaction(database):
-            _apply(events)
-        return True
-    except Exception:
-        by_task = defaultdict(list)
-        for e in events:
-            by_task[e.task.id].append(e)
-        if len(by_task) == 1:
-            _failed_to_record(events)
-            return False
-        for task_events in by_task.values():
-            try:
-                with _transaction(database):
-                    _apply(task_events)
-            except Exception:
-                _failed_to_record(task_events)
-        return False
-
-
-def _failed_to_record(events):
-    task = events[0].task
-    log.exception("could not record %s of task %s %s", ", ".join(e.signal for e in events),
-                  task.name, task.id)
-
-
-BATCH_LOCK = 7_154_201_003  # PostgreSQL's advisory lock: one process's batch at a time
-
-
-class _Batch:
-    """The TaskRun rows (as dicts) and the heartbeat that a batch's events change: read at once
-    (locked on PostgreSQL; SQLite's IMMEDIATE transaction locks already), changed in memory in
-    the order the signals came, written at the end: new rows in one statement, changed rows in
-    another. The writes are plain SQL with many parameter rows: peewee builds its SQL once per
-    statement, which cost more than the database's work for a batch of single-row updates."""
-
-    def __init__(self, task_ids):
-        self.rows = {}
-        if db.is_postgres():
-            # FOR UPDATE locks no row that does not exist yet: a web process's "queued" and a
-            # worker's "succeeded" for a new task would both insert, and one be dropped.
-            db.database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (BATCH_LOCK,))
-        for chunk in _chunks(sorted(task_ids)):
-            cursor = db.database.execute_sql(_select(len(chunk)), chunk)
-            for values in cursor.fetchall():
-                row = {field.name: field.python_value(value)
-                       for field, value in zip(_SELECTED, values, strict=True)}
-                self.rows[row["task_id"]] = {**row, "traceback": None}  # None: left as it is
-        self.loaded = {key: dict(row) for key, row in self.rows.items()}
-        self.beat = {}
-
-    def write(self):
-        new = [row for key, row in self.rows.items() if key not in self.loaded]
-        changed = [row for key, row in self.rows.items()
-                   if key in self.loaded and row != self.loaded[key]]
-        cursor = db.database.cursor()
-        if new:
-            cursor.executemany(_sql(_INSERT), [_INSERTED(row) for row in new])
-        if changed:
-            cursor.executemany(_sql(_UPDATE), [_CHANGED(row) for row in changed])
-        if self.beat:
-            _set_state(HEARTBEAT, **self.beat)
-
-
-def _quoted(field):
-    return f'"{field.column_name}"'
-
-
-_COLUMNS = [field for field in TaskRun._meta.sorted_fields if field.name != "id"]
-_READ = [TaskRun.state, TaskRun.queued_at, TaskRun.started_at, TaskRun.finished_at,
-         TaskRun.runtime, TaskRun.attempt, TaskRun.error, TaskRun.worker]
-# Not read: the traceback (up to 20,000 characters), which is only ever replaced; None keeps it.
-_CHANGING = _READ + [TaskRun.traceback]
-_INSERT = (f'INSERT INTO "{TaskRun._meta.table_name}" '
-           f'({", ".join(_quoted(f) for f in _COLUMNS)}) '
-           f'VALUES ({", ".join("?" for _ in _COLUMNS)}) ON CONFLICT ("task_id") DO NOTHING')
-_UPDATE = (f'UPDATE "{TaskRun._meta.table_name}" '
-           f'SET {", ".join(f"{_quoted(f)} = ?" for f in _READ)}, '
-           f'"traceback" = COALESCE(?, "traceback") WHERE "task_id" = ?')
-
-
-def _sql(statement):
-    return statement.replace("?", db.database.param)
-
-
-_SELECTED = [TaskRun.task_id] + _READ
-
-
-def _select(n):
-    """The rows of ``n`` task ids (locked on PostgreSQL), as plain SQL: peewee took longer to
-    build this query than SQLite to run it."""
-    sql = (f'SELECT {", ".join(_quoted(f) for f in _SELECTED)} '
-           f'FROM "{TaskRun._meta.table_name}" WHERE "task_id" IN ({", ".join("?" * n)})')
-    return _sql(sql + (" FOR UPDATE" if db.is_postgres() else ""))
-
-
-def _as_stored(fields):
-    """A function from a row (a dict) to the parameters of ``fields``, as the database takes
-    them. Instants are aware UTC here and stored naive (what UTCDateTimeField.db_value does);
-    ``call`` is kept as its JSON text from the start (_call); the rest is stored as it is. Made
-    once per statement: a batch turns thousands of rows into parameters, and asking each field
-    how to convert each value cost more than writing them."""
-    get = operator.itemgetter(*(field.name for field in fields))
-    instants = [i for i, field in enumerate(fields) if isinstance(field, db.UTCDateTimeField)]
-
-    def stored(row):
-        values = list(get(row))
-        for i in instants:
-            if values[i] is not None:
-                values[i] = values[i].astimezone(UTC).replace(tzinfo=None)
-        return values
-
-    return stored
-
-
-_INSERTED = _as_stored(_COLUMNS)
-_CHANGED = _as_stored(_CHANGING + [TaskRun.task_id])
-
-
-def _chunks(items):
-    return (items[i:i + BATCH] for i in range(0, len(items), BATCH))
-
-
-def _apply(events):
-    batch = _Batch({e.task.id for e in events})
-    for e in events:
-        _HANDLERS[e.signal](batch, e.task, e.at, *e.args)
-    batch.write()
-
-
-def _new(task, at, **fields):
-    named = _named_arguments(task)
-    return {"task_id": task.id, "job": job_name(task), "task": _registry_name(task),
-            "summary": summarize(task, named), "call": _call(task), "priority": task.priority,
-            "progress_id": _progress_id(task, named), "state": "queued", "queued_at": at,
-            "started_at": None, "finished_at": None, "runtime": None, "attempt": 0, "error": "",
-            "traceback": "", "worker": "", **fields}
-
-
-def _queued(batch, task, at):
-    run = batch.rows.get(task.id)
-    if run is None:
-        batch.rows[task.id] = _new(task, at, state="queued")
-        return
-    if run["queued_at"] > at:
-        run["queued_at"] = at  # another process's worker wrote the row first
-    # Nothing else: a "queued" never reopens a run that has started or ended. Coming after them
-    # it is late news from another process (whose clock may differ from the worker's); the one
-    # way to queue a run again, retry(), sets "queued" itself, and Huey's own retries say
-    # "retrying".
-
-
-def _started(batch, task, at):
+def _queued(task, at):
     if task.name == TICK:
-        batch.beat["last_started_at"] = at
         return
-    run = batch.rows.get(task.id)
-    if run is None:
-        batch.rows[task.id] = _new(task, at, state="running", started_at=at, attempt=1,
-                                   worker=_worker())
-        return
-    run.update(state="running", started_at=at, finished_at=None, runtime=None,
-               attempt=run["attempt"] + 1, worker=_worker())
+    # A row already there is the same task queued again (Huey's retries, Retry): it keeps its
+    # state, which says so already ("retrying", "queued"); a "queued" never reopens a run.
+    TaskRun.insert(**_new(task, at)).on_conflict_ignore().execute()
 
 
-def _finished(batch, task, at, state, error=""):
+def _started(task, at):
+    running[task.id] = at
     if task.name == TICK:
-        batch.beat.update(last_finished_at=at, last_result=f"ticked by {HOLDER}"
-                          if state == "succeeded" else _cut(f"{state}: {error}", 200))
+        set_state(HEARTBEAT, last_started_at=at)
+        return
+    worker = process_name()
+    if not _update(task, state="running", started_at=at, finished_at=None, runtime=None,
+                   attempt=TaskRun.attempt + 1, worker=worker):
+        _insert(task, at, state="running", started_at=at, attempt=1, worker=worker)
+
+
+def _finished(task, at, state, error="", traceback=None):
+    started = running.pop(task.id, None)
+    if task.name == TICK:
+        set_state(HEARTBEAT, last_finished_at=at, last_result=f"ticked by {HOLDER}"
+                  if state == "succeeded" else _cut(f"{state}: {error}", 200))
         if state == "succeeded":
             return
-    run = batch.rows.get(task.id)
-    if run is None:
-        run = batch.rows[task.id] = _new(task, at, state=state)
-    run.update(state=state, finished_at=at, runtime=None)
-    if run["started_at"] is not None and state not in ("revoked", "expired"):
-        run["runtime"] = max(0.0, (at - run["started_at"]).total_seconds())
+    fields = {"state": state, "finished_at": at, "runtime": None}
+    if started is not None and state not in ("revoked", "expired"):
+        fields["runtime"] = max(0.0, (at - started).total_seconds())
     if error:
-        run["error"] = error
+        fields["error"] = error
+    if traceback is not None:
+        fields["traceback"] = traceback
+    if not _update(task, **fields):
+        _insert(task, at, **fields)
 
 
-def _failed(batch, task, at, exc):
-    _finished(batch, task, at, "failed", _describe(exc))
-    batch.rows[task.id]["traceback"] = _traceback(exc)
+def _failed(task, at, exc):
+    _finished(task, at, "failed", _describe(exc), _traceback(exc))
 
 
-def _retrying(batch, task, at):
-    run = batch.rows.get(task.id)
-    if run is None or run["state"] not in ("failed", "cancelled"):
-        error = "The task asked to be run again."
-    else:
-        error = run["error"]
-    if run is None:
-        run = batch.rows[task.id] = _new(task, at, state="retrying")
-    run.update(state="retrying", error=error)
+ASKED_AGAIN = "The task asked to be run again."
+
+
+def _retrying(task, at):
+    running.pop(task.id, None)
+    # The error that made it retry stays; a task that raised RetryTask has none, so says so.
+    error = Case(None, [(TaskRun.state.in_(("failed", "cancelled")), TaskRun.error)],
+                 ASKED_AGAIN)
+    if not _update(task, state="retrying", error=error):
+        _insert(task, at, state="retrying", error=ASKED_AGAIN)
 
 
 def _finishing(state, error=""):
-    return lambda batch, task, at: _finished(batch, task, at, state, error)
+    return lambda task, at: _finished(task, at, state, error)
 
 
 _HANDLERS = {
@@ -444,200 +183,42 @@ _HANDLERS = {
     S.SIGNAL_INTERRUPTED: _finishing("interrupted",
                                      "The clinic stopped while this task was running."),
     S.SIGNAL_LOCKED: _finishing("failed", "Not run: another run of this task held its lock."),
-    S.SIGNAL_TIMEOUT: lambda batch, task, at: _finished(
-        batch, task, at, "failed", f"Stopped: it ran longer than its {task.timeout} s time limit."),
+    S.SIGNAL_TIMEOUT: lambda task, at: _finished(
+        task, at, "failed", f"Stopped: it ran longer than its {task.timeout} s time limit."),
     S.SIGNAL_RATE_LIMITED: _finishing(
         "failed", "Not run: too many runs of this task in a short time."),
 }
+SIGNALS = tuple(_HANDLERS)  # the signals record() is connected to
 
-huey.signal(*_HANDLERS)(_record)
-_ENDED = set(_HANDLERS) - {S.SIGNAL_ENQUEUED, S.SIGNAL_SCHEDULED, S.SIGNAL_EXECUTING,
-                           S.SIGNAL_RETRYING}
-_HOST = socket.gethostname()
+huey.signal(*SIGNALS)(record)
 
 
-def _host():
-    # As TaskRun.worker holds it (100 characters): a longer name is cut, with a digest of the
-    # whole, so two long names alike at the start stay apart.
-    if len(_HOST) <= 80:
-        return _HOST
-    return f"{_HOST[:70]}~{hashlib.sha256(_HOST.encode()).hexdigest()[:9]}"
+def _update(task, **fields):
+    """Change the task's row; whether it had one."""
+    return TaskRun.update(**fields).where(TaskRun.task_id == task.id).execute()
 
 
-def _worker():
-    """This process, as a run records who ran it: "host pid N" (the pid asked anew: a forked
-    child is another process)."""
-    return f"{_host()} pid {os.getpid()}"
+def _insert(task, at, **fields):
+    """The row of a task whose "queued" was not recorded (its write failed, or the process that
+    queued it records nothing), made at a later step."""
+    TaskRun.insert(**{**_new(task, at), **fields}).on_conflict_ignore().execute()
 
 
-ORPHANED = ("The process running this task stopped before it finished (it was killed, or the "
-            "machine restarted). Retry runs it again.")
-
-# Every process that runs tasks says so in a JobState row of its own ("worker <digest>") as it
-# starts and every BEAT_EVERY, until its workers have stopped, and takes the row away then. A
-# process of another machine whose row has not changed for GONE_AFTER, as this process has
-# watched it (two machines' clocks may differ; one machine's own readings do not), is taken to
-# be gone. Rows BEATS_KEPT old are deleted.
-BEAT_EVERY = timedelta(minutes=1)
-GONE_AFTER = timedelta(minutes=5)
-BEATS_KEPT = timedelta(days=1)
-_BEAT = "worker "
-_watched = {}  # beat row name -> (its last_started_at, when this process first saw that value)
+def _new(task, at):
+    named = _named_arguments(task)
+    return {"task_id": task.id, "job": job_name(task), "task": _registry_name(task),
+            "summary": summarize(task, named), "call": _call(task), "priority": task.priority,
+            "progress_id": _progress_id(task, named), "state": "queued", "queued_at": at}
 
 
-def _beat_name(worker):
-    # JobState names are 60 characters at most; a host's name can be longer.
-    return _BEAT + hashlib.sha256(worker.encode()).hexdigest()[:32]
-
-
-def beat(now=None):
-    """Say that this process still runs tasks (as a process that runs jobs starts, and every
-    BEAT_EVERY after): so that another machine can tell its runs from those of a process that
-    is gone. The row holds "host pid N" and, a line each, the ids of the tasks it runs."""
-    worker = _worker()
-    _set_state(_beat_name(worker), last_started_at=now or clock.now(),
-               last_result="\n".join([worker, *sorted(_running_here.copy())]))
-
-
-def stop_beating():
-    """This process runs no more tasks: its workers have stopped, and the runs of any task
-    still running then were marked interrupted (queue.ClinicConsumer.stop)."""
-    JobState.delete().where(JobState.name == _beat_name(_worker())).execute()
-
-
-def interrupt_orphans(now=None):
-    """Mark interrupted the runs left "running" by a process that is gone: a process killed
-    mid-task (SIGKILL, the machine losing power) sends no signal, and its runs would show as
-    running for ever, with no Retry. A process of this machine is gone when its pid is; one of
-    another machine when it has not said it runs (beat()) for GONE_AFTER, as watched from here.
-    Called as a process that runs jobs starts, and by the scheduler's tick every minute.
-    Returns how many it marked."""
-    flush()  # this process's own news first
-    now = now or clock.now()
-    beats, stale = {}, False
-    for name, last in (JobState.select(JobState.name, JobState.last_started_at)
-                       .where(JobState.name.startswith(_BEAT)).tuples()):
-        stale = stale or now - last > BEATS_KEPT
-        seen = _watched.get(name)
-        if seen is None or seen[0] != last:
-            _watched[name] = seen = (last, now)
-        beats[name] = seen[1]  # unchanged since then
-    for name in list(_watched):
-        if name not in beats:
-            del _watched[name]
-    orphans = [run_id for run_id, task_id, worker in
-               TaskRun.select(TaskRun.id, TaskRun.task_id, TaskRun.worker)
-               .where(TaskRun.state == "running").tuples()
-               if _gone(worker, task_id, beats, now)]
-    if orphans:
-        (TaskRun.update(state="interrupted", finished_at=now, runtime=None, error=ORPHANED)
-         .where(TaskRun.id.in_(orphans), TaskRun.state == "running").execute())
-        log.warning("marked %d run(s) interrupted: the process running them is gone",
-                    len(orphans))
-    if stale:  # after the runs: a process gone for a day has had its runs marked above
-        JobState.delete().where(JobState.name.startswith(_BEAT),
-                                JobState.last_started_at < now - BEATS_KEPT).execute()
-    return len(orphans)
-
-
-def _gone(worker, task_id, beats, now):
-    host, _, pid = worker.rpartition(" pid ")
-    if not host or not pid.isdigit():
-        return False  # recorded before runs said who ran them
-    if host != _host():
-        # Another machine's: gone when its process's beat has not changed for GONE_AFTER. No
-        # row at all: a process of a version before beats, or one whose workers stopped (its
-        # runs were marked then); either way not known to be gone.
-        unchanged_since = beats.get(_beat_name(worker))
-        return unchanged_since is not None and now - unchanged_since > GONE_AFTER
-    pid = int(pid)
-    if pid == os.getpid():  # this process, or one before it that had the same pid
-        return task_id not in _running_here
-    try:
-        os.kill(pid, 0)  # no signal sent: only asks whether the process exists
-    except ProcessLookupError:
-        return True
-    except OSError:
-        return False  # it exists, as another user's
-    return False  # it exists (or another process took its pid: then this run waits for it)
-
-
-LOST_AFTER = timedelta(minutes=10)  # queued this long and not in the queue: maybe lost...
-CONFIRM_AFTER = timedelta(minutes=2)  # ...and lost once still so at looks this far apart
-LOST = ("Its task is no longer in the queue (the queue's storage was emptied, or a process "
-        "stopped as it took the task), so it would never run. Retry queues it again.")
-_missing = {}  # task id -> when this process's looks began to find it missing, without a break
-_last_look = None  # when this process last looked
-_looking = threading.Lock()
-
-
-def interrupt_lost(now=None):
-    """Mark interrupted the runs that wait for a task no longer in the queue: recorded "queued"
-    for LOST_AFTER, their task neither scheduled nor waiting nor running in a process that says
-    so (beat()), at every look of this process for CONFIRM_AFTER. One look is not enough: a
-    worker takes a task from the queue a moment before its run says "running", and the
-    scheduler moves a task from its schedule to the queue. Looks more than CONFIRM_AFTER apart
-    do not chain (the tick may have run in other processes meanwhile). Called by the scheduler's
-    tick every minute. Returns how many it marked."""
-    global _last_look
-    flush()  # this process's own news first
-    now = now or clock.now()
-    with _looking:
-        if _last_look is None or not timedelta(0) <= now - _last_look <= CONFIRM_AFTER:
-            _missing.clear()
-        _last_look = now
-        old = (TaskRun.select(TaskRun.task_id)
-               .where(TaskRun.state == "queued", TaskRun.queued_at < now - LOST_AFTER))
-        if not old.exists():  # nearly always: the queue is not read
-            _missing.clear()
-            return 0
-        # Where a task can be, then the runs: a run still queued after its task was nowhere.
-        present = _queued_ids() | _running_ids()
-        absent = {task_id for task_id, in old.tuples()} - present
-        for task_id in list(_missing):
-            if task_id not in absent:
-                del _missing[task_id]
-        lost = [task_id for task_id in absent
-                if now - _missing.setdefault(task_id, now) >= CONFIRM_AFTER]
-        for chunk in _chunks(lost):
-            (TaskRun.update(state="interrupted", finished_at=now, runtime=None, error=LOST)
-             .where(TaskRun.task_id.in_(chunk), TaskRun.state == "queued").execute())
-        for task_id in lost:
-            del _missing[task_id]
-    if lost:
-        log.warning("marked %d run(s) interrupted: their tasks are no longer in the queue",
-                    len(lost))
-    return len(lost)
-
-
-def _queued_ids():
-    """The ids of the tasks in the schedule or waiting in the queue (the schedule first: the
-    scheduler moves tasks from it to the queue). Read without the task registry: a task of a
-    name this process does not know is still there. An item that cannot be read fails the
-    look: left out, its task would look lost."""
-    storage, serializer = huey.storage, huey.serializer
-    items = [*storage.scheduled_items(), *storage.enqueued_items()]
-    return {serializer.deserialize(data).id for data in items}
-
-
-def _running_ids():
-    """The tasks running here, and those the processes that beat() say they run: a run whose
-    "running" was never written (its record failed) is still not lost."""
-    ids = _running_here.copy()
-    for (held,) in (JobState.select(JobState.last_result)
-                    .where(JobState.name.startswith(_BEAT)).tuples()):
-        ids.update(held.split("\n")[1:])
-    return ids
-
-
-def _set_state(name, **fields):
+def set_state(name, **fields):
     """Write ``fields`` into the JobState row ``name``, made if there is none."""
     JobState.insert(name=name, **fields).on_conflict(
         conflict_target=[JobState.name],
         update={getattr(JobState, field): value for field, value in fields.items()}).execute()
 
 
-# -- what a task is -------------------------------------------------------------------------------
+# -- what a task is, for its row --------------------------------------------------------------
 
 
 def job_name(task):
@@ -651,12 +232,8 @@ def job_name(task):
 
 
 def _registry_name(task):
-    return _registry_name_of(type(task))
-
-
-@functools.cache
-def _registry_name_of(task_class):
-    return huey._registry.task_to_string(task_class)
+    """Huey's name for the task's class, as its registry knows it (module and task name)."""
+    return f"{type(task).__module__}.{type(task).__name__}"
 
 
 @functools.cache
@@ -708,18 +285,13 @@ def _shown(value):
 
 
 def _call(task):
-    """The arguments as JSON text (as JSONField stores it), so Retry can queue the task again;
-    None when they are not JSON."""
-    if not task.args and not task.kwargs:
-        return _NO_ARGUMENTS
+    """The arguments, so Retry can queue the task again; None when they are not JSON."""
+    call = {"args": list(task.args), "kwargs": dict(task.kwargs)}
     try:
-        return json.dumps({"args": list(task.args), "kwargs": dict(task.kwargs)},
-                          separators=(",", ":"), sort_keys=True)
+        json.dumps(call)
     except (TypeError, ValueError):
         return None
-
-
-_NO_ARGUMENTS = '{"args":[],"kwargs":{}}'
+    return call
 
 
 def _progress_id(task, named):
@@ -745,7 +317,178 @@ def _cut(text, limit):
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-# -- reading --------------------------------------------------------------------------------------
+# == 2. Process heartbeats, and runs left behind =================================================
+
+ORPHANED = ("The process running this task stopped before it finished (it was killed, or the "
+            "machine restarted). Retry runs it again.")
+
+# Every process that runs tasks says so in a JobState row of its own ("worker <digest>") as it
+# starts and every BEAT_EVERY, until its workers have stopped, and takes the row away then. A
+# process of another machine whose row has not changed for GONE_AFTER, as this process has
+# watched it (two machines' clocks may differ; one machine's own readings do not), is taken to
+# be gone. Rows BEATS_KEPT old are deleted.
+BEAT_EVERY = timedelta(minutes=1)
+GONE_AFTER = timedelta(minutes=5)
+BEATS_KEPT = timedelta(days=1)
+BEAT_PREFIX = "worker "
+watched = {}  # beat row name -> (its last_started_at, when this process first saw that value)
+
+
+def beat_name(worker):
+    """The JobState row of the process ``worker`` ("host pid N"): names are 60 characters at
+    most, and a host's name can be longer."""
+    return BEAT_PREFIX + hashlib.sha256(worker.encode()).hexdigest()[:32]
+
+
+def beat(now=None):
+    """Say that this process still runs tasks (as a process that runs jobs starts, and every
+    BEAT_EVERY after): so that another machine can tell its runs from those of a process that
+    is gone. The row holds "host pid N" and, a line each, the ids of the tasks it runs."""
+    worker = process_name()
+    set_state(beat_name(worker), last_started_at=now or clock.now(),
+              last_result="\n".join([worker, *sorted(running.copy())]))
+
+
+def stop_beating():
+    """This process runs no more tasks: its workers have stopped, and the runs of any task
+    still running then were marked interrupted (queue.ClinicConsumer.stop)."""
+    JobState.delete().where(JobState.name == beat_name(process_name())).execute()
+
+
+def interrupt_orphans(now=None):
+    """Mark interrupted the runs left "running" by a process that is gone: a process killed
+    mid-task (SIGKILL, the machine losing power) sends no signal, and its runs would show as
+    running for ever, with no Retry. A process of this machine is gone when its pid is; one of
+    another machine when it has not said it runs (beat()) for GONE_AFTER, as watched from here.
+    Called as a process that runs jobs starts, and by the scheduler's tick every minute.
+    Returns how many it marked."""
+    now = now or clock.now()
+    beats, stale = {}, False
+    for name, last in (JobState.select(JobState.name, JobState.last_started_at)
+                       .where(JobState.name.startswith(BEAT_PREFIX)).tuples()):
+        stale = stale or now - last > BEATS_KEPT
+        seen = watched.get(name)
+        if seen is None or seen[0] != last:
+            watched[name] = seen = (last, now)
+        beats[name] = seen[1]  # unchanged since then
+    for name in list(watched):
+        if name not in beats:
+            del watched[name]
+    orphans = [run_id for run_id, task_id, worker in
+               TaskRun.select(TaskRun.id, TaskRun.task_id, TaskRun.worker)
+               .where(TaskRun.state == "running").tuples()
+               if _gone(worker, task_id, beats, now)]
+    if orphans:
+        (TaskRun.update(state="interrupted", finished_at=now, runtime=None, error=ORPHANED)
+         .where(TaskRun.id.in_(orphans), TaskRun.state == "running").execute())
+        log.warning("marked %d run(s) interrupted: the process running them is gone",
+                    len(orphans))
+    if stale:  # after the runs: a process gone for a day has had its runs marked above
+        JobState.delete().where(JobState.name.startswith(BEAT_PREFIX),
+                                JobState.last_started_at < now - BEATS_KEPT).execute()
+    return len(orphans)
+
+
+def _gone(worker, task_id, beats, now):
+    host, _, pid = worker.rpartition(" pid ")
+    if not host or not pid.isdigit():
+        return False  # recorded before runs said who ran them
+    if host != host_name():
+        # Another machine's: gone when its process's beat has not changed for GONE_AFTER. No
+        # row at all: a process of a version before beats, or one whose workers stopped (its
+        # runs were marked then); either way not known to be gone.
+        unchanged_since = beats.get(beat_name(worker))
+        return unchanged_since is not None and now - unchanged_since > GONE_AFTER
+    pid = int(pid)
+    if pid == os.getpid():  # this process, or one before it that had the same pid
+        return task_id not in running
+    try:
+        os.kill(pid, 0)  # no signal sent: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # it exists, as another user's
+    return False  # it exists (or another process took its pid: then this run waits for it)
+
+
+LOST_AFTER = timedelta(minutes=10)  # queued this long and not in the queue: maybe lost...
+CONFIRM_AFTER = timedelta(minutes=2)  # ...and lost once still so at looks this far apart
+LOST = ("Its task is no longer in the queue (the queue's storage was emptied, or a process "
+        "stopped as it took the task), so it would never run. Retry queues it again.")
+
+
+class Looks:
+    """This process's looks for lost tasks: when it last looked, and since when each task has
+    been missing at every look, without a break."""
+
+    def __init__(self):
+        self.last = None
+        self.missing = {}  # task id -> when the looks began to find it missing
+        self.lock = threading.Lock()
+
+
+looks = Looks()
+
+
+def interrupt_lost(now=None):
+    """Mark interrupted the runs that wait for a task no longer in the queue: recorded "queued"
+    for LOST_AFTER, their task neither scheduled nor waiting nor running in a process that says
+    so (beat()), at every look of this process for CONFIRM_AFTER. One look is not enough: a
+    worker takes a task from the queue a moment before its run says "running", and the
+    scheduler moves a task from its schedule to the queue. Looks more than CONFIRM_AFTER apart
+    do not chain (the tick may have run in other processes meanwhile). Called by the scheduler's
+    tick every minute. Returns how many it marked."""
+    now = now or clock.now()
+    with looks.lock:
+        if looks.last is None or not timedelta(0) <= now - looks.last <= CONFIRM_AFTER:
+            looks.missing.clear()
+        looks.last = now
+        old = (TaskRun.select(TaskRun.task_id)
+               .where(TaskRun.state == "queued", TaskRun.queued_at < now - LOST_AFTER))
+        if not old.exists():  # nearly always: the queue is not read
+            looks.missing.clear()
+            return 0
+        # Where a task can be, then the runs: a run still queued after its task was nowhere.
+        present = _queued_ids() | _running_ids()
+        absent = {task_id for task_id, in old.tuples()} - present
+        for task_id in list(looks.missing):
+            if task_id not in absent:
+                del looks.missing[task_id]
+        lost = [task_id for task_id in absent
+                if now - looks.missing.setdefault(task_id, now) >= CONFIRM_AFTER]
+        for lo in range(0, len(lost), 500):
+            (TaskRun.update(state="interrupted", finished_at=now, runtime=None, error=LOST)
+             .where(TaskRun.task_id.in_(lost[lo:lo + 500]), TaskRun.state == "queued")
+             .execute())
+        for task_id in lost:
+            del looks.missing[task_id]
+    if lost:
+        log.warning("marked %d run(s) interrupted: their tasks are no longer in the queue",
+                    len(lost))
+    return len(lost)
+
+
+def _queued_ids():
+    """The ids of the tasks in the schedule or waiting in the queue (the schedule first: the
+    scheduler moves tasks from it to the queue). Read without the task registry: a task of a
+    name this process does not know is still there. An item that cannot be read fails the
+    look: left out, its task would look lost."""
+    storage, serializer = huey.storage, huey.serializer
+    items = [*storage.scheduled_items(), *storage.enqueued_items()]
+    return {serializer.deserialize(data).id for data in items}
+
+
+def _running_ids():
+    """The tasks running here, and those the processes that beat() say they run: a run whose
+    "running" was never written (its record failed) is still not lost."""
+    ids = set(running.copy())
+    for (held,) in (JobState.select(JobState.last_result)
+                    .where(JobState.name.startswith(BEAT_PREFIX)).tuples()):
+        ids.update(held.split("\n")[1:])
+    return ids
+
+
+# == 3. Reading and acting ========================================================================
 
 
 def run_for(task_id):
@@ -846,29 +589,22 @@ def last_tick():
     return JobState.started_at(HEARTBEAT)
 
 
-# The banner's look at the queue, on every admin page: plain SQL (clinic/db.py says why).
-_OLDEST_QUEUED = (f'SELECT "queued_at" FROM "{TaskRun._meta.table_name}" WHERE "state" = ? '
-                  f'ORDER BY "queued_at" LIMIT 1')
-# A run whose task was lost (a process killed mid-task) stays queued, so admin pages can take this
-# path on every view: plain SQL (17 us; peewee took 220 us to build and run this query).
-_STARTED_SINCE = (f'SELECT 1 FROM "{TaskRun._meta.table_name}" WHERE "started_at" >= ? LIMIT 1')
-
-
 def banner(now=None):
     """Why background jobs look stopped, in plain words, or None. Cheap enough for every admin
     page: one row by key, one indexed row, and the queue's length only when tasks wait."""
     try:
-        flush()  # what this process's tasks did, written before it is read
         now = now or clock.now()
         ticked = last_tick()
         if ticked is not None and now - ticked > STALLED_AFTER:
             return f"Background jobs are not running since {_when(ticked, now)}."
-        queued = db.select(_OLDEST_QUEUED, ("queued",), [TaskRun.queued_at])
-        oldest = queued[0][0] if queued else None
+        oldest = (TaskRun.select(TaskRun.queued_at).where(TaskRun.state == "queued")
+                  .order_by(TaskRun.queued_at).limit(1).scalar())
         if oldest is None or now - oldest <= STALLED_AFTER:
             return None
-        started_lately = db.select(_STARTED_SINCE, (TaskRun.started_at.db_value(
-            now - STALLED_AFTER),))
+        # A run whose task was lost (a process killed mid-task) stays queued: a worker that
+        # started anything lately is not stopped.
+        started_lately = TaskRun.select().where(
+            TaskRun.started_at >= now - STALLED_AFTER).exists()
         if started_lately or huey.pending_count() == 0:
             return None
         return (f"Background jobs are not running: tasks have been waiting since "
@@ -927,15 +663,16 @@ def retry(task_id):
     if run.call is None:
         raise Conflict("This task's arguments were not kept, so it cannot be run again.")
     try:
-        task_class = huey._registry.string_to_task(run.task)
+        # Huey's own way from a name to its task: the message a worker would read from the queue.
+        task = huey.deserialize_task(huey.serializer.serialize(Message(
+            id=run.task_id, name=run.task, args=tuple(run.call["args"]),
+            kwargs=dict(run.call["kwargs"]), priority=run.priority)))
     except HueyException:
         raise Conflict(f"This clinic has no task {run.task} any more.") from None
     claimed = (TaskRun.update(state="queued")
                .where(TaskRun.task_id == run.task_id, TaskRun.state == run.state).execute())
     if claimed != 1:
         raise Conflict("Someone else retried or changed this task a moment ago.")
-    task = task_class(tuple(run.call["args"]), dict(run.call["kwargs"]), id=run.task_id,
-                      priority=run.priority)
     try:
         huey.enqueue(task)
     except Exception:

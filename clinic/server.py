@@ -348,7 +348,6 @@ class Process:
         if self.consumer is not None:
             self.consumer.stop(graceful=True)
         self.workers_stopped.set()
-        monitor.flush()  # the records of the last tasks, before the process ends
         if self.watcher is not None:
             self.watcher.join(STOP_BEATING_TIMEOUT)  # it takes this process's beat away
         if self.server is not None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from peewee import sort_models
 
-from clinic import appointments, clock, db, jobs, monitor, progress, reviews, stats, transfer
+from clinic import appointments, clock, db, jobs, progress, reviews, stats, transfer
 from clinic.models import MODELS, Appointment, Review, User
 from clinic.web import create_app
 from tests import backends
@@ -55,7 +55,6 @@ def clinic(app, alice, bob, carol, erin):
     progress.create("monthly-reports", user=erin, total=2)
     jobs.hold_scheduler("old-host pid 7", now)
     User.update(active=False).where(User.id == bob.id).execute()
-    monitor.flush()  # the queued emails' task rows are written now, not during the copy
     return {"alice": alice, "carol": carol}
 
 

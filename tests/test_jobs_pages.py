@@ -88,7 +88,6 @@ _numbers = itertools.count(1)
 def drain():
     while (task := huey.dequeue()) is not None:
         huey.execute(task)
-    monitor.flush()  # the records are written by the monitor's thread
 
 
 def add_run(job, state="succeeded", runtime=1.0, queued_at=None, **fields):
@@ -215,7 +214,7 @@ def test_a_run_whose_process_was_killed_shows_as_interrupted_with_retry(admin):
 
     result = send_letters([5])
     drain()  # it ran in a process that was then killed before it finished
-    worker = f"{monitor._HOST} pid {dead_pid()}"
+    worker = f"{monitor.HOST} pid {dead_pid()}"
     (TaskRun.update(state="running", finished_at=None, worker=worker)
      .where(TaskRun.task_id == result.id).execute())
     assert monitor.interrupt_orphans() == 1
@@ -262,7 +261,6 @@ def test_an_unknown_run_is_404(admin):
 def tick_at(instant):
     with jobs.registry(), time_machine.travel(instant, tick=False):
         huey.execute(tasks.scheduler_tick.s())
-    monitor.flush()
 
 
 def test_banner_on_admin_pages_when_the_scheduler_has_not_ticked_for_three_minutes(admin):

@@ -80,7 +80,7 @@ def test_a_lease_that_cannot_be_renewed_skips_the_minute(app):
 def test_health_names_the_process_holding_the_scheduler(app):
     now = clock.now()
     jobs.hold_scheduler(OTHER, now)
-    monitor._set_state(monitor.HEARTBEAT, last_started_at=now, last_finished_at=now,
-                       last_result=f"ticked by {monitor.HOLDER}")
+    monitor.set_state(monitor.HEARTBEAT, last_started_at=now, last_finished_at=now,
+                      last_result=f"ticked by {monitor.HOLDER}")
     check = next(c for c in health.run(now) if c.name == "scheduler")
     assert check.ok and check.detail.startswith(f"held by {OTHER}, last ticked at ")

@@ -20,7 +20,6 @@ FILTERS = ("job", "state", "from", "to")
 @routes.get("/admin/jobs")
 @page("admin")
 def jobs_page():
-    monitor.flush()  # the runs this process has just seen, written before they are read
     filters = {name: request.query.getunicode(name, "").strip() for name in FILTERS}
     number, window = paging()
     errors = {}
@@ -53,14 +52,12 @@ def _run_page(run, status=200, **context):
 @routes.get("/admin/jobs/runs/<task_id>")
 @page("admin")
 def run_detail(task_id):
-    monitor.flush()
     return _run_page(monitor.run_for(task_id))
 
 
 @routes.post("/admin/jobs/runs/<task_id>/retry")
 @page("admin")
 def retry(task_id):
-    monitor.flush()
     run = monitor.run_for(task_id)
     try:
         monitor.retry(run.task_id)
@@ -73,7 +70,6 @@ def retry(task_id):
 @routes.post("/admin/jobs/runs/<task_id>/revoke")
 @page("admin")
 def revoke(task_id):
-    monitor.flush()
     run = monitor.run_for(task_id)
     try:
         monitor.revoke(run.task_id)
