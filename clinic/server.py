@@ -20,6 +20,8 @@ from clinic.web import create_app
 
 log = logging.getLogger("clinic")
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
 HEALTH_CHECK_INTERVAL = 10  # seconds between checks that every worker thread is alive
 STOP_BEATING_TIMEOUT = 60  # seconds a stop waits for the health thread to take the beat away
 
@@ -249,11 +251,10 @@ class Process:
     def run(self):
         s = self.settings
         app = self.app or prepare(s)
-        # Ours instead of Huey's, set before anything starts (in the main thread, as signal
-        # handlers must be): a stop must also stop the web server, and always gracefully, even
-        # when it comes while the workers start (a waiting task starts at once).
-        signal.signal(signal.SIGINT, self._on_signal)
-        signal.signal(signal.SIGTERM, self._on_signal)
+        # Ours, set before anything starts (in the main thread, as signal handlers must be): a
+        # stop must also stop the web server, and always gracefully.
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, self._on_signal)
         if self.jobs:
             try:  # runs left "running" by processes that were killed
                 with db.connection():
@@ -261,8 +262,8 @@ class Process:
                     monitor.beat()  # this one runs tasks (others can tell it is not gone)
             except Exception:
                 log.exception("could not look for runs whose process is gone")
-            self.consumer = make_consumer(s, scheduler=self.scheduler, signals=False)
-            self.consumer.start()
+            self.consumer = make_consumer(s, scheduler=self.scheduler)
+            self._start_consumer()
         self.watcher = threading.Thread(target=self._watch_workers, name="clinic-health",
                                         daemon=True)
         self.watcher.start()
@@ -289,6 +290,21 @@ class Process:
                 self.stopping.wait()
         finally:
             self._finish()
+
+    def _start_consumer(self):
+        """Start Huey's workers, then put this process's handlers back: Huey's start() sets its
+        own for SIGINT, SIGTERM and SIGHUP, whose stop only Huey's run() loop acts on, and this
+        process does not run that loop. The stop signals are held while the workers start (a
+        waiting task starts at once), so one that comes meanwhile reaches our handler."""
+        hangup = signal.getsignal(signal.SIGHUP)
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            self.consumer.start()
+        finally:
+            for sig in STOP_SIGNALS:
+                signal.signal(sig, self._on_signal)
+            signal.signal(signal.SIGHUP, hangup)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
     def _on_signal(self, signum, frame):
         if self.drained.is_set():
