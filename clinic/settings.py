@@ -177,8 +177,9 @@ SETTINGS = [
             "How long the admin dashboard's figures are served from the cache."),
     Setting("session_lifetime", "14d", _duration, "How long a sign-in lasts without activity."),
     Setting("web_threads", "4", _positive_int,
-            "Most threads serving web requests: one serves them in turn, and more join only "
-            "while a request holds the others up (see BENCHMARKS.md)."),
+            "Threads serving web requests (waitress's threads): this many requests are "
+            "answered at once, and the rest wait in line for a free thread. 4 is waitress's "
+            "own default."),
     Setting("trusted_proxy", "", _str,
             "Address of the reverse proxy in front of the web processes (e.g. 127.0.0.1): only "
             "its X-Forwarded-For and X-Forwarded-Proto are believed. Default: nobody's."),
