@@ -156,7 +156,7 @@ class Bench:
 
     def limit_sqlite(self):
         """SQLite's single-row commit rate on this disk, WAL + synchronous=NORMAL like the
-        clinic's database and queue."""
+        clinic's database."""
         path = self.data / "scratch" / "commits.db"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.unlink(missing_ok=True)

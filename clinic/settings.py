@@ -177,16 +177,16 @@ SETTINGS = [
             "How long the admin dashboard's figures are served from the cache."),
     Setting("session_lifetime", "14d", _duration, "How long a sign-in lasts without activity."),
     Setting("web_threads", "4", _positive_int,
-            "Most threads serving web requests: one serves them in turn, and more join only "
-            "while a request holds the others up (see BENCHMARKS.md)."),
+            "Threads serving web requests (waitress's threads): this many requests are "
+            "answered at once, and the rest wait in line for a free thread. 4 is waitress's "
+            "own default."),
     Setting("trusted_proxy", "", _str,
             "Address of the reverse proxy in front of the web processes (e.g. 127.0.0.1): only "
             "its X-Forwarded-For and X-Forwarded-Proto are believed. Default: nobody's."),
     Setting("workers", "2", _positive_int,
-            "Most threads running background jobs at once: one runs short jobs in turn, and "
-            "the others join while a job has run for more than 50 ms (see BENCHMARKS.md); "
-            "with a Redis or PostgreSQL queue, a worker already waiting for a task takes it "
-            "at once."),
+            "Threads running background jobs at once (Huey's workers in this process); an "
+            "idle one starts a job queued by this process at once, and finds one queued by "
+            "another process within a second (at once with a Redis or PostgreSQL queue)."),
     Setting("shutdown_timeout", "30s", _duration,
             "On Ctrl-C or SIGTERM, how long to wait for running jobs to finish."),
     Setting("booking_horizon", "90d", _duration, "How far ahead patients may book."),

@@ -6,7 +6,6 @@ it) and drive it from a helper thread; the start-up tests run run.py as a real s
 """
 
 import http.client
-import logging
 import os
 import re
 import signal
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from clinic import db
-from clinic.server import Process, QueueWarnings, prepare, web_server
+from clinic.server import Process, prepare
 from huey_config import huey
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -205,27 +204,3 @@ def test_demo_start_prints_the_demo_sign_ins_and_fills_the_clinic(tmp_path):
                          Appointment.status == "completed").count())
         assert visits >= 3
         assert Appointment.select().where(Appointment.status.in_(["booked", "confirmed"])).count()
-
-
-def test_waitress_queue_warnings_come_once_a_minute_with_a_count(caplog):
-    now = [0.0]
-    warnings = QueueWarnings(logging.getLogger("waitress.queue"), clock=lambda: now[0])
-    with caplog.at_level(logging.WARNING, logger="waitress.queue"):
-        for depth in (1, 2, 3):
-            warnings.warning("Task queue depth is %d", depth)
-        now[0] = 59.0
-        warnings.warning("Task queue depth is %d", 4)
-        now[0] = 60.5
-        warnings.warning("Task queue depth is %d", 5)
-    assert [r.getMessage() for r in caplog.records] == [
-        "Task queue depth is 1",
-        "Task queue depth is 5 (and 3 more such warnings since the last)"]
-
-
-def test_the_web_server_uses_the_quiet_queue_warnings(app, clinic_settings):
-    server = web_server(app, clinic_settings)
-    try:
-        assert isinstance(server.task_dispatcher.queue_logger, QueueWarnings)
-    finally:
-        server.close()
-        server.task_dispatcher.shutdown()

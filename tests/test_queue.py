@@ -34,42 +34,6 @@ def consumer(app, clinic_settings):
         signal.signal(sig, handler)
 
 
-def test_an_idle_worker_is_woken_by_enqueue(consumer):
-    _ran.clear()
-    # Let every worker find the queue empty and go to sleep for its minute.
-    threading.Event().wait(0.2)
-    _note()
-    assert _ran.wait(10), "the task waited for a poll instead of waking a worker"
-
-
-def test_stopping_wakes_sleeping_workers_at_once(app, clinic_settings):
-    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    worker_pool = make_consumer(clinic_settings, scheduler=False, initial_delay=60.0,
-                                max_delay=60.0, shutdown_timeout=10)
-    worker_pool.start()
-    try:
-        threading.Event().wait(0.2)
-        worker_pool.stop(graceful=True)
-        assert not any(t.is_alive() for _, t in worker_pool.worker_threads)
-    finally:
-        for sig, handler in saved.items():
-            signal.signal(sig, handler)
-
-
-_turns = []  # ("start" or "end", name, thread ident), as the tasks below run
-_hold = threading.Event()
-_started = threading.Event()
-
-
-@huey.task()
-def _turn(name):
-    _turns.append(("start", name, threading.get_ident()))
-    _started.set()
-    if name == "long":
-        assert _hold.wait(30)
-    _turns.append(("end", name, threading.get_ident()))
-
-
 def _until(predicate, timeout=10):
     """Wait for ``predicate()`` to hold, looking every 10 ms; False after ``timeout`` s."""
     done = threading.Event()
@@ -80,75 +44,34 @@ def _until(predicate, timeout=10):
     return predicate()
 
 
-@pytest.fixture
-def turns(consumer, backend):
-    _turns.clear()
-    _hold.clear()
-    _started.clear()
+def _all_asleep(consumer, backend):
+    """Until every worker has found the queue empty and waits for its minute on the wake-up
+    (SQLite; Redis's and PostgreSQL's workers wait inside dequeue() instead)."""
     if backend == backends.SQLITE:
-        # Every worker asleep on the wake-up first: one still at its first look at the queue
-        # would take the task without asking Turns.
-        assert _until(lambda: len(huey.wakeup._cond._waiters) == consumer.workers)
-    yield huey.turns
-    _hold.set()  # never leave a worker held
+        assert _until(lambda: huey.wakeup.waiting == consumer.workers)
 
 
-@pytest.mark.sqlite_only("Redis's and PostgreSQL's queues wait inside dequeue(), where a worker "
-                         "takes the task it is handed without asking Turns")
-def test_a_worker_stands_back_while_another_runs_a_short_task(turns, monkeypatch):
-    """One interpreter lock: a second worker would only take it from the first. While one task
-    is younger than the stall, the other worker waits, and the first takes the next task."""
-    monkeypatch.setattr(turns, "stall", 30.0)
-    _turn("long")
-    assert _started.wait(10)
-    stood_back = turns.stood_back
-    _turn("next")  # wakes the idle worker, which must stand back
-    assert _until(lambda: turns.stood_back > stood_back), "the idle worker took the task"
-    assert [event[:2] for event in _turns] == [("start", "long")]
-    _hold.set()
-    assert _until(lambda: len(_turns) == 4)
-    assert [event[:2] for event in _turns] == [("start", "long"), ("end", "long"),
-                                               ("start", "next"), ("end", "next")]
-    assert len({ident for _, _, ident in _turns}) == 1  # both on the first worker
+def test_an_idle_worker_is_woken_by_enqueue(consumer, backend):
+    _ran.clear()
+    _all_asleep(consumer, backend)
+    _note()
+    assert _ran.wait(10), "the task waited for a poll instead of waking a worker"
 
 
-def test_a_task_running_past_the_stall_lets_another_worker_take_the_next(turns, monkeypatch):
-    monkeypatch.setattr(turns, "stall", 0.05)
-    _turn("long")
-    assert _started.wait(10)
-    _turn("next")
-    assert _until(lambda: ("end", "next") in [event[:2] for event in _turns]), \
-        "the next task waited for the long one"
-    assert [event[:2] for event in _turns] == [("start", "long"), ("start", "next"),
-                                               ("end", "next")]
-    assert _until(lambda: turns.running() == 1)  # the long one, still held (once next's ends)
-    _hold.set()
-    assert _until(lambda: turns.running() == 0)
+def test_stopping_wakes_sleeping_workers_at_once(consumer, backend):
+    _all_asleep(consumer, backend)
+    consumer.stop(graceful=True)
+    assert not any(t.is_alive() for _, t in consumer.worker_threads)
 
 
-def test_turns_wait_for_the_youngest_other_task_only():
-    turns = queue.Turns(stall=30.0)
-    assert turns.wait() == 0
-    turns.begin()  # this thread's own task does not hold it back
-    assert turns.wait() == 0
-    other = threading.Thread(target=turns.begin)
-    other.start()
-    other.join()
-    assert 29 < turns.wait() <= 30
-    turns.stall = 0
-    assert turns.wait() == 0
-    turns.end()
-    assert turns.running() == 1
-
-
-def test_a_task_run_within_a_task_leaves_the_outer_one_counted():
-    turns = queue.Turns(stall=30.0)
-    turns.begin()
-    turns.begin()  # the outer task runs another in this thread (huey.execute)
-    turns.end()
-    assert turns.running() == 1
-    turns.end()
-    assert turns.running() == 0
+def test_wakeup_counts_its_waiters():
+    wakeup = queue.Wakeup()
+    waiter = threading.Thread(target=wakeup.wait, args=(wakeup.generation, 30))
+    waiter.start()
+    assert _until(lambda: wakeup.waiting == 1)
+    wakeup.notify()
+    waiter.join(10)
+    assert not waiter.is_alive() and wakeup.waiting == 0
 
 
 def test_wakeup_is_not_lost_between_looking_and_waiting():
@@ -159,16 +82,16 @@ def test_wakeup_is_not_lost_between_looking_and_waiting():
 
 
 def test_each_backend_gets_the_storage_its_url_names(app, backend):
-    expected = {"sqlite": "ClinicSqliteStorage", "postgres-redis": "PriorityRedisStorage",
+    expected = {"sqlite": "SqliteStorage", "postgres-redis": "PriorityRedisStorage",
                 "postgres": "LockedPostgresStorage"}[backend]
     assert type(huey.storage).__name__ == expected
 
 
 @pytest.mark.sqlite_only("the SQLite queue's own file and pragmas")
-def test_sqlite_queue_lives_in_its_own_file_with_normal_sync(clinic_settings):
+def test_sqlite_queue_lives_in_its_own_file_with_full_sync(clinic_settings):
     storage = queue.storage_for(clinic_settings.queue_url)
     assert storage.filename.endswith("queue.db")
-    assert storage.conn.execute("pragma synchronous").fetchone()[0] == 1  # NORMAL
+    assert storage.conn.execute("pragma synchronous").fetchone()[0] == 2  # FULL
     assert storage.conn.execute("pragma journal_mode").fetchone()[0] == "wal"
 
 
@@ -230,23 +153,6 @@ def test_sqlite_queue_pops_a_key_once(tmp_path):
     assert bytes(storage.pop_data("r:task")) == b"revoked"
     assert storage.pop_data("r:task") is EmptyData
     assert storage.peek_many(["r:task"]) == {}
-
-
-@pytest.mark.sqlite_only("the SQLite queue's own statements")
-def test_a_no_op_task_costs_the_sqlite_queue_four_statements(app):
-    """Enqueue, dequeue, the revoke check and looking for a revoke flag to clear: one statement
-    each (stock SqliteStorage ran twelve), each its own transaction, two of them writes."""
-    _ran.clear()
-    statements = []
-    huey.storage.conn.set_trace_callback(statements.append)
-    try:
-        _note()
-        huey.execute(huey.dequeue())
-    finally:
-        huey.storage.conn.set_trace_callback(None)
-    assert _ran.is_set()
-    assert [sql.split()[0].lower() for sql in statements] == ["insert", "delete", "select",
-                                                             "select"]
 
 
 def test_a_revoked_task_is_not_run(app):

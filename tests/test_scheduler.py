@@ -61,8 +61,10 @@ def test_of_schedulers_starting_together_exactly_one_holds_the_lease(app):
 def test_only_the_lease_holder_enqueues_the_periodic_tick(app, held):
     import clinic.tasks  # noqa: F401  (registers scheduler_tick)
 
-    scheduler = queue.LeasedScheduler(huey, threading.Event(), interval=1, periodic=True)
-    scheduler.lease = lambda: held
+    # Made as the consumer makes its scheduler (at start, and again should it die).
+    consumer = huey.create_consumer(lease=lambda: held, workers=1, worker_type="thread")
+    scheduler = consumer.scheduler_class(huey=huey, stop_flag=consumer.stop_flag, interval=1,
+                                         periodic=True)
     scheduler.enqueue_periodic_tasks(clock.now())
     assert [task.name for task in huey.pending()] == (["scheduler_tick"] if held else [])
 
@@ -71,8 +73,8 @@ def test_a_lease_that_cannot_be_renewed_skips_the_minute(app):
     def broken():
         raise RuntimeError("database away")
 
-    scheduler = queue.LeasedScheduler(huey, threading.Event(), interval=1, periodic=True)
-    scheduler.lease = broken
+    scheduler = queue.LeasedScheduler(huey, threading.Event(), interval=1, periodic=True,
+                                      lease=broken)
     scheduler.enqueue_periodic_tasks(clock.now())
     assert huey.pending_count() == 0
 
