@@ -64,8 +64,9 @@ def make_consumer(s, scheduler=True, **options):
     })
 
 
-def web_server(app, s):
-    """waitress serving ``app`` on settings ``s``. Behind a reverse proxy (CLINIC_TRUSTED_PROXY)
+def web_server(app, s, map=None):
+    """waitress serving ``app`` on settings ``s`` (``map``: waitress's socket map, for a caller
+    that runs the loop itself). Behind a reverse proxy (CLINIC_TRUSTED_PROXY)
     the client's address and scheme come from the proxy's X-Forwarded-For and -Proto, so sign-in
     throttling counts each client, not the proxy; from anyone else those headers are dropped."""
     proxy = {}
@@ -74,7 +75,7 @@ def web_server(app, s):
                  "trusted_proxy_headers": {"x-forwarded-for", "x-forwarded-proto"}}
     return create_server(app, host=s.host, port=s.port, threads=s.web_threads, ident="clinic",
                          max_request_body_size=16 * 1024 * 1024,
-                         clear_untrusted_proxy_headers=True, **proxy)
+                         clear_untrusted_proxy_headers=True, map=map, **proxy)
 
 
 class Process:

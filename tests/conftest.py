@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from argon2 import PasswordHasher
+from waitress import wasyncore
 from waitress.server import create_server
 
 from clinic import auth, clock, db, people, settings, stats
@@ -95,17 +96,20 @@ def app(clinic_settings):
 
 @pytest.fixture
 def serving():
-    """Runs waitress servers made by the test: ``serving(srv)`` starts ``srv``'s loop in a thread
-    and returns ``srv``; the servers stop when the test ends. The loop's thread also closes its
-    server, so stopping never pulls a socket from under a running select()."""
+    """Runs waitress servers made by the test: ``serving(make)`` calls ``make(channels)``, which
+    must pass ``map=channels`` to waitress's create_server, starts the server's loop over that
+    map in a thread and returns the server; the servers stop when the test ends. The loop's
+    thread also closes its server, so stopping never pulls a socket from under a select()."""
     running = []
 
-    def start(srv):
+    def start(make):
+        channels = {}
+        srv = make(channels)
         stop = threading.Event()
 
         def loop():
             while not stop.is_set():
-                srv.asyncore.loop(timeout=0.05, map=srv._map, use_poll=True, count=1)
+                wasyncore.loop(timeout=0.05, map=channels, use_poll=True, count=1)
             srv.task_dispatcher.shutdown()
             srv.close()
 
@@ -126,8 +130,9 @@ def new_server(serving):
     and returns its address; the servers stop when the test ends."""
 
     def start(app, threads=8):
-        srv = serving(create_server(app, host="127.0.0.1", port=0, threads=threads,
-                                    ident="clinic-test"))
+        srv = serving(lambda channels: create_server(app, host="127.0.0.1", port=0,
+                                                     threads=threads, ident="clinic-test",
+                                                     map=channels))
         return f"http://127.0.0.1:{srv.effective_port}"
 
     return start

@@ -14,7 +14,8 @@ def serve(app, serving):
     """Start the clinic's own web server (clinic.server.web_server) on settings changes."""
 
     def start(**changes):
-        srv = serving(server.web_server(app, settings.get().replace(port=0, **changes)))
+        srv = serving(lambda channels: server.web_server(
+            app, settings.get().replace(port=0, **changes), map=channels))
         return Client(f"http://127.0.0.1:{srv.effective_port}")
 
     return start

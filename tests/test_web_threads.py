@@ -35,7 +35,7 @@ def serve(serving, clinic_settings):
 
     def start(threads, meet=None):
         s = clinic_settings.replace(host="127.0.0.1", port=0, web_threads=threads)
-        return serving(web_server(_app(meet), s)).effective_port
+        return serving(lambda channels: web_server(_app(meet), s, map=channels)).effective_port
 
     return start
 
