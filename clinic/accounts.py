@@ -122,10 +122,12 @@ def request_reset(email, ip, now=None):
         return None
     with database.atomic():
         token, row = _new_link(user, "reset", RESET_LIFETIME, now)
+        # A random key, not the row's id: SQLite gives a deleted row's id to the next one.
         return outbox.enqueue(
-            "password_reset", f"password_reset:{row.id}", user.email, user=user,
+            "password_reset", f"password_reset:{user.id}:{secrets.token_hex(8)}", user.email,
+            user=user, priority=10,
             context={"name": user.name, "reset_url": f"{settings.get().base_url}/reset/{token}",
-                     "expires_at": row.expires_at, "lifetime": "1 hour"}, priority=10)
+                     "expires_at": row.expires_at, "lifetime": "1 hour"})
 
 
 def check_reset_link(token, now=None):
@@ -218,7 +220,8 @@ def update_profile(user, changes, now=None):
         if new_email:
             token, row = _new_link(user, "email", EMAIL_CHANGE_LIFETIME, now, new_email)
             outbox.enqueue(
-                "email_change", f"email_change:{row.id}", new_email, user=user, priority=10,
+                "email_change", f"email_change:{user.id}:{secrets.token_hex(8)}", new_email,
+                user=user, priority=10,
                 context={"name": user.name, "new_email": new_email,
                          "confirm_url": f"{settings.get().base_url}/account/email/{token}",
                          "expires_at": row.expires_at, "lifetime": "24 hours"})
