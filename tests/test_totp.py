@@ -158,3 +158,12 @@ def test_an_unknown_role_in_the_setting_stops_the_start():
         settings.load(environ={"CLINIC_REQUIRE_2FA": "admin,doctr"})
     assert settings.load(environ={"CLINIC_REQUIRE_2FA": "Admin, doctor"}).require_2fa == (
         "admin", "doctor")
+
+
+def test_the_demo_opens_with_its_printed_passwords(client):
+    from clinic import demo
+
+    demo.create(patients=2)
+    for email in (demo.DOCTOR, demo.ADMIN, demo.PATIENT):
+        answer = client.post_json("/api/login", {"email": email, "password": demo.PASSWORD})
+        assert answer.status == 200, (email, answer)
