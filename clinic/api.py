@@ -15,6 +15,7 @@ from bottle import request, response
 
 from clinic import (
     announcements,
+    api_accounts,
     appointments,
     audit,
     auth,
@@ -32,6 +33,7 @@ from clinic.openapi import doc, document, query_param
 from clinic.web import api, client_ip, current_user, json_body, json_error, origin, sign_out
 
 routes = bottle.Bottle()
+routes.merge(api_accounts.routes)  # /api/password-reset, /api/me, two-factor sign-in
 
 ANYONE_SIGNED_IN = ("patient", "doctor", "admin")
 MAX_ID = 2**63 - 1  # the largest integer the database stores
@@ -143,7 +145,10 @@ def _shown(appointment, treatment=False):
 @routes.post("/api/login")
 @api()
 @doc("Sign in and get a bearer token", body="Credentials", returns="Token",
-     errors={401: "The email or password is not right.", 429: None},
+     errors={401: "The email or password is not right, or `totp_required`: two-factor "
+                  "sign-in is on and `totp` was missing or wrong.",
+             403: "`enrolment_required`: the role must use two-factor sign-in; set it up "
+                  "with the `enrolment_token`.", 429: None},
      description="Five failed sign-ins for one email (twenty from one address) within 15 "
                  "minutes lock further tries for a while: 429 with Retry-After.")
 def login():
@@ -159,6 +164,8 @@ def login():
         return res
     if user is None:
         return json_error(401, "The email or password is not right.")
+    if (refused := api_accounts.second_factor(user)) is not None:  # two-factor sign-in
+        return refused
     token = auth.start_session(user, "api", ip=client_ip())
     return {"token": token, "token_type": "Bearer", "user": _user(user)}
 

@@ -29,6 +29,7 @@ ALLOWED, REFUSED = AUDIT_OUTCOMES
 # What the filter offers; the first three come from the history routes, the rest from refusals.
 ACTIONS = ("view history", "export history", "download export", "view patient",
            "view appointment", "change appointment", "view export", "open page", "call API")
+ACTIONS += ("reset password", "reset two-factor")  # clinic/accounts.py: account changes
 
 
 def record(user, action, patient_id=None, outcome=ALLOWED, reason="", address="", path="",

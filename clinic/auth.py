@@ -51,7 +51,8 @@ class Throttled(Exception):
         self.retry_after = retry_after
 
 
-def _throttle_check(email, ip, now):
+def check_throttle(email, ip, now):
+    """Raise Throttled when ``email`` (any key of failures) or ``ip`` failed too often lately."""
     since = now - THROTTLE_WINDOW
     for column, value, limit in ((LoginAttempt.email, email, ACCOUNT_FAILURES),
                                  (LoginAttempt.ip, ip, ADDRESS_FAILURES)):
@@ -69,7 +70,7 @@ def authenticate(email, password, ip, now=None):
     the address has failed too often recently. Every attempt is recorded."""
     now = now or clock.now()
     email = normalize_email(email)
-    _throttle_check(email, ip, now)
+    check_throttle(email, ip, now)
     user = User.get_or_none(User.email == email)
     if user is None:
         try:
@@ -92,11 +93,12 @@ def _token_hash(token):
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def start_session(user, kind="web", ip="", now=None):
+def start_session(user, kind="web", ip="", now=None, lifetime=None):
     """A new random token for ``user``; only its hash is stored. Returns the token."""
     now = now or clock.now()
     token = secrets.token_urlsafe(32)
-    lifetime = settings.get().session_lifetime if kind == "web" else API_TOKEN_LIFETIME
+    lifetime = lifetime or (settings.get().session_lifetime if kind == "web"
+                            else API_TOKEN_LIFETIME)
     Session.create(token_hash=_token_hash(token), user=user, kind=kind, created_at=now,
                    last_seen_at=now, expires_at=now + lifetime, ip=ip[:64])
     return token
@@ -138,6 +140,12 @@ def end_session(token):
 
 def end_all_sessions(user):
     Session.delete().where(Session.user == user).execute()
+
+
+def end_other_sessions(user, token):
+    """End every sign-in of ``user`` but the one made with ``token``."""
+    Session.delete().where(Session.user == user, Session.token_hash != _token_hash(token or "")
+                           ).execute()
 
 
 def purge_expired(now=None):

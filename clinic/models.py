@@ -348,10 +348,44 @@ class OptOut(BaseModel):
         indexes = ((("user", "kind"), True),)
 
 
+class AccountToken(BaseModel):
+    """A link emailed to let its holder act once without signing in: a password reset
+    (purpose 'reset') or the confirmation of a new email address ('email'), see
+    clinic/accounts.py. Only the token's SHA-256 is kept."""
+
+    user = ForeignKeyField(User, backref="account_tokens", on_delete="CASCADE")
+    purpose = CharField(max_length=10)
+    token_hash = CharField(max_length=64, unique=True)
+    new_email = CharField(max_length=254, default="")  # for 'email'
+    created_at = UTCDateTimeField(default=now)
+    expires_at = UTCDateTimeField()
+    used_at = UTCDateTimeField(null=True)
+
+
+class Totp(BaseModel):
+    """A user's authenticator (RFC 6238). The secret must be kept to check codes; it never goes
+    into a log or the audit. Off until ``enabled_at``, set when the first code is confirmed."""
+
+    user = ForeignKeyField(User, primary_key=True, backref="totp_rows", on_delete="CASCADE")
+    secret = CharField(max_length=64)
+    enabled_at = UTCDateTimeField(null=True)
+    last_step = IntegerField(default=0)  # the newest time step accepted: a code works once
+    created_at = UTCDateTimeField(default=now)
+
+
+class RecoveryCode(BaseModel):
+    """A single-use code that stands in for a TOTP code; only its SHA-256 is kept."""
+
+    user = ForeignKeyField(User, backref="recovery_codes", on_delete="CASCADE")
+    code_hash = CharField(max_length=64, unique=True)
+    used_at = UTCDateTimeField(null=True)
+
+
 MODELS = [
     User, Doctor, Patient, Appointment, Treatment, Session, LoginAttempt, Message, TaskRecord,
     MonthlyReport, Export, Review, DoctorRating, DailyStat, JobState,
     TaskRun,
     AuditEntry,
     Announcement, OptOut,
+    AccountToken, Totp, RecoveryCode,
 ]

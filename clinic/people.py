@@ -18,20 +18,45 @@ SLOT_CHOICES = (10, 15, 20, 30, 45, 60, 90)
 
 def _check_identity(errors, email, name, password, password_required=True):
     email = auth.normalize_email(email)
-    if not EMAIL_RE.match(email) or len(email) > 254 or "\r" in email or "\n" in email:
-        errors["email"] = "Enter a valid email address."
-    elif User.select().where(User.email == email).exists():
-        errors["email"] = "An account with this email already exists."
+    if problem := email_problem(email):
+        errors["email"] = problem
     if not (name or "").strip():
         errors["name"] = "Enter a name."
     elif len(name.strip()) > 200:
         errors["name"] = "The name is too long (200 characters at most)."
-    if password_required or password:
-        if len(password or "") < auth.MIN_PASSWORD_LENGTH:
-            errors["password"] = f"Use at least {auth.MIN_PASSWORD_LENGTH} characters."
-        elif len(password) > 1024:
-            errors["password"] = "The password is too long."  # noqa: S105 (a message)
+    if (password_required or password) and (problem := password_problem(password)):
+        errors["password"] = problem
     return email
+
+
+def email_problem(email):
+    """What is wrong with ``email`` (normalised) as a new account's address, or None."""
+    if not EMAIL_RE.match(email) or len(email) > 254 or "\r" in email or "\n" in email:
+        return "Enter a valid email address."
+    if User.select().where(User.email == email).exists():
+        return "An account with this email already exists."
+    return None
+
+
+def password_problem(password):
+    """What is wrong with ``password`` as a new password, or None: the rule of registration,
+    also for resets and changes."""
+    if len(password or "") < auth.MIN_PASSWORD_LENGTH:
+        return f"Use at least {auth.MIN_PASSWORD_LENGTH} characters."
+    if len(password) > 1024:
+        return "The password is too long."  # noqa: S105 (a message)
+    return None
+
+
+E164_RE = re.compile(r"^\+[1-9]\d{1,14}$")
+
+
+def parse_phone(raw, errors):
+    """A phone number in E.164 (+4930123456) once spaces are taken out, or "" for none."""
+    phone = re.sub(r"\s+", "", raw or "")
+    if phone and not E164_RE.match(phone):
+        errors["phone"] = "Enter the number with its country code, such as +49 30 1234567."
+    return phone
 
 
 def parse_birth_date(raw, errors):

@@ -441,6 +441,7 @@ def create_app(s=None):
     database; does not migrate (run.py and the tests do that)."""
     from clinic import api as api_routes
     from clinic.views import account, admin, doctor, jobs, link, messages, patient, review
+    from clinic.views import account_settings as account_pages
     from clinic.views import announcements as announcement_pages
     from clinic.views import audit as audit_pages
     from clinic.views import preferences as preference_pages
@@ -457,6 +458,7 @@ def create_app(s=None):
         app.merge(module.routes)
     for module in (announcement_pages, preference_pages, report_pages):
         app.merge(module.routes)
+    app.merge(account_pages.routes)  # forgot/reset password, profile, two-factor sign-in
 
     @app.route("/static/<name:path>")
     def static(name):

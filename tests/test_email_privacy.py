@@ -10,6 +10,7 @@ from pathlib import Path
 import time_machine
 
 from clinic import (
+    accounts,
     announcements,
     appointments,
     clock,
@@ -80,3 +81,6 @@ def make_every_kind(alice, carol, erin):
                                           {"type": "all"})
     announcements.send(announcement.id)
     outbox.enqueue("test", "test:privacy", erin.email)
+    # What a patient asks for about the account: a reset link, a new address's confirmation.
+    accounts.request_reset(alice.email, "127.0.0.1")
+    accounts.update_profile(alice, {"email": "alice.other@example.com"})

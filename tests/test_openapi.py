@@ -2,12 +2,15 @@
 has a route, the document is well-formed OpenAPI 3.0, and real responses of every operation
 match the schema documented for their status."""
 
+import json
 import re
 from datetime import date, datetime, timedelta
 
+import pyotp
 import pytest
 
-from clinic import appointments
+from clinic import appointments, settings
+from clinic.models import Message
 from tests.conftest import PASSWORD, TZ, slot
 
 ROUTE_PARAM = re.compile(r"<(\w+)[^>]*>")
@@ -179,6 +182,9 @@ class Recorder:
         path = template.format(**params) + query
         if method == "get":
             response = client.get(path)
+        elif method == "patch":
+            response = client.request("PATCH", path, body=json.dumps(body).encode(),
+                                      headers={"Content-Type": "application/json"})
         else:
             response = client.post_json(path, body)
         assert response.status == status, (method, path, response)
@@ -326,11 +332,60 @@ def test_every_operation_answers_as_documented(spec, new_client, everyone):
     check(e, "get", "/api/admin/reports/summary", 400, query="?month_year=2020-13")
     check(c, "get", "/api/admin/reports/summary", 403, query="?month_year=2020-01")
 
+    exercise_accounts(check, anon, a, c, e, bob, carol, dave)
+
     check(a, "post", "/api/logout", 200)
     check(a, "post", "/api/logout", 401)
 
     exercised = {(method, template) for method, template, _ in check.seen}
     assert exercised == {(method, path) for path, method, _ in operations(spec)}
+
+
+def exercise_accounts(check, anon, a, c, e, bob, carol, dave):
+    """The account routes (clinic/api_accounts.py): reset, profile, two-factor sign-in."""
+    check(anon, "post", "/api/password-reset", 202, {"email": bob.email})
+    check(anon, "post", "/api/password-reset", 400, {"email": 5})
+    for _ in range(5):
+        anon.post_json("/api/password-reset", {"email": "nobody@example.com"})
+    check(anon, "post", "/api/password-reset", 429, {"email": "nobody@example.com"})
+    token = link_token(Message.get(Message.kind == "password_reset").text_body, "/reset/")
+    check(anon, "post", "/api/password-reset/confirm", 400, {"token": token, "password": "short"})
+    check(anon, "post", "/api/password-reset/confirm", 200, {"token": token,
+                                                             "password": "a new password"})
+    check(a, "get", "/api/me", 200)
+    check(anon, "get", "/api/me", 401)
+    check(a, "patch", "/api/me", 200, {"phone": "+49 30 999 000"})
+    check(a, "patch", "/api/me", 400, {"phone": "call me"})
+    check(a, "patch", "/api/me", 200, {"email": "alice.new@example.com"})
+    token = link_token(Message.get(Message.kind == "email_change").text_body, "/account/email/")
+    check(anon, "post", "/api/me/email/confirm", 200, {"token": token})
+    check(anon, "post", "/api/me/email/confirm", 400, {"token": token})
+    check(a, "post", "/api/me/password", 400, {"current_password": "wrong",
+                                               "new_password": "long enough 2"})
+    check(a, "post", "/api/me/password", 200, {"current_password": PASSWORD,
+                                               "new_password": PASSWORD})
+    check(c, "post", "/api/me/totp/confirm", 409, {"code": "123456"})
+    enrolment = check(c, "post", "/api/me/totp", 200)
+    check(c, "post", "/api/me/totp/confirm", 400, {"code": "12345x"})
+    codes = check(c, "post", "/api/me/totp/confirm", 200,
+                  {"code": pyotp.TOTP(enrolment["secret"]).now()})["recovery_codes"]
+    check(c, "post", "/api/me/totp", 409)
+    check(anon, "post", "/api/login", 401, {"email": carol.email, "password": PASSWORD})
+    check(anon, "post", "/api/login", 200, {"email": carol.email, "password": PASSWORD,
+                                            "totp": codes[0]})
+    check(c, "post", "/api/admin/users/{user_id}/totp-reset", 403, user_id=carol.id)
+    check(e, "post", "/api/admin/users/{user_id}/totp-reset", 200, user_id=carol.id)
+    check(e, "post", "/api/admin/users/{user_id}/totp-reset", 404, user_id=10**12)
+    current = settings.get()
+    settings.use(current.replace(require_2fa=("doctor",)))
+    try:
+        check(anon, "post", "/api/login", 403, {"email": dave.email, "password": PASSWORD})
+    finally:
+        settings.use(current)
+
+
+def link_token(text, prefix):
+    return re.search(re.escape(prefix) + r"(\S+)", text).group(1)
 
 
 def test_documented_query_parameters_are_read(spec, new_client, carol, erin):

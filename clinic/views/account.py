@@ -3,8 +3,9 @@
 import bottle
 from bottle import request
 
-from clinic import auth, people
+from clinic import accounts, auth, people
 from clinic.errors import Invalid
+from clinic.views import account_settings
 from clinic.web import current_user, flash, form, home_for, page, redirect, render, safe_next
 from clinic.web import sign_in as start_web_session
 from clinic.web import sign_out as end_web_session
@@ -48,6 +49,8 @@ def login():
     if user is None:
         return render("auth/login.html", status=400, form=data,
                       errors={"password": "The email or password is not right."})
+    if accounts.sign_in_step(user):  # a code, or setting up two-factor sign-in
+        return account_settings.second_step(user, data)
     start_web_session(user)
     redirect(safe_next(data.get("next"), home_for(user)))
 
