@@ -21,8 +21,6 @@ message but before the row says ``sent`` sends it again when the sweeper hands i
 copy has the same Message-ID, which lets mail systems recognise it.
 """
 
-import contextlib
-import functools
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -280,46 +278,42 @@ def _claim_many(ids, at):
 
 
 def _send_claimed(sender, claimed, at, counts):
-    """Send the ``claimed`` messages; returns the one at which the server could not be reached
-    (the rest of them go back to pending, untried), else None. Each is marked the moment its
-    answer is read, while the server reads the next one's envelope (mail.Sender.send_all).
+    """Build and send the ``claimed`` messages one by one, each marked as soon as the server has
+    answered; returns the one at which the server could not be reached, else None. The claimed
+    rows not tried (the server is away, or the worker is stopped) go back to pending; the one
+    being sent when the worker is stopped stays claimed, as the server may have it, until the
+    sweeper hands it back.
 
     The claim's rows share one claimed_at, and the sweeper takes back a row claimed longer than
     stuck_after() ago. Against a slow server, the last rows of a claim could reach that age
     while still waiting their turn here, and go out twice: once half that time has passed, the
     untried rest goes back to pending instead, for the next claim."""
-    answered = set()
     began = clock.now()
     deadline = stuck_after() / 2
-
-    def in_time():
+    tried = 0
+    try:
         for message in claimed:
             if clock.now() - began > deadline:
-                return
-            yield message
-
-    outcomes = sender.send_all(in_time(), functools.partial(mail.wire, now=at))
-    try:
-        with contextlib.closing(outcomes):
-            for message, error in outcomes:
-                answered.add(message.id)
-                if error is None:
-                    _mark(message, at, "sent")
-                    counts["sent"] += 1
-                elif isinstance(error, mail.PermanentError):
-                    _mark(message, at, "failed", str(error))
-                    counts["failed"] += 1
-                elif isinstance(error, mail.TransientError):
-                    counts[_retry_later(message, at, str(error))] += 1
-                    if isinstance(error, mail.Unavailable):
-                        return message
-                else:  # a bug: retried like a transient error, so never stuck
-                    log.error("sending message %s failed", message.id, exc_info=error)
-                    counts[_retry_later(message, at, f"internal error: {error!r}")] += 1
+                return None
+            tried += 1
+            try:
+                sender.send(mail.build(message, now=at))
+            except mail.PermanentError as error:
+                _mark(message, at, "failed", str(error))
+                counts["failed"] += 1
+            except mail.TransientError as error:
+                counts[_retry_later(message, at, str(error))] += 1
+                if isinstance(error, mail.Unavailable):
+                    return message
+            except Exception as error:  # a bug in building it: retried like a transient error
+                log.error("building message %s failed", message.id, exc_info=error)
+                counts[_retry_later(message, at, f"internal error: {error!r}")] += 1
+            else:
+                _mark(message, at, "sent")
+                counts["sent"] += 1
         return None
-    finally:  # all but those answered, and the one the server may have if we are stopping
-        _release([message.id for message in claimed
-                  if message.id not in answered and message is not sender.in_doubt], at)
+    finally:
+        _release([message.id for message in claimed[tried:]], at)
 
 
 def _release(ids, at):
