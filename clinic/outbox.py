@@ -26,7 +26,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
-from peewee import fn
+from peewee import JOIN, chunked, fn
 
 from clinic import clock, db, mail, preferences, settings
 from clinic.db import database
@@ -243,38 +243,21 @@ def deliver(ids, now=None):
 
 
 def _pending(ids):
-    """The messages ``ids`` still pending, highest priority first, each with its user's name
-    (Message objects, ``.user`` set when it has one). Plain SQL, as the claims and marks below:
-    a backlog's messages are read, claimed and marked by the thousand, and peewee's building of
-    these statements and objects took longer than the database's work."""
-    found = db.select(f"{_PENDING}({', '.join('?' * len(ids))}) "
-                      f'ORDER BY "m"."priority" DESC, "m"."id"', ["pending", *ids],
-                      _MESSAGE_FIELDS + [User.name])
-    messages = []
-    for *values, name in found:
-        message = db.instance(Message, _MESSAGE_FIELDS, values)
-        if message.user_id is not None:
-            message.__rel__["user"] = db.instance(User, [User.id, User.name],
-                                                  (message.user_id, name))
-        messages.append(message)
-    return messages
-
-
-_MESSAGE_FIELDS = Message._meta.sorted_fields
-_PENDING = (f'SELECT {db.columns(*_MESSAGE_FIELDS, table="m")}, "u"."name" '
-            f'FROM "{Message._meta.table_name}" AS "m" '
-            f'LEFT OUTER JOIN "{User._meta.table_name}" AS "u" ON "u"."id" = "m"."user_id" '
-            f'WHERE "m"."status" = ? AND "m"."id" IN ')
+    """The messages ``ids`` still pending, highest priority first, each with its user's name."""
+    return list(Message.select(Message, User.id, User.name)
+                .join(User, JOIN.LEFT_OUTER)
+                .where(Message.id.in_(ids), Message.status == "pending")
+                .order_by(Message.priority.desc(), Message.id))
 
 
 def _claim_many(ids, at):
-    """Claim the pending, due ``ids`` in one UPDATE; returns the ids this call claimed."""
-    stamp = Message.claimed_at.db_value(at)
-    return {row[0] for row in db.execute(
-        f'UPDATE "{Message._meta.table_name}" SET "status" = ?, "claimed_at" = ?, '
-        f'"attempts" = "attempts" + 1, "updated_at" = ? WHERE "id" IN '
-        f'({", ".join("?" * len(ids))}) AND "status" = ? AND "due_at" <= ? RETURNING "id"',
-        ["sending", stamp, stamp, *ids, "pending", stamp]).fetchall()}
+    """Claim the pending, due ``ids`` in one conditional UPDATE; returns the ids this call
+    claimed (those it changed)."""
+    claimed = (Message.update(status="sending", claimed_at=at, attempts=Message.attempts + 1,
+                              updated_at=at)
+               .where(Message.id.in_(ids), Message.status == "pending", Message.due_at <= at)
+               .returning(Message.id))
+    return {message_id for (message_id,) in claimed.tuples()}
 
 
 def _send_claimed(sender, claimed, at, counts):
@@ -324,21 +307,18 @@ def _release(ids, at):
          .execute())
 
 
+# Senders in other threads mark their messages one at a time: two commits meeting in SQLite
+# wait in its busy handler, which sleeps for milliseconds; this lock wakes the next at once.
+_marking = threading.Lock()
+
+
 def _mark(message, at, status, error=""):
     # Guarded by the claim: a row the sweeper handed to someone else is theirs to mark.
-    stamp = Message.updated_at.db_value(at)
     with _marking:
-        db.execute(_MARK, (status, error, stamp, stamp if status == "sent" else None,
-                           message.id, "sending", stamp))
-
-
-# A message is marked the moment the server has it, one commit each, by each sender thread: as
-# plain SQL (clinic/db.py says why), and one thread at a time. Two threads' commits meeting in
-# SQLite wait in its busy handler, which sleeps 1, 2, 5 ms... (a sixth of a 5,000-reminder
-# run's time went there); waiting on a lock here wakes the next thread the moment it is free.
-_marking = threading.Lock()
-_MARK = (f'UPDATE "{Message._meta.table_name}" SET "status" = ?, "last_error" = ?, '
-         f'"updated_at" = ?, "sent_at" = ? WHERE "id" = ? AND "status" = ? AND "claimed_at" = ?')
+        (Message.update(status=status, last_error=error, updated_at=at,
+                        sent_at=at if status == "sent" else None)
+         .where(Message.id == message.id, Message.status == "sending", Message.claimed_at == at)
+         .execute())
 
 
 def _retry_later(message, at, error):
@@ -514,6 +494,9 @@ def headers(message):
 # -- many at once (announcements) -----------------------------------------------------------------
 
 
+INSERT_BATCH = 500  # rows one INSERT writes: well within SQLite's limit of bound values
+
+
 def enqueue_many(kind, items, priority=0, task_priority=None, now=None, batch=None):
     """Store many emails of ``kind`` in ONE transaction (an announcement writes 500 at a time,
     a reminder run all it found due); ``items`` are dicts with ``key``, ``recipient``,
@@ -554,12 +537,10 @@ def enqueue_many(kind, items, priority=0, task_priority=None, now=None, batch=No
     counts = {"queued": 0, "skipped": 0, "failed": 0, "existing": len(taken)}
     with database.atomic():
         inserted = []
-        if rows:
-            names = list(rows[0])
+        for some in chunked(rows, INSERT_BATCH):
             # RETURNING names only the rows inserted: a key someone took meanwhile is not ours.
-            inserted = db.insert_new(Message, [getattr(Message, name) for name in names],
-                                     [tuple(row[name] for name in names) for row in rows],
-                                     returning=(Message.id, Message.key))
+            inserted += (Message.insert_many(some).on_conflict_ignore()
+                         .returning(Message.id, Message.key).tuples().execute())
         status = {row["key"]: row["status"] for row in rows}
         counts["existing"] += len(rows) - len(inserted)
         pending = []
