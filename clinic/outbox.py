@@ -79,8 +79,8 @@ def enqueue(kind, key, recipient, context=None, user=None, appointment=None, pri
         if not inserted:  # the key was taken: this message exists already
             return None
         message = Message.get(Message.key == key)
-        if status == "pending" and due_at <= now:
-            _send_after_commit([message.id])
+    if status == "pending" and due_at <= now:
+        _send_after_commit([message.id])
     return message
 
 
@@ -128,8 +128,8 @@ def resend(message_id, now=None):
                    .where(Message.id == message_id, Message.status == "failed",
                           (Message.text_body != "") | (Message.html_body != ""))
                    .execute())
-        if changed:
-            _send_after_commit([message_id])
+    if changed:
+        _send_after_commit([message_id])
     return bool(changed)
 
 
@@ -138,20 +138,22 @@ SEND_BATCH = 100  # messages one send_messages task delivers over one SMTP conne
 
 def _send_after_commit(ids, priority=None, batch=SEND_BATCH):
     """Queue the delivery of ``ids`` once the transaction that wrote them commits (nothing if it
-    rolls back). Every message written in one transaction goes out in tasks of up to ``batch``
-    ids, each over one SMTP connection: a reminder job writing 5,000 rows queues 50 tasks, not
-    5,000 tasks with 5,000 connections."""
-    transactions = database._state.transactions
-    if not transactions:  # autocommit: the rows are already committed
+    rolls back). Every message written in one transaction block goes out in tasks of at most
+    ``batch`` ids, each over one SMTP connection: a reminder job writing 5,000 rows queues 50
+    tasks, not 5,000 tasks with 5,000 connections."""
+    # The innermost transaction block: enqueue() calls this outside its own, so the messages of
+    # many enqueue() calls in one of the caller's go out together.
+    transaction = database.top_transaction()
+    if transaction is None:  # autocommit: the rows are already committed
         _queue_send(ids, priority)
         return
-    outermost = transactions[0]  # a new transaction is a new object: no state outlives it
-    pending = getattr(outermost, "clinic_outbox_pending", None)
+    # A new transaction is a new object: nothing kept on it outlives it, rolled back or not.
+    pending = getattr(transaction, "clinic_outbox_pending", None)
     if pending is None:
-        pending = outermost.clinic_outbox_pending = {}
+        pending = transaction.clinic_outbox_pending = {}
 
         def send():
-            outermost.clinic_outbox_pending = None  # a later commit of it starts afresh
+            transaction.clinic_outbox_pending = None  # a later commit of it starts afresh
             for (task_priority, size), group in pending.items():
                 for start in range(0, len(group), size):
                     _queue_send(group[start:start + size], task_priority)
