@@ -6,9 +6,7 @@ What is sent when, and what happened to it, is clinic/outbox.py's business; this
 outbox row into one message and hands it to the server.
 """
 
-import base64
 import email.errors
-import email.header
 import email.policy
 import functools
 import logging
@@ -17,7 +15,7 @@ import re
 import smtplib
 import ssl
 import uuid
-from email.headerregistry import Address
+from email.headerregistry import Address, HeaderRegistry
 from email.message import EmailMessage, Message
 from email.utils import format_datetime, parseaddr
 from pathlib import Path
@@ -134,7 +132,7 @@ def valid_address(addr):
     """True for one plain address (local@domain), nothing around it."""
     if not isinstance(addr, str) or not _ADDRESS.fullmatch(addr) or "=?" in addr:
         return False
-    if _PLAIN_ADDRESS.fullmatch(addr):  # parsing one costs more than writing a reminder's row
+    if _PLAIN_ADDRESS.fullmatch(addr):  # the usual address: no need to parse it
         return True
     try:
         Address(addr_spec=addr)
@@ -151,7 +149,7 @@ def from_address(s=None):
 
 @functools.lru_cache(maxsize=8)
 def _sender(mail_from, name):
-    # Parsed once per setting: parsing it cost a fifth of writing a reminder as bytes (wire()).
+    # Parsed once per setting, not once per message.
     name, addr = parseaddr(mail_from) if mail_from else (name, "noreply@localhost")
     return Address(display_name=clean_name(name), addr_spec=addr)
 
@@ -233,7 +231,23 @@ class _Policy(email.policy.EmailPolicy):
         return super().fold_binary(name, value)
 
 
-POLICY = _Policy()
+class _Headers(HeaderRegistry):
+    """The default header classes, each made once: HeaderRegistry makes a new class every time
+    it is asked for one, which was most of the cost of building a message."""
+
+    def __init__(self):
+        super().__init__()
+        self.made = {}
+
+    def __getitem__(self, name):
+        key = name.lower()
+        made = self.made.get(key)
+        if made is None:
+            made = self.made[key] = super().__getitem__(name)
+        return made
+
+
+POLICY = _Policy(header_factory=_Headers())
 
 
 def build(message, now=None):
@@ -263,115 +277,6 @@ def build(message, now=None):
         _attach(msg, attachment, s)
     return msg
 
-
-class Wire:
-    """An outbox row as the bytes that go to the SMTP server, with its envelope."""
-
-    def __init__(self, sender, recipient, data, message_id):
-        self.sender, self.recipient, self.data = sender, recipient, data
-        self.message_id = message_id
-
-
-_LEADING_DOT = re.compile(rb"(?m)^\.")
-_ATEXT = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]*")
-_LONGEST = 998  # octets in a line, CRLF not counted (RFC 5322)
-
-
-def wire(message, now=None):
-    """What build() makes, as bytes, for the usual row (text and HTML, no attachment, ASCII
-    addresses): the same headers, cleaned the same way, written directly. Building through
-    EmailMessage and its generator costs about a millisecond a message, more than sending it;
-    this costs a tenth of that. Any other row goes through build() (an EmailMessage, sent as
-    smtplib sends those). Raises PermanentError as build() does."""
-    s = settings.get()
-    sender = from_address(s)
-    if message.attachments or not (message.recipient + sender.addr_spec).isascii():
-        return build(message, now)
-    if not valid_address(message.recipient):
-        return build(message, now)  # raises the PermanentError
-    name = clean_name(message.user.name) if message.user_id is not None else ""
-    lines = [
-        _header("Subject", clean_header(message.subject)),
-        _mailbox("From", sender.display_name, sender.addr_spec),
-        _mailbox("To", name, message.recipient),
-        f"Date: {format_datetime(now or clock.now())}\r\n",
-        _header("Message-ID", clean_header(message.message_id)),
-        "Auto-Submitted: auto-generated\r\n",
-    ]
-    unsubscribe = preferences.unsubscribe_url(message.user_id, message.kind)
-    if unsubscribe:
-        link = f"<{clean_header(unsubscribe)}>"
-        if not link.isascii() or len(link) >= 900:
-            return build(message, now)
-        lines += [f"List-Unsubscribe: {link}\r\n",
-                  "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"]
-    if None in lines:  # a header this writer does not fold: let the email package do it
-        return build(message, now)
-    head = "".join(lines).encode("utf-8") + b"MIME-Version: 1.0\r\n"
-    text = _part("plain", message.text_body)
-    if not message.html_body:
-        data = head + text
-    else:
-        html = _part("html", message.html_body)
-        boundary = f"==============={uuid.uuid4().hex}=="
-        if boundary.encode() in text or boundary.encode() in html:
-            return build(message, now)
-        mark = b"--" + boundary.encode()
-        data = (head + b'Content-Type: multipart/alternative; boundary="' + boundary.encode()
-                + b'"\r\n\r\n' + mark + b"\r\n" + text + b"\r\n" + mark + b"\r\n" + html
-                + b"\r\n" + mark + b"--\r\n")  # the CRLF before a boundary is the boundary's
-    return Wire(sender.addr_spec, message.recipient, data, message.message_id)
-
-
-def _header(name, value):
-    """``Name: value`` and CRLF for a cleaned value, folded at spaces, or as RFC 2047 words when
-    it is not ASCII; None when a line would still be too long."""
-    if not value.isascii():
-        words = email.header.Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
-        return _fits(f"{name}: {words}\r\n")
-    line, lines = f"{name}:", []
-    for word in value.split(" "):  # clean_header left single spaces
-        if len(line) + 1 + len(word) > 78 and len(line) > len(name) + 1:
-            lines.append(line)
-            line = ""
-        line += " " + word
-    return _fits("\r\n".join([*lines, line]) + "\r\n")
-
-
-def _mailbox(header, name, addr):
-    """From or To: the display name (cleaned by clean_name) as atoms, quoted, or RFC 2047 words,
-    then the address."""
-    if not name:
-        value = addr
-    elif not name.isascii():
-        words = email.header.Header(name, "utf-8", header_name=header).encode(linesep="\r\n")
-        value = f"{words} <{addr}>"
-    elif _ATEXT.fullmatch(name):
-        value = f"{name} <{addr}>"
-    else:  # clean_name left no quote or backslash to escape
-        value = f'"{name}" <{addr}>'
-    return _fits(f"{header}: {value}\r\n")
-
-
-def _fits(line):
-    return line if all(len(part) <= _LONGEST for part in line.split("\r\n")) else None
-
-
-def _part(subtype, body):
-    """A text part with its headers: 7bit, or 8bit for non-ASCII text in lines of at most 78
-    octets, with CRLF lines as the email package writes it; base64 when a line is longer than
-    that (the email package then leaves 8bit too), or holds a NUL."""
-    lines = body.encode("utf-8").splitlines()
-    data = b"\r\n".join(lines) + b"\r\n"
-    longest = _LONGEST if data.isascii() else 78
-    if max(map(len, lines), default=0) > longest or b"\x00" in data:
-        # Encoded as the email package encodes it: lines end in LF inside the base64.
-        cte = "base64"
-        data = base64.encodebytes(b"\n".join(lines) + b"\n").replace(b"\n", b"\r\n")
-    else:
-        cte = "7bit" if data.isascii() else "8bit"
-    return (f'Content-Type: text/{subtype}; charset="utf-8"\r\n'
-            f"Content-Transfer-Encoding: {cte}\r\n\r\n").encode("ascii") + data
 
 
 def _attach(msg, attachment, s):
@@ -439,8 +344,16 @@ def _classified(exc):
     return error
 
 
-def _same(message):
-    return message
+
+def _closed_by_server(exc):
+    """True when ``exc`` says the server closed the connection (without a word, or with a 421),
+    rather than that it did not answer in time or refused the message."""
+    if isinstance(exc, smtplib.SMTPServerDisconnected):
+        return not isinstance(exc.__context__, TimeoutError)
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _ in exc.recipients.values()]
+        return bool(codes) and all(code == 421 for code in codes)
+    return isinstance(exc, smtplib.SMTPResponseException) and exc.smtp_code == 421
 
 
 class Sender:
@@ -448,182 +361,40 @@ class Sender:
     with no CLINIC_SMTP_HOST, writes each to <data_dir>/outbox/ instead. Use as a context manager
     so the connection is closed.
 
-    ``send()`` sends one message and raises TransientError (Unavailable when the server cannot
-    be reached at all) or PermanentError; ``send_all()`` sends a batch and says how each went.
-    After a refusal the connection is dropped; the next message opens a new one."""
+    After a failure the connection is dropped; the next message opens a new one. A kept
+    connection that the server closed meanwhile (idle for too long, or at its limit of messages
+    a connection) is opened again, once, for the message that found it closed."""
 
     def __init__(self, s=None):
         self.settings = s or settings.get()
         self.connection = None
-        # The item whose message's end went to the server and whose reply is not read yet: if
-        # the process stops now (KeyboardInterrupt, SystemExit), the server may have it or not.
-        self.in_doubt = None
 
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc_info):
-        self.close()
+    def __exit__(self, exc_type, *exc_info):
+        if exc_type is None:
+            self.close()
+        else:  # stopped mid-message, maybe: no QUIT that could land inside its text
+            self._drop()
 
     def send(self, message):
-        """Send ``message``; returns the .eml file's path when there is no SMTP host."""
+        """Send the EmailMessage ``message`` with smtplib's send_message; raises TransientError
+        (Unavailable when the server cannot be reached at all) or PermanentError. Without an
+        SMTP host, returns the .eml file's path."""
         if not self.settings.smtp_host:
             return self._write(message)
-        # Read to the end, so the batch finishes (and keeps its connection) before raising.
-        (_, error), = list(self.send_all([message], _same))
-        if error is not None:
-            raise error
-
-    def send_all(self, items, build):
-        """Send the message ``build(item)`` makes (a Wire or an EmailMessage) for each of
-        ``items``, each built just before its turn. Yields ``(item, None)`` once the server has
-        taken its message, or ``(item, error)``: the TransientError or PermanentError it met, or
-        whatever ``build`` raised, in the order they are known (a message that could not be
-        built is reported before the one ahead of it is answered). Stops after an Unavailable
-        (the server cannot be reached).
-
-        Where the server offers PIPELINING (RFC 2920), one round trip a message: a message's
-        text and final dot go in one write with the next one's MAIL, RCPT and DATA, and the
-        replies to both are read together (against a server on the same machine, the waiting,
-        not the sending, was most of a message's time). A message's text still goes only once
-        its DATA has had its 354, so one message at most is in doubt at any moment (its dot
-        sent, its reply not read), as when sending one at a time. A refused MAIL, RCPT or DATA
-        drops the connection (a transaction cut short is the server's to forget); a message
-        whose connection is lost before its text went is tried once more on a new one."""
-        ahead = None  # (item, Wire): its DATA was answered 354; its text goes with the next MAIL
-        finished = False
-        try:
-            for item in items:
-                try:
-                    message = build(item)
-                except Exception as exc:  # the caller's to judge; the connection is not at fault
-                    yield item, exc
-                    continue
-                if ahead is not None and not isinstance(message, Wire):
-                    yield self._finish(*ahead)
-                    ahead = None
-                for fresh in (False, True):
-                    if self.settings.smtp_host and self.connection is None:
-                        try:
-                            self.connection = self._connect()
-                        except Unavailable as exc:
-                            yield item, exc
-                            return
-                    if not (isinstance(message, Wire) and self.settings.smtp_host
-                            and self.connection.has_extn("pipelining")):
-                        yield item, self._send_one(item, message)
-                        break
-                    try:
-                        envelope = self._envelope(message)
-                    except Exception as exc:  # this message's own: the one ahead goes on
-                        yield item, exc
-                        break
-                    lost = None
-                    self.in_doubt = ahead[0] if ahead else None
-                    try:
-                        self.connection.send(
-                            (self._text(ahead[1]) if ahead else b"") + envelope)
-                        if ahead is not None:
-                            code, reply = self.connection.getreply()
-                    except Exception as exc:  # a bug counts as a lost connection, not a crash
-                        lost = exc
-                    self.in_doubt = None
-                    if ahead is not None:
-                        yield ahead[0], (_classified(lost) if lost else None if code == 250
-                                         else _classified(smtplib.SMTPDataError(code, reply)))
-                        ahead = None
-                    if lost is None:
-                        try:
-                            error = self._accepted(message)
-                        except Exception as exc:
-                            lost = exc
-                        else:
-                            if error is None:
-                                ahead = item, message
-                            else:
-                                self._drop()
-                                yield item, error
-                            break
-                    # The connection went before this message's text did: once more on a new one.
-                    self._drop()
-                    if fresh:
-                        yield item, _classified(lost)
-            if ahead is not None:
-                yield self._finish(*ahead)
-                ahead = None
-            finished = True
-        finally:
-            if not finished:  # the caller stopped early: leave no transaction half done
-                self._drop()
-
-    def _send_one(self, item, message):
-        """Send ``message`` alone (no pipelining); returns None once the server has it, or the
-        error."""
-        if not self.settings.smtp_host:
+        while True:
+            kept = self.connection is not None
+            if not kept:
+                self.connection = self._connect()
             try:
-                self._write(message)
-            except Exception as exc:  # TransientError, or a message that cannot be written
-                return exc
-            return None
-        try:  # as sendmail() and send_message() will: what cannot be written is its own fault
-            if isinstance(message, Wire):
-                self._envelope(message)
-            else:
-                message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
-        except Exception as exc:
-            return exc
-        self.in_doubt = item
-        try:
-            if isinstance(message, Wire):
-                self.connection.sendmail(message.sender, [message.recipient], message.data)
-            else:
                 self.connection.send_message(message)
-        except Exception as exc:
-            self.in_doubt = None
-            self._drop()
-            return _classified(exc)
-        self.in_doubt = None
-        return None
-
-    def _envelope(self, message):
-        connection = self.connection
-        size = f" SIZE={len(message.data)}" if connection.has_extn("size") else ""
-        return (f"MAIL FROM:<{message.sender}>{size}\r\nRCPT TO:<{message.recipient}>\r\n"
-                f"DATA\r\n").encode(connection.command_encoding)
-
-    @staticmethod
-    def _text(message):
-        data = _LEADING_DOT.sub(b"..", message.data)  # as smtplib's data() quotes it
-        return data + (b"" if data.endswith(b"\r\n") else b"\r\n") + b".\r\n"
-
-    def _accepted(self, message):
-        """Read the replies to ``message``'s MAIL, RCPT and DATA: None if the server waits for
-        its text, else the error, as sendmail() would have raised it."""
-        connection = self.connection
-        (mail_code, mail_reply), (rcpt_code, rcpt_reply), (data_code, data_reply) = (
-            connection.getreply(), connection.getreply(), connection.getreply())
-        if mail_code != 250:
-            return _classified(smtplib.SMTPSenderRefused(mail_code, mail_reply, message.sender))
-        if rcpt_code not in (250, 251):
-            return _classified(
-                smtplib.SMTPRecipientsRefused({message.recipient: (rcpt_code, rcpt_reply)}))
-        if data_code != 354:
-            return _classified(smtplib.SMTPDataError(data_code, data_reply))
-        return None
-
-    def _finish(self, item, message):
-        """Send the text of ``message``, whose DATA has had its 354, and read its reply;
-        returns ``(item, error)``."""
-        self.in_doubt = item
-        try:
-            self.connection.send(self._text(message))
-            code, reply = self.connection.getreply()
-        except Exception as exc:
-            self.in_doubt = None
-            self._drop()
-            return item, _classified(exc)
-        self.in_doubt = None
-        return item, (None if code == 250 else _classified(smtplib.SMTPDataError(code, reply)))
+                return None
+            except Exception as exc:  # a bug too: this message is tried again later, not a crash
+                self._drop()
+                if not (kept and _closed_by_server(exc)):
+                    raise _classified(exc) from exc
 
     def close(self):
         if self.connection is not None:
@@ -647,7 +418,6 @@ class Sender:
                 connection.starttls(context=ssl.create_default_context())
             if s.smtp_user:
                 connection.login(s.smtp_user, s.smtp_password)
-            connection.ehlo_or_helo_if_needed()  # learn now whether it offers PIPELINING
         except _SERVER_ERRORS as exc:
             if connection is not None:
                 connection.close()
@@ -672,14 +442,11 @@ class Sender:
     def _written(self, message):
         folder = self.settings.data_path / "outbox"
         folder.mkdir(parents=True, exist_ok=True)
-        wired = isinstance(message, Wire)
-        ident = re.sub(r"[^A-Za-z0-9]", "", str(message.message_id if wired
-                                                else message["Message-ID"]).split("@")[0])
+        ident = re.sub(r"[^A-Za-z0-9]", "", str(message["Message-ID"]).split("@")[0])
         path = folder / f"{clock.now().strftime('%Y%m%dT%H%M%S%fZ')}-{ident or 'message'}.eml"
         tmp = folder / f".{path.name}.tmp"
         with open(tmp, "wb") as fh:
-            fh.write(message.data if wired
-                     else message.as_bytes(policy=message.policy.clone(linesep="\r\n")))
+            fh.write(message.as_bytes(policy=message.policy.clone(linesep="\r\n")))
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

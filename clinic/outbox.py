@@ -21,14 +21,12 @@ message but before the row says ``sent`` sends it again when the sweeper hands i
 copy has the same Message-ID, which lets mail systems recognise it.
 """
 
-import contextlib
-import functools
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
-from peewee import fn
+from peewee import JOIN, chunked, fn
 
 from clinic import clock, db, mail, preferences, settings
 from clinic.db import database
@@ -81,8 +79,8 @@ def enqueue(kind, key, recipient, context=None, user=None, appointment=None, pri
         if not inserted:  # the key was taken: this message exists already
             return None
         message = Message.get(Message.key == key)
-        if status == "pending" and due_at <= now:
-            _send_after_commit([message.id])
+    if status == "pending" and due_at <= now:
+        _send_after_commit([message.id])
     return message
 
 
@@ -130,8 +128,8 @@ def resend(message_id, now=None):
                    .where(Message.id == message_id, Message.status == "failed",
                           (Message.text_body != "") | (Message.html_body != ""))
                    .execute())
-        if changed:
-            _send_after_commit([message_id])
+    if changed:
+        _send_after_commit([message_id])
     return bool(changed)
 
 
@@ -140,20 +138,22 @@ SEND_BATCH = 100  # messages one send_messages task delivers over one SMTP conne
 
 def _send_after_commit(ids, priority=None, batch=SEND_BATCH):
     """Queue the delivery of ``ids`` once the transaction that wrote them commits (nothing if it
-    rolls back). Every message written in one transaction goes out in tasks of up to ``batch``
-    ids, each over one SMTP connection: a reminder job writing 5,000 rows queues 50 tasks, not
-    5,000 tasks with 5,000 connections."""
-    transactions = database._state.transactions
-    if not transactions:  # autocommit: the rows are already committed
+    rolls back). Every message written in one transaction block goes out in tasks of at most
+    ``batch`` ids, each over one SMTP connection: a reminder job writing 5,000 rows queues 50
+    tasks, not 5,000 tasks with 5,000 connections."""
+    # The innermost transaction block: enqueue() calls this outside its own, so the messages of
+    # many enqueue() calls in one of the caller's go out together.
+    transaction = database.top_transaction()
+    if transaction is None:  # autocommit: the rows are already committed
         _queue_send(ids, priority)
         return
-    outermost = transactions[0]  # a new transaction is a new object: no state outlives it
-    pending = getattr(outermost, "clinic_outbox_pending", None)
+    # A new transaction is a new object: nothing kept on it outlives it, rolled back or not.
+    pending = getattr(transaction, "clinic_outbox_pending", None)
     if pending is None:
-        pending = outermost.clinic_outbox_pending = {}
+        pending = transaction.clinic_outbox_pending = {}
 
         def send():
-            outermost.clinic_outbox_pending = None  # a later commit of it starts afresh
+            transaction.clinic_outbox_pending = None  # a later commit of it starts afresh
             for (task_priority, size), group in pending.items():
                 for start in range(0, len(group), size):
                     _queue_send(group[start:start + size], task_priority)
@@ -245,81 +245,60 @@ def deliver(ids, now=None):
 
 
 def _pending(ids):
-    """The messages ``ids`` still pending, highest priority first, each with its user's name
-    (Message objects, ``.user`` set when it has one). Plain SQL, as the claims and marks below:
-    a backlog's messages are read, claimed and marked by the thousand, and peewee's building of
-    these statements and objects took longer than the database's work."""
-    found = db.select(f"{_PENDING}({', '.join('?' * len(ids))}) "
-                      f'ORDER BY "m"."priority" DESC, "m"."id"', ["pending", *ids],
-                      _MESSAGE_FIELDS + [User.name])
-    messages = []
-    for *values, name in found:
-        message = db.instance(Message, _MESSAGE_FIELDS, values)
-        if message.user_id is not None:
-            message.__rel__["user"] = db.instance(User, [User.id, User.name],
-                                                  (message.user_id, name))
-        messages.append(message)
-    return messages
-
-
-_MESSAGE_FIELDS = Message._meta.sorted_fields
-_PENDING = (f'SELECT {db.columns(*_MESSAGE_FIELDS, table="m")}, "u"."name" '
-            f'FROM "{Message._meta.table_name}" AS "m" '
-            f'LEFT OUTER JOIN "{User._meta.table_name}" AS "u" ON "u"."id" = "m"."user_id" '
-            f'WHERE "m"."status" = ? AND "m"."id" IN ')
+    """The messages ``ids`` still pending, highest priority first, each with its user's name."""
+    return list(Message.select(Message, User.id, User.name)
+                .join(User, JOIN.LEFT_OUTER)
+                .where(Message.id.in_(ids), Message.status == "pending")
+                .order_by(Message.priority.desc(), Message.id))
 
 
 def _claim_many(ids, at):
-    """Claim the pending, due ``ids`` in one UPDATE; returns the ids this call claimed."""
-    stamp = Message.claimed_at.db_value(at)
-    return {row[0] for row in db.execute(
-        f'UPDATE "{Message._meta.table_name}" SET "status" = ?, "claimed_at" = ?, '
-        f'"attempts" = "attempts" + 1, "updated_at" = ? WHERE "id" IN '
-        f'({", ".join("?" * len(ids))}) AND "status" = ? AND "due_at" <= ? RETURNING "id"',
-        ["sending", stamp, stamp, *ids, "pending", stamp]).fetchall()}
+    """Claim the pending, due ``ids`` in one conditional UPDATE; returns the ids this call
+    claimed (those it changed)."""
+    claimed = (Message.update(status="sending", claimed_at=at, attempts=Message.attempts + 1,
+                              updated_at=at)
+               .where(Message.id.in_(ids), Message.status == "pending", Message.due_at <= at)
+               .returning(Message.id))
+    return {message_id for (message_id,) in claimed.tuples()}
 
 
 def _send_claimed(sender, claimed, at, counts):
-    """Send the ``claimed`` messages; returns the one at which the server could not be reached
-    (the rest of them go back to pending, untried), else None. Each is marked the moment its
-    answer is read, while the server reads the next one's envelope (mail.Sender.send_all).
+    """Build and send the ``claimed`` messages one by one, each marked as soon as the server has
+    answered; returns the one at which the server could not be reached, else None. The claimed
+    rows not tried (the server is away, or the worker is stopped) go back to pending; the one
+    being sent when the worker is stopped stays claimed, as the server may have it, until the
+    sweeper hands it back.
 
     The claim's rows share one claimed_at, and the sweeper takes back a row claimed longer than
     stuck_after() ago. Against a slow server, the last rows of a claim could reach that age
     while still waiting their turn here, and go out twice: once half that time has passed, the
     untried rest goes back to pending instead, for the next claim."""
-    answered = set()
     began = clock.now()
     deadline = stuck_after() / 2
-
-    def in_time():
+    tried = 0
+    try:
         for message in claimed:
             if clock.now() - began > deadline:
-                return
-            yield message
-
-    outcomes = sender.send_all(in_time(), functools.partial(mail.wire, now=at))
-    try:
-        with contextlib.closing(outcomes):
-            for message, error in outcomes:
-                answered.add(message.id)
-                if error is None:
-                    _mark(message, at, "sent")
-                    counts["sent"] += 1
-                elif isinstance(error, mail.PermanentError):
-                    _mark(message, at, "failed", str(error))
-                    counts["failed"] += 1
-                elif isinstance(error, mail.TransientError):
-                    counts[_retry_later(message, at, str(error))] += 1
-                    if isinstance(error, mail.Unavailable):
-                        return message
-                else:  # a bug: retried like a transient error, so never stuck
-                    log.error("sending message %s failed", message.id, exc_info=error)
-                    counts[_retry_later(message, at, f"internal error: {error!r}")] += 1
+                return None
+            tried += 1
+            try:
+                sender.send(mail.build(message, now=at))
+            except mail.PermanentError as error:
+                _mark(message, at, "failed", str(error))
+                counts["failed"] += 1
+            except mail.TransientError as error:
+                counts[_retry_later(message, at, str(error))] += 1
+                if isinstance(error, mail.Unavailable):
+                    return message
+            except Exception as error:  # a bug in building it: retried like a transient error
+                log.error("building message %s failed", message.id, exc_info=error)
+                counts[_retry_later(message, at, f"internal error: {error!r}")] += 1
+            else:
+                _mark(message, at, "sent")
+                counts["sent"] += 1
         return None
-    finally:  # all but those answered, and the one the server may have if we are stopping
-        _release([message.id for message in claimed
-                  if message.id not in answered and message is not sender.in_doubt], at)
+    finally:
+        _release([message.id for message in claimed[tried:]], at)
 
 
 def _release(ids, at):
@@ -330,21 +309,18 @@ def _release(ids, at):
          .execute())
 
 
+# Senders in other threads mark their messages one at a time: two commits meeting in SQLite
+# wait in its busy handler, which sleeps for milliseconds; this lock wakes the next at once.
+_marking = threading.Lock()
+
+
 def _mark(message, at, status, error=""):
     # Guarded by the claim: a row the sweeper handed to someone else is theirs to mark.
-    stamp = Message.updated_at.db_value(at)
     with _marking:
-        db.execute(_MARK, (status, error, stamp, stamp if status == "sent" else None,
-                           message.id, "sending", stamp))
-
-
-# A message is marked the moment the server has it, one commit each, by each sender thread: as
-# plain SQL (clinic/db.py says why), and one thread at a time. Two threads' commits meeting in
-# SQLite wait in its busy handler, which sleeps 1, 2, 5 ms... (a sixth of a 5,000-reminder
-# run's time went there); waiting on a lock here wakes the next thread the moment it is free.
-_marking = threading.Lock()
-_MARK = (f'UPDATE "{Message._meta.table_name}" SET "status" = ?, "last_error" = ?, '
-         f'"updated_at" = ?, "sent_at" = ? WHERE "id" = ? AND "status" = ? AND "claimed_at" = ?')
+        (Message.update(status=status, last_error=error, updated_at=at,
+                        sent_at=at if status == "sent" else None)
+         .where(Message.id == message.id, Message.status == "sending", Message.claimed_at == at)
+         .execute())
 
 
 def _retry_later(message, at, error):
@@ -520,6 +496,9 @@ def headers(message):
 # -- many at once (announcements) -----------------------------------------------------------------
 
 
+INSERT_BATCH = 500  # rows one INSERT writes: well within SQLite's limit of bound values
+
+
 def enqueue_many(kind, items, priority=0, task_priority=None, now=None, batch=None):
     """Store many emails of ``kind`` in ONE transaction (an announcement writes 500 at a time,
     a reminder run all it found due); ``items`` are dicts with ``key``, ``recipient``,
@@ -560,12 +539,10 @@ def enqueue_many(kind, items, priority=0, task_priority=None, now=None, batch=No
     counts = {"queued": 0, "skipped": 0, "failed": 0, "existing": len(taken)}
     with database.atomic():
         inserted = []
-        if rows:
-            names = list(rows[0])
+        for some in chunked(rows, INSERT_BATCH):
             # RETURNING names only the rows inserted: a key someone took meanwhile is not ours.
-            inserted = db.insert_new(Message, [getattr(Message, name) for name in names],
-                                     [tuple(row[name] for name in names) for row in rows],
-                                     returning=(Message.id, Message.key))
+            inserted += (Message.insert_many(some).on_conflict_ignore()
+                         .returning(Message.id, Message.key).tuples().execute())
         status = {row["key"]: row["status"] for row in rows}
         counts["existing"] += len(rows) - len(inserted)
         pending = []

@@ -1,10 +1,10 @@
 """A real SMTP server for tests: aiosmtpd on 127.0.0.1, on a free port, in a thread of the test
-process. It keeps what it receives, counts connections (EHLOs) and pipelined transactions (it
-offers PIPELINING, as mail servers do; ``offer_pipelining(False)`` stops that), and messages
-whose end came in one write with the next one's MAIL (``followed``). ``refuse(address, code)``
+process. It keeps what it receives and counts connections (EHLOs). ``refuse(address, code)``
 refuses one recipient (451 or 550 at RCPT), or its message's end (554 at the final dot), or
-closes the connection at the message's end without answering ("close"); ``on_message(fn)``
-runs ``fn(received)`` in the server's thread before each 250. It can be switched to:
+closes the connection at the message's end without answering ("close"); ``hang_up(True)``
+closes each connection right after a message's 250, as a server does at its limit of messages
+a connection; ``offer_smtputf8(False)`` stops offering SMTPUTF8; ``on_message(fn)`` runs
+``fn(received)`` in the server's thread before each 250. It can be switched to:
 
     "accept"   250 for everything (the default)
     "451"      refuse every recipient for now (451 4.7.1), as a greylisting server does
@@ -50,9 +50,8 @@ class Recorder:
         self.waiting = []  # Received, for each message waiting for its "slow" answer
         self.abandoned = []  # Received, for each one whose client left before the answer
         self.connections = 0
-        self.pipelining = True  # offered, as mail servers do (RFC 2920)
-        self.pipelined = 0  # transactions whose RCPT and DATA came with their MAIL
-        self.followed = 0  # messages whose end came with the next message's MAIL
+        self.hang_up = False  # close each connection after a message's 250
+        self.smtputf8 = True  # offered (aiosmtpd's default): addresses need not be ASCII
         self.refused = {}  # recipient -> "451", "550", "554" or "close"
         self.on_message = None  # called with each Received before its 250
         self.arrived = threading.Condition()  # notified as each message is accepted
@@ -61,17 +60,9 @@ class Recorder:
         # smtplib greets once per connection (twice only after STARTTLS, not used here).
         self.connections += 1
         session.host_name = hostname
-        if self.pipelining:
-            responses.insert(-1, "250-PIPELINING")
+        if not self.smtputf8:
+            responses = [line for line in responses if "SMTPUTF8" not in line.upper()]
         return responses
-
-    async def handle_MAIL(self, server, session, envelope, address, mail_options):
-        # A client that pipelines has sent RCPT and DATA with MAIL: they wait in the buffer.
-        if server._reader._buffer.startswith(b"RCPT"):
-            self.pipelined += 1
-        envelope.mail_from = address
-        envelope.mail_options.extend(mail_options)
-        return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if self.refused.get(address) == "451":
@@ -88,8 +79,6 @@ class Recorder:
     async def handle_DATA(self, server, session, envelope):
         raw = envelope.original_content or envelope.content
         received = Received(envelope.mail_from, list(envelope.rcpt_tos), raw)
-        if server._reader._buffer.startswith(b"MAIL"):
-            self.followed += 1
         refusal = self.refused.get(received.rcpt_tos[0])
         if refusal == "554":
             return "554 5.6.0 Message refused"
@@ -114,6 +103,8 @@ class Recorder:
         with self.arrived:
             self.messages.append(received)
             self.arrived.notify_all()
+        if self.hang_up:  # once the 250 below is written
+            asyncio.get_running_loop().call_soon(server.transport.close)
         return "250 Message accepted for delivery"
 
 
@@ -150,14 +141,6 @@ class SMTPServer:
     def connections(self):
         return self.handler.connections
 
-    @property
-    def pipelined(self):
-        return self.handler.pipelined
-
-    @property
-    def followed(self):
-        return self.handler.followed
-
     def refuse(self, address, how):
         """Refuse ``address`` from now on: "451", "550" (at RCPT), "554" (at the message's end)
         or "close" (the connection, at the message's end, unanswered)."""
@@ -169,9 +152,13 @@ class SMTPServer:
         250 goes back (None: no more)."""
         self.handler.on_message = fn
 
-    def offer_pipelining(self, offered):
-        """Whether EHLO offers PIPELINING to the connections made from now on."""
-        self.handler.pipelining = offered
+    def offer_smtputf8(self, offered):
+        """Whether EHLO offers SMTPUTF8 to the connections made from now on."""
+        self.handler.smtputf8 = offered
+
+    def hang_up(self, after_each):
+        """Whether to close each connection right after a message's 250, from now on."""
+        self.handler.hang_up = after_each
 
     def answer(self, mode, delay=None):
         """Switch how the server answers from the next command on."""

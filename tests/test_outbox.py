@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 import time_machine
 
-from clinic import clock, db, outbox, settings
+from clinic import clock, db, mail, outbox, settings
 from clinic.models import Appointment, Message, User
 from huey_config import huey
 from tests.conftest import slot
@@ -333,20 +333,10 @@ def test_a_message_whose_body_the_clean_up_removed_is_not_resent_empty(app):
 
 
 def test_a_batch_claims_a_claim_at_a_time_and_marks_each_message_as_the_server_takes_it(
-        smtp_settings, smtp, clinic_settings, monkeypatch):
-    """What the server took is on record before the next message's text goes (the server looks
-    as each arrives): a process killed mid-batch can leave only the message in flight to be sent
-    again."""
+        smtp_settings, smtp, clinic_settings):
+    """What the server took is on record before the next message goes (the server looks as each
+    arrives): a process killed mid-batch can leave only the message in flight to be sent again."""
     ids = [add(f"test:{n}").id for n in range(2 * outbox.CLAIM_BATCH + 1)]
-    claims = []
-    database = db.database.obj
-    execute_sql = database.execute_sql
-
-    def record(sql, params=None, *args, **kwargs):
-        if sql.startswith("UPDATE") and '"attempts" + ' in sql:
-            claims.append(sql)
-        return execute_sql(sql, params, *args, **kwargs)
-
     other = db.open_database(clinic_settings.database_url)
     seen_sent = []
 
@@ -355,13 +345,14 @@ def test_a_batch_claims_a_claim_at_a_time_and_marks_each_message_as_the_server_t
             seen_sent.append(other.execute_sql(
                 "SELECT COUNT(*) FROM message WHERE status = 'sent'").fetchone()[0])
 
-    monkeypatch.setattr(database, "execute_sql", record)
     smtp.on_message(look)
     counts = outbox.deliver(ids)
     assert counts["sent"] == len(ids) and len(smtp.messages) == len(ids)
-    assert len(claims) == 3  # CLAIM_BATCH rows a claim
     assert seen_sent == list(range(len(ids)))  # each committed before the next was sent
-    assert Message.select().where(Message.status == "sent").count() == len(ids)
+    sent = Message.select(Message.claimed_at).where(Message.status == "sent")
+    assert sent.count() == len(ids)
+    claims = {message.claimed_at for message in sent}
+    assert len(claims) == 3  # CLAIM_BATCH rows a claim, each claim at its own time
     if hasattr(other, "close_all"):
         other.close_all()
 
@@ -369,29 +360,22 @@ def test_a_batch_claims_a_claim_at_a_time_and_marks_each_message_as_the_server_t
 def test_what_the_server_took_is_marked_sent_when_the_batch_breaks_off(smtp_settings, smtp,
                                                                       monkeypatch):
     messages = [add(f"test:{n}") for n in range(5)]
-    send, getreply = smtplib.SMTP.send, smtplib.SMTP.getreply
-    third = messages[2].message_id.encode()
-    ended = []
+    third = messages[2].message_id
+    send = mail.Sender.send
 
-    def sending(self, data):
-        if third in (data if isinstance(data, bytes) else data.encode()):
-            ended.append(True)  # the third's text and end are going out
-        return send(self, data)
+    def stopped_after_the_third(self, message):
+        send(self, message)
+        if message["Message-ID"] == third:
+            raise KeyboardInterrupt  # the worker is stopped as the server takes the third
 
-    def stopped_waiting(self):
-        if ended:
-            raise KeyboardInterrupt  # the worker is stopped while awaiting the third's answer
-        return getreply(self)
-
-    monkeypatch.setattr(smtplib.SMTP, "send", sending)
-    monkeypatch.setattr(smtplib.SMTP, "getreply", stopped_waiting)
+    monkeypatch.setattr(mail.Sender, "send", stopped_after_the_third)
     with pytest.raises(KeyboardInterrupt):
         outbox.deliver([m.id for m in messages])
     monkeypatch.undo()
     assert len(smtp.wait_for(3)) == 3
-    # The two answered are sent. The third reached the server, but no answer was read: it stays
-    # claimed (the sweeper hands it back later). The fourth, announced in the same write but not
-    # sent, and the fifth, never tried, are pending as before.
+    # The two before it are sent. The third reached the server, but its row was not marked: it
+    # stays claimed (the sweeper hands it back later). The fourth and fifth, claimed with it
+    # but never tried, are pending as before.
     assert [(status(m), reload(m).attempts) for m in messages] == [
         ("sent", 1), ("sent", 1), ("sending", 1), ("pending", 0), ("pending", 0)]
     assert outbox.sweep() == 2
@@ -401,15 +385,15 @@ def test_what_the_server_took_is_marked_sent_when_the_batch_breaks_off(smtp_sett
 def test_an_internal_error_while_sending_retries_that_message_and_sends_the_rest(
         smtp_settings, smtp, monkeypatch):
     messages = [add(f"test:{n}") for n in range(3)]
-    second = messages[1].message_id.encode()
-    send = smtplib.SMTP.send
+    second = messages[1].message_id
+    send_message = smtplib.SMTP.send_message
 
-    def sending(self, data):
-        if second in (data if isinstance(data, bytes) else data.encode()):
+    def sending(self, message, *args, **kwargs):
+        if message["Message-ID"] == second:
             raise ValueError("a bug")
-        return send(self, data)
+        return send_message(self, message, *args, **kwargs)
 
-    monkeypatch.setattr(smtplib.SMTP, "send", sending)
+    monkeypatch.setattr(smtplib.SMTP, "send_message", sending)
     counts = outbox.deliver([m.id for m in messages])
     assert (counts["sent"], counts["retry"]) == (2, 1)
     assert [status(m) for m in messages] == ["sent", "pending", "sent"]
@@ -423,9 +407,8 @@ def test_a_claim_that_grows_old_against_a_slow_server_hands_back_its_untried_res
     not wait their turn that long, or they would go out twice."""
     messages = [add(f"test:{n}") for n in range(5)]
     with time_machine.travel(clock.now(), tick=False) as traveller:
-        # A server taking its time. The third message is announced (and so taken up) while the
-        # second is sent, at 0.3; by the fourth's turn the claim is 0.6 old, past half.
-        smtp.on_message(lambda received: traveller.shift(outbox.stuck_after() * 0.3))
+        # A server taking its time: by the fourth's turn the claim is 0.6 old, past half.
+        smtp.on_message(lambda received: traveller.shift(outbox.stuck_after() * 0.2))
         counts = outbox.deliver([m.id for m in messages])
         assert counts["sent"] == 3 and len(smtp.messages) == 3
         assert [status(m) for m in messages] == ["sent", "sent", "sent", "pending", "pending"]
