@@ -19,7 +19,6 @@ from peewee import (
     TextField,
 )
 
-from clinic import db
 from clinic.clock import now
 from clinic.db import JSONField, UTCDateTimeField, database
 
@@ -247,12 +246,8 @@ class JobState(BaseModel):
 
     @classmethod
     def started_at(cls, name):
-        """``last_started_at`` of the row ``name``, or None. Plain SQL (clinic/db.py says why):
-        every admin page reads the scheduler's heartbeat, every dashboard view the Refresh
-        stamp."""
-        found = db.select(f'SELECT "last_started_at" FROM "{cls._meta.table_name}" '
-                          f'WHERE "name" = ?', (name,), [cls.last_started_at])
-        return found[0][0] if found else None
+        """``last_started_at`` of the row ``name``, or None."""
+        return cls.select(cls.last_started_at).where(cls.name == name).scalar()
 
 
 # What the jobs page shows of a background task (clinic/monitor.py).
