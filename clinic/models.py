@@ -17,6 +17,7 @@ from peewee import (
     IntegerField,
     Model,
     TextField,
+    make_snake_case,
 )
 
 from clinic.clock import now
@@ -29,10 +30,16 @@ MESSAGE_STATUSES = ("pending", "sending", "sent", "failed", "skipped")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
+def table_name(model):
+    """The table of ``model``: its class name in snake case (DailyStat: ``daily_stat``)."""
+    return make_snake_case(model.__name__)
+
+
 class BaseModel(Model):
     class Meta:
         database = database
-        legacy_table_names = False
+        table_function = table_name
+        legacy_table_names = False  # index names begin with table_name() too
 
 
 class User(BaseModel):
