@@ -230,7 +230,7 @@ class ClinicSqliteStorage(SqliteStorage):
     def peek_many(self, keys):
         with self.lock:
             return dict(self.conn.execute(
-                f"select key, value from kv where queue = ? and key in "
+                f"select key, value from kv where queue = ? and key in "  # noqa: S608 (only ?s)
                 f"({', '.join('?' * len(keys))})", (self.name, *keys)).fetchall())
 
     def pop_data(self, key):
