@@ -8,7 +8,7 @@ from datetime import timedelta
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from clinic import clock, db, settings
+from clinic import clock, settings
 from clinic.models import LoginAttempt, Session, User
 
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
@@ -110,27 +110,17 @@ def user_for_token(token, kind, now=None):
     if not token:
         return None
     now = now or clock.now()
-    found = db.select(_SESSION_SQL, (_token_hash(token), kind, Session.expires_at.db_value(now)),
-                      _SESSION_FIELDS)
-    if not found:
+    session = (Session.select(Session.id, Session.last_seen_at, User)
+               .join(User)
+               .where(Session.token_hash == _token_hash(token), Session.kind == kind,
+                      Session.expires_at > now, User.active)
+               .first())
+    if session is None:
         return None
-    session_id, last_seen_at, *user = found[0]
-    if kind == "web" and now - last_seen_at > timedelta(minutes=1):
+    if kind == "web" and now - session.last_seen_at > timedelta(minutes=1):
         (Session.update(last_seen_at=now, expires_at=now + settings.get().session_lifetime)
-         .where(Session.id == session_id).execute())
-    return db.instance(User, _USER_FIELDS, user)
-
-
-# Every request runs this lookup: plain SQL (clinic/db.py says why), reading only the session's
-# id and last use besides the user.
-_USER_FIELDS = User._meta.sorted_fields
-_SESSION_FIELDS = [Session.id, Session.last_seen_at, *_USER_FIELDS]
-_SESSION_SQL = (
-    f'SELECT {db.columns(Session.id, Session.last_seen_at, table="s")}, '
-    f'{db.columns(*_USER_FIELDS, table="u")} '
-    f'FROM "{Session._meta.table_name}" AS "s" JOIN "{User._meta.table_name}" AS "u" '
-    f'ON "u"."id" = "s"."{Session.user.column_name}" '
-    f'WHERE "s"."token_hash" = ? AND "s"."kind" = ? AND "s"."expires_at" > ? AND "u"."active"')
+         .where(Session.id == session.id).execute())
+    return session.user
 
 
 def end_session(token):

@@ -41,16 +41,16 @@ def run(now=None, batch=BATCH, progress=None):
                        & (Message.updated_at < now - FAILED_BODIES_KEPT))
     no_body = Message.update(text_body="", html_body="", attachments=[])
     steps = {
-        "sent_bodies": lambda: in_batches(no_body, Message, sent_long_ago & has_body, batch),
-        "failed_bodies": lambda: in_batches(no_body, Message, failed_long_ago & has_body, batch),
+        "sent_bodies": lambda: in_batches(no_body, Message.id, sent_long_ago & has_body, batch),
+        "failed_bodies": lambda: in_batches(no_body, Message.id, failed_long_ago & has_body, batch),
         "exports": lambda: _purge_exports(now),
-        "task_records": lambda: in_batches(TaskRecord.delete(), TaskRecord,
+        "task_records": lambda: in_batches(TaskRecord.delete(), TaskRecord.id,
                                            TaskRecord.created_at < now - TASK_RECORDS_KEPT,
                                            batch),
         "task_runs": lambda: monitor.prune(now, batch=batch),
         "sessions": lambda: auth.purge_expired(now),
         # Archiving changes no visit's times: updated_at stays when the visit last changed.
-        "archived": lambda: in_batches(Appointment.update(archived=True), Appointment,
+        "archived": lambda: in_batches(Appointment.update(archived=True), Appointment.id,
                                        (Appointment.start < now - ARCHIVE_AFTER)
                                        & ~Appointment.archived, batch),
     }
@@ -62,20 +62,19 @@ def run(now=None, batch=BATCH, progress=None):
     return counts
 
 
-def in_batches(query, model, condition, batch=BATCH):
-    """Run ``query`` (an UPDATE or DELETE of ``model``) on the rows matching ``condition``,
-    ``batch`` rows per transaction; returns how many rows it changed.
+def in_batches(query, key, condition, batch=BATCH):
+    """Run ``query`` (an UPDATE or DELETE of the model whose primary key is ``key``) on the rows
+    matching ``condition``, ``batch`` rows per transaction; returns how many rows it changed.
 
     1. In a transaction, read the ids of the next ``batch`` matching rows, in id order.
     2. Change those of them that still match, and commit: other writers wait one batch at most.
     3. Go on after the last id read until a batch comes back short (ids only grow, so this ends
        whatever the query does to the condition)."""
-    key = model._meta.primary_key
     done = 0
     last = None
     while True:
         with database.atomic():
-            ids = model.select(key).where(condition)
+            ids = key.model.select(key).where(condition)
             if last is not None:
                 ids = ids.where(key > last)
             ids = [row[0] for row in ids.order_by(key).limit(batch).tuples()]

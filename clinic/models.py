@@ -17,9 +17,9 @@ from peewee import (
     IntegerField,
     Model,
     TextField,
+    make_snake_case,
 )
 
-from clinic import db
 from clinic.clock import now
 from clinic.db import JSONField, UTCDateTimeField, database
 
@@ -30,10 +30,16 @@ MESSAGE_STATUSES = ("pending", "sending", "sent", "failed", "skipped")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
+def table_name(model):
+    """The table of ``model``: its class name in snake case (DailyStat: ``daily_stat``)."""
+    return make_snake_case(model.__name__)
+
+
 class BaseModel(Model):
     class Meta:
         database = database
-        legacy_table_names = False
+        table_function = table_name
+        legacy_table_names = False  # index names begin with table_name() too
 
 
 class User(BaseModel):
@@ -247,12 +253,8 @@ class JobState(BaseModel):
 
     @classmethod
     def started_at(cls, name):
-        """``last_started_at`` of the row ``name``, or None. Plain SQL (clinic/db.py says why):
-        every admin page reads the scheduler's heartbeat, every dashboard view the Refresh
-        stamp."""
-        found = db.select(f'SELECT "last_started_at" FROM "{cls._meta.table_name}" '
-                          f'WHERE "name" = ?', (name,), [cls.last_started_at])
-        return found[0][0] if found else None
+        """``last_started_at`` of the row ``name``, or None."""
+        return cls.select(cls.last_started_at).where(cls.name == name).scalar()
 
 
 # What the jobs page shows of a background task (clinic/monitor.py).

@@ -208,26 +208,24 @@ WRITE_BATCH = 500  # reminders written in one transaction
 
 def _with_people(ids):
     """The visits ``ids`` with what a reminder says of them (notices.details) and where it goes,
-    by id, read in one query of plain SQL (clinic/db.py says why): peewee's three-way join
-    objects took a reminder run longer than rendering its emails."""
-    found = db.select(_WITH_PEOPLE + f'({", ".join("?" * len(ids))})', ids, _PEOPLE_FIELDS)
+    by id, read in one query as tuples: a run writes hundreds of reminders, and peewee's
+    three-way join objects would take it longer than rendering their emails."""
+    patient, doctor = User.alias("patient"), User.alias("doctor")
+    found = (Appointment
+             .select(Appointment.id, Appointment.start, Appointment.end, patient.id,
+                     patient.name, patient.email, doctor.id, doctor.name, Doctor.specialization)
+             .join(patient, on=(patient.id == Appointment.patient))
+             .switch(Appointment)
+             .join(doctor, on=(doctor.id == Appointment.doctor))
+             .switch(Appointment)
+             .join(Doctor, on=(Doctor.user == Appointment.doctor))
+             .where(Appointment.id.in_(ids))
+             .tuples())
     return {row[0]: SimpleNamespace(
         id=row[0], start=row[1], end=row[2], patient_id=row[3],
         patient=SimpleNamespace(id=row[3], name=row[4], email=row[5]),
         doctor=SimpleNamespace(id=row[6], name=row[7]),
         doctor_profile=SimpleNamespace(specialization=row[8])) for row in found}
-
-
-_PEOPLE_FIELDS = [Appointment.id, Appointment.start, Appointment.end, User.id, User.name,
-                  User.email, User.id, User.name, Doctor.specialization]
-_WITH_PEOPLE = (
-    f'SELECT {db.columns(Appointment.id, Appointment.start, Appointment.end, table="a")}, '
-    f'"p"."id", "p"."name", "p"."email", "u"."id", "u"."name", "d"."specialization" '
-    f'FROM "{Appointment._meta.table_name}" AS "a" '
-    f'JOIN "{User._meta.table_name}" AS "p" ON "p"."id" = "a"."patient_id" '
-    f'JOIN "{User._meta.table_name}" AS "u" ON "u"."id" = "a"."doctor_id" '
-    f'JOIN "{Doctor._meta.table_name}" AS "d" ON "d"."user_id" = "a"."doctor_id" '
-    f'WHERE "a"."id" IN ')
 
 
 def _remind_all(kind, todo):

@@ -144,12 +144,12 @@ def record_day(now=None, backfill=BACKFILL_DAYS):
                 .where(DailyStat.day >= first, DailyStat.day < yesterday)}
     days = [first + timedelta(days=n) for n in range(backfill)]
     days = [day for day in days if day not in recorded]
-    columns = [field for field in DailyStat._meta.sorted_fields
-               if field.name not in ("id", "day")]
     for day in days:
         with database.atomic():
-            (DailyStat.insert(day=day, computed_at=now, **day_figures(day))
-             .on_conflict(conflict_target=[DailyStat.day], preserve=columns)
+            figures = day_figures(day)
+            written = [DailyStat.computed_at, *(getattr(DailyStat, name) for name in figures)]
+            (DailyStat.insert(day=day, computed_at=now, **figures)
+             .on_conflict(conflict_target=[DailyStat.day], preserve=written)
              .execute())
     return {"recorded": len(days), "from": days[0].isoformat(), "to": days[-1].isoformat()}
 

@@ -16,10 +16,11 @@ The queue is not copied either: the outbox rows are the record of what must stil
 the sweeper sends them from the new queue.
 """
 
-from peewee import AutoField, PeeweeException, PostgresqlDatabase, SqliteDatabase, sort_models
+from peewee import AutoField, PeeweeException, PostgresqlDatabase, SqliteDatabase, fn, sort_models
 from playhouse import migrations as peewee_migrations
 
 from clinic import db, models
+from clinic.models import table_name
 
 BATCH = 1000
 
@@ -55,7 +56,7 @@ def copy(source_url, target_url, batch=BATCH, progress=None):
         target.connect()
         _runner(source).up()
         _runner(target).up()
-        filled = [m._meta.table_name for m in tables if m.select().exists(target)]
+        filled = [table_name(m) for m in tables if m.select().exists(target)]
         if filled:
             raise TransferError("the target already holds data (in " + ", ".join(filled) +
                                 "); copy into an empty database")
@@ -64,8 +65,7 @@ def copy(source_url, target_url, batch=BATCH, progress=None):
             if isinstance(source, PostgresqlDatabase):
                 source.execute_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             for model in tables:
-                counts[model._meta.table_name] = _copy_table(model, source, target, batch,
-                                                             progress)
+                counts[table_name(model)] = _copy_table(model, source, target, batch, progress)
             if isinstance(target, PostgresqlDatabase):
                 _reset_sequences(target, tables)
             _verify(tables, source, target)
@@ -79,8 +79,12 @@ def copy(source_url, target_url, batch=BATCH, progress=None):
                 database.close_all()
 
 
+def _primary_key(model):
+    return next(field for field in model.select().selected_columns if field.primary_key)
+
+
 def _copy_table(model, source, target, batch, progress):
-    pk = model._meta.primary_key
+    pk = _primary_key(model)
     total = model.select().count(source)
     done, last = 0, None
     while True:
@@ -95,25 +99,22 @@ def _copy_table(model, source, target, batch, progress):
                 model.insert_many(rows).as_rowcount().execute(target)
         except PeeweeException as exc:
             ids = f"{rows[0][pk.name]}..{rows[-1][pk.name]}"
-            raise TransferError(f"cannot copy {model._meta.table_name} rows {ids}: "
+            raise TransferError(f"cannot copy {table_name(model)} rows {ids}: "
                                 f"{str(exc).strip()}") from exc
         done += len(rows)
         last = rows[-1][pk.name]
         if progress is not None:
-            progress(model._meta.table_name, done, total)
+            progress(table_name(model), done, total)
 
 
 def _reset_sequences(target, tables):
     """Next id = the largest copied id + 1, for every table whose id the database assigns."""
     for model in tables:
-        pk = model._meta.primary_key
+        pk = _primary_key(model)
         if not isinstance(pk, AutoField):
             continue
-        table, column = model._meta.table_name, pk.column_name
-        target.execute_sql(
-            f"SELECT setval(pg_get_serial_sequence(%s, %s), "
-            f'COALESCE((SELECT MAX("{column}") FROM "{table}"), 0) + 1, false)',
-            (f'"{table}"', column))
+        sequence = fn.pg_get_serial_sequence(f'"{table_name(model)}"', pk.column_name)
+        model.select(fn.setval(sequence, fn.COALESCE(fn.MAX(pk), 0) + 1, False)).scalar(target)
 
 
 def _verify(tables, source, target):
@@ -121,6 +122,6 @@ def _verify(tables, source, target):
     for model in tables:
         have, copied = model.select().count(source), model.select().count(target)
         if have != copied:
-            wrong.append(f"{model._meta.table_name} ({have} rows, {copied} copied)")
+            wrong.append(f"{table_name(model)} ({have} rows, {copied} copied)")
     if wrong:
         raise TransferError("the copy does not match the source: " + ", ".join(wrong))
