@@ -15,12 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from peewee import (
-    AutoField,
-    CharField,
     DatabaseProxy,
     DateTimeField,
-    FloatField,
-    IntegerField,
     PostgresqlDatabase,
     SqliteDatabase,
     TextField,
@@ -143,89 +139,6 @@ def locked(query):
     """SELECT ... FOR UPDATE where the engine has it. SQLite needs none: IMMEDIATE transactions
     already serialise writers."""
     return query.for_update() if is_postgres() else query
-
-
-# -- plain SQL, for the few statements that run on every request or by the thousand ------------
-# peewee builds a statement from its parts each time it runs, and builds a model object per row
-# through its join machinery; for a page's small queries that took several times longer than
-# the database took to answer them. These helpers run SQL written once, in the models' own
-# table and column names, on either engine, and give back plain values.
-
-
-def columns(*fields, table=None):
-    """``"t"."col", ...`` of ``fields``, qualified by ``table`` (an alias) if given."""
-    prefix = f'"{table}".' if table else ""
-    return ", ".join(f'{prefix}"{field.column_name}"' for field in fields)
-
-
-def select(sql, params=(), fields=None):
-    """The rows of ``sql`` (written with ``?`` placeholders, whatever the engine) as tuples;
-    with ``fields`` (one per column), each value turned into Python as that field would."""
-    rows = execute(sql, params).fetchall()
-    # Text and numbers come back as they are; instants, JSON and SQLite's 0/1 booleans need
-    # their field's conversion.
-    convert = [(i, field.python_value) for i, field in enumerate(fields or ())
-               if type(field) not in _AS_IS]
-    if not convert:
-        return rows
-    converted = []
-    for row in rows:
-        row = list(row)
-        for i, to_py in convert:
-            row[i] = to_py(row[i])
-        converted.append(tuple(row))
-    return converted
-
-
-_AS_IS = {AutoField, CharField, TextField, IntegerField, FloatField}  # exactly these: not JSONField
-
-
-def execute(sql, params=()):
-    """Run ``sql`` (written with ``?`` placeholders) for its effect; returns the cursor."""
-    return database.execute_sql(sql.replace("?", database.param), params)
-
-
-def instance(model, fields, values):
-    """A ``model`` object holding ``values`` (already Python) for ``fields``, as peewee makes
-    one from a row: nothing marked changed."""
-    obj = model(__no_default__=1)
-    obj.__data__ = {field.name: value for field, value in zip(fields, values, strict=True)}
-    return obj
-
-
-def insert_new(model, fields, rows, returning=()):
-    """INSERT the ``rows`` (tuples of python values in ``fields`` order) of ``model`` in one
-    statement, skipping any whose unique key is taken (ON CONFLICT DO NOTHING); returns the
-    ``returning`` columns of the rows inserted, as tuples.
-
-    Plain SQL: peewee builds a many-row INSERT one value at a time, and for a reminder run's
-    rows (twenty columns each) that took longer than the database took to write them. The
-    values go through each field's db_value, and the fields not given get the model's
-    defaults, as with peewee's insert_many."""
-    if not rows:
-        return []
-    # The model's defaults for the fields not given, as peewee's insert_many fills them in.
-    given = {field.name for field in fields}  # by name: a Field's == makes an expression
-    defaults = [field for field in model._meta.sorted_fields
-                if field.name not in given and field.default is not None]
-    if defaults:
-        fields = list(fields) + defaults
-        rows = [(*row, *(field.default() if callable(field.default) else field.default
-                         for field in defaults)) for row in rows]
-    param = database.param
-    one = f"({', '.join(param for _ in fields)})"
-    sql = (f'INSERT INTO "{model._meta.table_name}" ({columns(*fields)}) '
-           f'VALUES {", ".join(one for _ in rows)} ON CONFLICT DO NOTHING')
-    if returning:
-        sql += f" RETURNING {columns(*returning)}"
-    convert = [field.db_value for field in fields]
-    params = [to_db(value) for row in rows for to_db, value in zip(convert, row, strict=True)]
-    cursor = database.execute_sql(sql, params)
-    if not returning:
-        return []
-    back = [field.python_value for field in returning]
-    return [tuple(to_py(value) for to_py, value in zip(back, row, strict=True))
-            for row in cursor.fetchall()]
 
 
 def runner():
