@@ -1,6 +1,6 @@
 """Creates the clinic's Huey object; nothing else. Its storage is set from CLINIC_QUEUE_URL by
-clinic.queue.configure() at start. Tasks live in clinic/tasks.py."""
+clinic.jobs.queue.configure() at start. Each task is declared beside the function it runs."""
 
-from clinic.queue import create_huey
+from clinic.jobs.queue import create_huey
 
 huey = create_huey()

@@ -1,5 +1,5 @@
-"""Benchmark tasks on the clinic's own Huey (registered like clinic/tasks.py's, so they run on the
-real in-process consumer with its hooks and the jobs monitor), and stock SqliteHuey beside it
+"""Benchmark tasks on the clinic's own Huey (declared like the clinic's own tasks, so they run on
+the real in-process consumer with its hooks and the jobs monitor), and stock SqliteHuey beside it
 for context."""
 
 import threading
@@ -7,7 +7,7 @@ import time
 
 from huey import SqliteHuey
 
-from clinic.queue import URGENT
+from clinic.jobs.queue import URGENT
 from huey_config import huey
 
 STARTS = []  # pickup latencies in seconds (perf_counter is shared: same process)

@@ -125,17 +125,18 @@ class Bench:
         """The sink's own ceiling: a reminder's bytes (as the clinic writes it) sent from two
         client processes, each over one connection with MAIL, RCPT and DATA pipelined, so the
         sink, not its clients, sets the pace; and the sink's CPU a message."""
-        from clinic import clock, mail
+        from clinic import clock
+        from clinic.mail import compose
         from clinic.models import Message
 
         self.fresh("limits")
         subject, text, html = self.sample_email()
-        built = mail.build(Message(key="limit", kind="reminder_advance",
+        built = compose.build(Message(key="limit", kind="reminder_advance",
                                    recipient="b@bench.clinic", subject=subject, text_body=text,
                                    html_body=html, attachments=[],
-                                   message_id=mail.new_message_id()), now=clock.now())
+                                   message_id=compose.new_message_id()), now=clock.now())
         data = built.as_bytes(policy=built.policy.clone(linesep="\r\n"))
-        sender = mail.from_address().addr_spec
+        sender = compose.from_address().addr_spec
         n = max(50, self.p.reminders)
         rates, cpu = [], []
         for _ in range(self.p.runs):
@@ -228,10 +229,10 @@ class Bench:
         """Once, for context: the same queue with the jobs monitor (clinic/monitor.py, three
         database writes a task) disconnected from Huey's signals."""
         from bench import ours
-        from clinic import monitor
+        from clinic.jobs import runs
         from huey_config import huey
 
-        huey.disconnect_signal(monitor.record)
+        huey.disconnect_signal(runs.record)
         try:
             consumer = self._consumer(s, initial_delay=1.0)
             try:
@@ -242,7 +243,7 @@ class Bench:
             finally:
                 consumer.stop(graceful=True)
         finally:
-            huey.signal(*monitor.SIGNALS)(monitor.record)
+            huey.signal(*runs.SIGNALS)(runs.record)
             ours.reset()
         self.rows["no_monitor"] = {"p50_ms": percentile(lat, 50) * 1000,
                                    "p99_ms": percentile(lat, 99) * 1000, "noop_rate": rate}
@@ -310,7 +311,8 @@ class Bench:
     def reminder_delivery(self):
         """N due reminders in the outbox, delivered to the sink: ours by outbox.sweep (batches of
         100 over one connection each), the peer one message per task."""
-        from clinic import clock, mail, outbox
+        from clinic import clock
+        from clinic.mail import compose, outbox
         from clinic.models import Message
 
         self.fresh("outbox")
@@ -321,7 +323,7 @@ class Bench:
             now = clock.now()
             rows = [dict(key=f"reminder_2h:{run}:{i}", kind="reminder_advance",
                          recipient=f"patient{i}@bench.clinic", subject=subject, text_body=text,
-                         html_body=html, attachments=[], message_id=mail.new_message_id(),
+                         html_body=html, attachments=[], message_id=compose.new_message_id(),
                          status="pending", priority=100, due_at=now, created_at=now,
                          updated_at=now) for i in range(n)]
             with mail_db_atomic():
@@ -340,10 +342,11 @@ class Bench:
 
     def sample_email(self):
         """A rendered reminder (subject, text, html): what the peer's tasks send."""
-        from clinic import clock, mail, settings
+        from clinic import clock, settings
+        from clinic.mail import compose
 
         start = clock.now() + timedelta(hours=2)
-        return mail.render("reminder_advance", patient_name="Ann Example",
+        return compose.render("reminder_advance", patient_name="Ann Example",
                            doctor_name="Dr Bea Example", specialization="Cardiology",
                            start=start, end=start + timedelta(minutes=30), timezone=str(ZONE),
                            link=settings.get().base_url + "/a/xyz", cutoff="2 hours")
@@ -447,7 +450,8 @@ class Bench:
     def export(self):
         """One patient's history export (clinic.exports.build): time, and peak Python memory
         (tracemalloc) against a patient with a short history, to show it flat."""
-        from clinic import exports, progress
+        from clinic import exports
+        from clinic.jobs import progress
         from clinic.models import Appointment, Export, Message, User
 
         path, _ = self.clinic(self.p.appointments)

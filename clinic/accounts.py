@@ -24,9 +24,10 @@ import pyotp
 import segno
 from peewee import IntegrityError
 
-from clinic import audit, auth, clock, outbox, people, settings
+from clinic import audit, auth, clock, people, settings
 from clinic.db import database
 from clinic.errors import ClinicError, Conflict, Invalid, NotFound, check
+from clinic.mail import outbox
 from clinic.models import ROLES, AccountToken, LoginAttempt, Patient, RecoveryCode, Totp, User
 
 RESET_LIFETIME = timedelta(hours=1)

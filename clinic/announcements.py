@@ -20,10 +20,13 @@ from datetime import date
 
 from peewee import fn
 
-from clinic import appointments, clock, mail, outbox, people, preferences, progress, settings
+from clinic import appointments, clock, people, settings
 from clinic.errors import Conflict, NotFound, check
+from clinic.jobs import progress
+from clinic.jobs.queue import BULK
+from clinic.mail import compose, outbox, preferences
 from clinic.models import Announcement, Appointment, Message, OptOut, User
-from clinic.queue import BULK
+from huey_config import huey
 
 log = logging.getLogger("clinic.announcements")
 
@@ -146,7 +149,7 @@ def preview(subject, text, audience):
     first = recipients(audience).first()  # first() would put a LIMIT 1 on ``query`` itself
     name = first.name if first else SAMPLE_NAME
     example = f"{settings.get().base_url}/unsubscribe/…"  # each patient's own link
-    rendered_subject, rendered_text, _ = mail.render(
+    rendered_subject, rendered_text, _ = compose.render(
         KIND, **_context(subject, text, name), unsubscribe_url=example)
     opted_out = (OptOut.select(OptOut.id)
                  .where(OptOut.kind == preferences.choice_of(KIND),
@@ -191,10 +194,8 @@ def _queue(announcement, user, total):
     (Announcement.update(task_id=record.task_id, state="queued", error="",
                          updated_at=clock.now())
      .where(Announcement.id == announcement.id).execute())
-    from clinic import tasks  # tasks imports this module
-
     try:
-        tasks.send_announcement(announcement.id, record.task_id)
+        send_announcement(announcement.id, record.task_id)
     except Exception as exc:
         progress.fail(record.task_id, f"The task could not be queued: {exc}")
         raise
@@ -299,3 +300,15 @@ def get(announcement_id):
 def listing(limit=25, offset=0):
     return (Announcement.select().order_by(Announcement.created_at.desc(), Announcement.id.desc())
             .limit(limit).offset(offset))
+
+
+# -- the task --------------------------------------------------------------------------------------
+# An announcement only writes its recipients' outbox rows (send()); each batch's rows are then
+# delivered by the outbox's send_messages, queued with BULK priority.
+
+
+@huey.task(priority=BULK)
+def send_announcement(announcement_id, task_id):
+    """Write an announcement's emails, with progress on the task record ``task_id``. Returns
+    nothing: the counts are on the record."""
+    send(announcement_id, task_id)

@@ -306,14 +306,14 @@ def mark_no_shows(now=None):
 
 def _after_booking(appointment, event):
     """Called inside the booking transaction: the confirmation email (clinic/notices.py)."""
-    from clinic import notices  # notices reads this module
+    from clinic.mail import notices  # notices reads this module
 
     notices.booked(appointment, event)
 
 
 def _after_cancel(appointment):
     """Called inside the cancelling transaction: the cancellation email."""
-    from clinic import notices
+    from clinic.mail import notices
 
     notices.cancelled(appointment)
 

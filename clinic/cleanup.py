@@ -16,8 +16,9 @@ from datetime import timedelta
 
 from peewee import Value
 
-from clinic import auth, clock, monitor
+from clinic import auth, clock
 from clinic.db import database
+from clinic.jobs import monitor
 from clinic.models import Appointment, Message, TaskRecord
 
 BATCH = 500  # rows per transaction: a big table is never locked for long

@@ -153,24 +153,24 @@ def cmd_migrate(args):
 
 
 def cmd_job(args):
-    from clinic import jobs
+    from clinic.jobs import scheduler
 
     _prepare()
     with db.database.connection_context():
         if args.job_command == "list":
-            for row in jobs.listing():
+            for row in scheduler.listing():
                 print(f"{row['name']:<20} {row['schedule']}")
                 print(f"{'':<20} next: {row['next']}   last: {row['last']}")
             return 0
         if args.job_command == "run":
             try:
-                jobs.get(args.name)
+                scheduler.get(args.name)
             except KeyError:
-                names = ", ".join(j.name for j in jobs.JOBS)
+                names = ", ".join(j.name for j in scheduler.JOBS)
                 print(f"clinic: no job named {args.name!r}. Jobs: {names}", file=sys.stderr)
                 return 2
             print(f"Running {args.name} ...")
-            result = jobs.run(args.name, progress=_progress)
+            result = scheduler.run(args.name, progress=_progress)
             if isinstance(result, dict):
                 for key, value in result.items():
                     print(f"  {key}: {value}")
@@ -183,7 +183,8 @@ def cmd_job(args):
 
 
 def _job_history(args):
-    from clinic import clock, monitor
+    from clinic import clock
+    from clinic.jobs import monitor
 
     runs = monitor.history(failed=args.failed, limit=max(1, args.limit))
     if not runs:

@@ -30,11 +30,15 @@ import os
 import secrets
 from datetime import timedelta
 
-from clinic import clock, outbox, progress, settings
+from clinic import clock, settings
 from clinic.db import database, locked
 from clinic.errors import ClinicError, Forbidden, NoAccess, NotFound
+from clinic.jobs import progress
+from clinic.jobs.queue import NORMAL
+from clinic.mail import outbox
 from clinic.models import Appointment, Export, TaskRecord, Treatment, User
 from clinic.settings import Setting, _duration
+from huey_config import huey
 
 log = logging.getLogger("clinic.exports")
 
@@ -108,10 +112,8 @@ def start(user, now=None):
 
 
 def _queue(task_id):
-    from clinic import tasks  # late, as outbox does: tasks.py imports the domain modules
-
     try:
-        tasks.export_history(task_id)
+        export_history(task_id)
     except Exception:  # the start is committed; a lost task goes stale and can be restarted
         log.exception("could not queue history export %s", task_id)
 
@@ -334,3 +336,13 @@ def _remove_leftovers(now):
         except FileNotFoundError:
             pass
 
+
+# -- the task --------------------------------------------------------------------------------------
+# start() queues it once the export's rows are committed; a task lost with the process leaves its
+# export PENDING until it goes stale and the patient can start another.
+
+
+@huey.task(priority=NORMAL)
+def export_history(task_id):
+    """Build a patient's history export. Returns nothing: Huey would keep every result."""
+    build(task_id)

@@ -4,7 +4,9 @@ for cron or a monitor) and the admin's settings check page."""
 from dataclasses import dataclass
 from datetime import timedelta
 
-from clinic import clock, db, mail, monitor, settings
+from clinic import clock, db, settings
+from clinic.jobs import monitor
+from clinic.mail import errors, sender
 
 SCHEDULER_LATE = timedelta(minutes=2)
 
@@ -65,17 +67,17 @@ def smtp_check(s=None):
             return Check("smtp", False, f"no SMTP server set and the outbox folder {folder} is "
                                         f"not writable: {exc}")
         return Check("smtp", True, f"no SMTP server set: emails are written to {folder}")
-    sender = mail.Sender(s)
+    mailer = sender.Sender(s)
     try:
-        sender.connection = sender._connect()
-        sender.connection.noop()
-    except mail.TransientError as exc:
+        mailer.connection = mailer._connect()
+        mailer.connection.noop()
+    except errors.TransientError as exc:
         return Check("smtp", False, str(exc))
     except OSError as exc:
         return Check("smtp", False, f"cannot use the SMTP server {s.smtp_host}:{s.smtp_port}: "
                                     f"{exc}")
     finally:
-        sender.close()
+        mailer.close()
     signed_in = f", signed in as {s.smtp_user}" if s.smtp_user else ""
     return Check("smtp", True, f"{s.smtp_host}:{s.smtp_port} reachable ({s.smtp_security})"
                                f"{signed_in}")

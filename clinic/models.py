@@ -257,7 +257,7 @@ class JobState(BaseModel):
         return cls.select(cls.last_started_at).where(cls.name == name).scalar()
 
 
-# What the jobs page shows of a background task (clinic/monitor.py).
+# What the jobs page shows of a background task (clinic.jobs.runs records it).
 TASK_RUN_STATES = ("queued", "running", "succeeded", "failed", "retrying", "revoked", "expired",
                    "interrupted", "cancelled")
 
@@ -269,7 +269,7 @@ class TaskRun(BaseModel):
 
     task_id = CharField(max_length=64, unique=True)  # Huey's task id
     job = CharField(max_length=80)  # the scheduled job's name for run_job, else the task's name
-    task = CharField(max_length=200)  # Huey's registry name, e.g. "clinic.tasks.run_job"
+    task = CharField(max_length=200)  # Huey's registry name, e.g. "clinic.jobs.scheduler.run_job"
     summary = CharField(max_length=300, default="")  # the arguments, ids only
     call = JSONField(null=True)  # {"args": [...], "kwargs": {...}} to run it again
     priority = IntegerField(null=True)

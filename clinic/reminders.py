@@ -50,9 +50,10 @@ from types import SimpleNamespace
 
 from peewee import SQL, Cast, Value, fn
 
-from clinic import appointments, clock, db, notices, outbox, settings
+from clinic import appointments, clock, db, settings
+from clinic.jobs.queue import URGENT
+from clinic.mail import notices, outbox
 from clinic.models import ACTIVE_STATUSES, Appointment, Doctor, Message, User
-from clinic.queue import URGENT
 from clinic.settings import Setting, _durations
 
 DAY = timedelta(days=1)

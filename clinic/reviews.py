@@ -14,9 +14,10 @@ from datetime import timedelta
 
 from peewee import Cast, fn
 
-from clinic import appointments, clock, outbox, settings, signing
+from clinic import appointments, clock, settings, signing
 from clinic.db import database
 from clinic.errors import ClinicError, NotFound, check
+from clinic.mail import outbox
 from clinic.models import Appointment, DoctorRating, Message, Review, Treatment
 
 PURPOSE = "review"

@@ -13,7 +13,11 @@ import time
 
 from waitress import create_server
 
-from clinic import db, monitor, settings
+# Every module that declares tasks, so that the workers know them all (Huey finds a task by the
+# module and name it was declared with).
+from clinic import announcements, db, exports, reports, settings  # noqa: F401
+from clinic.jobs import heartbeats, runs, scheduler
+from clinic.mail import outbox  # noqa: F401
 from clinic.web import create_app
 
 log = logging.getLogger("clinic")
@@ -33,31 +37,29 @@ def prepare(s):
     return app
 
 
-def make_consumer(s, scheduler=True, **options):
-    """Huey's consumer as threads in this process. ``scheduler`` lets it run the periodic tasks:
-    of all the processes that may, the one holding the scheduler lease does (clinic.jobs);
-    ``options`` override Huey's consumer options."""
-    import clinic.tasks  # noqa: F401  (registers the tasks)
-    from clinic import jobs
+def make_consumer(s, periodic=True, **options):
+    """Huey's consumer as threads in this process. ``periodic`` lets it run the periodic tasks:
+    of all the processes that may, the one holding the scheduler lease does
+    (clinic.jobs.scheduler); ``options`` override Huey's consumer options."""
     from huey_config import huey
 
     def lease():  # runs in Huey's scheduler thread
         with db.connection():
-            return jobs.hold_scheduler(monitor.HOLDER)
+            return scheduler.hold_scheduler(runs.HOLDER)
 
     def release():
         with db.connection():
-            jobs.release_scheduler(monitor.HOLDER)
+            scheduler.release_scheduler(runs.HOLDER)
 
     return huey.create_consumer(**{
         "lease": lease,
         "release": release,
         "workers": s.workers,
         "worker_type": "thread",
-        "periodic": scheduler,
+        "periodic": periodic,
         "initial_delay": 0.05,
-        # Idle workers are woken by enqueue() (clinic.queue); polling a second apart only finds
-        # tasks queued by other processes.
+        # Idle workers are woken by enqueue() (clinic.jobs.queue); polling a second apart only
+        # finds tasks queued by other processes.
         "max_delay": 1.0,
         "shutdown_timeout": s.shutdown_timeout.total_seconds(),
         **options,
@@ -106,11 +108,11 @@ class Process:
         if self.jobs:
             try:  # runs left "running" by processes that were killed
                 with db.connection():
-                    monitor.interrupt_orphans()
-                    monitor.beat()  # this one runs tasks (others can tell it is not gone)
+                    heartbeats.interrupt_orphans()
+                    heartbeats.beat()  # this one runs tasks (others can tell it is not gone)
             except Exception:
                 log.exception("could not look for runs whose process is gone")
-            self.consumer = make_consumer(s, scheduler=self.scheduler)
+            self.consumer = make_consumer(s, periodic=self.scheduler)
             self._start_consumer()
         self.watcher = threading.Thread(target=self._watch_workers, name="clinic-health",
                                         daemon=True)
@@ -183,7 +185,7 @@ class Process:
     def _watch_workers(self):
         # Until the workers have stopped, not only until the stop begins: a graceful stop waits
         # up to CLINIC_SHUTDOWN_TIMEOUT for running tasks, and they are still running then.
-        next_beat = time.monotonic() + monitor.BEAT_EVERY.total_seconds()
+        next_beat = time.monotonic() + heartbeats.BEAT_EVERY.total_seconds()
         while not self.workers_stopped.wait(HEALTH_CHECK_INTERVAL):
             if self.consumer is None:
                 continue
@@ -195,16 +197,16 @@ class Process:
                 except Exception:
                     log.exception("could not check the worker threads")
             if time.monotonic() >= next_beat:
-                next_beat = time.monotonic() + monitor.BEAT_EVERY.total_seconds()
+                next_beat = time.monotonic() + heartbeats.BEAT_EVERY.total_seconds()
                 try:
                     with db.connection():
-                        monitor.beat()
+                        heartbeats.beat()
                 except Exception:
                     log.exception("could not say that this process still runs tasks")
         if self.consumer is not None:  # here, so that no beat of this thread can come after
             try:
                 with db.connection():
-                    monitor.stop_beating()
+                    heartbeats.stop_beating()
             except Exception:
                 log.exception("could not say that this process runs no more tasks")
 

@@ -16,7 +16,9 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from clinic import appointments, clock, jobs, notices, reminders, settings
+from clinic import appointments, clock, reminders, settings
+from clinic.jobs import scheduler
+from clinic.mail import notices
 from clinic.models import ACTIVE_STATUSES, Message, Review, Treatment
 
 # What the page calls each kind of email.
@@ -160,8 +162,8 @@ def _daily_due(start, tz):
     """When the daily-reminders job first runs on the visit's day (clinic time), or None if it
     does not run that day."""
     try:
-        plan = jobs.get(DAILY_JOB).schedule()
-    except jobs.UnknownJob:
+        plan = scheduler.get(DAILY_JOB).schedule()
+    except scheduler.UnknownJob:
         return None
     lo, hi = appointments.day_bounds(clock.local(start).date(), tz)
     first = plan.next(lo - timedelta(microseconds=1), tz, 1)[0]

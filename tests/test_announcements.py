@@ -8,10 +8,12 @@ from datetime import timedelta
 
 import pytest
 
-from clinic import announcements, appointments, clock, db, outbox, preferences, progress
+from clinic import announcements, appointments, clock, db
 from clinic.errors import Invalid
+from clinic.jobs import progress
+from clinic.jobs.queue import BULK
+from clinic.mail import outbox, preferences
 from clinic.models import Announcement, Message, Patient, TaskRecord, User
-from clinic.queue import BULK
 from huey_config import huey
 from tests.conftest import login, make_patient, slot
 

@@ -9,8 +9,9 @@ from datetime import date, datetime, timedelta
 import pytest
 import time_machine
 
-from clinic import charts, stats
+from clinic import stats
 from clinic.models import Appointment, DailyStat
+from clinic.web import charts
 from tests.conftest import TZ, login
 
 SVG = "{http://www.w3.org/2000/svg}"

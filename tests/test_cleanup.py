@@ -7,7 +7,8 @@ from datetime import timedelta
 import pytest
 
 import clinic
-from clinic import cleanup, clock, jobs, settings
+from clinic import cleanup, clock, settings
+from clinic.jobs import scheduler
 from clinic.models import (
     Appointment,
     Export,
@@ -99,9 +100,9 @@ def test_task_records_older_than_30_days_are_deleted(app, alice):
 
 def test_task_runs_older_than_30_days_are_deleted(app):
     now = clock.now()
-    TaskRun.create(task_id="old", job="cleanup", task="clinic.tasks.run_job",
+    TaskRun.create(task_id="old", job="cleanup", task="clinic.jobs.scheduler.run_job",
                    queued_at=now - timedelta(days=31))
-    TaskRun.create(task_id="recent", job="cleanup", task="clinic.tasks.run_job",
+    TaskRun.create(task_id="recent", job="cleanup", task="clinic.jobs.scheduler.run_job",
                    queued_at=now - timedelta(days=29))
     assert cleanup.run(now=now)["task_runs"] == 1
     assert [run.task_id for run in TaskRun.select()] == ["recent"]
@@ -179,6 +180,6 @@ def test_clinical_records_are_never_deleted(app, alice, bob, carol, dave):
 def test_the_cleanup_job_runs_it_and_records_the_counts(app):
     now = clock.now()
     email("sent:old", "sent", 100, now)
-    result = jobs.run("cleanup", now=now)
+    result = scheduler.run("cleanup", now=now)
     assert result["sent_bodies"] == 1
     assert JobState.get_by_id("cleanup").last_result.startswith("sent_bodies 1, failed_bodies 0")

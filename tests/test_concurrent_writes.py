@@ -11,7 +11,8 @@ from datetime import timedelta
 
 import pytest
 
-from clinic import clock, db, exports, outbox, reviews
+from clinic import clock, db, exports, reviews
+from clinic.mail import outbox
 from clinic.models import Export, Message, User
 from tests.test_reviews import completed_visit
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from peewee import sort_models
 
-from clinic import appointments, clock, db, jobs, progress, reviews, stats, transfer
+from clinic import appointments, clock, db, reviews, stats, transfer
+from clinic.jobs import progress, scheduler
 from clinic.models import MODELS, Appointment, Review, User
 from clinic.web import create_app
 from tests import backends
@@ -53,7 +54,7 @@ def clinic(app, alice, bob, carol, erin):
     appointments.book(bob.id, carol.id, slot(1, "10:00"), "Same slot, booked again")
     stats.record_day(now)
     progress.create("monthly-reports", user=erin, total=2)
-    jobs.hold_scheduler("old-host pid 7", now)
+    scheduler.hold_scheduler("old-host pid 7", now)
     User.update(active=False).where(User.id == bob.id).execute()
     return {"alice": alice, "carol": carol}
 

@@ -3,7 +3,8 @@ recomputed, with the days a stopped clinic missed filled in."""
 
 from datetime import date, datetime, timedelta
 
-from clinic import jobs, stats
+from clinic import stats
+from clinic.jobs import scheduler
 from clinic.models import Appointment, DailyStat, JobState, Message, Review, User
 from tests.conftest import TZ
 
@@ -105,6 +106,6 @@ def test_days_already_recorded_are_kept_and_only_gaps_and_yesterday_are_written(
 
 
 def test_the_daily_stats_job_records_yesterday(app):
-    result = jobs.run("daily-stats", now=local(2026, 3, 15, 1, 0))
+    result = scheduler.run("daily-stats", now=local(2026, 3, 15, 1, 0))
     assert result["to"] == "2026-03-14"
     assert JobState.get_by_id("daily-stats").last_result.startswith("recorded 30")

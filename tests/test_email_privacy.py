@@ -15,11 +15,11 @@ from clinic import (
     appointments,
     clock,
     exports,
-    outbox,
     reminders,
     reports,
     reviews,
 )
+from clinic.mail import outbox
 from clinic.models import Message
 from tests.conftest import TZ, slot
 

@@ -13,10 +13,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 
-from clinic import appointments, clock, db, exports, outbox, progress, settings
+from clinic import appointments, clock, db, exports, settings
 from clinic.errors import Forbidden, NotFound
+from clinic.jobs import progress
+from clinic.jobs.queue import NORMAL
+from clinic.mail import outbox
 from clinic.models import Appointment, Export, Message, TaskRecord, Treatment
-from clinic.queue import NORMAL
 from huey_config import huey
 from tests.browser import browser, screenshot  # noqa: F401 (fixture)
 from tests.conftest import PASSWORD, TZ, login, make_patient, slot

@@ -8,15 +8,16 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
-from clinic import clock, health, monitor
+from clinic import clock, health
+from clinic.jobs import runs
 from tests import backends
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _tick(at):
-    monitor.set_state(monitor.HEARTBEAT, last_started_at=at, last_finished_at=at,
-                      last_result=f"ticked by {monitor.HOLDER}")
+    runs.set_state(runs.HEARTBEAT, last_started_at=at, last_finished_at=at,
+                      last_result=f"ticked by {runs.HOLDER}")
 
 
 def _free_port():
@@ -35,7 +36,7 @@ def test_all_well_with_smtp_up_and_a_recent_tick(app, smtp, smtp_settings, clini
     _tick(clock.now())
     checks = {c.name: c for c in health.run()}
     assert all(c.ok for c in checks.values()), checks
-    assert monitor.HOLDER in checks["scheduler"].detail
+    assert runs.HOLDER in checks["scheduler"].detail
     assert f"127.0.0.1:{smtp.port} reachable" in checks["smtp"].detail
 
 

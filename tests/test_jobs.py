@@ -12,9 +12,11 @@ from zoneinfo import ZoneInfo
 import pytest
 import time_machine
 
-from clinic import db, jobs, schedule, settings, tasks
+from clinic import db, settings
 from clinic.errors import NotFound
-from clinic.jobs import ALWAYS, SAME_DAY, Job
+from clinic.jobs import schedule, scheduler
+from clinic.jobs.queue import NORMAL
+from clinic.jobs.scheduler import ALWAYS, SAME_DAY, Job
 from clinic.models import JobState
 from huey_config import huey
 from tests.conftest import TZ
@@ -35,7 +37,7 @@ def explode(now):
 
 
 def a_job(at="08:00", catch_up=SAME_DAY, function=count_visits, name="test-job"):
-    return Job(name, "test_job_at", at, function, tasks.NORMAL, "A job for tests.", catch_up)
+    return Job(name, "test_job_at", at, function, NORMAL, "A job for tests.", catch_up)
 
 
 @pytest.fixture(autouse=True)
@@ -52,7 +54,7 @@ def queued():
 @pytest.fixture
 def tick(app, queued):
     """tick(now) with the enqueued jobs collected in ``queued``."""
-    return lambda now: jobs.tick(now, enqueue=lambda job, due: queued.append((job.name, due)))
+    return lambda now: scheduler.tick(now, enqueue=lambda job, due: queued.append((job.name, due)))
 
 
 def local(*args, tz=TZ):
@@ -89,7 +91,7 @@ def test_ticking_every_minute_of_a_change_day_fires_0800_once(clinic_settings, t
     claimed("test-job", local(yesterday.year, yesterday.month, yesterday.day, 8, tz=tz))
     start = local(day.year, day.month, day.day, tz=tz)
     fired_at = []
-    with jobs.registry(a_job("08:00")):
+    with scheduler.registry(a_job("08:00")):
         for now in minutes(start, start + timedelta(days=1)):
             if tick(now):
                 fired_at.append(now)
@@ -104,7 +106,7 @@ def test_ticking_every_minute_of_a_change_day_fires_0800_once(clinic_settings, t
 def test_ticking_through_a_change_day_fires_0230_once(tick, queued, day, expected):
     start = local(*day)
     claimed("test-job", start - timedelta(hours=12))
-    with jobs.registry(a_job("02:30")):
+    with scheduler.registry(a_job("02:30")):
         for now in minutes(start, start + timedelta(days=1)):
             tick(now)
     assert queued == [("test-job", expected)]
@@ -115,7 +117,7 @@ def test_ticking_through_a_change_day_fires_0230_once(tick, queued, day, expecte
 
 def test_ticking_twice_for_the_same_due_time_fires_once(tick, queued):
     claimed("test-job", local(2026, 11, 9, 8))
-    with jobs.registry(a_job("08:00")):
+    with scheduler.registry(a_job("08:00")):
         assert tick(local(2026, 11, 10, 8)) == [("test-job", local(2026, 11, 10, 8))]
         assert tick(local(2026, 11, 10, 8)) == []
         assert tick(local(2026, 11, 10, 8, 1)) == []
@@ -129,18 +131,18 @@ def test_tickers_in_several_threads_at_once_fire_each_due_time_once(app, queued)
     barrier = threading.Barrier(4)
     errors = []
 
-    def scheduler():
+    def ticker():
         try:
             for now in due_times:
                 barrier.wait()
-                jobs.tick(now, enqueue=lambda job, due: queued.append((job.name, due)))
+                scheduler.tick(now, enqueue=lambda job, due: queued.append((job.name, due)))
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
         finally:
             db.database.close()
 
-    with jobs.registry(a_job("every 1m", catch_up=ALWAYS)):
-        threads = [threading.Thread(target=scheduler) for _ in range(4)]
+    with scheduler.registry(a_job("every 1m", catch_up=ALWAYS)):
+        threads = [threading.Thread(target=ticker) for _ in range(4)]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -155,8 +157,8 @@ def test_a_failed_enqueue_leaves_the_due_time_for_the_next_tick(app, tick, queue
     def broken(job, due):
         raise ConnectionError("queue unreachable")
 
-    with jobs.registry(a_job("08:00")):
-        assert jobs.tick(local(2026, 11, 10, 8), enqueue=broken) == []
+    with scheduler.registry(a_job("08:00")):
+        assert scheduler.tick(local(2026, 11, 10, 8), enqueue=broken) == []
         assert JobState.get_by_id("test-job").last_due_at == local(2026, 11, 9, 8)
         assert tick(local(2026, 11, 10, 8, 1)) == [("test-job", local(2026, 11, 10, 8))]
 
@@ -166,7 +168,7 @@ def test_a_failed_enqueue_leaves_the_due_time_for_the_next_tick(app, tick, queue
 
 def test_monthly_report_missed_while_down_fires_once_at_the_next_tick(tick, queued):
     claimed("monthly-reports", local(2026, 10, 1, 9))
-    with jobs.registry(jobs.get("monthly-reports")):
+    with scheduler.registry(scheduler.get("monthly-reports")):
         for now in minutes(local(2026, 10, 31, 23), local(2026, 11, 1, 7)):
             tick(now)
         assert queued == []
@@ -178,7 +180,7 @@ def test_monthly_report_missed_while_down_fires_once_at_the_next_tick(tick, queu
 
 def test_monthly_report_is_caught_up_however_long_the_clinic_was_down(tick, queued):
     claimed("monthly-reports", local(2026, 10, 1, 9))
-    with jobs.registry(jobs.get("monthly-reports")):
+    with scheduler.registry(scheduler.get("monthly-reports")):
         tick(local(2026, 11, 20, 10))
         tick(local(2026, 11, 20, 10, 1))
     assert queued == [("monthly-reports", local(2026, 11, 1, 9))]
@@ -186,7 +188,7 @@ def test_monthly_report_is_caught_up_however_long_the_clinic_was_down(tick, queu
 
 def test_daily_reminders_missed_are_sent_later_the_same_day(tick, queued):
     claimed("daily-reminders", local(2026, 11, 9, 8))
-    with jobs.registry(jobs.get("daily-reminders")):
+    with scheduler.registry(scheduler.get("daily-reminders")):
         for now in minutes(local(2026, 11, 10, 12), local(2026, 11, 10, 13)):
             tick(now)
     assert queued == [("daily-reminders", local(2026, 11, 10, 8))]
@@ -194,7 +196,7 @@ def test_daily_reminders_missed_are_sent_later_the_same_day(tick, queued):
 
 def test_daily_reminders_missed_are_not_sent_on_a_later_day(tick, queued):
     claimed("daily-reminders", local(2026, 11, 9, 8))
-    with jobs.registry(jobs.get("daily-reminders")):
+    with scheduler.registry(scheduler.get("daily-reminders")):
         # Down from the 9th until 07:00 on the 11th: the 10th's reminders are not sent.
         tick(local(2026, 11, 11, 7))
         state = JobState.get_by_id("daily-reminders")
@@ -208,10 +210,10 @@ def test_daily_reminders_missed_are_not_sent_on_a_later_day(tick, queued):
 
 def test_a_catch_up_window_limits_how_late_a_run_starts(tick, queued):
     claimed("test-job", local(2026, 11, 9, 8))
-    with jobs.registry(a_job("08:00", catch_up=timedelta(hours=2))):
+    with scheduler.registry(a_job("08:00", catch_up=timedelta(hours=2))):
         assert tick(local(2026, 11, 10, 10, 1)) == []
     claimed("other-job", local(2026, 11, 9, 8))
-    with jobs.registry(a_job("08:00", catch_up=timedelta(hours=2), name="other-job")):
+    with scheduler.registry(a_job("08:00", catch_up=timedelta(hours=2), name="other-job")):
         assert tick(local(2026, 11, 10, 9, 59)) == [("other-job", local(2026, 11, 10, 8))]
 
 
@@ -235,7 +237,7 @@ def test_first_tick_runs_only_jobs_that_always_catch_up(tick, queued):
 
 
 def test_first_tick_on_time_runs_the_job(tick, queued):
-    with jobs.registry(a_job("08:00")):
+    with scheduler.registry(a_job("08:00")):
         assert tick(local(2026, 11, 10, 8, 0, 40)) == [("test-job", local(2026, 11, 10, 8))]
 
 
@@ -244,8 +246,8 @@ def test_first_tick_on_time_runs_the_job(tick, queued):
 
 def test_run_calls_the_function_and_records_what_it_did(app):
     now = utc(2026, 11, 10, 7)
-    with jobs.registry(a_job()):
-        assert jobs.run("test-job", now=now) == {"sent": 3, "skipped": 1}
+    with scheduler.registry(a_job()):
+        assert scheduler.run("test-job", now=now) == {"sent": 3, "skipped": 1}
     assert calls == [now]
     state = JobState.get_by_id("test-job")
     assert state.last_started_at == now
@@ -255,14 +257,14 @@ def test_run_calls_the_function_and_records_what_it_did(app):
 
 
 def test_run_resolves_a_dotted_path_when_it_runs(app):
-    with jobs.registry(a_job(function="tests.test_jobs.count_visits")):
-        jobs.run("test-job", now=utc(2026, 11, 10, 7))
+    with scheduler.registry(a_job(function="tests.test_jobs.count_visits")):
+        scheduler.run("test-job", now=utc(2026, 11, 10, 7))
     assert calls == [utc(2026, 11, 10, 7)]
 
 
 def test_run_records_a_failure_and_raises_it(app):
-    with jobs.registry(a_job(function=explode)), pytest.raises(RuntimeError):
-        jobs.run("test-job", now=utc(2026, 11, 10, 7))
+    with scheduler.registry(a_job(function=explode)), pytest.raises(RuntimeError):
+        scheduler.run("test-job", now=utc(2026, 11, 10, 7))
     state = JobState.get_by_id("test-job")
     assert state.last_result == "failed: RuntimeError: the SMTP server is on fire"
     assert state.last_finished_at is not None
@@ -270,16 +272,16 @@ def test_run_records_a_failure_and_raises_it(app):
 
 def test_run_of_an_unknown_job_names_the_jobs(app):
     with pytest.raises(KeyError) as caught:
-        jobs.run("daily-remindres")
+        scheduler.run("daily-remindres")
     assert isinstance(caught.value, NotFound)
     assert str(caught.value).startswith("No job is named 'daily-remindres'. Jobs: daily-reminders")
 
 
 def test_summary_is_one_short_line():
-    assert jobs.summary(None) == "done"
-    assert jobs.summary({"sent": 2}) == "sent 2"
-    assert jobs.summary("a\nb") == "a b"
-    assert len(jobs.summary("x" * 500)) == 200
+    assert scheduler.summary(None) == "done"
+    assert scheduler.summary({"sent": 2}) == "sent 2"
+    assert scheduler.summary("a\nb") == "a b"
+    assert len(scheduler.summary("x" * 500)) == 200
 
 
 # -- the Huey tasks -------------------------------------------------------------------------------
@@ -293,13 +295,13 @@ def queue(app):
 
 
 def test_scheduler_tick_enqueues_run_job_with_the_jobs_priority(queue):
-    with jobs.registry(a_job("every 5m", catch_up=ALWAYS)), \
+    with scheduler.registry(a_job("every 5m", catch_up=ALWAYS)), \
             time_machine.travel(utc(2026, 11, 10, 7, 5, 10), tick=False):
-        tasks.scheduler_tick.call_local()
+        scheduler.scheduler_tick.call_local()
         [task] = queue.pending()
         assert task.name == "run_job"
         assert task.args == ("test-job", "2026-11-10T07:05:00+00:00")
-        assert task.priority == tasks.NORMAL
+        assert task.priority == NORMAL
         queue.execute(task)
     assert calls == [utc(2026, 11, 10, 7, 5, 10)]
     assert JobState.get_by_id("test-job").last_result == "sent 3, skipped 1"
@@ -310,11 +312,11 @@ def test_scheduler_tick_enqueues_run_job_with_the_jobs_priority(queue):
 
 def test_listing_shows_each_job_in_words_with_its_next_runs(app):
     now = local(2026, 11, 15, 12)
-    jobs.tick(now, enqueue=lambda job, due: None)
-    with jobs.registry(a_job()):
-        jobs.run("test-job", now=now)
-    rows = {row["name"]: row for row in jobs.listing(now)}
-    assert list(rows) == [job.name for job in jobs.JOBS]
+    scheduler.tick(now, enqueue=lambda job, due: None)
+    with scheduler.registry(a_job()):
+        scheduler.run("test-job", now=now)
+    rows = {row["name"]: row for row in scheduler.listing(now)}
+    assert list(rows) == [job.name for job in scheduler.JOBS]
     report = rows["monthly-reports"]
     assert report["schedule"] == "on the 1st of each month at 09:00 Europe/Berlin"
     assert report["setting"] == "CLINIC_MONTHLY_REPORT_AT"
@@ -336,7 +338,7 @@ def test_listing_shows_each_job_in_words_with_its_next_runs(app):
 def test_every_job_has_a_setting_with_a_default_and_help():
     known = {env: (default, help) for env, default, help in settings.describe()}
     assert known["CLINIC_DAILY_REMINDER_AT"][0] == "08:00"
-    for job in jobs.JOBS:
+    for job in scheduler.JOBS:
         default, help = known["CLINIC_" + job.setting.upper()]
         assert default == job.default
         assert job.name in help
@@ -359,11 +361,11 @@ def test_a_bad_schedule_setting_stops_the_start_naming_the_variable(tmp_path):
 def test_the_job_uses_its_setting(app, clinic_settings, tick, queued):
     settings.use(clinic_settings.replace(daily_reminder_at=schedule.parse("07:30")))
     claimed("daily-reminders", local(2026, 11, 9, 7, 30))
-    with jobs.registry(jobs.get("daily-reminders")):
+    with scheduler.registry(scheduler.get("daily-reminders")):
         assert tick(local(2026, 11, 10, 7, 30)) == [("daily-reminders", local(2026, 11, 10, 7, 30))]
 
 
-@pytest.mark.parametrize("first", ["clinic.settings", "clinic.models", "clinic.tasks"])
+@pytest.mark.parametrize("first", ["clinic.settings", "clinic.models", "clinic.server"])
 def test_the_settings_are_known_whichever_module_is_imported_first(first):
     code = (f"import {first}\nfrom clinic import settings\n"
             "print(sorted(env for env, _, _ in settings.describe()))")

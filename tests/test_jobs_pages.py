@@ -11,8 +11,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 
-from clinic import jobs, monitor, tasks
-from clinic.jobs import Job
+from clinic.jobs import heartbeats, runs, scheduler
+from clinic.jobs.queue import NORMAL
+from clinic.jobs.scheduler import Job
 from clinic.models import JobState, TaskRecord, TaskRun
 from clinic.server import make_consumer
 from huey_config import huey
@@ -40,7 +41,7 @@ def count_visits(now):
     return {"sent": 3}
 
 
-TEST_JOB = Job("test-job", "test_job_at", "08:00", count_visits, tasks.NORMAL,
+TEST_JOB = Job("test-job", "test_job_at", "08:00", count_visits, NORMAL,
                "A job for tests.")
 
 
@@ -63,7 +64,7 @@ def admin(client, erin):
 @pytest.fixture
 def consumer(app, clinic_settings):
     saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    pool = make_consumer(clinic_settings, scheduler=False)
+    pool = make_consumer(clinic_settings, periodic=False)
     pool.start()
     yield pool
     pool.stop(graceful=True)
@@ -92,7 +93,8 @@ def drain():
 
 def add_run(job, state="succeeded", runtime=1.0, queued_at=None, **fields):
     queued_at = queued_at or datetime.now(UTC)
-    return TaskRun.create(task_id=f"run-{next(_numbers)}", job=job, task="clinic.tasks.run_job",
+    return TaskRun.create(task_id=f"run-{next(_numbers)}", job=job,
+                          task="clinic.jobs.scheduler.run_job",
                           state=state, runtime=runtime, queued_at=queued_at, started_at=queued_at,
                           **fields)
 
@@ -129,8 +131,8 @@ def test_the_admin_nav_links_to_the_jobs_page(admin):
 
 def test_each_job_shows_its_schedule_last_run_and_next_five_runs(admin):
     with time_machine.travel(local(2026, 11, 10, 12), tick=False):
-        with jobs.registry(TEST_JOB):
-            jobs.run("test-job")
+        with scheduler.registry(TEST_JOB):
+            scheduler.run("test-job")
         page = admin.get("/admin/jobs")
     assert page.status == 200
     row = page.text.split('<tr id="job-daily-reminders">')[1].split("</tr>")[0]
@@ -139,18 +141,18 @@ def test_each_job_shows_its_schedule_last_run_and_next_five_runs(admin):
         "Wed 11 Nov, 08:00", "Thu 12 Nov, 08:00", "Fri 13 Nov, 08:00", "Sat 14 Nov, 08:00",
         "Sun 15 Nov, 08:00"]
     assert 'action="/admin/jobs/daily-reminders/run"' in row
-    for job in jobs.JOBS:
+    for job in scheduler.JOBS:
         assert f'<tr id="job-{job.name}">' in page.text
 
 
 def test_run_now_queues_a_scheduled_job_and_it_runs(admin):
-    with jobs.registry(TEST_JOB):
+    with scheduler.registry(TEST_JOB):
         page = admin.get("/admin/jobs")
         assert 'action="/admin/jobs/test-job/run"' in page.text
         response = admin.post("/admin/jobs/test-job/run")
         assert response.status == 303 and response.location.endswith("/admin/jobs#runs")
         [task] = huey.pending()
-        assert (task.name, task.args[0], task.priority) == ("run_job", "test-job", tasks.NORMAL)
+        assert (task.name, task.args[0], task.priority) == ("run_job", "test-job", NORMAL)
         page = admin.get("/admin/jobs")
         assert "test-job is queued" in page.text
         drain()
@@ -214,10 +216,10 @@ def test_a_run_whose_process_was_killed_shows_as_interrupted_with_retry(admin):
 
     result = send_letters([5])
     drain()  # it ran in a process that was then killed before it finished
-    worker = f"{monitor.HOST} pid {dead_pid()}"
+    worker = f"{runs.HOST} pid {dead_pid()}"
     (TaskRun.update(state="running", finished_at=None, worker=worker)
      .where(TaskRun.task_id == result.id).execute())
-    assert monitor.interrupt_orphans() == 1
+    assert heartbeats.interrupt_orphans() == 1
     detail = admin.get(f"/admin/jobs/runs/{result.id}")
     assert "status-interrupted" in detail.text
     assert "The process running this task stopped before it finished" in detail.text
@@ -259,8 +261,8 @@ def test_an_unknown_run_is_404(admin):
 
 
 def tick_at(instant):
-    with jobs.registry(), time_machine.travel(instant, tick=False):
-        huey.execute(tasks.scheduler_tick.s())
+    with scheduler.registry(), time_machine.travel(instant, tick=False):
+        huey.execute(scheduler.scheduler_tick.s())
 
 
 def test_banner_on_admin_pages_when_the_scheduler_has_not_ticked_for_three_minutes(admin):
@@ -366,7 +368,7 @@ def test_admin_watches_a_tasks_progress_in_a_real_browser(browser, server, erin)
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from clinic import progress
+    from clinic.jobs import progress
 
     record = progress.create("monthly-reports", total=8, status="Making reports")
     progress.step(record.task_id, 2)

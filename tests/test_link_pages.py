@@ -9,7 +9,8 @@ from datetime import timedelta
 import pytest
 import time_machine
 
-from clinic import appointments, clock, notices, signing
+from clinic import appointments, clock, signing
+from clinic.mail import notices
 from clinic.models import Appointment, Message
 from tests.conftest import slot
 

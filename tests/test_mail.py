@@ -1,4 +1,4 @@
-"""Rendering, building and sending one email (clinic/mail.py), against a real SMTP server."""
+"""Rendering, building and sending one email (clinic/mail/), against a real SMTP server."""
 
 import base64
 import email
@@ -14,7 +14,8 @@ from datetime import timedelta
 import jinja2
 import pytest
 
-from clinic import mail, settings
+from clinic import settings
+from clinic.mail import compose, errors, sender
 from clinic.models import Message, User
 from clinic.settings import SettingsError
 
@@ -71,7 +72,7 @@ def free_port():
 
 
 def test_render_escapes_html_but_not_text(app):
-    subject, text, html = mail.render("test", name="<b>Tom & Jerry</b>")
+    subject, text, html = compose.render("test", name="<b>Tom & Jerry</b>")
     assert subject == "Test email from Test Clinic"
     assert "Hello <b>Tom & Jerry</b>," in text
     assert "&lt;b&gt;Tom &amp; Jerry&lt;/b&gt;" in html
@@ -79,7 +80,7 @@ def test_render_escapes_html_but_not_text(app):
 
 
 def test_render_gives_every_email_the_clinic_name_address_and_link(app):
-    _, text, html = mail.render("test")
+    _, text, html = compose.render("test")
     for body in (text, html):
         assert "Test Clinic" in body
         assert "1 Test Street, Berlin" in body
@@ -89,18 +90,18 @@ def test_render_gives_every_email_the_clinic_name_address_and_link(app):
 
 def test_render_refuses_undefined_names_and_odd_kinds(app):
     with pytest.raises(jinja2.UndefinedError):
-        mail.templates.from_string("{{ nobody_passed_this }}").render()
+        compose.templates.from_string("{{ nobody_passed_this }}").render()
     with pytest.raises(ValueError):
-        mail.render("../base")
+        compose.render("../base")
     with pytest.raises(jinja2.TemplateNotFound):
-        mail.render("no_such_email")
+        compose.render("no_such_email")
 
 
 # -- building -------------------------------------------------------------------------------------
 
 
 def test_build_is_text_and_html_alternatives_with_the_rows_message_id(app):
-    message = parse(mail.build(row()))
+    message = parse(compose.build(row()))
     assert message.get_content_type() == "multipart/alternative"
     assert [p.get_content_type() for p in message.iter_parts()] == ["text/plain", "text/html"]
     assert message.get_body(("plain",)).get_content() == "Hi Alice\n"
@@ -117,7 +118,7 @@ def test_build_attaches_text_and_files_from_the_data_folder(app):
     exports = settings.get().data_path / "exports"
     exports.mkdir(parents=True)
     (exports / "history.csv").write_bytes(b"id,name\r\n1,Zo\xc3\xab\r\n")
-    message = parse(mail.build(row(attachments=[
+    message = parse(compose.build(row(attachments=[
         {"filename": "history.csv", "content_type": "text/csv", "path": "exports/history.csv"},
         {"filename": "visit.ics", "content_type": "text/calendar; method=REQUEST",
          "text": "BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n"},
@@ -137,15 +138,15 @@ def test_build_refuses_attachments_outside_the_data_folder_or_gone(app, tmp_path
     secret.write_text("not for patients")
     for path in (str(secret), "../secret.txt", "exports/gone.csv"):
         attachment = {"filename": "x.txt", "content_type": "text/plain", "path": path}
-        with pytest.raises(mail.PermanentError):
-            mail.build(row(attachments=[attachment]))
+        with pytest.raises(errors.PermanentError):
+            compose.build(row(attachments=[attachment]))
 
 
 @pytest.mark.parametrize("evil", INJECTIONS)
 def test_nothing_typed_into_a_header_adds_a_header(app, evil):
     eve = User.create(email="eve@example.com", name=evil, role="patient", password_hash="-")
     attachment = {"filename": evil + ".txt", "content_type": "text/plain", "text": "hi"}
-    message = parse(mail.build(row(subject=evil, user=eve, attachments=[attachment])))
+    message = parse(compose.build(row(subject=evil, user=eve, attachments=[attachment])))
     assert {name.lower() for name in message} == HEADERS
     assert not re.search(r"(?im)^bcc:", message.as_string())
     assert "\n" not in str(message["Subject"]) and "\r" not in str(message["Subject"])
@@ -162,8 +163,8 @@ def test_nothing_typed_into_a_header_adds_a_header(app, evil):
     "alice@example.com\r\nBcc: evil@example.com", "alice@example.com, evil@example.com",
     "Alice <alice@example.com>", "=?utf-8?q?a=0D=0A?=@example.com", "alice", ""])
 def test_recipient_must_be_one_plain_address(app, recipient):
-    with pytest.raises(mail.PermanentError):
-        mail.build(row(recipient=recipient))
+    with pytest.raises(errors.PermanentError):
+        compose.build(row(recipient=recipient))
 
 
 @pytest.mark.parametrize("addr", ["a@b.c", "a.b@c.example", "x+y@ex-ample.com", "a@b",
@@ -173,22 +174,22 @@ def test_recipient_must_be_one_plain_address(app, recipient):
 def test_the_quick_address_check_agrees_with_the_parser(addr):
     def parsed(addr):
         try:
-            mail.Address(addr_spec=addr)
+            compose.Address(addr_spec=addr)
         except (ValueError, IndexError, email.errors.HeaderParseError):
             return False
-        return bool(mail._ADDRESS.fullmatch(addr)) and "=?" not in addr
+        return bool(compose.ADDRESS.fullmatch(addr)) and "=?" not in addr
 
-    assert mail.valid_address(addr) == parsed(addr)
+    assert compose.valid_address(addr) == parsed(addr)
 
 
 def test_cleaning_keeps_ordinary_text():
-    assert mail.clean_header("Your visit with Dr Zoë Öz on Mon 2 Mar — 10:00") == (
+    assert compose.clean_header("Your visit with Dr Zoë Öz on Mon 2 Mar — 10:00") == (
         "Your visit with Dr Zoë Öz on Mon 2 Mar — 10:00")
-    assert mail.clean_name("Dr. Zoë O'Brien-Öz") == "Dr. Zoë O'Brien-Öz"
-    assert mail.clean_name('Clark, "Carol" <c@x>') == "Clark Carol c x"
-    assert mail.clean_filename("history 2026-03 (Zoë).csv") == "history 2026-03 (Zoë).csv"
-    assert mail.clean_header("  two\r\n  lines ") == "two lines"
-    assert "=?" not in mail.clean_header("=?utf-8?q?x?= and =?=?")
+    assert compose.clean_name("Dr. Zoë O'Brien-Öz") == "Dr. Zoë O'Brien-Öz"
+    assert compose.clean_name('Clark, "Carol" <c@x>') == "Clark Carol c x"
+    assert compose.clean_filename("history 2026-03 (Zoë).csv") == "history 2026-03 (Zoë).csv"
+    assert compose.clean_header("  two\r\n  lines ") == "two lines"
+    assert "=?" not in compose.clean_header("=?utf-8?q?x?= and =?=?")
 
 
 # -- settings -------------------------------------------------------------------------------------
@@ -204,12 +205,12 @@ def test_mail_settings_come_from_clinic_variables(tmp_path):
     assert (s.smtp_host, s.smtp_port, s.smtp_user, s.smtp_password, s.smtp_security) == (
         "mail.example.org", 465, "clinic", " s3 ", "tls")
     assert s.smtp_timeout == timedelta(seconds=30)
-    assert str(mail.from_address(s)) == "Sunny Clinic <hello@sunny.example>"
-    assert mail.new_message_id(s).endswith("@sunny.example>")
+    assert str(compose.from_address(s)) == "Sunny Clinic <hello@sunny.example>"
+    assert compose.new_message_id(s).endswith("@sunny.example>")
     defaults = settings.load(environ={"CLINIC_DATA_DIR": str(tmp_path)})
     assert (defaults.smtp_host, defaults.smtp_port, defaults.smtp_security) == ("", 587,
                                                                                 "starttls")
-    assert str(mail.from_address(defaults)) == "Clinic <noreply@localhost>"
+    assert str(compose.from_address(defaults)) == "Clinic <noreply@localhost>"
 
 
 @pytest.mark.parametrize("variable, value", [
@@ -225,8 +226,8 @@ def test_bad_mail_settings_stop_the_start(tmp_path, variable, value):
 
 
 def test_without_smtp_host_each_message_becomes_an_eml_file(app):
-    with mail.Sender() as sender:
-        path = sender.send(mail.build(row(subject="Ça marche")))
+    with sender.Sender() as mailer:
+        path = mailer.send(compose.build(row(subject="Ça marche")))
     outbox = settings.get().data_path / "outbox"
     assert path.parent == outbox and path.name.endswith("-0123abcd.eml")
     assert [p.name for p in outbox.iterdir()] == [path.name]  # no temporary file left
@@ -237,9 +238,9 @@ def test_without_smtp_host_each_message_becomes_an_eml_file(app):
 
 
 def test_a_batch_goes_over_one_connection(smtp_settings, smtp):
-    with mail.Sender() as sender:
+    with sender.Sender() as mailer:
         for n in range(3):
-            sender.send(mail.build(row(message_id=f"<{n}@localhost>")))
+            mailer.send(compose.build(row(message_id=f"<{n}@localhost>")))
     assert smtp.connections == 1
     assert smtp.message_ids() == ["<0@localhost>", "<1@localhost>", "<2@localhost>"]
     assert smtp.messages[0].rcpt_tos == ["alice@example.com"]
@@ -248,26 +249,26 @@ def test_a_batch_goes_over_one_connection(smtp_settings, smtp):
 
 def test_550_is_permanent_and_the_next_message_gets_a_new_connection(smtp_settings, smtp):
     smtp.answer("550")
-    with mail.Sender() as sender:
-        with pytest.raises(mail.PermanentError, match="550 5.1.1 No such user"):
-            sender.send(mail.build(row()))
+    with sender.Sender() as mailer:
+        with pytest.raises(errors.PermanentError, match="550 5.1.1 No such user"):
+            mailer.send(compose.build(row()))
         smtp.answer("accept")
-        sender.send(mail.build(row()))
+        mailer.send(compose.build(row()))
     assert smtp.connections == 2
     assert len(smtp.messages) == 1
 
 
 def test_451_is_transient(smtp_settings, smtp):
     smtp.answer("451")
-    with mail.Sender() as sender, pytest.raises(mail.TransientError, match="451"):
-        sender.send(mail.build(row()))
+    with sender.Sender() as mailer, pytest.raises(errors.TransientError, match="451"):
+        mailer.send(compose.build(row()))
     assert smtp.messages == []
 
 
 def test_lines_that_start_with_a_dot_arrive_whole(smtp_settings, smtp):
-    with mail.Sender() as sender:
+    with sender.Sender() as mailer:
         for n in range(3):
-            sender.send(mail.build(row(message_id=f"<{n}@localhost>",
+            mailer.send(compose.build(row(message_id=f"<{n}@localhost>",
                                        text_body=".hidden\n.\n..two\nend\n")))
     assert smtp.connections == 1
     assert [read(received.raw).get_body(("plain",)).get_content()
@@ -275,17 +276,17 @@ def test_lines_that_start_with_a_dot_arrive_whole(smtp_settings, smtp):
 
 
 def built(*recipients):
-    return [mail.build(row(recipient=to, message_id=f"<{n}@localhost>", text_body=f".{n}\n"))
+    return [compose.build(row(recipient=to, message_id=f"<{n}@localhost>", text_body=f".{n}\n"))
             for n, to in enumerate(recipients)]
 
 
-def outcomes(sender, messages):
+def outcomes(mailer, messages):
     """What send() said of each message, by Message-ID: "sent" or the error's words."""
     said = []
     for message in messages:
         try:
-            sender.send(message)
-        except (mail.TransientError, mail.PermanentError) as error:
+            mailer.send(message)
+        except (errors.TransientError, errors.PermanentError) as error:
             said.append((message["Message-ID"], str(error)))
         else:
             said.append((message["Message-ID"], "sent"))
@@ -293,23 +294,23 @@ def outcomes(sender, messages):
 
 
 @pytest.mark.parametrize("refusal, words, error", [
-    ("550", "recipient refused: 550", mail.PermanentError),
-    ("451", "recipient refused: 451", mail.TransientError),
-    ("554", "554 5.6.0 Message refused", mail.PermanentError)])
+    ("550", "recipient refused: 550", errors.PermanentError),
+    ("451", "recipient refused: 451", errors.TransientError),
+    ("554", "554 5.6.0 Message refused", errors.PermanentError)])
 def test_a_refusal_in_a_batch_is_that_messages_alone(smtp_settings, smtp, refusal, words, error):
     """A refused recipient or message is that message's error; the connection is dropped, and the
     rest go over a new one."""
     smtp.refuse("bad@example.com", refusal)
     messages = built("a@example.com", "bad@example.com", "c@example.com", "d@example.com")
-    with mail.Sender() as sender:
-        said = outcomes(sender, messages)
+    with sender.Sender() as mailer:
+        said = outcomes(mailer, messages)
     assert [outcome for _, outcome in said if outcome != "sent"] == [
         outcome for message_id, outcome in said if message_id == "<1@localhost>"]
     assert dict(said)["<1@localhost>"].startswith(words)
     assert smtp.message_ids() == ["<0@localhost>", "<2@localhost>", "<3@localhost>"]
     assert smtp.connections == 2
-    with mail.Sender() as sender, pytest.raises(error):
-        sender.send(built("bad@example.com")[0])
+    with sender.Sender() as mailer, pytest.raises(error):
+        mailer.send(built("bad@example.com")[0])
 
 
 def test_a_connection_the_server_closed_is_opened_again_once(smtp_settings, smtp):
@@ -317,8 +318,8 @@ def test_a_connection_the_server_closed_is_opened_again_once(smtp_settings, smtp
     finding it closed, goes over a new one."""
     smtp.hang_up(True)
     messages = built("a@example.com", "b@example.com", "c@example.com")
-    with mail.Sender() as sender:
-        said = outcomes(sender, messages)
+    with sender.Sender() as mailer:
+        said = outcomes(mailer, messages)
     assert said == [(f"<{n}@localhost>", "sent") for n in range(3)]
     assert smtp.connections == 3
 
@@ -330,10 +331,10 @@ def test_a_connection_lost_at_a_messages_end_is_transient(smtp_settings, smtp):
     next message goes over a new one too."""
     smtp.refuse("gone@example.com", "close")
     messages = built("a@example.com", "gone@example.com", "c@example.com")
-    with mail.Sender() as sender:
-        said = outcomes(sender, messages)
-    with mail.Sender() as sender:  # over a new connection: tried once
-        assert outcomes(sender, built("gone@example.com")) == [
+    with sender.Sender() as mailer:
+        said = outcomes(mailer, messages)
+    with sender.Sender() as mailer:  # over a new connection: tried once
+        assert outcomes(mailer, built("gone@example.com")) == [
             ("<0@localhost>", "the SMTP server closed the connection")]
     assert said == [("<0@localhost>", "sent"),
                     ("<1@localhost>", "the SMTP server closed the connection"),
@@ -358,8 +359,8 @@ def test_an_internal_error_while_sending_is_transient_and_the_batch_goes_on(
         return send_message(self, message, *args, **kwargs)
 
     monkeypatch.setattr(smtplib.SMTP, "send_message", sending)
-    with mail.Sender() as sender:
-        said = outcomes(sender, messages)
+    with sender.Sender() as mailer:
+        said = outcomes(mailer, messages)
     assert said == [("<0@localhost>", "sent"),
                     ("<1@localhost>", "internal error: ValueError: not today"),
                     ("<2@localhost>", "sent")]
@@ -372,24 +373,24 @@ def test_a_message_whose_envelope_cannot_be_written_is_its_own_error(smtp_settin
     message alone, before anything of it goes; the rest are sent. Offered, it goes."""
     smtp.offer_smtputf8(False)
     first, last = built("a@example.com", "c@example.com")
-    odd = mail.build(row(recipient="joe@exämple.com", message_id="<odd@localhost>"))
-    with mail.Sender() as sender:
-        said = outcomes(sender, [first, odd, last])
+    odd = compose.build(row(recipient="joe@exämple.com", message_id="<odd@localhost>"))
+    with sender.Sender() as mailer:
+        said = outcomes(mailer, [first, odd, last])
     assert [outcome for _, outcome in said] == ["sent", said[1][1], "sent"]
     assert "SMTPUTF8" in said[1][1]
     assert smtp.message_ids() == ["<0@localhost>", "<1@localhost>"]
     smtp.offer_smtputf8(True)
-    with mail.Sender() as sender:
-        sender.send(odd)
+    with sender.Sender() as mailer:
+        mailer.send(odd)
     assert smtp.messages[-1].rcpt_tos == ["joe@exämple.com"]
 
 
 def test_a_built_message_that_cannot_be_written_is_its_own_error(smtp_settings, smtp):
-    good = [mail.build(row(message_id=f"<{n}@localhost>")) for n in (0, 2)]
-    broken = mail.build(row(message_id="<1@localhost>"))
+    good = [compose.build(row(message_id=f"<{n}@localhost>")) for n in (0, 2)]
+    broken = compose.build(row(message_id="<1@localhost>"))
     broken.get_payload().append("not a part")  # a multipart whose generator fails
-    with mail.Sender() as sender:
-        said = outcomes(sender, [good[0], broken, good[1]])
+    with sender.Sender() as mailer:
+        said = outcomes(mailer, [good[0], broken, good[1]])
     assert [outcome == "sent" for _, outcome in said] == [True, False, True]
     assert said[1][1].startswith("internal error: ")
     assert smtp.message_ids() == ["<0@localhost>", "<2@localhost>"]
@@ -402,9 +403,9 @@ def test_a_hanging_server_times_out_as_transient(smtp_settings, smtp):
 
     def send():
         try:
-            with mail.Sender() as sender:
-                sender.send(mail.build(row()))
-        except mail.TransientError as exc:
+            with sender.Sender() as mailer:
+                mailer.send(compose.build(row()))
+        except errors.TransientError as exc:
             outcome.append(exc)
 
     started = time.monotonic()
@@ -419,13 +420,13 @@ def test_a_hanging_server_times_out_as_transient(smtp_settings, smtp):
 
 def test_an_unreachable_server_is_unavailable(smtp_settings):
     use(smtp_port=free_port())
-    with mail.Sender() as sender, pytest.raises(mail.Unavailable, match="refused"):
-        sender.send(mail.build(row()))
-    assert issubclass(mail.Unavailable, mail.TransientError)
+    with sender.Sender() as mailer, pytest.raises(errors.Unavailable, match="refused"):
+        mailer.send(compose.build(row()))
+    assert issubclass(errors.Unavailable, errors.TransientError)
 
 
 def test_starttls_against_a_server_without_it_is_unavailable(smtp_settings, smtp):
     use(smtp_security="starttls")
-    with mail.Sender() as sender, pytest.raises(mail.Unavailable, match="STARTTLS"):
-        sender.send(mail.build(row()))
+    with sender.Sender() as mailer, pytest.raises(errors.Unavailable, match="STARTTLS"):
+        mailer.send(compose.build(row()))
     assert smtp.messages == []

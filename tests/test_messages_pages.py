@@ -8,10 +8,11 @@ from datetime import datetime, timedelta
 import pytest
 import time_machine
 
-from clinic import appointments, db, outbox
+from clinic import appointments, db
+from clinic.mail import outbox
 from clinic.models import Message
-from clinic.views.messages import BODY_POLICY
 from clinic.web import PAGE_SIZE
+from clinic.web.pages.messages import BODY_POLICY
 from huey_config import huey
 from tests.browser import browser, screenshot  # noqa: F401 (fixture)
 from tests.conftest import PASSWORD, TZ, login, make_patient

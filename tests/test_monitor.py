@@ -16,9 +16,11 @@ import pytest
 import time_machine
 from huey import signals as S
 
-from clinic import db, jobs, monitor, queue, server, tasks
+from clinic import db, server
 from clinic.errors import Conflict, Invalid
-from clinic.jobs import Job
+from clinic.jobs import heartbeats, monitor, queue, runs, scheduler
+from clinic.jobs.queue import NORMAL
+from clinic.jobs.scheduler import Job
 from clinic.models import JobState, TaskRecord, TaskRun
 from clinic.server import Process, make_consumer, prepare
 from huey_config import huey
@@ -68,7 +70,7 @@ def forget_calls():
 def consumer(app, clinic_settings):
     """The real consumer in threads, as run.py starts it (without the periodic scheduler)."""
     saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    pool = make_consumer(clinic_settings, scheduler=False)
+    pool = make_consumer(clinic_settings, periodic=False)
     pool.start()
     yield pool
     pool.stop(graceful=True)
@@ -110,7 +112,7 @@ def add_run(job, state="succeeded", runtime=1.0, queued_at=None, **fields):
     """A recorded run, as the signals would have left it."""
     queued_at = queued_at or datetime.now(UTC)
     return TaskRun.create(task_id=f"{job}-{TaskRun.select().count()}", job=job,
-                          task="clinic.tasks.run_job", state=state, runtime=runtime,
+                          task="clinic.jobs.scheduler.run_job", state=state, runtime=runtime,
                           queued_at=queued_at, started_at=queued_at,
                           finished_at=queued_at + timedelta(seconds=runtime or 0), **fields)
 
@@ -244,11 +246,13 @@ def test_a_record_that_fails_in_the_callers_transaction_leaves_it_usable(app, ca
 
 KILLED_AFTER_A_TASK = """
 import os, signal
-from clinic import settings, tasks
+from clinic import settings
+from clinic.mail import outbox
+from clinic.jobs import scheduler
 from clinic.server import prepare
 from huey_config import huey
 prepare(settings.load())
-result = tasks.send_messages([0])  # no such message: nothing to send
+result = outbox.send_messages([0])  # no such message: nothing to send
 huey.execute(huey.dequeue())
 print(result.id, flush=True)
 os.kill(os.getpid(), signal.SIGKILL)
@@ -327,12 +331,12 @@ def dead_pid():
 def test_a_run_records_which_process_runs_it(consumer, finished):
     result = remember_ids([5])
     finished(result.id, S.SIGNAL_COMPLETE)
-    assert run_of(result).worker == f"{monitor.HOST} pid {os.getpid()}"
+    assert run_of(result).worker == f"{runs.HOST} pid {os.getpid()}"
 
 
 def test_runs_left_running_by_a_killed_process_of_this_machine_are_interrupted(app,
                                                                               monkeypatch):
-    here = monitor.HOST
+    here = runs.HOST
     killed = add_run("report", state="running", runtime=None, worker=f"{here} pid {dead_pid()}")
     alive = add_run("export", state="running", runtime=None, worker=f"{here} pid {os.getppid()}")
     elsewhere = add_run("backup", state="running", runtime=None, worker="db-2 pid 4242")
@@ -340,11 +344,11 @@ def test_runs_left_running_by_a_killed_process_of_this_machine_are_interrupted(a
     # This process's pid, but not one of its tasks: a process before it had the same pid.
     before = add_run("cleanup", state="running", runtime=None, worker=f"{here} pid {os.getpid()}")
     mine = add_run("send", state="running", runtime=None, worker=f"{here} pid {os.getpid()}")
-    monkeypatch.setitem(monitor.running, mine.task_id, datetime.now(UTC))  # runs here
-    assert monitor.interrupt_orphans() == 2
-    assert monitor.interrupt_orphans() == 0  # once
+    monkeypatch.setitem(runs.running, mine.task_id, datetime.now(UTC))  # runs here
+    assert heartbeats.interrupt_orphans() == 2
+    assert heartbeats.interrupt_orphans() == 0  # once
     states = {run.job: (run.state, run.error) for run in TaskRun.select()}
-    assert states["report"] == states["cleanup"] == ("interrupted", monitor.ORPHANED)
+    assert states["report"] == states["cleanup"] == ("interrupted", heartbeats.ORPHANED)
     assert {states[run.job][0] for run in (alive, elsewhere, unknown, mine)} == {"running"}
     assert TaskRun.get_by_id(killed.id).finished_at is not None
     assert TaskRun.get_by_id(before.id).state == "interrupted"
@@ -352,12 +356,12 @@ def test_runs_left_running_by_a_killed_process_of_this_machine_are_interrupted(a
 
 def test_an_interrupted_orphan_can_be_retried_and_runs(app):
     result = remember_ids([8])
-    (TaskRun.update(state="running", worker=f"{monitor.HOST} pid {dead_pid()}")
+    (TaskRun.update(state="running", worker=f"{runs.HOST} pid {dead_pid()}")
      .where(TaskRun.task_id == result.id).execute())  # as a killed worker left it
     drain()  # the killed worker had taken it from the queue: run it once here, as it did
     TaskRun.update(state="running").where(TaskRun.task_id == result.id).execute()
     calls.clear()
-    assert monitor.interrupt_orphans() == 1
+    assert heartbeats.interrupt_orphans() == 1
     assert run_of(result).state == "interrupted"
     monitor.retry(result.id)
     drain()
@@ -367,10 +371,10 @@ def test_an_interrupted_orphan_can_be_retried_and_runs(app):
 
 @pytest.fixture
 def looks(app, monkeypatch):
-    """monitor.interrupt_lost() at ``base`` plus the given minutes, with no earlier looks."""
-    monkeypatch.setattr(monitor, "looks", monitor.Looks())
+    """heartbeats.interrupt_lost() at ``base`` plus the given minutes, with no earlier looks."""
+    monkeypatch.setattr(heartbeats, "looks", heartbeats.Looks())
     base = datetime.now(UTC)
-    return lambda minutes: monitor.interrupt_lost(base + timedelta(minutes=minutes))
+    return lambda minutes: heartbeats.interrupt_lost(base + timedelta(minutes=minutes))
 
 
 def test_a_run_whose_task_left_the_queue_is_interrupted_at_the_second_look(looks):
@@ -385,7 +389,7 @@ def test_a_run_whose_task_left_the_queue_is_interrupted_at_the_second_look(looks
     assert looks(11) == 0  # the first look that finds it missing
     assert looks(12) == 0  # not CONFIRM_AFTER later yet
     assert looks(13) == 1
-    assert (run_of(lost).state, run_of(lost).error) == ("interrupted", monitor.LOST)
+    assert (run_of(lost).state, run_of(lost).error) == ("interrupted", heartbeats.LOST)
     assert {run_of(r).state for r in (waiting, later)} == {"queued"}
     assert TaskRun.get_by_id(young.id).state == "queued"
     assert looks(14) == 0  # once
@@ -401,10 +405,10 @@ def test_a_task_taken_between_two_looks_is_not_lost(looks):
     assert task.id == taken.id
     gone = add_run("gone", state="queued", queued_at=datetime.now(UTC))  # lost, for contrast
     assert looks(11) == 0
-    assert set(monitor.looks.missing) == {taken.id, gone.task_id}
+    assert set(heartbeats.looks.missing) == {taken.id, gone.task_id}
     huey.execute(task)
     assert looks(12) == 0
-    assert set(monitor.looks.missing) == {gone.task_id}  # found again: forgotten
+    assert set(heartbeats.looks.missing) == {gone.task_id}  # found again: forgotten
     assert looks(13) == 1
     assert run_of(taken).state == "succeeded"
     assert TaskRun.get_by_id(gone.id).state == "interrupted"
@@ -426,20 +430,20 @@ def test_a_task_a_process_says_it_runs_is_not_lost(looks, monkeypatch):
     so in its heartbeat, or it runs here."""
     there = add_run("there", state="queued", queued_at=datetime.now(UTC))
     here = add_run("here", state="queued", queued_at=datetime.now(UTC))
-    JobState.create(name=monitor.beat_name("db-2 pid 7"), last_started_at=datetime.now(UTC),
+    JobState.create(name=heartbeats.beat_name("db-2 pid 7"), last_started_at=datetime.now(UTC),
                     last_result=f"db-2 pid 7\n{there.task_id}")
-    monkeypatch.setitem(monitor.running, here.task_id, datetime.now(UTC))
+    monkeypatch.setitem(runs.running, here.task_id, datetime.now(UTC))
     for minutes in (11, 12, 13, 14):
         assert looks(minutes) == 0
     assert {TaskRun.get_by_id(run.id).state for run in (there, here)} == {"queued"}
 
 
 def test_a_heartbeat_lists_the_tasks_its_process_runs(app, monkeypatch):
-    monkeypatch.setattr(monitor, "running", dict.fromkeys(["b-task", "a-task"],
+    monkeypatch.setattr(runs, "running", dict.fromkeys(["b-task", "a-task"],
                                                           datetime.now(UTC)))
-    monitor.beat()
-    row = JobState.get(JobState.name == monitor.beat_name(monitor.process_name()))
-    assert row.last_result == f"{monitor.process_name()}\na-task\nb-task"
+    heartbeats.beat()
+    row = JobState.get(JobState.name == heartbeats.beat_name(runs.process_name()))
+    assert row.last_result == f"{runs.process_name()}\na-task\nb-task"
 
 
 def test_a_task_of_a_name_this_process_does_not_know_is_still_in_the_queue(looks, monkeypatch):
@@ -456,14 +460,14 @@ def test_a_starting_process_interrupts_the_runs_its_killed_predecessor_left(clin
     app = prepare(clinic_settings)
     with db.database.connection_context():
         killed = add_run("report", state="running", runtime=None,
-                         worker=f"{monitor.HOST} pid {dead_pid()}")
+                         worker=f"{runs.HOST} pid {dead_pid()}")
     beats = []
     # The process says it still runs tasks at each health check once BEAT_EVERY has passed.
     monkeypatch.setattr(server, "HEALTH_CHECK_INTERVAL", 0.01)
-    monkeypatch.setattr(monitor, "BEAT_EVERY", timedelta(0))
+    monkeypatch.setattr(heartbeats, "BEAT_EVERY", timedelta(0))
 
     def last_beat():
-        row = JobState.get_or_none(JobState.name == monitor.beat_name(monitor.process_name()))
+        row = JobState.get_or_none(JobState.name == heartbeats.beat_name(runs.process_name()))
         return row and row.last_started_at
 
     def drive(lines):
@@ -478,7 +482,7 @@ def test_a_starting_process_interrupts_the_runs_its_killed_predecessor_left(clin
     with db.database.connection_context():
         assert TaskRun.get_by_id(killed.id).state == "interrupted"
         # It said it runs tasks while it ran, and took that back as it stopped.
-        assert beats == [[monitor.process_name()], True]
+        assert beats == [[runs.process_name()], True]
         assert beating() == []
 
 
@@ -525,11 +529,11 @@ def test_a_process_goes_on_beating_while_its_workers_finish(clinic_settings, mon
     """A graceful stop waits for running tasks: until they end, the process still says it runs
     them, or another machine would mark them interrupted while they run."""
     monkeypatch.setattr(server, "HEALTH_CHECK_INTERVAL", 0.01)
-    monkeypatch.setattr(monitor, "BEAT_EVERY", timedelta(0))
+    monkeypatch.setattr(heartbeats, "BEAT_EVERY", timedelta(0))
     moved = []
 
     def last_beat():
-        row = JobState.get_or_none(JobState.name == monitor.beat_name(monitor.process_name()))
+        row = JobState.get_or_none(JobState.name == heartbeats.beat_name(runs.process_name()))
         return row and row.last_started_at
 
     def during_stop():
@@ -547,7 +551,7 @@ def test_a_process_goes_on_beating_while_its_workers_finish(clinic_settings, mon
 def test_a_failed_health_check_does_not_stop_the_heartbeat(clinic_settings, monkeypatch):
     """Without beats, another machine would take this process's runs for orphans."""
     monkeypatch.setattr(server, "HEALTH_CHECK_INTERVAL", 0.01)
-    monkeypatch.setattr(monitor, "BEAT_EVERY", timedelta(0))
+    monkeypatch.setattr(heartbeats, "BEAT_EVERY", timedelta(0))
     failed = []
 
     def failing_check(consumer):
@@ -558,7 +562,7 @@ def test_a_failed_health_check_does_not_stop_the_heartbeat(clinic_settings, monk
     moved = []
 
     def last_beat():
-        row = JobState.get_or_none(JobState.name == monitor.beat_name(monitor.process_name()))
+        row = JobState.get_or_none(JobState.name == heartbeats.beat_name(runs.process_name()))
         return row and row.last_started_at
 
     def drive(lines):
@@ -574,19 +578,19 @@ def test_a_failed_health_check_does_not_stop_the_heartbeat(clinic_settings, monk
 
 
 def beating():
-    """The processes that say they run tasks (monitor.beat), as "host pid N"."""
+    """The processes that say they run tasks (heartbeats.beat), as "host pid N"."""
     return [row.last_result.split("\n")[0] for row in
-            JobState.select().where(JobState.name.startswith(monitor.BEAT_PREFIX))]
+            JobState.select().where(JobState.name.startswith(heartbeats.BEAT_PREFIX))]
 
 
 def test_runs_of_another_machine_are_interrupted_once_its_process_is_silent(app, monkeypatch):
-    monkeypatch.setattr(monitor, "watched", {})
+    monkeypatch.setattr(heartbeats, "watched", {})
     now = datetime.now(UTC)
     # Its clock is an hour behind ours: only whether its beat moves counts, not its stamp.
     their_clock = now - timedelta(hours=1)
 
     def beat_as(worker, at):
-        (JobState.insert(name=monitor.beat_name(worker), last_started_at=at, last_result=worker)
+        (JobState.insert(name=heartbeats.beat_name(worker), last_started_at=at, last_result=worker)
          .on_conflict(conflict_target=[JobState.name],
                       update={JobState.last_started_at: at}).execute())
 
@@ -598,47 +602,47 @@ def test_runs_of_another_machine_are_interrupted_once_its_process_is_silent(app,
 
     (silent, _), (beating, beating_worker) = remote(101), remote(102)
     unknown, _ = remote(103, beats=False)  # no heartbeat: stopped, or a version before them
-    assert monitor.interrupt_orphans(now) == 0  # first seen now: not silent for long yet
+    assert heartbeats.interrupt_orphans(now) == 0  # first seen now: not silent for long yet
     beat_as(beating_worker, their_clock + timedelta(minutes=3))
-    assert monitor.interrupt_orphans(now + timedelta(minutes=3)) == 0  # its beat moved
-    assert monitor.interrupt_orphans(now + monitor.GONE_AFTER + timedelta(seconds=1)) == 1
+    assert heartbeats.interrupt_orphans(now + timedelta(minutes=3)) == 0  # its beat moved
+    assert heartbeats.interrupt_orphans(now + heartbeats.GONE_AFTER + timedelta(seconds=1)) == 1
     assert (TaskRun.get_by_id(silent.id).state, TaskRun.get_by_id(silent.id).error) == (
-        "interrupted", monitor.ORPHANED)
+        "interrupted", heartbeats.ORPHANED)
     assert {TaskRun.get_by_id(run.id).state for run in (beating, unknown)} == {"running"}
     # Silent since its last beat, seen at +3 minutes: gone five minutes after that.
-    assert monitor.interrupt_orphans(now + timedelta(minutes=8, seconds=1)) == 1
+    assert heartbeats.interrupt_orphans(now + timedelta(minutes=8, seconds=1)) == 1
     assert TaskRun.get_by_id(beating.id).state == "interrupted"
     assert TaskRun.get_by_id(unknown.id).state == "running"
 
 
 def test_a_heartbeat_names_this_process_whatever_the_length_of_its_host_name(app, monkeypatch):
-    monkeypatch.setattr(monitor, "HOST", "a-very-long-host-name." * 5 + "clinic.example")
+    monkeypatch.setattr(runs, "HOST", "a-very-long-host-name." * 5 + "clinic.example")
     result = remember_ids([9])
     drain()
-    assert run_of(result).worker == monitor.process_name()  # fits the column (PostgreSQL checks)
-    assert monitor.interrupt_orphans() == 0  # and is known as this process's
-    cut = monitor.host_name()
-    monkeypatch.setattr(monitor, "HOST", monitor.HOST + "-2")  # alike for 124 characters
-    assert monitor.host_name() != cut and len(cut) == len(monitor.host_name()) == 80
+    assert run_of(result).worker == runs.process_name()  # fits the column (PostgreSQL checks)
+    assert heartbeats.interrupt_orphans() == 0  # and is known as this process's
+    cut = runs.host_name()
+    monkeypatch.setattr(runs, "HOST", runs.HOST + "-2")  # alike for 124 characters
+    assert runs.host_name() != cut and len(cut) == len(runs.host_name()) == 80
     now = datetime.now(UTC)
-    monitor.beat(now)
-    monitor.beat(now + timedelta(minutes=1))  # the same row, later
-    assert beating() == [monitor.process_name()]
-    assert JobState.get(JobState.name.startswith(monitor.BEAT_PREFIX)).last_started_at == (
+    heartbeats.beat(now)
+    heartbeats.beat(now + timedelta(minutes=1))  # the same row, later
+    assert beating() == [runs.process_name()]
+    assert JobState.get(JobState.name.startswith(heartbeats.BEAT_PREFIX)).last_started_at == (
         now + timedelta(minutes=1))
-    monitor.stop_beating()
+    heartbeats.stop_beating()
     assert beating() == []
 
 
 def test_heartbeats_a_day_old_are_deleted_and_nothing_else(app):
     now = datetime.now(UTC)
-    for n, age in enumerate([monitor.BEATS_KEPT + timedelta(minutes=1), timedelta(hours=23)]):
-        JobState.create(name=monitor.beat_name(f"old pid {n}"), last_started_at=now - age,
+    for n, age in enumerate([heartbeats.BEATS_KEPT + timedelta(minutes=1), timedelta(hours=23)]):
+        JobState.create(name=heartbeats.beat_name(f"old pid {n}"), last_started_at=now - age,
                         last_result=f"old pid {n}")
-    JobState.create(name=monitor.HEARTBEAT, last_started_at=now - timedelta(days=3))
-    monitor.interrupt_orphans(now)
+    JobState.create(name=runs.HEARTBEAT, last_started_at=now - timedelta(days=3))
+    heartbeats.interrupt_orphans(now)
     assert beating() == ["old pid 1"]
-    assert JobState.get_or_none(JobState.name == monitor.HEARTBEAT) is not None
+    assert JobState.get_or_none(JobState.name == runs.HEARTBEAT) is not None
 
 
 def _until(predicate, timeout=10):
@@ -652,7 +656,7 @@ def _until(predicate, timeout=10):
 
 
 def test_a_scheduled_job_is_named_by_its_job_and_shows_only_ids_and_names(app):
-    tasks.run_job("daily-reminders", "2026-11-10T07:00:00+00:00")
+    scheduler.run_job("daily-reminders", "2026-11-10T07:00:00+00:00")
     run = TaskRun.get()
     assert run.job == "daily-reminders"
     assert run.summary == "name=daily-reminders, due_at=2026-11-10T07:00:00+00:00"
@@ -660,10 +664,10 @@ def test_a_scheduled_job_is_named_by_its_job_and_shows_only_ids_and_names(app):
 
 def test_text_that_could_be_a_patients_details_is_not_shown():
     task = remember_ids.s("Alice Adams, alice@example.com")
-    assert monitor.summarize(task) == "ids=<text, 30 characters>"
-    assert monitor.summarize(remember_ids.s(list(range(1, 13)))) == (
+    assert runs.summarize(task) == "ids=<text, 30 characters>"
+    assert runs.summarize(remember_ids.s(list(range(1, 13)))) == (
         "ids=[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, … 12 in all]")
-    assert monitor.summarize(remember_ids.s({"email": "a@b"})) == "ids=<1 entries>"
+    assert runs.summarize(remember_ids.s({"email": "a@b"})) == "ids=<1 entries>"
 
 
 def test_a_task_that_reports_progress_is_linked_to_its_record(app):
@@ -679,14 +683,14 @@ def test_a_task_that_reports_progress_is_linked_to_its_record(app):
 
 
 def tick_at(instant):
-    with jobs.registry(), time_machine.travel(instant, tick=False):
-        huey.execute(tasks.scheduler_tick.s())
+    with scheduler.registry(), time_machine.travel(instant, tick=False):
+        huey.execute(scheduler.scheduler_tick.s())
 
 
 def test_the_scheduler_tick_is_a_heartbeat_not_a_row(app):
     tick_at(local(2026, 11, 10, 10, 42))
     assert monitor.last_tick() == local(2026, 11, 10, 10, 42)
-    assert JobState.get_by_id("scheduler").last_result == f"ticked by {monitor.HOLDER}"
+    assert JobState.get_by_id("scheduler").last_result == f"ticked by {runs.HOLDER}"
     assert TaskRun.select().count() == 0
 
 
@@ -786,11 +790,11 @@ def test_prune_deletes_runs_older_than_thirty_days(app):
 def test_run_now_queues_the_job_with_its_priority_and_it_runs(app):
     ran = []
     job = Job("test-job", "test_job_at", "08:00", lambda now: ran.append(now) or {"sent": 2},
-              tasks.NORMAL, "A job for tests.")
-    with jobs.registry(job):
+              NORMAL, "A job for tests.")
+    with scheduler.registry(job):
         task_id = monitor.run_now("test-job")
         [task] = huey.pending()
-        assert (task.id, task.name, task.priority) == (task_id, "run_job", tasks.NORMAL)
+        assert (task.id, task.name, task.priority) == (task_id, "run_job", NORMAL)
         drain()
     assert len(ran) == 1
     assert run_of(task_id).job == "test-job" and run_of(task_id).state == "succeeded"

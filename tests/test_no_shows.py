@@ -4,7 +4,8 @@ their start become no-shows, in one UPDATE, on a real database."""
 import logging
 from datetime import timedelta
 
-from clinic import appointments, clock, db, jobs, settings
+from clinic import appointments, clock, db, settings
+from clinic.jobs import scheduler
 from clinic.models import Appointment, JobState
 
 
@@ -84,7 +85,7 @@ def test_the_update_is_one_statement_served_by_the_status_start_index(app, backe
 def test_the_no_shows_job_runs_it_and_records_what_it_did(app, alice, carol):
     now = clock.now()
     visit(alice, carol, now - timedelta(hours=2))
-    assert jobs.run("no-shows", now=now) == {"marked": 1}
+    assert scheduler.run("no-shows", now=now) == {"marked": 1}
     assert JobState.get_by_id("no-shows").last_result == "marked 1"
 
 

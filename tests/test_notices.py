@@ -9,9 +9,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from huey.signals import SIGNAL_COMPLETE
 
-from clinic import appointments, clock, db, notices, outbox, reminders, settings
+from clinic import appointments, clock, db, reminders, settings
+from clinic.jobs.queue import URGENT
+from clinic.mail import notices, outbox
 from clinic.models import Appointment, Message
-from clinic.queue import URGENT
 from clinic.server import make_consumer
 from huey_config import huey
 from tests.conftest import login, slot
@@ -136,7 +137,7 @@ def consumer(app, clinic_settings):
             sent.set()
 
     huey.signal(SIGNAL_COMPLETE)(finished)
-    worker_pool = make_consumer(clinic_settings, scheduler=False)
+    worker_pool = make_consumer(clinic_settings, periodic=False)
     worker_pool.start()
     worker_pool.sent = sent
     yield worker_pool

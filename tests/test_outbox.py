@@ -9,7 +9,8 @@ from datetime import timedelta
 import pytest
 import time_machine
 
-from clinic import clock, db, mail, outbox, settings
+from clinic import clock, db, settings
+from clinic.mail import outbox, sender
 from clinic.models import Appointment, Message, User
 from huey_config import huey
 from tests.conftest import slot
@@ -361,14 +362,14 @@ def test_what_the_server_took_is_marked_sent_when_the_batch_breaks_off(smtp_sett
                                                                       monkeypatch):
     messages = [add(f"test:{n}") for n in range(5)]
     third = messages[2].message_id
-    send = mail.Sender.send
+    send = sender.Sender.send
 
     def stopped_after_the_third(self, message):
         send(self, message)
         if message["Message-ID"] == third:
             raise KeyboardInterrupt  # the worker is stopped as the server takes the third
 
-    monkeypatch.setattr(mail.Sender, "send", stopped_after_the_third)
+    monkeypatch.setattr(sender.Sender, "send", stopped_after_the_third)
     with pytest.raises(KeyboardInterrupt):
         outbox.deliver([m.id for m in messages])
     monkeypatch.undo()

@@ -7,16 +7,8 @@ from datetime import timedelta
 
 import pytest
 
-from clinic import (
-    announcements,
-    appointments,
-    clock,
-    outbox,
-    preferences,
-    reminders,
-    reviews,
-    signing,
-)
+from clinic import announcements, appointments, clock, reminders, reviews, signing
+from clinic.mail import outbox, preferences
 from clinic.models import Message, OptOut
 from tests.conftest import login, slot
 from tests.test_reviews import completed_visit

@@ -7,7 +7,8 @@ import threading
 import pytest
 from huey.constants import EmptyData
 
-from clinic import queue, settings
+from clinic import settings
+from clinic.jobs import queue
 from clinic.server import make_consumer
 from huey_config import huey
 from tests import backends
@@ -25,7 +26,7 @@ def consumer(app, clinic_settings):
     """The real consumer in threads, as run.py starts it, but with idle workers backing off to
     a minute between polls: only the wake-up can make a task start quickly."""
     saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    worker_pool = make_consumer(clinic_settings, scheduler=False, initial_delay=60.0,
+    worker_pool = make_consumer(clinic_settings, periodic=False, initial_delay=60.0,
                                 max_delay=60.0)
     worker_pool.start()
     yield worker_pool

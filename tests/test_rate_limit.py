@@ -9,9 +9,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 
-from clinic import clock, db, outbox, settings
+from clinic import clock, db, settings
+from clinic.jobs.queue import URGENT
+from clinic.mail import outbox
 from clinic.models import Message
-from clinic.queue import URGENT
 from huey_config import huey
 from tests.test_outbox import in_threads
 

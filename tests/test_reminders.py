@@ -7,7 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 
-from clinic import appointments, clock, db, jobs, outbox, reminders, settings
+from clinic import appointments, clock, db, reminders, settings
+from clinic.jobs import scheduler
+from clinic.mail import outbox
 from clinic.models import Appointment, Message
 from clinic.settings import SettingsError
 from tests.conftest import TZ
@@ -320,10 +322,10 @@ def test_the_offsets_setting(tmp_path):
 
 
 def test_the_jobs_run_these_functions(app, alice, carol):
-    assert jobs.get("daily-reminders").resolve() is reminders.send_daily
-    assert jobs.get("advance-reminders").resolve() is reminders.send_advance
+    assert scheduler.get("daily-reminders").resolve() is reminders.send_daily
+    assert scheduler.get("advance-reminders").resolve() is reminders.send_advance
     start = local(2026, 12, 10, 10, 0)
     visit(alice, carol, start)
-    assert jobs.run("advance-reminders", now=start - DAY) == {"sent": 1, "skipped": 0}
-    assert jobs.run("daily-reminders", now=local(2026, 12, 10, 8, 0)) == {"sent": 1,
+    assert scheduler.run("advance-reminders", now=start - DAY) == {"sent": 1, "skipped": 0}
+    assert scheduler.run("daily-reminders", now=local(2026, 12, 10, 8, 0)) == {"sent": 1,
                                                                           "skipped": 0}

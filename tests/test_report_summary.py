@@ -7,8 +7,9 @@ from datetime import datetime
 import pytest
 import time_machine
 
-from clinic import outbox, people, reports
+from clinic import people, reports
 from clinic.errors import Invalid
+from clinic.mail import outbox
 from clinic.models import Message, User
 from tests.conftest import TZ, login, make_doctor
 from tests.test_reports import OCTOBER, REPORT_DAY, local, visit

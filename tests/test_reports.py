@@ -8,8 +8,10 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from clinic import db, jobs, outbox, people, reports
+from clinic import db, people, reports
 from clinic.errors import Invalid
+from clinic.jobs import scheduler
+from clinic.mail import outbox
 from clinic.models import (
     Appointment,
     JobState,
@@ -300,7 +302,7 @@ def test_a_failure_for_one_doctor_leaves_the_others_and_a_rerun_makes_it(
 
 
 def test_the_job_runs_send_monthly():
-    assert jobs.get("monthly-reports").resolve() is reports.send_monthly
+    assert scheduler.get("monthly-reports").resolve() is reports.send_monthly
 
 
 def test_missed_while_down_at_0900_the_next_ticks_send_the_reports_once(alice, carol, dave):
@@ -309,14 +311,14 @@ def test_missed_while_down_at_0900_the_next_ticks_send_the_reports_once(alice, c
 
     def run_now(job, due):  # what the queued run_job task does, at once
         ran.append(due)
-        jobs.run(job.name, now=now)
+        scheduler.run(job.name, now=now)
 
     JobState.insert(name="monthly-reports", last_due_at=local(2026, 10, 1, 9)).execute()
-    with jobs.registry(jobs.get("monthly-reports")):
+    with scheduler.registry(scheduler.get("monthly-reports")):
         # The clinic was down from 08:00 to 12:00 on 1 November; it ticks every minute after.
         for minute in range(0, 180):
             now = local(2026, 11, 1, 12) + timedelta(minutes=minute)
-            jobs.tick(now, enqueue=run_now)
+            scheduler.tick(now, enqueue=run_now)
     assert ran == [REPORT_DAY]
     assert MonthlyReport.select().count() == 2
     assert Message.select().where(Message.kind == "monthly_report").count() == 2

@@ -6,7 +6,9 @@ from datetime import timedelta
 
 import time_machine
 
-from clinic import clock, jobs, mail, outbox, settings
+from clinic import clock, settings
+from clinic.jobs import scheduler
+from clinic.mail import compose, outbox
 from clinic.models import JobState, Message
 from tests.test_mail import free_port
 
@@ -101,12 +103,12 @@ def test_a_timeout_is_retried_later(smtp_settings, smtp):
 
 def test_retries_go_in_batches_of_100_each_over_one_connection(smtp_settings, smtp):
     t0 = clock.now()
-    subject, text, html = mail.render("test")
+    subject, text, html = compose.render("test")
     # 150 messages as their failed first attempts leave them (making them so is slow).
     Message.insert_many([
         {"key": f"test:{i}", "kind": "test", "recipient": "alice@example.com",
          "subject": subject, "text_body": text, "html_body": html,
-         "message_id": mail.new_message_id(), "attempts": 1,
+         "message_id": compose.new_message_id(), "attempts": 1,
          "last_error": "recipient refused: 451", "due_at": t0} for i in range(150)]).execute()
     assert outbox.sweep(now=t0 + HOUR) == 0
     result = outbox.retry_failed(now=t0 + HOUR)
@@ -138,7 +140,7 @@ def test_the_retry_failed_job_runs_it_on_the_clock(smtp_settings, smtp):
     (message,), t0 = first_attempt_fails(smtp, "451")
     smtp.answer("accept")
     with time_machine.travel(t0 + HOUR, tick=False):
-        assert jobs.run("retry-failed")["sent"] == 1
+        assert scheduler.run("retry-failed")["sent"] == 1
     assert JobState.get_by_id("retry-failed").last_result == (
         "tried 1, sent 1, failed 0, retry 0, deferred 0")
     assert reload(message).sent_at == t0 + HOUR

@@ -6,7 +6,9 @@ from datetime import timedelta
 
 import pytest
 
-from clinic import clock, jobs, outbox, preferences, reviews, signing
+from clinic import clock, reviews, signing
+from clinic.jobs import scheduler
+from clinic.mail import outbox, preferences
 from clinic.models import Message
 from tests.test_reviews import completed_visit
 
@@ -76,6 +78,6 @@ def test_a_patient_who_opted_out_of_reviews_gets_a_skipped_row_instead(asked, sm
 
 
 def test_the_job_is_declared_with_its_schedule_setting(app):
-    job = jobs.get("review-reminders")
+    job = scheduler.get("review-reminders")
     assert job.setting == "review_reminder_at" and job.resolve() is reviews.send_reminders
-    assert "CLINIC_REVIEW_REMINDER_AT" in {row["setting"] for row in jobs.listing()}
+    assert "CLINIC_REVIEW_REMINDER_AT" in {row["setting"] for row in scheduler.listing()}

@@ -8,7 +8,9 @@ from datetime import timedelta
 import pytest
 import time_machine
 
-from clinic import appointments, clock, db, jobs, outbox, reviews, signing
+from clinic import appointments, clock, db, reviews, signing
+from clinic.jobs import scheduler
+from clinic.mail import outbox
 from clinic.models import Appointment, DoctorRating, JobState, Message, Review
 from tests.conftest import login
 
@@ -94,7 +96,7 @@ def test_a_visit_already_reviewed_is_not_asked_about(app, alice, carol):
 def test_the_review_requests_job_runs_it(app, alice, carol):
     now = clock.now()
     completed_visit(alice, carol, now - timedelta(hours=3))
-    assert jobs.run("review-requests", now=now) == {"requested": 1}
+    assert scheduler.run("review-requests", now=now) == {"requested": 1}
     assert JobState.get_by_id("review-requests").last_result == "requested 1"
 
 

@@ -32,7 +32,8 @@ from pathlib import Path
 
 import pytest
 
-from clinic import appointments, clock, db, outbox, people, settings, stats, tasks
+from clinic import appointments, clock, db, people, settings, stats
+from clinic.mail import outbox
 from clinic.models import Appointment, Message, MonthlyReport, TaskRun
 from clinic.web import create_app
 from tests import backends
@@ -230,7 +231,7 @@ def test_many_processes_send_every_email_once_and_book_every_slot_once(servers, 
 
         # -- the reminder sweep and the monthly reports, queued three times each at once ------
         with db.database.connection_context():
-            queued = [tasks.run_job(name) for name in ("advance-reminders", "monthly-reports")
+            queued = [scheduler.run_job(name) for name in ("advance-reminders", "monthly-reports")
                       for _ in range(3)]
         def all_ran():
             with db.database.connection_context():

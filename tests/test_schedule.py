@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from clinic import schedule
-from clinic.schedule import Daily, Interval, Monthly, Weekly
+from clinic.jobs import schedule
+from clinic.jobs.schedule import Daily, Interval, Monthly, Weekly
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")

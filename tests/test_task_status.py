@@ -8,7 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 
-from clinic import people, progress, reports, tasks
+from clinic import people, reports
+from clinic.jobs import progress
+from clinic.jobs.queue import NORMAL
 from clinic.models import Appointment, Message, MonthlyReport, TaskRecord, Treatment
 from huey_config import huey
 from tests.conftest import TZ
@@ -85,7 +87,7 @@ def test_an_admin_starts_a_months_reports_and_gets_202_with_the_task(admin, queu
     [task] = queue.pending()
     assert task.name == "make_monthly_reports"
     assert task.args == (body["task_id"], "2026-10", None)
-    assert task.priority == tasks.NORMAL
+    assert task.priority == NORMAL
     assert MonthlyReport.select().count() == 0  # nothing is made before the task runs
 
 
@@ -159,7 +161,7 @@ def test_a_failed_doctor_counts_as_failed_in_the_summary(admin, queue, october, 
 def test_a_task_that_raises_ends_as_failure_with_the_reason(admin, erin, app):
     record = progress.create("monthly-reports", user=erin, total=2)
     with pytest.raises(ValueError):
-        tasks.make_monthly_reports.call_local(record.task_id, "October")
+        reports.make_monthly_reports.call_local(record.task_id, "October")
     failed = status_of(admin, record.task_id)
     assert failed["state"] == "FAILURE"
     assert failed["status"] == ("The reports could not be made: ValueError: Invalid isoformat "

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 
-from clinic import appointments, outbox, reminders, settings, timeline
+from clinic import appointments, reminders, settings, timeline
+from clinic.mail import outbox
 from clinic.models import Appointment, Message
 from huey_config import huey
 from tests.conftest import TZ, login

@@ -1,6 +1,6 @@
 """The JSON API of accounts (clinic/accounts.py): password reset, the profile (/api/me), a
 changed password, two-factor sign-in, and the second step of POST /api/login. Merged into
-clinic/api.py's routes, so /api/openapi.json describes these too."""
+api_routes' routes, so /api/openapi.json describes these too."""
 
 import math
 
@@ -9,7 +9,6 @@ from bottle import request, response
 
 from clinic import accounts, auth
 from clinic.errors import NotFound, check
-from clinic.openapi import SCHEMAS, doc
 from clinic.web import (
     SESSION_COOKIE,
     api,
@@ -20,6 +19,7 @@ from clinic.web import (
     json_error,
     origin,
 )
+from clinic.web.openapi import SCHEMAS, doc
 
 routes = bottle.Bottle()
 

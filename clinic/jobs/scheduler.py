@@ -1,7 +1,7 @@
 """The scheduled jobs: what runs when, and the tick that starts each one once per due time.
 
 Huey's own periodic tasks know no time zone and skip a check that was missed, so clinic has ONE
-periodic task, ``scheduler_tick`` (clinic/tasks.py), running every minute and calling ``tick()``.
+periodic task, ``scheduler_tick`` (below), running every minute and calling ``tick()``.
 For each job, ``tick`` takes its latest due time (its schedule read in the clinic's zone), claims
 it in ``JobState`` with a conditional UPDATE, and only if that changed a row enqueues the job as a
 Huey task with the job's priority. So a job fires once per due time however many ticks or
@@ -21,11 +21,15 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 
-from clinic import clock, models, schedule, settings
-from clinic.errors import NotFound
-from clinic.queue import HOUSEKEEPING, NORMAL, URGENT
+from huey import crontab
 
-log = logging.getLogger("clinic.jobs")
+from clinic import clock, models, settings
+from clinic.errors import NotFound
+from clinic.jobs import heartbeats, schedule
+from clinic.jobs.queue import HOUSEKEEPING, NORMAL, URGENT
+from huey_config import huey
+
+log = logging.getLogger("clinic.jobs.scheduler")
 
 # catch_up rules: how late after its due time a missed run still starts.
 ALWAYS = "always"  # at the next tick however late, also on the very first tick
@@ -120,7 +124,7 @@ declare("daily-reminders", "daily_reminder_at", "08:00", "clinic.reminders.send_
         URGENT, "Reminds every patient with a visit today.", catch_up=SAME_DAY)
 declare("advance-reminders", "advance_reminder_sweep", "every 5m", "clinic.reminders.send_advance",
         URGENT, "Sends the reminders due before each visit (24 h and 2 h by default).")
-declare("outbox-sweep", "outbox_sweep", "every 1m", "clinic.outbox.sweep",
+declare("outbox-sweep", "outbox_sweep", "every 1m", "clinic.mail.outbox.sweep",
         URGENT, "Re-queues emails left waiting or stuck while being sent.")
 declare("monthly-reports", "monthly_report_at", "1 09:00", "clinic.reports.send_monthly",
         NORMAL, "Sends each active doctor a report on the previous month.")
@@ -129,7 +133,7 @@ declare("review-requests", "review_request_at", "10:00", "clinic.reviews.send_re
 declare("review-reminders", "review_reminder_at", "10:30", "clinic.reviews.send_reminders",
         NORMAL, "Reminds patients once, 7 days after a review request, if they gave no review.",
         catch_up=SAME_DAY)
-declare("retry-failed", "retry_sweep", "every 1h", "clinic.outbox.retry_failed",
+declare("retry-failed", "retry_sweep", "every 1h", "clinic.mail.outbox.retry_failed",
         NORMAL, "Retries emails that failed for a passing reason.")
 declare("no-shows", "no_show_sweep", "every 15m", "clinic.appointments.mark_no_shows",
         NORMAL, "Marks visits still booked well after their start as no-shows.")
@@ -203,9 +207,7 @@ def _claim(job, now, enqueue):
 
 
 def _enqueue(job, due):
-    from clinic import tasks  # tasks.py imports this module
-
-    tasks.run_job(job.name, due.isoformat(), priority=job.priority)
+    run_job(job.name, due.isoformat(), priority=job.priority)
 
 
 # -- the scheduler lease --------------------------------------------------------------------------
@@ -346,3 +348,29 @@ def _duration(delta):
     if minutes % 60 == 0:
         return f"{minutes // 60} hours" if minutes != 60 else "an hour"
     return f"{minutes} minutes"
+
+
+# -- the tasks -------------------------------------------------------------------------------------
+# One periodic task for every scheduled job: Huey's crontab knows no time zone and skips missed
+# checks, so tick() decides what fell due (in the clinic's zone, caught up once after downtime)
+# and enqueues run_job with each job's priority. Every minute is zone-free.
+
+
+@huey.periodic_task(crontab(), priority=URGENT)
+def scheduler_tick():
+    tick()
+    try:
+        heartbeats.interrupt_orphans()  # runs whose process was killed: interrupted, retryable
+    except Exception:
+        log.exception("could not look for runs whose process is gone")
+    try:
+        heartbeats.interrupt_lost()  # runs whose task left the queue without running: the same
+    except Exception:
+        log.exception("could not look for runs whose task is lost")
+
+
+@huey.task()
+def run_job(name, due_at=None):
+    """Run a scheduled job; ``due_at`` (ISO UTC, for the log) is the due time it was queued for.
+    Returns nothing: Huey would keep every result."""
+    run(name)

@@ -4,10 +4,11 @@ import bottle
 from bottle import request
 from markupsafe import Markup
 
-from clinic import appointments, audit, charts, clock, people, settings, stats
+from clinic import appointments, audit, clock, people, settings, stats
 from clinic.errors import Conflict, Invalid
 from clinic.models import APPOINTMENT_STATUSES
 from clinic.web import (
+    charts,
     current_user,
     flash,
     form,

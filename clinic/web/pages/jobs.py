@@ -4,8 +4,8 @@ details with Retry and Revoke, and the banner that says when background jobs are
 import bottle
 from bottle import request
 
-from clinic import monitor
 from clinic.errors import Conflict, Invalid
+from clinic.jobs import monitor
 from clinic.models import TASK_RUN_STATES
 from clinic.web import flash, one_page, page, paging, redirect, render, templates
 

@@ -5,10 +5,10 @@ from bottle import request
 
 from clinic import accounts, auth, people
 from clinic.errors import Invalid
-from clinic.views import account_settings
 from clinic.web import current_user, flash, form, home_for, page, redirect, render, safe_next
 from clinic.web import sign_in as start_web_session
 from clinic.web import sign_out as end_web_session
+from clinic.web.pages import account_settings
 
 routes = bottle.Bottle()
 

@@ -28,12 +28,31 @@ from datetime import timedelta
 
 from peewee import JOIN, chunked, fn
 
-from clinic import clock, db, mail, preferences, settings
+from clinic import clock, db, settings
 from clinic.db import database
 from clinic.errors import NotFound, check
+from clinic.jobs.queue import URGENT
+from clinic.mail import compose, errors, preferences, sender
 from clinic.models import MESSAGE_STATUSES, Message, User
+from clinic.settings import Setting
+from huey_config import huey
 
-log = logging.getLogger("clinic.outbox")
+log = logging.getLogger("clinic.mail.outbox")
+
+
+def _rate(raw):
+    value = int(raw.strip() or "0")
+    if value < 0:
+        raise ValueError("expected a number of messages per minute, 0 for no limit")
+    return value
+
+
+settings.register(
+    Setting("mail_rate", "0", _rate,
+            "Most emails sent in any minute, for a mail provider with a quota (0 or empty: no "
+            "limit). Confirmations, cancellations and reminders go before announcements."),
+)
+
 
 MAX_ATTEMPTS = 3
 RETRY_DELAYS = (timedelta(minutes=10), timedelta(hours=3))  # after the 1st and the 2nd attempt
@@ -65,7 +84,7 @@ def enqueue(kind, key, recipient, context=None, user=None, appointment=None, pri
                     appointment=appointment, now=now)
     if choice and user is not None:
         context = {**(context or {}), "unsubscribe_url": preferences.unsubscribe_url(user, kind)}
-    subject, text, html = mail.render(kind, **(context or {}))
+    subject, text, html = compose.render(kind, **(context or {}))
     recipient = (recipient or "").strip()
     status, error = _address_status(recipient)
     due_at = due_at or now
@@ -73,7 +92,7 @@ def enqueue(kind, key, recipient, context=None, user=None, appointment=None, pri
         inserted = Message.insert(
             key=key, kind=kind, recipient=recipient[:254], user=user, appointment=appointment,
             subject=subject[:300], text_body=text, html_body=html,
-            attachments=list(attachments), message_id=mail.new_message_id(), status=status,
+            attachments=list(attachments), message_id=compose.new_message_id(), status=status,
             last_error=error, priority=priority, due_at=due_at, created_at=now, updated_at=now,
         ).on_conflict_ignore().as_rowcount().execute()
         if not inserted:  # the key was taken: this message exists already
@@ -88,8 +107,8 @@ def _address_status(recipient):
     """``(status, last_error)`` of a new row for ``recipient``: failed when it cannot be sent."""
     if not recipient:
         return "failed", "no address"
-    if not mail.valid_address(recipient):
-        return "failed", f"invalid address: {mail.clean_header(recipient)!r}"
+    if not compose.valid_address(recipient):
+        return "failed", f"invalid address: {compose.clean_header(recipient)!r}"
     return "pending", ""
 
 
@@ -100,7 +119,7 @@ def skip(key, kind, recipient, reason, user=None, appointment=None, now=None):
     with database.atomic():
         inserted = Message.insert(
             key=key, kind=kind, recipient=(recipient or "")[:254], user=user,
-            appointment=appointment, subject="", message_id=mail.new_message_id(),
+            appointment=appointment, subject="", message_id=compose.new_message_id(),
             status="skipped", last_error=reason, due_at=now, created_at=now, updated_at=now,
         ).on_conflict_ignore().as_rowcount().execute()
         return Message.get(Message.key == key) if inserted else None
@@ -163,13 +182,11 @@ def _send_after_commit(ids, priority=None, batch=SEND_BATCH):
 
 
 def _queue_send(ids, priority=None):
-    from clinic import tasks  # tasks imports this module
-
     try:
         if priority is None:
-            tasks.send_messages(ids)
+            send_messages(ids)
         else:
-            tasks.send_messages(ids, priority=priority)
+            send_messages(ids, priority=priority)
     except Exception:  # the row is committed: the sweeper sends it within a minute
         log.exception("could not queue messages %s; the sweeper will send them", ids)
 
@@ -223,7 +240,7 @@ def deliver(ids, now=None):
     counts = dict.fromkeys(("sent", "failed", "retry", "passed", "deferred"), 0)
     messages = _pending(ids)
     step = 1 if rate() else CLAIM_BATCH
-    with mail.Sender() as sender:
+    with sender.Sender() as mailer:
         for lo in range(0, len(messages), step):
             at = now or clock.now()  # a long batch claims each chunk at its own time
             chunk = messages[lo:lo + step]
@@ -236,7 +253,7 @@ def deliver(ids, now=None):
             else:
                 taken = _claim_many([m.id for m in chunk], at)
                 claimed = [m for m in chunk if m.id in taken]
-            stopped_at = _send_claimed(sender, claimed, at, counts)
+            stopped_at = _send_claimed(mailer, claimed, at, counts)
             if stopped_at is not None:  # the server is away: the rest stay pending
                 counts["deferred"] = len(messages) - messages.index(stopped_at) - 1
                 break
@@ -262,7 +279,7 @@ def _claim_many(ids, at):
     return {message_id for (message_id,) in claimed.tuples()}
 
 
-def _send_claimed(sender, claimed, at, counts):
+def _send_claimed(mailer, claimed, at, counts):
     """Build and send the ``claimed`` messages one by one, each marked as soon as the server has
     answered; returns the one at which the server could not be reached, else None. The claimed
     rows not tried (the server is away, or the worker is stopped) go back to pending; the one
@@ -282,13 +299,13 @@ def _send_claimed(sender, claimed, at, counts):
                 return None
             tried += 1
             try:
-                sender.send(mail.build(message, now=at))
-            except mail.PermanentError as error:
+                mailer.send(compose.build(message, now=at))
+            except errors.PermanentError as error:
                 _mark(message, at, "failed", str(error))
                 counts["failed"] += 1
-            except mail.TransientError as error:
+            except errors.TransientError as error:
                 counts[_retry_later(message, at, str(error))] += 1
-                if isinstance(error, mail.Unavailable):
+                if isinstance(error, errors.Unavailable):
                     return message
             except Exception as error:  # a bug in building it: retried like a transient error
                 log.error("building message %s failed", message.id, exc_info=error)
@@ -485,9 +502,9 @@ def headers(message):
     sent, or is due). A message that cannot be built (no valid address, an attachment gone)
     shows what the row says."""
     try:
-        built = mail.build(message, now=message.sent_at or message.due_at)
-    except mail.PermanentError:
-        return [("From", str(mail.from_address())), ("To", message.recipient),
+        built = compose.build(message, now=message.sent_at or message.due_at)
+    except errors.PermanentError:
+        return [("From", str(compose.from_address())), ("To", message.recipient),
                 ("Subject", message.subject), ("Message-ID", message.message_id)]
     return [(name, str(value)) for name, value in built.items()
             if name not in ("MIME-Version", "Content-Type", "Content-Transfer-Encoding")]
@@ -522,7 +539,7 @@ def enqueue_many(kind, items, priority=0, task_priority=None, now=None, batch=No
     for item in fresh:  # rendered before the transaction: it holds the write lock meanwhile
         user, recipient = item.get("user"), (item.get("recipient") or "").strip()
         row = {"key": item["key"], "kind": kind, "recipient": recipient[:254], "user": user,
-               "appointment": item.get("appointment"), "message_id": mail.new_message_id(s),
+               "appointment": item.get("appointment"), "message_id": compose.new_message_id(s),
                "priority": priority, "due_at": now, "created_at": now, "updated_at": now}
         if item.get("reason") or (user is not None and user in refused):
             row.update(subject="", text_body="", html_body="", status="skipped",
@@ -531,7 +548,7 @@ def enqueue_many(kind, items, priority=0, task_priority=None, now=None, batch=No
             context = dict(item.get("context") or {})
             if choice and user is not None:
                 context["unsubscribe_url"] = preferences.unsubscribe_url(user, kind)
-            subject, text, html = mail.render(kind, **context)
+            subject, text, html = compose.render(kind, **context)
             status, error = _address_status(recipient)
             row.update(subject=subject[:300], text_body=text, html_body=html, status=status,
                        last_error=error)
@@ -627,9 +644,7 @@ def _wake_at(when):
             return
         _planned["at"] = when
     try:
-        from clinic import tasks  # tasks imports this module
-
-        tasks.send_due_messages.schedule(eta=when)
+        send_due_messages.schedule(eta=when)
     except Exception:
         log.exception("could not queue the delivery due at %s; the sweeper will do it", when)
 
@@ -640,3 +655,21 @@ def send_due(now=None, batch=BATCH):
     queues for when there is room again; sweep() does the same every minute."""
     at = now or clock.now()
     return _deliver_due(at, now, batch, Message.attempts == 0)
+
+
+# -- the tasks -------------------------------------------------------------------------------------
+# Delivery is queued by enqueue() once the row is committed; sweep() (an interval job: every
+# minute) delivers whatever a lost task or a retry leaves pending. Under CLINIC_MAIL_RATE,
+# send_due_messages is queued for the moment there is room again.
+
+
+@huey.task(priority=URGENT)
+def send_messages(ids):
+    """Deliver these outbox rows now. Returns nothing: Huey would keep every result."""
+    deliver(ids)
+
+
+@huey.task(priority=URGENT)
+def send_due_messages():
+    """Deliver the messages that waited for the rate limit. Returns nothing."""
+    send_due()

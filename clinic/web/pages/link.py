@@ -1,7 +1,7 @@
 """The pages behind the link in a confirmation or reminder email: the patient sees the
 appointment, confirms they will come, cancels or moves it, without signing in.
 
-The signed token in the address is the only key (clinic.notices.appointment_for_link): it names
+The signed token in the address is the only key (clinic.mail.notices.appointment_for_link): it names
 one appointment and expires at its start. Cancelling and moving follow the same rules as the
 patient's own pages, because they call the same domain functions as that patient.
 """
@@ -11,8 +11,9 @@ from datetime import timedelta
 import bottle
 from bottle import request, response
 
-from clinic import appointments, clock, notices, settings
+from clinic import appointments, clock, settings
 from clinic.errors import Conflict, Invalid
+from clinic.mail import notices
 from clinic.web import flash, form, page, redirect, render
 
 routes = bottle.Bottle()

@@ -10,8 +10,8 @@ cookies, and the token in the address is the only key it needs.
 import bottle
 from bottle import response
 
-from clinic import preferences
 from clinic.errors import ClinicError
+from clinic.mail import preferences
 from clinic.web import current_user, flash, form, page, redirect, render
 
 routes = bottle.Bottle()

@@ -1,9 +1,9 @@
 """The web application: the app factory, templates, sign-in, CSRF, security headers, and the two
 decorators every route uses (``page`` for HTML, ``api`` for JSON).
 
-Routes live in clinic/views/ (one module per area) and clinic/api.py. A route parses input, calls
-one domain function, and renders or redirects; domain errors (clinic.errors) become a form error
-or a 4xx JSON ``{"error": ...}``.
+Routes live in clinic/web/pages/ (one module per area) and clinic/web/api_routes.py. A route
+parses input, calls one domain function, and renders or redirects; domain errors (clinic.errors)
+become a form error or a 4xx JSON ``{"error": ...}``.
 """
 
 import functools
@@ -19,12 +19,13 @@ import bottle
 import jinja2
 from bottle import HTTPResponse, request, response
 
-from clinic import audit, auth, clock, db, queue, settings
+from clinic import audit, auth, clock, db, settings
 from clinic.errors import ClinicError
+from clinic.jobs import queue
 
 log = logging.getLogger("clinic.web")
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 TEMPLATES = ROOT / "templates"
 STATIC = ROOT / "static"
 
@@ -439,13 +440,13 @@ def _error_page(error):
 def create_app(s=None):
     """Build the web app on settings ``s`` (default: from the environment). Configures the
     database; does not migrate (run.py and the tests do that)."""
-    from clinic import api as api_routes
-    from clinic.views import account, admin, doctor, jobs, link, messages, patient, review
-    from clinic.views import account_settings as account_pages
-    from clinic.views import announcements as announcement_pages
-    from clinic.views import audit as audit_pages
-    from clinic.views import preferences as preference_pages
-    from clinic.views import reports as report_pages
+    from clinic.web import api_routes
+    from clinic.web.pages import account, admin, doctor, jobs, link, messages, patient, review
+    from clinic.web.pages import account_settings as account_pages
+    from clinic.web.pages import announcements as announcement_pages
+    from clinic.web.pages import audit as audit_pages
+    from clinic.web.pages import preferences as preference_pages
+    from clinic.web.pages import reports as report_pages
 
     s = settings.use(settings.ensure_secret_key(s or settings.load()))
     db.init(s.database_url)

@@ -15,22 +15,30 @@ from bottle import request, response
 
 from clinic import (
     announcements,
-    api_accounts,
     appointments,
     audit,
     auth,
     clock,
     exports,
     people,
-    progress,
     reports,
     settings,
     stats,
 )
 from clinic.errors import Forbidden, Invalid, NotFound, check
+from clinic.jobs import progress
 from clinic.models import APPOINTMENT_STATUSES, WEEKDAYS, Appointment, Doctor
-from clinic.openapi import doc, document, query_param
-from clinic.web import api, client_ip, current_user, json_body, json_error, origin, sign_out
+from clinic.web import (
+    api,
+    api_accounts,
+    client_ip,
+    current_user,
+    json_body,
+    json_error,
+    origin,
+    sign_out,
+)
+from clinic.web.openapi import doc, document, query_param
 
 routes = bottle.Bottle()
 routes.merge(api_accounts.routes)  # /api/password-reset, /api/me, two-factor sign-in

@@ -26,10 +26,11 @@ No notice mentions the reason for the visit or anything else medical.
 import re
 from datetime import UTC
 
-from clinic import appointments, clock, mail, outbox, settings, signing
+from clinic import appointments, clock, settings, signing
 from clinic.errors import ClinicError, NotFound
+from clinic.jobs.queue import URGENT
+from clinic.mail import compose, outbox
 from clinic.models import Appointment, Message
-from clinic.queue import URGENT
 
 LINK_PURPOSE = "visit"
 NOTICES = ("confirmation", "rescheduled", "cancellation")
@@ -160,7 +161,7 @@ def invite(appointment, method="REQUEST", sequence=0, now=None):
     """The .ics text for an appointment (from with_people()): CRLF line ends, TEXT values
     escaped, lines folded at 75 octets."""
     s = settings.get()
-    organizer = mail.from_address(s)
+    organizer = compose.from_address(s)
     patient = appointment.patient
     summary = f"Appointment with {appointment.doctor.name} at {s.name}"
     description = (f"Your appointment with {appointment.doctor.name} at {s.name}.\n"

@@ -7,8 +7,8 @@ PostgresStorage for postgresql:// (whose processes take turns to create its tabl
 queue named by CLINIC_QUEUE_NAME.
 
 With several processes, Huey's scheduler runs in every worker that may schedule, but enqueues
-the periodic tasks only while its process holds the scheduler lease (clinic.jobs): one process
-schedules at a time, and another takes over when it stops.
+the periodic tasks only while its process holds the scheduler lease (clinic.jobs.scheduler): one
+process schedules at a time, and another takes over when it stops.
 
 Idle workers are woken by enqueue() instead of polling. SqliteHuey's workers sleep between polls,
 backing off up to ``max_delay``, so a confirmation could wait a second before anyone looked.
@@ -26,6 +26,8 @@ from huey import Huey
 from huey.consumer import Consumer, Scheduler, Worker
 from huey.storage import MemoryStorage, PostgresStorage, SqliteStorage
 
+from clinic import db
+
 # Task priorities: higher runs first. Confirmations and reminders before reports and exports,
 # bulk mail after those, housekeeping last.
 URGENT = 100  # confirmations, cancellations, reminders
@@ -33,7 +35,7 @@ NORMAL = 50  # reports, exports, review requests
 BULK = 10  # announcements
 HOUSEKEEPING = 0  # statistics, clean-up
 
-log = logging.getLogger("clinic.queue")
+log = logging.getLogger("clinic.jobs.queue")
 
 
 class Wakeup:
@@ -85,7 +87,7 @@ class WakeableWorker(Worker):
 
 class LeasedScheduler(Scheduler):
     """Huey's scheduler, enqueueing the periodic tasks only while ``lease()`` says this process
-    holds the clinic's scheduler (clinic.jobs.hold_scheduler): with several workers running the
+    holds the clinic's scheduler (scheduler.hold_scheduler): with several workers running the
     scheduler, one enqueues and the others stand by. No ``lease``: always held."""
 
     def __init__(self, *args, lease=None, **kwargs):
@@ -161,7 +163,26 @@ class ClinicHuey(Huey):
 
 
 def create_huey():
-    return ClinicHuey("clinic", utc=True)
+    """The clinic's Huey object, with a database connection for each task: a worker thread takes
+    its connection as the task starts and gives it up after (db.acquire/release), so no
+    transaction outlives the task, and a PostgreSQL connection goes back to the pool (one broken
+    by one task, a server restart say, is not inherited by the next). When the caller already
+    has one open (Huey's immediate mode runs tasks inline, maybe inside a transaction), it is
+    left alone."""
+    huey = ClinicHuey("clinic", utc=True)
+    mine = threading.local()
+
+    @huey.pre_execute()
+    def open_connection(task):
+        mine.here = db.acquire()
+
+    @huey.post_execute()
+    def close_connection(task, task_value, exc):
+        if getattr(mine, "here", False):
+            db.release()
+        mine.here = False
+
+    return huey
 
 
 def storage_for(url, name="clinic"):

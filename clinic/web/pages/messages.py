@@ -12,10 +12,12 @@ from datetime import timedelta
 import bottle
 from bottle import request, response
 
-from clinic import clock, health, jobs, mail, outbox, settings, timeline
+from clinic import clock, health, settings, timeline
 from clinic.errors import Invalid
+from clinic.jobs import scheduler
+from clinic.jobs.queue import URGENT
+from clinic.mail import compose, outbox
 from clinic.models import MESSAGE_STATUSES
-from clinic.queue import URGENT
 from clinic.web import current_user, flash, one_page, page, paging, redirect, render, templates
 
 routes = bottle.Bottle()
@@ -108,7 +110,7 @@ def settings_page():
     declared = {setting.name: setting for setting in settings.SETTINGS}
     shown = [(declared[name].env, declared[name].help, _value(name, s.values.get(name)))
              for name in SHOWN if name in declared and not declared[name].secret]
-    return render("admin/settings.html", smtp=health.smtp_check(s), jobs=jobs.listing(),
+    return render("admin/settings.html", smtp=health.smtp_check(s), jobs=scheduler.listing(),
                   now=clock.now(), shown=shown, outbox_folder=_outbox_folder())
 
 
@@ -127,7 +129,7 @@ def send_test_email():
 def _value(name, value):
     """A setting's value as the page says it."""
     if name == "mail_from" and not value:
-        return str(mail.from_address())
+        return str(compose.from_address())
     if isinstance(value, timedelta):
         return _duration(value)
     if isinstance(value, tuple):

@@ -1,0 +1,1 @@
+"""Messages to patients and staff: composing them, the outbox that keeps them, and sending."""
