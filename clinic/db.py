@@ -2,7 +2,7 @@
 
 SQLite (the default) is opened with WAL, foreign keys and IMMEDIATE write transactions: deferred
 BEGIN makes read-then-write transactions fail with "database is locked" under concurrent threads
-(see DESIGN.md). PostgreSQL is reached through psycopg 3 from a postgresql:// URL, with a pool of
+(docs/design.md). PostgreSQL is reached through psycopg 3 from a postgresql:// URL, with a pool of
 connections.
 """
 
@@ -33,9 +33,9 @@ SQLITE_PRAGMAS = {
     "journal_mode": "wal",
     "foreign_keys": 1,
     "synchronous": "normal",
-    # 2 MiB a connection (SQLite's own default), not more: every thread keeps a connection,
-    # and 32 MiB each filled to 136 MiB once the first tick's jobs had read a million rows
-    # (74 MiB with 2 MiB; the admin figures and the reminder sweep were no slower).
+    # 2 MiB a connection (SQLite's own default), not more: every thread keeps a connection, so a
+    # bigger cache is paid once per thread, and it made the admin figures and the reminder sweep
+    # no faster.
     "cache_size": -2 * 1024,
     "busy_timeout": 10_000,
 }
