@@ -9,7 +9,7 @@ import pytest
 import time_machine
 
 from clinic import appointments, db
-from clinic.mail import outbox
+from clinic.mail import lookup, outbox, sweeper
 from clinic.models import Message
 from clinic.web import PAGE_SIZE
 from clinic.web.pages.messages import BODY_POLICY
@@ -82,8 +82,8 @@ def test_a_failed_send_shows_with_its_error_and_resend_delivers_it_once(
     after = admin.get(f"/admin/messages/{confirmation.id}").text
     assert "is queued again" in after
     run_queue()
-    outbox.sweep()
-    outbox.retry_failed()
+    sweeper.sweep()
+    sweeper.retry_failed()
     run_queue()
     assert smtp.message_ids() == [confirmation.message_id]  # exactly once
     assert smtp.messages[0].rcpt_tos == ["alice@example.com"]
@@ -327,7 +327,7 @@ def test_a_retry_is_shown_with_its_next_attempt(morning, smtp_settings, smtp, ad
 def test_a_page_of_the_list_never_sorts_the_table(app, filters):
     if db.is_postgres():
         pytest.skip("reads SQLite's query plan")
-    sql, params = outbox.search(**filters).sql()
+    sql, params = lookup.search(**filters).sql()
     plan = [row[-1] for row in db.database.execute_sql("EXPLAIN QUERY PLAN " + sql, params)]
     assert not any("TEMP B-TREE" in step for step in plan), plan
     if filters.get("kind") or filters.get("status"):
