@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 import pytest
 import time_machine
 
-from clinic import appointments, db
-from clinic.mail import lookup, outbox, sweeper
+from clinic import accounts, appointments, db
+from clinic.mail import compose, lookup, outbox, sweeper
 from clinic.models import Message
 from clinic.web import PAGE_SIZE
 from clinic.web.pages.messages import BODY_POLICY
@@ -238,6 +238,27 @@ def test_everything_a_user_typed_is_escaped(morning, smtp_settings, smtp, admin,
     assert "Hello &amp;lt;script&amp;gt;alert(1)&amp;lt;/script&amp;gt;," in page  # the source
     html = admin.get(f"/admin/messages/{confirmation.id}/html")
     assert "<script>" not in html.text  # the email's own escaping, in a sandbox besides
+
+
+@pytest.mark.parametrize("ask, link", [
+    (lambda alice: accounts.request_reset(alice.email, "127.0.0.1"), "/reset/"),
+    (lambda alice: accounts.update_profile(alice, {"email": "alice.new@example.com"}),
+     "/account/email/")])
+def test_a_message_holding_a_sign_in_link_is_not_shown_to_admins(smtp_settings, smtp, admin,
+                                                                 alice, ask, link):
+    ask(alice)
+    message = Message.get(Message.kind.in_(compose.SECRET_LINK_KINDS))
+    token = re.search(re.escape(link) + r"(\S+)", message.text_body).group(1)
+    for when in ("waiting", "sent"):
+        page = admin.get(f"/admin/messages/{message.id}").text
+        assert "Not shown: holds a sign-in link." in page, when
+        assert message.subject in page and message.recipient in page, when
+        assert token not in page and link not in page, when
+        assert f"/admin/messages/{message.id}/html" not in page, when  # no frame for the body
+        html = admin.get(f"/admin/messages/{message.id}/html").text
+        assert token not in html and "Not shown: holds a sign-in link." in html, when
+        run_queue()
+    assert Message.get_by_id(message.id).status == "sent"
 
 
 def test_a_message_whose_attachment_is_gone_still_shows(app, admin, alice):

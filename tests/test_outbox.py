@@ -9,8 +9,8 @@ from datetime import timedelta
 import pytest
 import time_machine
 
-from clinic import clock, db, settings
-from clinic.mail import delivery, outbox, sender, sweeper
+from clinic import accounts, clock, db, settings
+from clinic.mail import compose, delivery, outbox, sender, sweeper
 from clinic.models import Appointment, Message, User
 from huey_config import huey
 from tests.conftest import slot
@@ -113,6 +113,27 @@ def test_without_a_usable_address_the_message_fails_at_once(smtp_settings, smtp,
 
 
 # -- deliver --------------------------------------------------------------------------------------
+
+
+def test_a_message_holding_a_sign_in_link_keeps_no_body_once_sent(smtp_settings, smtp, alice):
+    """A reset or email-change link is for its recipient alone: once the server has the
+    message, the row keeps what it was (subject, recipient, status, times), not the link."""
+    reset = accounts.request_reset(alice.email, "127.0.0.1")
+    accounts.update_profile(alice, {"email": "alice.new@example.com"})
+    change = Message.get(Message.kind == "email_change")
+    confirmation = add("test:1")
+    assert {m.kind for m in map(reload, (reset, change))} == set(compose.SECRET_LINK_KINDS)
+    assert "/reset/" in reload(reset).text_body  # kept while it waits to be sent
+    assert delivery.deliver([reset.id, change.id, confirmation.id])["sent"] == 3
+    for message in (reset, change):
+        sent = reload(message)
+        assert (sent.text_body, sent.html_body) == ("", "")
+        assert sent.status == "sent" and sent.sent_at is not None
+        assert (sent.subject, sent.recipient) == (message.subject, message.recipient)
+    assert reload(confirmation).text_body == confirmation.text_body  # other kinds keep theirs
+    links = [r.message.get_body(("plain",)).get_content() for r in smtp.messages[:2]]
+    assert any("/reset/" in text for text in links)  # the recipient got it whole
+    assert any("/account/email/" in text for text in links)
 
 
 def test_a_batch_is_sent_over_one_connection(smtp_settings, smtp):

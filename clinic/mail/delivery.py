@@ -186,8 +186,11 @@ _marking = threading.Lock()
 def _mark(message, at, status, error=""):
     # Guarded by the claim: a row the sweeper handed to someone else is theirs to mark.
     with _marking:
-        (Message.update(status=status, last_error=error, updated_at=at,
-                        sent_at=at if status == "sent" else None)
+        changes = {"status": status, "last_error": error, "updated_at": at,
+                   "sent_at": at if status == "sent" else None}
+        if status == "sent" and message.kind in compose.SECRET_LINK_KINDS:
+            changes.update(text_body="", html_body="")  # its link is nobody else's to read
+        (Message.update(changes)
          .where(Message.id == message.id, Message.status == "sending", Message.claimed_at == at)
          .execute())
 

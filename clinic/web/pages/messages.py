@@ -68,7 +68,8 @@ def messages_page():
 
 def _message_page(message, status=200, **context):
     return render("admin/messages_detail.html", status=status, message=message,
-                  headers=lookup.headers(message), outbox_folder=_outbox_folder(), **context)
+                  headers=lookup.headers(message), outbox_folder=_outbox_folder(),
+                  secret=message.kind in compose.SECRET_LINK_KINDS, **context)
 
 
 @routes.get("/admin/messages/<message_id:int>")
@@ -84,6 +85,8 @@ def message_html(message_id):
     response.set_header("Content-Security-Policy", BODY_POLICY)
     response.set_header("X-Frame-Options", "SAMEORIGIN")
     response.content_type = "text/html; charset=utf-8"
+    if message.kind in compose.SECRET_LINK_KINDS:
+        return "<p>Not shown: holds a sign-in link.</p>"
     return message.html_body
 
 
