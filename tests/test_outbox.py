@@ -115,6 +115,17 @@ def test_without_a_usable_address_the_message_fails_at_once(smtp_settings, smtp,
 # -- deliver --------------------------------------------------------------------------------------
 
 
+def test_delivering_no_ids_sends_nothing_on_every_backend(smtp_settings, smtp):
+    """PostgreSQL refuses ``IN ()``: an empty list of ids must still be a query it takes (peewee
+    writes it as 0 = 1), as the send_messages task runs it."""
+    nothing = {"sent": 0, "failed": 0, "retry": 0, "passed": 0, "deferred": 0}
+    assert delivery.deliver([]) == nothing
+    delivery.send_messages.call_local([])  # the task's own function, as a worker runs it
+    assert outbox.enqueue_many("test", []) == {"queued": 0, "skipped": 0, "failed": 0,
+                                               "existing": 0}
+    assert queued() == [] and smtp.messages == []
+
+
 def test_a_message_holding_a_sign_in_link_keeps_no_body_once_sent(smtp_settings, smtp, alice):
     """A reset or email-change link is for its recipient alone: once the server has the
     message, the row keeps what it was (subject, recipient, status, times), not the link."""
