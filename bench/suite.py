@@ -309,10 +309,10 @@ class Bench:
     # -- email ----------------------------------------------------------------------------------
 
     def reminder_delivery(self):
-        """N due reminders in the outbox, delivered to the sink: ours by outbox.sweep (batches of
+        """N due reminders in the outbox, delivered to the sink: ours by sweeper.sweep (batches of
         100 over one connection each), the peer one message per task."""
         from clinic import clock
-        from clinic.mail import compose, outbox
+        from clinic.mail import compose, sweeper
         from clinic.models import Message
 
         self.fresh("outbox")
@@ -331,7 +331,7 @@ class Bench:
                     Message.insert_many(rows[lo:lo + 500]).execute()
             before = self.sink.count()
             started = time.time()
-            tried = outbox.sweep(now=clock.now())
+            tried = sweeper.sweep(now=clock.now())
             if tried != n or not self.sink.wait_for(before + n, timeout=120):
                 raise RuntimeError(f"sweep sent {tried} of {n}")
             ours_rates.append(n / (self.sink.arrivals[-1][0] - started))

@@ -21,8 +21,8 @@ The log knows nothing of the web: callers pass who acted and from where (``addre
 
 from peewee import fn
 
-from clinic import clock, people
-from clinic.errors import NoAccess, check
+from clinic import clock, filters, people
+from clinic.errors import NoAccess
 from clinic.models import AUDIT_OUTCOMES, Appointment, AuditEntry, Export, User
 
 ALLOWED, REFUSED = AUDIT_OUTCOMES
@@ -147,26 +147,15 @@ def search(patient="", user="", action="", outcome="", day_from="", day_to="", l
     """Entries, newest first, filtered by patient and user (an id, or part of the name),
     action, outcome and clinic-local days (both included). Raises Invalid (with the field) for
     an outcome or a date it does not know."""
-    errors = {}
-    if outcome and outcome not in AUDIT_OUTCOMES:
-        errors["outcome"] = "Choose allowed or refused."
-    since, before = clock.days_between(day_from, day_to, errors)
-    check(errors)
-    query = AuditEntry.select()
-    if patient.strip():
-        query = query.where(_who(AuditEntry.patient_id, AuditEntry.patient_name, patient))
-    if user.strip():
-        query = query.where(_who(AuditEntry.user_id, AuditEntry.user_name, user))
-    if action:
-        query = query.where(AuditEntry.action == action)
-    if outcome:
-        query = query.where(AuditEntry.outcome == outcome)
-    if since:
-        query = query.where(AuditEntry.at >= since)
-    if before:
-        query = query.where(AuditEntry.at < before)
-    return (query.order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
-            .limit(limit).offset(offset))
+    return filters.page(
+        AuditEntry.select(), AuditEntry.at, day_from, day_to,
+        choices={"outcome": (outcome, AUDIT_OUTCOMES, "Choose allowed or refused.")},
+        where=[_who(AuditEntry.patient_id, AuditEntry.patient_name, patient)
+               if patient.strip() else None,
+               _who(AuditEntry.user_id, AuditEntry.user_name, user) if user.strip() else None,
+               AuditEntry.action == action if action else None,
+               AuditEntry.outcome == outcome if outcome else None],
+        order=(AuditEntry.at.desc(), AuditEntry.id.desc()), limit=limit, offset=offset)
 
 
 def actions():

@@ -67,17 +67,10 @@ def smtp_check(s=None):
             return Check("smtp", False, f"no SMTP server set and the outbox folder {folder} is "
                                         f"not writable: {exc}")
         return Check("smtp", True, f"no SMTP server set: emails are written to {folder}")
-    mailer = sender.Sender(s)
     try:
-        mailer.connection = mailer._connect()
-        mailer.connection.noop()
+        sender.Sender(s).check()
     except errors.TransientError as exc:
         return Check("smtp", False, str(exc))
-    except OSError as exc:
-        return Check("smtp", False, f"cannot use the SMTP server {s.smtp_host}:{s.smtp_port}: "
-                                    f"{exc}")
-    finally:
-        mailer.close()
     signed_in = f", signed in as {s.smtp_user}" if s.smtp_user else ""
     return Check("smtp", True, f"{s.smtp_host}:{s.smtp_port} reachable ({s.smtp_security})"
                                f"{signed_in}")

@@ -17,7 +17,7 @@ from waitress import create_server
 # module and name it was declared with).
 from clinic import announcements, db, exports, reports, settings  # noqa: F401
 from clinic.jobs import heartbeats, runs, scheduler
-from clinic.mail import outbox  # noqa: F401
+from clinic.mail import delivery  # noqa: F401
 from clinic.web import create_app
 
 log = logging.getLogger("clinic")

@@ -12,7 +12,7 @@ from clinic import announcements, appointments, clock, db
 from clinic.errors import Invalid
 from clinic.jobs import progress
 from clinic.jobs.queue import BULK
-from clinic.mail import outbox, preferences
+from clinic.mail import outbox, preferences, sweeper
 from clinic.models import Announcement, Message, Patient, TaskRecord, User
 from huey_config import huey
 from tests.conftest import login, make_patient, slot
@@ -107,7 +107,7 @@ def test_an_announcement_to_2000_patients_is_delivered_once_each_also_when_a_run
 
     assert announcements.send(announcement.id)["existing"] == 2000  # and once more: nothing
     assert run_queue() == []
-    outbox.sweep()
+    sweeper.sweep()
     assert len(smtp.messages) == 2000
 
 

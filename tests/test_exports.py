@@ -17,7 +17,7 @@ from clinic import appointments, clock, db, exports, settings
 from clinic.errors import Forbidden, NotFound
 from clinic.jobs import progress
 from clinic.jobs.queue import NORMAL
-from clinic.mail import outbox
+from clinic.mail import outbox, sweeper
 from clinic.models import Appointment, Export, Message, TaskRecord, Treatment
 from huey_config import huey
 from tests.browser import browser, screenshot  # noqa: F401 (fixture)
@@ -483,7 +483,7 @@ def test_the_email_is_sent_once_per_export(smtp_settings, smtp, alice, carol):
     assert outbox.enqueue("history_export", f"history_export:{export.id}", alice.email,
                           context={"name": "x", "rows": 0, "expires_at": clock.now(),
                                    "download_url": "", "lifetime": ""}) is None
-    outbox.sweep()
+    sweeper.sweep()
     assert len(smtp.messages) == 1
 
 

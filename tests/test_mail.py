@@ -430,3 +430,16 @@ def test_starttls_against_a_server_without_it_is_unavailable(smtp_settings, smtp
     with sender.Sender() as mailer, pytest.raises(errors.Unavailable, match="STARTTLS"):
         mailer.send(compose.build(row()))
     assert smtp.messages == []
+
+
+def test_check_connects_says_noop_and_closes(smtp_settings, smtp):
+    mailer = sender.Sender()
+    mailer.check()  # the server answered (an unreachable one raises: the next test)
+    assert smtp.messages == []
+    assert mailer.connection is None  # closed: a health check keeps nothing open
+
+
+def test_check_of_an_unreachable_server_is_unavailable(smtp_settings):
+    use(smtp_port=free_port())
+    with pytest.raises(errors.Unavailable, match="cannot use the SMTP server .*refused"):
+        sender.Sender().check()

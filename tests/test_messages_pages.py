@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 import pytest
 import time_machine
 
-from clinic import appointments, db
-from clinic.mail import outbox
+from clinic import accounts, appointments, db
+from clinic.mail import compose, lookup, outbox, sweeper
 from clinic.models import Message
 from clinic.web import PAGE_SIZE
 from clinic.web.pages.messages import BODY_POLICY
@@ -82,8 +82,8 @@ def test_a_failed_send_shows_with_its_error_and_resend_delivers_it_once(
     after = admin.get(f"/admin/messages/{confirmation.id}").text
     assert "is queued again" in after
     run_queue()
-    outbox.sweep()
-    outbox.retry_failed()
+    sweeper.sweep()
+    sweeper.retry_failed()
     run_queue()
     assert smtp.message_ids() == [confirmation.message_id]  # exactly once
     assert smtp.messages[0].rcpt_tos == ["alice@example.com"]
@@ -240,6 +240,27 @@ def test_everything_a_user_typed_is_escaped(morning, smtp_settings, smtp, admin,
     assert "<script>" not in html.text  # the email's own escaping, in a sandbox besides
 
 
+@pytest.mark.parametrize("ask, link", [
+    (lambda alice: accounts.request_reset(alice.email, "127.0.0.1"), "/reset/"),
+    (lambda alice: accounts.update_profile(alice, {"email": "alice.new@example.com"}),
+     "/account/email/")])
+def test_a_message_holding_a_sign_in_link_is_not_shown_to_admins(smtp_settings, smtp, admin,
+                                                                 alice, ask, link):
+    ask(alice)
+    message = Message.get(Message.kind.in_(compose.SECRET_LINK_KINDS))
+    token = re.search(re.escape(link) + r"(\S+)", message.text_body).group(1)
+    for when in ("waiting", "sent"):
+        page = admin.get(f"/admin/messages/{message.id}").text
+        assert "Not shown: holds a sign-in link." in page, when
+        assert message.subject in page and message.recipient in page, when
+        assert token not in page and link not in page, when
+        assert f"/admin/messages/{message.id}/html" not in page, when  # no frame for the body
+        html = admin.get(f"/admin/messages/{message.id}/html").text
+        assert token not in html and "Not shown: holds a sign-in link." in html, when
+        run_queue()
+    assert Message.get_by_id(message.id).status == "sent"
+
+
 def test_a_message_whose_attachment_is_gone_still_shows(app, admin, alice):
     message = outbox.enqueue("test", "test:1", alice.email, attachments=[
         {"filename": "history.csv", "content_type": "text/csv", "path": "exports/gone.csv"}])
@@ -327,7 +348,7 @@ def test_a_retry_is_shown_with_its_next_attempt(morning, smtp_settings, smtp, ad
 def test_a_page_of_the_list_never_sorts_the_table(app, filters):
     if db.is_postgres():
         pytest.skip("reads SQLite's query plan")
-    sql, params = outbox.search(**filters).sql()
+    sql, params = lookup.search(**filters).sql()
     plan = [row[-1] for row in db.database.execute_sql("EXPLAIN QUERY PLAN " + sql, params)]
     assert not any("TEMP B-TREE" in step for step in plan), plan
     if filters.get("kind") or filters.get("status"):

@@ -120,3 +120,28 @@ def test_runs_recorded_under_the_old_task_names_take_the_new_ones(clinic_setting
     assert "0007_task_names" in db.migrate()
     with db.database.connection_context():
         assert TaskRun.get(TaskRun.task_id == "t1").task == "clinic.jobs.scheduler.run_job"
+
+
+def test_runs_of_the_outbox_tasks_take_the_names_of_their_new_module(clinic_settings):
+    """send_messages and send_due_messages moved beside the delivery they run
+    (clinic/mail/delivery.py): a run recorded before names its task as it is declared now."""
+    from clinic.mail import delivery
+    from clinic.models import TaskRun
+    from clinic.web import create_app
+
+    create_app(clinic_settings)
+    with db.database.connection_context():
+        runner = db.runner()
+        before = [m.name for m in runner.migrations()]
+        runner.up(target=before[before.index("0008_delivery_task_names") - 1])
+        old = {"task_id": "t1", "job": "send_messages", "task": "clinic.mail.outbox.send_messages",
+               "summary": "", "progress_id": "", "state": "failed",
+               "queued_at": "2026-01-01 00:00:00", "attempt": 1, "error": "boom",
+               "traceback": "", "worker": ""}
+        Table("task_run", tuple(old)).bind(db.database).insert(**old).execute()
+    assert "0008_delivery_task_names" in db.migrate()
+    with db.database.connection_context():
+        declared = type(delivery.send_messages.s([]))  # the task class Huey registered
+        assert (TaskRun.get(TaskRun.task_id == "t1").task
+                == f"{declared.__module__}.{declared.__name__}"
+                == "clinic.mail.delivery.send_messages")

@@ -247,12 +247,12 @@ def test_a_record_that_fails_in_the_callers_transaction_leaves_it_usable(app, ca
 KILLED_AFTER_A_TASK = """
 import os, signal
 from clinic import settings
-from clinic.mail import outbox
+from clinic.mail import delivery
 from clinic.jobs import scheduler
 from clinic.server import prepare
 from huey_config import huey
 prepare(settings.load())
-result = outbox.send_messages([0])  # no such message: nothing to send
+result = delivery.send_messages([0])  # no such message: nothing to send
 huey.execute(huey.dequeue())
 print(result.id, flush=True)
 os.kill(os.getpid(), signal.SIGKILL)

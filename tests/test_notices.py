@@ -11,7 +11,7 @@ from huey.signals import SIGNAL_COMPLETE
 
 from clinic import appointments, clock, db, reminders, settings
 from clinic.jobs.queue import URGENT
-from clinic.mail import notices, outbox
+from clinic.mail import delivery, notices, sweeper
 from clinic.models import Appointment, Message
 from clinic.server import make_consumer
 from huey_config import huey
@@ -95,7 +95,7 @@ def test_booking_returns_before_the_confirmation_is_sent(smtp_settings, smtp, cl
     assert smtp.messages == []  # the response did not wait for SMTP
     assert [task.args[0] for task in huey.pending()] == [[confirmation.id]]  # queued after commit
 
-    assert outbox.deliver([confirmation.id])["sent"] == 1
+    assert delivery.deliver([confirmation.id])["sent"] == 1
     (received,) = smtp.messages
     message = received.message
     assert received.rcpt_tos == ["alice@example.com"]
@@ -164,7 +164,7 @@ def test_a_rolled_back_booking_sends_nothing(smtp_settings, smtp, alice, carol):
         transaction.rollback()
     assert rows() == [] and Appointment.select().count() == 0
     assert huey.pending() == []
-    assert outbox.sweep() == 0
+    assert sweeper.sweep() == 0
     assert smtp.messages == []
 
 
@@ -201,11 +201,11 @@ def test_rescheduling_sends_the_new_time_and_updates_the_same_invite(smtp_settin
                                                                      carol):
     first = slot(3, "09:00")
     appointment = appointments.book(alice.id, carol.id, first)
-    outbox.sweep()
+    sweeper.sweep()
     moved = appointments.reschedule(appointment, slot(4, "15:00"), alice)
-    outbox.sweep()
+    sweeper.sweep()
     back = appointments.reschedule(moved, first, alice)  # back to the first time: a new notice
-    outbox.sweep()
+    sweeper.sweep()
     assert [(m.kind, m.status) for m in rows()] == [
         ("confirmation", "sent"), ("rescheduled", "sent"), ("rescheduled", "sent")]
     invites = []
@@ -232,7 +232,7 @@ def test_rescheduling_withdraws_what_was_waiting_for_the_old_time(smtp_settings,
     for message in map(Message.get_by_id, waiting):
         assert (message.status, message.last_error) == (
             "skipped", "appointment moved to another time")
-    outbox.sweep()
+    sweeper.sweep()
     assert [r.message["Subject"].split(" ")[:4] for r in smtp.messages] == [
         ["Your", "appointment", "is", "moved"]]
 
@@ -244,7 +244,7 @@ def test_cancelling_sends_a_cancellation_and_withdraws_waiting_reminders(smtp_se
                                                                          alice, carol):
     start = slot(1, "16:00")
     appointment = appointments.book(alice.id, carol.id, start, now=start - timedelta(days=3))
-    outbox.sweep()  # the confirmation went out
+    sweeper.sweep()  # the confirmation went out
     assert reminders.send_advance(now=start - timedelta(hours=23))["sent"] == 1
     appointments.cancel(appointment, alice)
 
@@ -255,7 +255,7 @@ def test_cancelling_sends_a_cancellation_and_withdraws_waiting_reminders(smtp_se
     cancellation = by_kind["cancellation"]
     assert (cancellation.status, cancellation.key) == ("pending", f"cancellation:{appointment.id}")
 
-    outbox.sweep()
+    sweeper.sweep()
     subjects = [r.message["Subject"] for r in smtp.messages]
     local = clock.local(start)
     assert subjects[1:] == [f"Your appointment on {local:%a %d %b %Y} at 16:00 is cancelled"]

@@ -1,4 +1,4 @@
-"""The outbox (clinic/outbox.py): every email a row first, delivered once, retried when it may
+"""The outbox (clinic/mail/): every email a row first, delivered once, retried when it may
 pass, failed with the reason when it cannot, against a real SMTP server and a real database."""
 
 import re
@@ -9,8 +9,8 @@ from datetime import timedelta
 import pytest
 import time_machine
 
-from clinic import clock, db, settings
-from clinic.mail import outbox, sender
+from clinic import accounts, clock, db, settings
+from clinic.mail import compose, delivery, outbox, sender, sweeper
 from clinic.models import Appointment, Message, User
 from huey_config import huey
 from tests.conftest import slot
@@ -76,7 +76,7 @@ def test_a_rolled_back_enqueue_leaves_nothing_to_send(smtp_settings, smtp):
         transaction.rollback()
     assert Message.select().count() == 0
     assert queued() == []
-    assert outbox.sweep() == 0
+    assert sweeper.sweep() == 0
     assert smtp.messages == []
 
 
@@ -94,9 +94,9 @@ def test_one_key_is_one_row_and_one_email(smtp_settings, smtp):
     first = add("reminder:7:24h")
     assert add("reminder:7:24h") is None
     assert Message.select().count() == 1
-    outbox.sweep()
+    sweeper.sweep()
     assert add("reminder:7:24h") is None  # also once it has been sent
-    outbox.sweep()
+    sweeper.sweep()
     assert smtp.message_ids() == [first.message_id]
 
 
@@ -108,17 +108,49 @@ def test_without_a_usable_address_the_message_fails_at_once(smtp_settings, smtp,
     message = add("test:1", recipient=recipient)
     assert message.status == "failed" and message.last_error.startswith(reason)
     assert queued() == []
-    assert outbox.sweep() == 0
+    assert sweeper.sweep() == 0
     assert smtp.messages == []
 
 
 # -- deliver --------------------------------------------------------------------------------------
 
 
+def test_delivering_no_ids_sends_nothing_on_every_backend(smtp_settings, smtp):
+    """PostgreSQL refuses ``IN ()``: an empty list of ids must still be a query it takes (peewee
+    writes it as 0 = 1), as the send_messages task runs it."""
+    nothing = {"sent": 0, "failed": 0, "retry": 0, "passed": 0, "deferred": 0}
+    assert delivery.deliver([]) == nothing
+    delivery.send_messages.call_local([])  # the task's own function, as a worker runs it
+    assert outbox.enqueue_many("test", []) == {"queued": 0, "skipped": 0, "failed": 0,
+                                               "existing": 0}
+    assert queued() == [] and smtp.messages == []
+
+
+def test_a_message_holding_a_sign_in_link_keeps_no_body_once_sent(smtp_settings, smtp, alice):
+    """A reset or email-change link is for its recipient alone: once the server has the
+    message, the row keeps what it was (subject, recipient, status, times), not the link."""
+    reset = accounts.request_reset(alice.email, "127.0.0.1")
+    accounts.update_profile(alice, {"email": "alice.new@example.com"})
+    change = Message.get(Message.kind == "email_change")
+    confirmation = add("test:1")
+    assert {m.kind for m in map(reload, (reset, change))} == set(compose.SECRET_LINK_KINDS)
+    assert "/reset/" in reload(reset).text_body  # kept while it waits to be sent
+    assert delivery.deliver([reset.id, change.id, confirmation.id])["sent"] == 3
+    for message in (reset, change):
+        sent = reload(message)
+        assert (sent.text_body, sent.html_body) == ("", "")
+        assert sent.status == "sent" and sent.sent_at is not None
+        assert (sent.subject, sent.recipient) == (message.subject, message.recipient)
+    assert reload(confirmation).text_body == confirmation.text_body  # other kinds keep theirs
+    links = [r.message.get_body(("plain",)).get_content() for r in smtp.messages[:2]]
+    assert any("/reset/" in text for text in links)  # the recipient got it whole
+    assert any("/account/email/" in text for text in links)
+
+
 def test_a_batch_is_sent_over_one_connection(smtp_settings, smtp):
     messages = [add(f"test:{n}") for n in range(5)]
     now = clock.now()
-    counts = outbox.deliver([m.id for m in messages], now=now)
+    counts = delivery.deliver([m.id for m in messages], now=now)
     assert counts == {"sent": 5, "failed": 0, "retry": 0, "passed": 0, "deferred": 0}
     assert smtp.connections == 1
     assert sorted(smtp.message_ids()) == sorted(m.message_id for m in messages)
@@ -130,37 +162,37 @@ def test_4xx_is_retried_with_growing_delays_then_failed(smtp_settings, smtp):
     smtp.answer("451")
     message = add("test:1")
     t0 = clock.now()
-    assert outbox.deliver([message.id], now=t0)["retry"] == 1
+    assert delivery.deliver([message.id], now=t0)["retry"] == 1
     first = reload(message)
     assert (first.status, first.attempts) == ("pending", 1)
     assert "451" in first.last_error
-    assert first.due_at == t0 + outbox.RETRY_DELAYS[0]
+    assert first.due_at == t0 + delivery.RETRY_DELAYS[0]
 
-    assert outbox.retry_failed(now=first.due_at - timedelta(seconds=1))["tried"] == 0  # not yet
-    assert outbox.retry_failed(now=first.due_at)["tried"] == 1
+    assert sweeper.retry_failed(now=first.due_at - timedelta(seconds=1))["tried"] == 0  # not yet
+    assert sweeper.retry_failed(now=first.due_at)["tried"] == 1
     second = reload(message)
     assert (second.status, second.attempts) == ("pending", 2)
-    assert second.due_at == first.due_at + outbox.RETRY_DELAYS[1]
-    assert outbox.RETRY_DELAYS[1] > outbox.RETRY_DELAYS[0]
+    assert second.due_at == first.due_at + delivery.RETRY_DELAYS[1]
+    assert delivery.RETRY_DELAYS[1] > delivery.RETRY_DELAYS[0]
 
-    assert outbox.retry_failed(now=second.due_at)["tried"] == 1
+    assert sweeper.retry_failed(now=second.due_at)["tried"] == 1
     last = reload(message)
     assert (last.status, last.attempts) == ("failed", 3)
     assert last.last_error.startswith("gave up after 3 attempts: recipient refused: 451")
     assert last.due_at - t0 < timedelta(hours=24)
-    assert outbox.retry_failed(now=t0 + timedelta(days=2))["tried"] == 0  # no fourth attempt
+    assert sweeper.retry_failed(now=t0 + timedelta(days=2))["tried"] == 0  # no fourth attempt
     assert smtp.messages == []
 
 
 def test_5xx_fails_at_once_with_the_reason(smtp_settings, smtp):
     smtp.answer("550")
     message = add("test:1")
-    assert outbox.deliver([message.id])["failed"] == 1
+    assert delivery.deliver([message.id])["failed"] == 1
     failed = reload(message)
     assert (failed.status, failed.attempts) == ("failed", 1)
     assert failed.last_error == "recipient refused: 550 5.1.1 No such user here"
     smtp.answer("accept")
-    assert outbox.sweep(now=clock.now() + timedelta(days=1)) == 0
+    assert sweeper.sweep(now=clock.now() + timedelta(days=1)) == 0
     assert smtp.messages == []
 
 
@@ -169,10 +201,10 @@ def test_a_timeout_is_retried_later_with_the_same_message_id(smtp_settings, smtp
     smtp.answer("hang")
     message = add("test:1")
     t0 = clock.now()
-    assert outbox.deliver([message.id], now=t0)["retry"] == 1
+    assert delivery.deliver([message.id], now=t0)["retry"] == 1
     assert reload(message).last_error == "the SMTP server did not answer in time"
     smtp.answer("accept")
-    assert outbox.retry_failed(now=t0 + outbox.RETRY_DELAYS[0])["tried"] == 1
+    assert sweeper.retry_failed(now=t0 + delivery.RETRY_DELAYS[0])["tried"] == 1
     assert reload(message).status == "sent"
     # The server may have kept the unanswered copy: the resent one is recognisably the same.
     assert [r.message["Message-ID"] for r in smtp.unanswered] == smtp.message_ids() == [
@@ -182,7 +214,7 @@ def test_a_timeout_is_retried_later_with_the_same_message_id(smtp_settings, smtp
 def test_an_unreachable_server_stops_the_batch(smtp_settings, smtp):
     messages = [add(f"test:{n}") for n in range(3)]
     settings.use(settings.get().replace(smtp_port=free_port()))
-    counts = outbox.deliver([m.id for m in messages])
+    counts = delivery.deliver([m.id for m in messages])
     assert counts == {"sent": 0, "failed": 0, "retry": 1, "passed": 0, "deferred": 2}
     assert [reload(m).attempts for m in messages] == [1, 0, 0]
     assert "refused" in reload(messages[0]).last_error
@@ -190,7 +222,7 @@ def test_an_unreachable_server_stops_the_batch(smtp_settings, smtp):
 
 def test_two_deliveries_of_the_same_ids_send_each_message_once(smtp_settings, smtp):
     ids = [add(f"test:{n}").id for n in range(20)]
-    results = in_threads(2, lambda: outbox.deliver(ids))
+    results = in_threads(2, lambda: delivery.deliver(ids))
     assert sum(r["sent"] for r in results) == 20
     assert sum(r["passed"] for r in results) == 20
     assert len(smtp.messages) == 20
@@ -200,7 +232,7 @@ def test_two_deliveries_of_the_same_ids_send_each_message_once(smtp_settings, sm
 def test_overlapping_sweeps_send_each_message_once(smtp_settings, smtp):
     for n in range(30):
         add(f"test:{n}")
-    tried = in_threads(3, outbox.sweep)
+    tried = in_threads(3, sweeper.sweep)
     assert sum(tried) == 30
     assert len(smtp.messages) == 30
     assert len(set(smtp.message_ids())) == 30
@@ -213,12 +245,12 @@ def test_a_message_left_sending_by_a_crash_is_delivered_once_by_the_sweeper(smtp
     crashed = add("test:crashed", due_at=now - timedelta(hours=1))
     busy = add("test:busy", due_at=now - timedelta(hours=1))
     # Claimed by a process that died 15 minutes ago, and by one still sending.
-    outbox.claim(crashed.id, now - timedelta(minutes=15))
-    outbox.claim(busy.id, now - timedelta(minutes=1))
-    assert outbox.sweep(now=now) == 1
+    delivery.claim(crashed.id, now - timedelta(minutes=15))
+    delivery.claim(busy.id, now - timedelta(minutes=1))
+    assert sweeper.sweep(now=now) == 1
     assert smtp.message_ids() == [crashed.message_id]
     assert (reload(crashed).status, reload(busy).status) == ("sent", "sending")
-    assert outbox.sweep(now=now + timedelta(minutes=1)) == 0
+    assert sweeper.sweep(now=now + timedelta(minutes=1)) == 0
     assert len(smtp.messages) == 1
 
 
@@ -228,15 +260,15 @@ def test_sweep_sends_later_messages_when_due_and_urgent_ones_first(smtp_settings
     now = clock.now()
     later = add("test:later", due_at=now + timedelta(hours=1))
     assert queued() == [[bulk.id], [urgent.id]]  # one due later waits for the sweeper
-    assert outbox.sweep(now=now) == 2
+    assert sweeper.sweep(now=now) == 2
     assert smtp.message_ids() == [urgent.message_id, bulk.message_id]
-    assert outbox.sweep(now=now + timedelta(hours=1)) == 1
+    assert sweeper.sweep(now=now + timedelta(hours=1)) == 1
     assert smtp.message_ids()[-1] == later.message_id
 
 
 def test_without_smtp_host_messages_are_delivered_as_eml_files(app):
     message = add("test:1")
-    assert outbox.sweep() == 1
+    assert sweeper.sweep() == 1
     assert reload(message).status == "sent"
     files = list((settings.get().data_path / "outbox").glob("*.eml"))
     assert len(files) == 1
@@ -247,7 +279,7 @@ def test_a_name_typed_by_a_user_adds_no_recipient(smtp_settings, smtp):
     eve = User.create(email="eve@example.com", name="Eve\r\nBcc: evil@example.com",
                       role="patient", password_hash="-")
     add("test:1", recipient=eve.email, user=eve, context={"name": eve.name})
-    outbox.sweep()
+    sweeper.sweep()
     (received,) = smtp.messages
     assert received.rcpt_tos == ["eve@example.com"]
     assert "Bcc" not in received.message
@@ -266,7 +298,7 @@ def test_withdraw_skips_the_appointments_pending_messages_with_the_reason(app, a
     due = {"due_at": start - timedelta(hours=24)}
     reminder = add("reminder:1", appointment=visit, **due)
     confirmation = add("confirmation:1", appointment=visit)
-    outbox.deliver([confirmation.id])
+    delivery.deliver([confirmation.id])
     others = add("reminder:2", appointment=other, **due)
     Message.update(kind="reminder").where(Message.key.startswith("reminder")).execute()
 
@@ -274,7 +306,7 @@ def test_withdraw_skips_the_appointments_pending_messages_with_the_reason(app, a
     assert (status(reminder), reload(reminder).last_error) == ("skipped", "appointment cancelled")
     assert status(confirmation) == "sent"  # what went out stays as it was
     assert status(others) == "pending"  # another appointment's
-    assert outbox.sweep(now=start) == 1  # only the other appointment's reminder
+    assert sweeper.sweep(now=start) == 1  # only the other appointment's reminder
 
 
 def test_skip_records_the_reason_and_takes_the_key(app, alice):
@@ -283,14 +315,14 @@ def test_skip_records_the_reason_and_takes_the_key(app, alice):
     assert (skipped.status, skipped.last_error) == ("skipped", "the visit has passed")
     assert outbox.skip("reminder:9:2h", "reminder", alice.email, "again") is None
     assert add("reminder:9:2h") is None
-    assert outbox.sweep() == 0
+    assert sweeper.sweep() == 0
 
 
 def test_resend_puts_a_failed_message_back_with_its_message_id(smtp_settings, smtp):
     smtp.answer("550")
     message = add("test:1")
     huey.flush()
-    outbox.deliver([message.id])
+    delivery.deliver([message.id])
     assert outbox.resend(message.id) is True
     again = reload(message)
     assert (again.status, again.attempts, again.last_error) == ("pending", 0, "")
@@ -337,7 +369,7 @@ def test_a_batch_claims_a_claim_at_a_time_and_marks_each_message_as_the_server_t
         smtp_settings, smtp, clinic_settings):
     """What the server took is on record before the next message goes (the server looks as each
     arrives): a process killed mid-batch can leave only the message in flight to be sent again."""
-    ids = [add(f"test:{n}").id for n in range(2 * outbox.CLAIM_BATCH + 1)]
+    ids = [add(f"test:{n}").id for n in range(2 * delivery.CLAIM_BATCH + 1)]
     other = db.open_database(clinic_settings.database_url)
     seen_sent = []
 
@@ -347,7 +379,7 @@ def test_a_batch_claims_a_claim_at_a_time_and_marks_each_message_as_the_server_t
                 "SELECT COUNT(*) FROM message WHERE status = 'sent'").fetchone()[0])
 
     smtp.on_message(look)
-    counts = outbox.deliver(ids)
+    counts = delivery.deliver(ids)
     assert counts["sent"] == len(ids) and len(smtp.messages) == len(ids)
     assert seen_sent == list(range(len(ids)))  # each committed before the next was sent
     sent = Message.select(Message.claimed_at).where(Message.status == "sent")
@@ -371,7 +403,7 @@ def test_what_the_server_took_is_marked_sent_when_the_batch_breaks_off(smtp_sett
 
     monkeypatch.setattr(sender.Sender, "send", stopped_after_the_third)
     with pytest.raises(KeyboardInterrupt):
-        outbox.deliver([m.id for m in messages])
+        delivery.deliver([m.id for m in messages])
     monkeypatch.undo()
     assert len(smtp.wait_for(3)) == 3
     # The two before it are sent. The third reached the server, but its row was not marked: it
@@ -379,7 +411,7 @@ def test_what_the_server_took_is_marked_sent_when_the_batch_breaks_off(smtp_sett
     # but never tried, are pending as before.
     assert [(status(m), reload(m).attempts) for m in messages] == [
         ("sent", 1), ("sent", 1), ("sending", 1), ("pending", 0), ("pending", 0)]
-    assert outbox.sweep() == 2
+    assert sweeper.sweep() == 2
     assert len(smtp.messages) == 5
 
 
@@ -395,7 +427,7 @@ def test_an_internal_error_while_sending_retries_that_message_and_sends_the_rest
         return send_message(self, message, *args, **kwargs)
 
     monkeypatch.setattr(smtplib.SMTP, "send_message", sending)
-    counts = outbox.deliver([m.id for m in messages])
+    counts = delivery.deliver([m.id for m in messages])
     assert (counts["sent"], counts["retry"]) == (2, 1)
     assert [status(m) for m in messages] == ["sent", "pending", "sent"]
     assert reload(messages[1]).last_error == "internal error: ValueError: a bug"
@@ -409,21 +441,21 @@ def test_a_claim_that_grows_old_against_a_slow_server_hands_back_its_untried_res
     messages = [add(f"test:{n}") for n in range(5)]
     with time_machine.travel(clock.now(), tick=False) as traveller:
         # A server taking its time: by the fourth's turn the claim is 0.6 old, past half.
-        smtp.on_message(lambda received: traveller.shift(outbox.stuck_after() * 0.2))
-        counts = outbox.deliver([m.id for m in messages])
+        smtp.on_message(lambda received: traveller.shift(delivery.stuck_after() * 0.2))
+        counts = delivery.deliver([m.id for m in messages])
         assert counts["sent"] == 3 and len(smtp.messages) == 3
         assert [status(m) for m in messages] == ["sent", "sent", "sent", "pending", "pending"]
         assert [reload(m).attempts for m in messages[3:]] == [0, 0]
         smtp.on_message(None)
-        assert outbox.sweep() == 2
+        assert sweeper.sweep() == 2
     assert sorted(smtp.message_ids()) == sorted(m.message_id for m in Message.select())
 
 
 def test_a_backlog_goes_out_over_several_connections_each_message_once(smtp_settings, smtp):
-    assert outbox.SENDERS > 1
+    assert delivery.SENDERS > 1
     for n in range(45):
         add(f"test:{n}")
-    assert outbox.sweep(batch=10) == 45
+    assert sweeper.sweep(batch=10) == 45
     assert smtp.connections == 5  # batches of 10, SENDERS of them at a time
     assert sorted(smtp.message_ids()) == sorted(m.message_id for m in Message.select())
     assert Message.select().where(Message.status == "sent").count() == 45

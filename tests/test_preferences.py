@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from clinic import announcements, appointments, clock, reminders, reviews, signing
-from clinic.mail import outbox, preferences
+from clinic.mail import preferences, sweeper
 from clinic.models import Message, OptOut
 from tests.conftest import login, slot
 from tests.test_reviews import completed_visit
@@ -66,7 +66,7 @@ def test_only_patients_have_the_preferences_page(client, carol):
 def test_a_reminder_the_patient_opted_out_of_is_skipped_with_the_reason_and_not_sent(
         smtp_settings, smtp, alice, carol):
     visit, morning = todays_visit(alice, carol)
-    outbox.sweep()  # the booking's confirmation: always sent
+    sweeper.sweep()  # the booking's confirmation: always sent
     assert kinds_of(smtp.messages) == ["confirmation"]
     preferences.save(alice, {"reminders": False})
 
@@ -75,7 +75,7 @@ def test_a_reminder_the_patient_opted_out_of_is_skipped_with_the_reason_and_not_
     assert (row.status, row.last_error) == ("skipped", "the patient opted out of reminders")
     assert row.appointment_id == visit.id and row.user_id == alice.id
     assert reminders.send_daily(now=morning) == {"sent": 0, "skipped": 0}  # recorded once
-    outbox.sweep()
+    sweeper.sweep()
     assert len(smtp.messages) == 1
 
 
@@ -101,9 +101,9 @@ def test_saying_no_skips_what_of_that_kind_is_still_waiting(app, alice, bob, eri
 def test_emails_that_always_go_out_ignore_the_choices(smtp_settings, smtp, alice, carol):
     preferences.save(alice, {choice: False for choice in preferences.KINDS})
     appointment = appointments.book(alice.id, carol.id, slot(2))
-    outbox.sweep()
+    sweeper.sweep()
     appointments.cancel(appointment, alice)
-    outbox.sweep()
+    sweeper.sweep()
     assert kinds_of(smtp.messages) == ["confirmation", "cancellation"]
     assert [r.rcpt_tos for r in smtp.messages] == [[alice.email]] * 2
     for received in smtp.messages:
@@ -122,7 +122,7 @@ def test_every_optional_email_carries_its_one_click_link_and_headers(smtp_settin
     reviews.send_requests()
     announcement, _ = announcements.start(erin, "Closed", "We are closed.", {"type": "all"})
     announcements.send(announcement.id)
-    outbox.sweep()
+    sweeper.sweep()
     optional = [r for r, kind in zip(smtp.messages, kinds_of(smtp.messages), strict=True)
                 if kind != "confirmation"]
     assert sorted(kinds_of(optional)) == ["announcement", "reminder_daily", "review_request"]

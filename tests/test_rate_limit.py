@@ -1,7 +1,7 @@
-"""CLINIC_MAIL_RATE (clinic/outbox.py): no more messages in any minute than the rate, counted
-from the outbox's own claim times; messages over it wait, pending, instead of failing; urgent
-mail takes the free places before bulk mail. Real SMTP server and database; time moved with
-time-machine (each message "takes" 200 ms to send), never slept."""
+"""CLINIC_MAIL_RATE (clinic/mail/ratelimit.py): no more messages in any minute than the rate,
+counted from the outbox's own claim times; messages over it wait, pending, instead of failing;
+urgent mail takes the free places before bulk mail. Real SMTP server and database; time moved
+with time-machine (each message "takes" 200 ms to send), never slept."""
 
 import threading
 from datetime import UTC, datetime, timedelta
@@ -11,7 +11,7 @@ import time_machine
 
 from clinic import clock, db, settings
 from clinic.jobs.queue import URGENT
-from clinic.mail import outbox
+from clinic.mail import delivery, outbox, ratelimit, sweeper
 from clinic.models import Message
 from huey_config import huey
 from tests.test_outbox import in_threads
@@ -26,7 +26,7 @@ def rate(smtp_settings):
     """Sets CLINIC_MAIL_RATE for the test: rate(60)."""
     def use(per_minute):
         settings.use(settings.get().replace(mail_rate=per_minute))
-    outbox._planned["at"] = None  # no send_due task planned by an earlier test's clock
+    delivery._planned["at"] = None  # no send_due task planned by an earlier test's clock
     return use
 
 
@@ -71,9 +71,9 @@ def test_the_rate_holds_within_10_percent_over_each_minute_of_sending(smtp, rate
     bulk(300)
     elapsed = timedelta(0)
     while elapsed < 6 * MINUTE:
-        outbox.send_due()
+        delivery.send_due()
         if elapsed % MINUTE == timedelta(0):
-            outbox.sweep()
+            sweeper.sweep()
         clock_at_t0.shift(SECOND)
         elapsed = clock.now() - T0
     times = sent_times()
@@ -89,7 +89,7 @@ def test_messages_over_the_limit_wait_pending_and_their_delivery_is_queued(smtp,
                                                                            clock_at_t0):
     rate(10)
     ids = bulk(25)
-    counts = outbox.deliver(ids)
+    counts = delivery.deliver(ids)
     assert (counts["sent"], counts["deferred"], counts["failed"]) == (10, 15, 0)
     waiting = list(Message.select().where(Message.status == "pending"))
     assert len(waiting) == 15
@@ -99,28 +99,28 @@ def test_messages_over_the_limit_wait_pending_and_their_delivery_is_queued(smtp,
     # The consumer moves a task with an eta to its schedule when it dequeues it.
     (task,) = [t for t in huey.pending() if t.name.endswith("send_due_messages")]
     assert task.eta.replace(tzinfo=UTC) == first_claim + MINUTE
-    assert outbox.send_due()["sent"] == 0  # nothing is due before then
+    assert delivery.send_due()["sent"] == 0  # nothing is due before then
     clock_at_t0.move_to(first_claim + MINUTE)
-    assert outbox.send_due()["sent"] >= 1
+    assert delivery.send_due()["sent"] >= 1
 
 
 def test_urgent_mail_takes_the_free_places_before_bulk_mail(smtp, rate, clock_at_t0):
     rate(10)
     ids = bulk(30)
-    outbox.deliver(ids)  # ten go; twenty wait for the next minute
+    delivery.deliver(ids)  # ten go; twenty wait for the next minute
     clock_at_t0.shift(5 * SECOND)
     confirmation, reminder = urgent("confirmation"), urgent("reminder")
-    held = outbox.deliver([confirmation.id, reminder.id])  # their own task: the minute is full
+    held = delivery.deliver([confirmation.id, reminder.id])  # their own task: the minute is full
     assert held["deferred"] == 2
 
     clock_at_t0.move_to(T0 + MINUTE + 3 * SECOND)
     # The bulk batch's own task runs first, with places free: the urgent pair is due, so the
     # bulk mail waits a moment instead of taking their places.
-    waited = outbox.deliver(ids)
+    waited = delivery.deliver(ids)
     assert waited["sent"] == 0 and waited["deferred"] == 20
-    assert outbox.send_due()["sent"] == 2  # the urgent pair, queued for this moment
-    clock_at_t0.shift(outbox.PAUSE)
-    assert outbox.send_due()["sent"] == 8  # then bulk mail fills the minute's other places
+    assert delivery.send_due()["sent"] == 2  # the urgent pair, queued for this moment
+    clock_at_t0.shift(ratelimit.PAUSE)
+    assert delivery.send_due()["sent"] == 8  # then bulk mail fills the minute's other places
     order = [m.key for m in Message.select().where(Message.status == "sent")
              .order_by(Message.sent_at, Message.id)]
     assert order[10:12] == ["urgent:confirmation", "urgent:reminder"]
@@ -138,7 +138,7 @@ def test_two_senders_at_once_share_one_limit(smtp, rate, clock_at_t0):
     def send_a_batch():
         with lock:
             mine = next(batches)
-        return outbox.deliver(mine)
+        return delivery.deliver(mine)
 
     results = in_threads(2, send_a_batch)
     db.database.connect(reuse_if_open=True)
@@ -149,8 +149,8 @@ def test_two_senders_at_once_share_one_limit(smtp, rate, clock_at_t0):
 def test_with_no_rate_everything_goes_at_once(smtp, rate, clock_at_t0):
     rate(0)
     ids = bulk(150)
-    assert outbox.deliver(ids)["sent"] == 150
-    assert outbox.limited(clock.now()) is None
+    assert delivery.deliver(ids)["sent"] == 150
+    assert ratelimit.limited(clock.now()) is None
 
 
 def test_the_rate_setting_is_read_from_the_environment(app):

@@ -9,7 +9,7 @@ import time_machine
 
 from clinic import appointments, clock, db, reminders, settings
 from clinic.jobs import scheduler
-from clinic.mail import outbox
+from clinic.mail import sweeper
 from clinic.models import Appointment, Message
 from clinic.settings import SettingsError
 from tests.conftest import TZ
@@ -63,9 +63,9 @@ def test_daily_reminds_each_visit_of_the_day_once(smtp_settings, smtp, alice, bo
     assert reminders.send_daily(now=morning + 3 * HOUR) == NOTHING
     assert reminded_ids("reminder_daily") == {first.id, second.id}
 
-    outbox.sweep()
+    sweeper.sweep()
     assert reminders.send_daily(now=morning) == NOTHING
-    outbox.sweep()
+    sweeper.sweep()
     assert sorted(r.rcpt_tos[0] for r in smtp.messages) == ["alice@example.com",
                                                             "bob@example.com"]
     message = next(r for r in smtp.messages if r.rcpt_tos == ["alice@example.com"])
@@ -116,8 +116,8 @@ def test_24h_and_2h_reminders_are_sent_once_each(smtp_settings, smtp, alice, car
     assert reminders.send_advance(now=start + HOUR) == NOTHING
     assert reminders_of(appointment) == {"reminder_24h": ("pending", ""),
                                          "reminder_2h": ("pending", "")}
-    outbox.sweep()
-    outbox.sweep()
+    sweeper.sweep()
+    sweeper.sweep()
     assert [r.message["Subject"] for r in smtp.messages] == [
         "Reminder: your appointment on Wed 02 Dec 2026 at 10:00"] * 2
 
@@ -190,7 +190,7 @@ def test_reminders_follow_a_rescheduled_visit(smtp_settings, smtp, alice, carol)
         traveller.move_to(new - 2 * HOUR)
         assert reminders.send_advance() == {"sent": 1, "skipped": 0}
         assert reminders.send_daily(now=local(2026, 12, 10, 8, 0)) == NOTHING  # the old day
-        outbox.sweep()
+        sweeper.sweep()
 
     keys = sorted(m.key for m in Message.select().where(Message.kind == "reminder_advance",
                                                         Message.status == "sent"))
@@ -266,7 +266,7 @@ def test_overlapping_runs_send_each_reminder_once(smtp_settings, smtp, alice, bo
     assert sum(r["sent"] for r in advance) == 12
     daily = in_threads(3, lambda: reminders.send_daily(now=local(2026, 12, 10, 8, 0)))
     assert sum(r["sent"] for r in daily) == 12
-    in_threads(2, outbox.sweep)
+    in_threads(2, sweeper.sweep)
     assert len(smtp.messages) == 24
     assert len(set(smtp.message_ids())) == 24
     assert Message.select().where(Message.kind == "reminder_advance").count() == 12

@@ -9,7 +9,7 @@ import time_machine
 
 from clinic import people, reports
 from clinic.errors import Invalid
-from clinic.mail import outbox
+from clinic.mail import delivery
 from clinic.models import Message, User
 from tests.conftest import TZ, login, make_doctor
 from tests.test_reports import OCTOBER, REPORT_DAY, local, visit
@@ -30,9 +30,9 @@ def october(smtp_settings, smtp, alice, bob, carol, dave):
     visit(bob, carol, local(2026, 10, 6, 9), "no_show")
     reports.make(OCTOBER, [carol, dave, gina], now=REPORT_DAY)
     frank = make_doctor("frank@example.com", "Dr Frank Fox", "Neurology")
-    outbox.deliver([report_email(carol).id])
+    delivery.deliver([report_email(carol).id])
     smtp.answer("550")
-    outbox.deliver([report_email(dave).id])
+    delivery.deliver([report_email(dave).id])
     people.set_active(gina.id, False)
     return {"carol": carol, "dave": dave, "gina": gina, "frank": frank}
 

@@ -11,7 +11,7 @@ import pytest
 from clinic import db, people, reports
 from clinic.errors import Invalid
 from clinic.jobs import scheduler
-from clinic.mail import outbox
+from clinic.mail import outbox, sweeper
 from clinic.models import (
     Appointment,
     JobState,
@@ -219,7 +219,7 @@ def test_inactive_doctors_get_no_report(alice, carol, dave):
 def test_the_report_reaches_the_smtp_server_as_text_and_html(smtp_settings, smtp, alice, carol):
     visit(alice, carol, local(2026, 10, 6, 9))
     reports.send_monthly(now=REPORT_DAY)
-    assert outbox.sweep() == 1
+    assert sweeper.sweep() == 1
     [received] = smtp.messages
     assert received.rcpt_tos == ["carol@example.com"]
     email = received.message

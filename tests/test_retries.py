@@ -1,4 +1,4 @@
-"""Retries (outbox.retry_failed, the hourly retry-failed job): a passing failure is tried again,
+"""Retries (sweeper.retry_failed, the hourly retry-failed job): a passing failure is tried again,
 at most 3 times within a day, 100 at a time; a permanent one fails at once with the reason.
 Against a real SMTP server (tests/smtp.py) that accepts, answers 4xx or 5xx, hangs, or is gone."""
 
@@ -8,7 +8,7 @@ import time_machine
 
 from clinic import clock, settings
 from clinic.jobs import scheduler
-from clinic.mail import compose, outbox
+from clinic.mail import compose, delivery, outbox, sweeper
 from clinic.models import JobState, Message
 from tests.test_mail import free_port
 
@@ -28,7 +28,7 @@ def first_attempt_fails(smtp, mode, n=1):
     smtp.answer(mode)
     messages = [add(f"test:{i}") for i in range(n)]
     t0 = clock.now()
-    outbox.deliver([m.id for m in messages], now=t0)
+    delivery.deliver([m.id for m in messages], now=t0)
     return messages, t0
 
 
@@ -38,13 +38,13 @@ def test_a_4xx_is_retried_by_the_hourly_job_and_then_accepted(smtp_settings, smt
     assert (failed.status, failed.attempts) == ("pending", 1)
     assert failed.last_error == "recipient refused: 451 4.7.1 Greylisted, try again later"
     smtp.answer("accept")
-    assert outbox.sweep(now=t0 + HOUR) == 0  # the minute sweep leaves it to the retry job
-    assert outbox.retry_failed(now=t0 + HOUR) == {"tried": 1, "sent": 1, "failed": 0,
+    assert sweeper.sweep(now=t0 + HOUR) == 0  # the minute sweep leaves it to the retry job
+    assert sweeper.retry_failed(now=t0 + HOUR) == {"tried": 1, "sent": 1, "failed": 0,
                                                   "retry": 0, "deferred": 0}
     sent = reload(message)
     assert (sent.status, sent.attempts, sent.sent_at) == ("sent", 2, t0 + HOUR)
     assert smtp.message_ids() == [message.message_id]
-    assert outbox.retry_failed(now=t0 + 2 * HOUR)["tried"] == 0
+    assert sweeper.retry_failed(now=t0 + 2 * HOUR)["tried"] == 0
 
 
 def test_a_5xx_fails_at_once_with_the_reason_and_is_never_retried(smtp_settings, smtp):
@@ -54,14 +54,14 @@ def test_a_5xx_fails_at_once_with_the_reason_and_is_never_retried(smtp_settings,
     assert failed.last_error == "recipient refused: 550 5.1.1 No such user here"
     smtp.answer("accept")
     for hour in range(1, 25):
-        assert outbox.retry_failed(now=t0 + hour * HOUR)["tried"] == 0
+        assert sweeper.retry_failed(now=t0 + hour * HOUR)["tried"] == 0
     assert smtp.messages == [] and smtp.connections == 1
 
 
 def test_a_message_without_an_address_fails_at_once_and_is_never_tried(smtp_settings, smtp):
     message = add("test:1", recipient="")
     assert (reload(message).status, reload(message).last_error) == ("failed", "no address")
-    assert outbox.retry_failed(now=clock.now() + HOUR)["tried"] == 0
+    assert sweeper.retry_failed(now=clock.now() + HOUR)["tried"] == 0
     assert smtp.connections == 0
 
 
@@ -69,7 +69,7 @@ def test_at_most_three_attempts_with_growing_delays_within_24_hours(smtp_setting
     (message,), t0 = first_attempt_fails(smtp, "451")
     tried_at = [0]  # hours after t0
     for hour in range(1, 49):  # two days of hourly runs
-        if outbox.retry_failed(now=t0 + hour * HOUR)["tried"]:
+        if sweeper.retry_failed(now=t0 + hour * HOUR)["tried"]:
             tried_at.append(hour)
     assert len(tried_at) == 3 and smtp.connections == 3
     gaps = [b - a for a, b in zip(tried_at, tried_at[1:], strict=False)]
@@ -85,10 +85,10 @@ def test_a_refused_connection_is_retried_later(smtp_settings, smtp):
     settings.use(settings.get().replace(smtp_port=free_port()))
     message = add("test:1")
     t0 = clock.now()
-    assert outbox.deliver([message.id], now=t0)["retry"] == 1
+    assert delivery.deliver([message.id], now=t0)["retry"] == 1
     assert "refused" in reload(message).last_error
     settings.use(settings.get().replace(smtp_port=port))
-    assert outbox.retry_failed(now=t0 + HOUR)["sent"] == 1
+    assert sweeper.retry_failed(now=t0 + HOUR)["sent"] == 1
     assert smtp.message_ids() == [message.message_id]
 
 
@@ -97,7 +97,7 @@ def test_a_timeout_is_retried_later(smtp_settings, smtp):
     (message,), t0 = first_attempt_fails(smtp, "hang")
     assert reload(message).last_error == "the SMTP server did not answer in time"
     smtp.answer("accept")
-    assert outbox.retry_failed(now=t0 + HOUR)["sent"] == 1
+    assert sweeper.retry_failed(now=t0 + HOUR)["sent"] == 1
     assert reload(message).status == "sent"
 
 
@@ -110,8 +110,8 @@ def test_retries_go_in_batches_of_100_each_over_one_connection(smtp_settings, sm
          "subject": subject, "text_body": text, "html_body": html,
          "message_id": compose.new_message_id(), "attempts": 1,
          "last_error": "recipient refused: 451", "due_at": t0} for i in range(150)]).execute()
-    assert outbox.sweep(now=t0 + HOUR) == 0
-    result = outbox.retry_failed(now=t0 + HOUR)
+    assert sweeper.sweep(now=t0 + HOUR) == 0
+    result = sweeper.retry_failed(now=t0 + HOUR)
     assert result == {"tried": 150, "sent": 150, "failed": 0, "retry": 0, "deferred": 0}
     assert smtp.connections == 2
     assert len(set(smtp.message_ids())) == 150
@@ -120,7 +120,7 @@ def test_retries_go_in_batches_of_100_each_over_one_connection(smtp_settings, sm
 def test_an_unreachable_server_stops_the_retry_run(smtp_settings, smtp):
     messages, t0 = first_attempt_fails(smtp, "451", n=3)
     settings.use(settings.get().replace(smtp_port=free_port()))
-    result = outbox.retry_failed(now=t0 + HOUR)
+    result = sweeper.retry_failed(now=t0 + HOUR)
     assert (result["tried"], result["retry"], result["deferred"]) == (1, 1, 2)
     assert sorted(reload(m).attempts for m in messages) == [1, 1, 2]
 
@@ -129,9 +129,9 @@ def test_the_minute_sweep_still_delivers_what_a_crash_left_sending(smtp_settings
     (message,), t0 = first_attempt_fails(smtp, "451")
     smtp.answer("accept")
     # The hourly job claimed it (a second attempt), then the process died mid-send.
-    outbox.claim(message.id, t0 + HOUR)
-    assert outbox.sweep(now=t0 + HOUR + timedelta(minutes=5)) == 0  # maybe still sending
-    assert outbox.sweep(now=t0 + 2 * HOUR) == 1
+    delivery.claim(message.id, t0 + HOUR)
+    assert sweeper.sweep(now=t0 + HOUR + timedelta(minutes=5)) == 0  # maybe still sending
+    assert sweeper.sweep(now=t0 + 2 * HOUR) == 1
     assert (reload(message).status, reload(message).attempts) == ("sent", 3)
     assert smtp.message_ids() == [message.message_id]
 

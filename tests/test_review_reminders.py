@@ -8,7 +8,7 @@ import pytest
 
 from clinic import clock, reviews, signing
 from clinic.jobs import scheduler
-from clinic.mail import outbox, preferences
+from clinic.mail import preferences, sweeper
 from clinic.models import Message
 from tests.test_reviews import completed_visit
 
@@ -22,7 +22,7 @@ def asked(smtp_settings, smtp, alice, carol):
     now = clock.now()
     visit = completed_visit(alice, carol, now - timedelta(hours=3))
     assert reviews.send_requests(now=now) == {"requested": 1}
-    outbox.sweep()
+    sweeper.sweep()
     request = Message.get(Message.kind == "review_request")
     assert request.status == "sent"
     smtp.messages.clear()
@@ -35,7 +35,7 @@ def test_one_reminder_goes_7_days_after_an_unanswered_request(asked, smtp, alice
     week = sent_at + 7 * DAY
     assert reviews.send_reminders(now=week) == {"reminded": 1}
     assert reviews.send_reminders(now=week + DAY) == {"reminded": 0}  # once
-    outbox.sweep()
+    sweeper.sweep()
     (received,) = smtp.messages
     assert received.rcpt_tos == [alice.email]
     assert received.message["Subject"] == "A minute for your visit to Test Clinic?"

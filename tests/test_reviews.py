@@ -10,7 +10,7 @@ import time_machine
 
 from clinic import appointments, clock, db, reviews, signing
 from clinic.jobs import scheduler
-from clinic.mail import outbox
+from clinic.mail import sweeper
 from clinic.models import Appointment, DoctorRating, JobState, Message, Review
 from tests.conftest import login
 
@@ -42,7 +42,7 @@ def test_a_visit_completed_today_gets_one_request_with_a_link_and_no_medical_det
     now = clock.now()
     visit = completed_visit(alice, carol, now - timedelta(hours=3))
     assert reviews.send_requests(now=now) == {"requested": 1}
-    assert outbox.sweep() == 1
+    assert sweeper.sweep() == 1
     (received,) = smtp.messages
     assert received.rcpt_tos == [alice.email]
     assert received.message["Subject"] == "How was your visit to Test Clinic?"
@@ -62,7 +62,7 @@ def test_a_second_run_asks_nobody_twice(smtp_settings, smtp, alice, carol):
     completed_visit(alice, carol, now - timedelta(hours=3))
     assert reviews.send_requests(now=now) == {"requested": 1}
     assert reviews.send_requests(now=now + timedelta(hours=1)) == {"requested": 0}
-    outbox.sweep()
+    sweeper.sweep()
     assert len(smtp.messages) == 1
 
 
@@ -107,7 +107,7 @@ def test_the_link_from_the_email_opens_the_form_without_signing_in(smtp_settings
                                                                     alice, carol):
     completed_visit(alice, carol, clock.now() - timedelta(hours=3))
     reviews.send_requests()
-    outbox.sweep()
+    sweeper.sweep()
     text = smtp.messages[0].message.get_body(("plain",)).get_content()
     response = client.get(LINK.search(text).group(1))
     assert response.status == 200

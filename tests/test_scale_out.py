@@ -12,7 +12,7 @@ What it shows, in one run (processes are slow to start, so the story is told onc
 - of the two workers that may schedule, one holds the scheduler and `health` names it;
 - Refresh on the dashboard in one web process reaches the figures kept by the other.
 
-The sweeper takes a row left in ``sending`` for a dead worker's only after outbox.stuck_after()
+The sweeper takes a row left in ``sending`` for a dead worker's only after delivery.stuck_after()
 (10 minutes). Rather than wait, the recovering sweeps run as real `run.py job run outbox-sweep`
 processes whose clock is moved that far ahead with time-machine: the same code, started later.
 """
@@ -33,7 +33,7 @@ from pathlib import Path
 import pytest
 
 from clinic import appointments, clock, db, people, settings, stats
-from clinic.mail import outbox
+from clinic.mail import delivery
 from clinic.models import Appointment, Message, MonthlyReport, TaskRun
 from clinic.web import create_app
 from tests import backends
@@ -45,7 +45,7 @@ SECRET = "scale-out-secret-key-0123456789abcdef"
 
 pytestmark = pytest.mark.slow
 
-# The recovering sweep, started as if outbox.stuck_after() had passed: argv[1] is how far ahead.
+# The recovering sweep, started as if delivery.stuck_after() had passed: argv[1] is how far ahead.
 SWEEP_LATER = """
 import sys
 from datetime import UTC, datetime, timedelta
@@ -242,7 +242,7 @@ def test_many_processes_send_every_email_once_and_book_every_slot_once(servers, 
         until(all_ran, timeout=60, what="the queued jobs to run")
 
         # -- the sweeper, as it runs once the stuck rows are old enough, in three processes ---
-        later = (outbox.stuck_after() + timedelta(minutes=1)).total_seconds()
+        later = (delivery.stuck_after() + timedelta(minutes=1)).total_seconds()
         sweeps = [subprocess.Popen([sys.executable, "-c", SWEEP_LATER, str(later)], cwd=ROOT,
                                    env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                    text=True) for _ in range(3)]

@@ -8,7 +8,7 @@ import pytest
 import time_machine
 
 from clinic import appointments, reminders, settings, timeline
-from clinic.mail import outbox
+from clinic.mail import sweeper
 from clinic.models import Appointment, Message
 from huey_config import huey
 from tests.conftest import TZ, login
@@ -59,7 +59,7 @@ def booked(smtp_settings, smtp, alice, carol):
     sent."""
     appt = book(alice, carol, VISIT)
     huey.flush()
-    outbox.sweep(now=MORNING)
+    sweeper.sweep(now=MORNING)
     return appt
 
 
@@ -83,7 +83,7 @@ def test_a_reminder_is_sent_once_the_job_ran(booked, smtp):
     assert find(booked, due - timedelta(minutes=1), "24 h reminder planned").status == "planned"
     assert at(due, reminders.send_advance) == {"sent": 1, "skipped": 0}
     assert find(booked, due, "24 h reminder waiting to be sent").status == "pending"
-    outbox.sweep(now=due)
+    sweeper.sweep(now=due)
     sent = find(booked, due, "24 h reminder sent")
     assert (sent.at, sent.status, sent.detail) == (due, "sent", "to alice@example.com")
     assert sent.message_id == Message.get(Message.kind == "reminder_advance").id
@@ -102,10 +102,10 @@ def test_a_reminder_due_but_not_yet_run_says_the_job_will_decide(booked):
 def test_after_a_cancellation_the_reminders_to_come_are_not_sent_and_say_why(booked, erin):
     sent_at = local(2031, 3, 13, 10, 0)
     at(sent_at, reminders.send_advance)
-    outbox.sweep(now=sent_at)
+    sweeper.sweep(now=sent_at)
     cancelled_at = local(2031, 3, 13, 18, 0)
     at(cancelled_at, appointments.cancel, booked, erin)
-    outbox.sweep(now=cancelled_at)
+    sweeper.sweep(now=cancelled_at)
     assert story(booked, cancelled_at) == [
         ("12 08:00", "Booked", "done"),
         ("12 08:00", "Confirmation email sent", "sent"),
@@ -144,7 +144,7 @@ def test_a_reminder_skipped_by_the_job_shows_the_reason_from_its_row(smtp_settin
 def test_a_failed_confirmation_shows_the_error(smtp_settings, smtp, alice, carol):
     smtp.answer("550")
     appt = book(alice, carol, VISIT)
-    outbox.sweep(now=MORNING)
+    sweeper.sweep(now=MORNING)
     failed = find(appt, MORNING, "Confirmation email failed")
     assert failed.status == "failed"
     assert failed.detail.startswith("to alice@example.com: recipient refused: 550")
@@ -154,7 +154,7 @@ def test_a_move_shows_the_new_time_and_what_was_about_the_old_one(booked, erin):
     moved_at = local(2031, 3, 12, 12, 0)
     new_start = local(2031, 3, 15, 11, 0)
     at(moved_at, appointments.reschedule, booked, new_start, erin)
-    outbox.sweep(now=moved_at)
+    sweeper.sweep(now=moved_at)
     moved = find(booked, moved_at, "Moved")
     assert moved.detail == "to Sat 15 Mar 2031, 11:00"
     old = find(booked, moved_at, "Confirmation email sent")
@@ -209,7 +209,7 @@ def morning():
 def test_the_admin_sees_the_timeline_with_links_to_the_messages(morning, smtp_settings,
                                                                 new_client, alice, carol, erin):
     appt = book(alice, carol, VISIT)
-    outbox.sweep()
+    sweeper.sweep()
     admin = new_client()
     login(admin, erin)
     page = admin.get(f"/admin/appointments/{appt.id}").text
@@ -224,7 +224,7 @@ def test_a_doctor_sees_the_timeline_of_their_own_appointments_only(morning, smtp
                                                                    new_client, alice, carol,
                                                                    dave):
     appt = book(alice, carol, VISIT)
-    outbox.sweep()
+    sweeper.sweep()
     own = new_client()
     login(own, carol)
     page = own.get(f"/doctor/appointments/{appt.id}")

@@ -12,8 +12,8 @@ from datetime import timedelta
 from huey.exceptions import HueyException
 from huey.registry import Message
 
-from clinic import clock, db
-from clinic.errors import Conflict, NotFound, check
+from clinic import clock, db, filters
+from clinic.errors import Conflict, NotFound
 from clinic.jobs import runs, scheduler
 from clinic.models import TASK_RUN_STATES, JobState, TaskRecord, TaskRun
 from huey_config import huey
@@ -43,21 +43,11 @@ def progress_of(run):
 def search(job="", state="", day_from="", day_to="", limit=25, offset=0):
     """Task runs, newest first, filtered by job, state and clinic-local days (both included).
     Raises Invalid (with the field) for a state or a date it does not know."""
-    errors = {}
-    if state and state not in TASK_RUN_STATES:
-        errors["state"] = "Choose a state from the list."
-    since, before = clock.days_between(day_from, day_to, errors)
-    check(errors)
-    query = TaskRun.select()
-    if job:
-        query = query.where(TaskRun.job == job)
-    if state:
-        query = query.where(TaskRun.state == state)
-    if since:
-        query = query.where(TaskRun.queued_at >= since)
-    if before:
-        query = query.where(TaskRun.queued_at < before)
-    return query.order_by(TaskRun.queued_at.desc(), TaskRun.id.desc()).limit(limit).offset(offset)
+    return filters.page(
+        TaskRun.select(), TaskRun.queued_at, day_from, day_to,
+        choices={"state": (state, TASK_RUN_STATES, "Choose a state from the list.")},
+        where=[TaskRun.job == job if job else None, TaskRun.state == state if state else None],
+        order=(TaskRun.queued_at.desc(), TaskRun.id.desc()), limit=limit, offset=offset)
 
 
 def history(failed=False, limit=20):

@@ -124,7 +124,7 @@ declare("daily-reminders", "daily_reminder_at", "08:00", "clinic.reminders.send_
         URGENT, "Reminds every patient with a visit today.", catch_up=SAME_DAY)
 declare("advance-reminders", "advance_reminder_sweep", "every 5m", "clinic.reminders.send_advance",
         URGENT, "Sends the reminders due before each visit (24 h and 2 h by default).")
-declare("outbox-sweep", "outbox_sweep", "every 1m", "clinic.mail.outbox.sweep",
+declare("outbox-sweep", "outbox_sweep", "every 1m", "clinic.mail.sweeper.sweep",
         URGENT, "Re-queues emails left waiting or stuck while being sent.")
 declare("monthly-reports", "monthly_report_at", "1 09:00", "clinic.reports.send_monthly",
         NORMAL, "Sends each active doctor a report on the previous month.")
@@ -133,7 +133,7 @@ declare("review-requests", "review_request_at", "10:00", "clinic.reviews.send_re
 declare("review-reminders", "review_reminder_at", "10:30", "clinic.reviews.send_reminders",
         NORMAL, "Reminds patients once, 7 days after a review request, if they gave no review.",
         catch_up=SAME_DAY)
-declare("retry-failed", "retry_sweep", "every 1h", "clinic.mail.outbox.retry_failed",
+declare("retry-failed", "retry_sweep", "every 1h", "clinic.mail.sweeper.retry_failed",
         NORMAL, "Retries emails that failed for a passing reason.")
 declare("no-shows", "no_show_sweep", "every 15m", "clinic.appointments.mark_no_shows",
         NORMAL, "Marks visits still booked well after their start as no-shows.")

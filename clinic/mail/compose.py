@@ -146,6 +146,11 @@ def make_templates():
 templates = make_templates()
 _KIND = re.compile(r"[a-z][a-z0-9_]*")
 
+# The kinds whose body holds a live secret link (clinic/accounts.py: set a new password, confirm
+# a new address): the admin's Messages page never shows their body, and delivery empties it
+# once the message is sent, so the link lives only in the recipient's mailbox.
+SECRET_LINK_KINDS = ("password_reset", "email_change")
+
 
 def render(kind, **context):
     """``(subject, text, html)`` of the email ``kind`` from templates/emails/<kind>.subject.txt,

@@ -2,10 +2,10 @@
 carry, and the signed link in them that lets the patient see, confirm, cancel or move the
 appointment without signing in.
 
-Each notice is written to the outbox (clinic/outbox.py) inside the transaction that books, moves
-or cancels the appointment (appointments._after_booking / _after_cancel): a rolled-back booking
-leaves no email, and delivery is queued only after the commit, so the booking never waits for
-SMTP. One outbox key per change makes a second call for the same change harmless:
+Each notice is written to the outbox (clinic/mail/outbox.py) inside the transaction that books,
+moves or cancels the appointment (appointments._after_booking / _after_cancel): a rolled-back
+booking leaves no email, and delivery is queued only after the commit, so the booking never
+waits for SMTP. One outbox key per change makes a second call for the same change harmless:
 
     confirmation:<id>:<start>                 the booking
     rescheduled:<id>:<start>:<moved at>       each move (moving back to an earlier time is a

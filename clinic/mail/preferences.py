@@ -7,8 +7,9 @@ The link is signed (purpose "unsubscribe", the patient's id and the kind), works
 in, names one patient and one kind, and cannot be changed into a link for anyone else.
 
 Wanting is the default: a row in OptOut means "not this kind". The outbox asks ``opted_out()``
-when it writes an optional email (clinic/outbox.py) and records the message as skipped, with the
-reason, instead of sending it; saying no also skips those of the kind still waiting to be sent.
+when it writes an optional email (clinic/mail/outbox.py) and records the message as skipped,
+with the reason, instead of sending it; saying no also skips those of the kind still waiting
+to be sent.
 """
 
 from clinic import clock, settings, signing

@@ -131,6 +131,19 @@ class Sender:
                 if not (kept and _closed_by_server(exc)):
                     raise _classified(exc) from exc
 
+    def check(self):
+        """Connect to the SMTP server (and sign in), ask it for a NOOP, and close: can mail be
+        sent? Raises Unavailable, as send() does, when the server cannot be used."""
+        s = self.settings
+        self.connection = self._connect()
+        try:
+            self.connection.noop()
+        except _SERVER_ERRORS as exc:
+            self._drop()
+            raise Unavailable(f"cannot use the SMTP server {s.smtp_host}:{s.smtp_port}: "
+                              f"{classify(exc)}") from exc
+        self.close()
+
     def close(self):
         if self.connection is not None:
             try:

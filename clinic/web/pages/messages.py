@@ -16,7 +16,7 @@ from clinic import clock, health, settings, timeline
 from clinic.errors import Invalid
 from clinic.jobs import scheduler
 from clinic.jobs.queue import URGENT
-from clinic.mail import compose, outbox
+from clinic.mail import compose, lookup, outbox
 from clinic.models import MESSAGE_STATUSES
 from clinic.web import current_user, flash, one_page, page, paging, redirect, render, templates
 
@@ -56,43 +56,46 @@ def messages_page():
     number, window = paging()
     errors = {}
     try:
-        rows, more = one_page(outbox.search(filters["status"], filters["kind"], filters["q"],
-                                             filters["from"], filters["to"], **window))
+        rows, more = one_page(lookup.search(filters["status"], filters["kind"], filters["q"],
+                                            filters["from"], filters["to"], **window))
     except Invalid as exc:
         rows, more, errors = [], False, exc.fields
     return render("admin/messages.html", status=400 if errors else 200, messages=rows,
                   more=more, page=number, form=filters, errors=errors,
-                  statuses=MESSAGE_STATUSES, kinds=outbox.kinds(),
+                  statuses=MESSAGE_STATUSES, kinds=lookup.kinds(),
                   outbox_folder=_outbox_folder())
 
 
 def _message_page(message, status=200, **context):
     return render("admin/messages_detail.html", status=status, message=message,
-                  headers=outbox.headers(message), outbox_folder=_outbox_folder(), **context)
+                  headers=lookup.headers(message), outbox_folder=_outbox_folder(),
+                  secret=message.kind in compose.SECRET_LINK_KINDS, **context)
 
 
 @routes.get("/admin/messages/<message_id:int>")
 @page("admin")
 def message_page(message_id):
-    return _message_page(outbox.message_for(message_id))
+    return _message_page(lookup.message_for(message_id))
 
 
 @routes.get("/admin/messages/<message_id:int>/html")
 @page("admin")
 def message_html(message_id):
-    message = outbox.message_for(message_id)
+    message = lookup.message_for(message_id)
     response.set_header("Content-Security-Policy", BODY_POLICY)
     response.set_header("X-Frame-Options", "SAMEORIGIN")
     response.content_type = "text/html; charset=utf-8"
+    if message.kind in compose.SECRET_LINK_KINDS:
+        return "<p>Not shown: holds a sign-in link.</p>"
     return message.html_body
 
 
 @routes.post("/admin/messages/<message_id:int>/resend")
 @page("admin")
 def resend(message_id):
-    message = outbox.message_for(message_id)
+    message = lookup.message_for(message_id)
     if not outbox.resend(message.id):
-        message = outbox.message_for(message_id)
+        message = lookup.message_for(message_id)
         return _message_page(message, status=409, errors={
             "__all__": f"Only a failed message can be sent again; this one is {message.status}."})
     flash(f"The message to {message.recipient} is queued again: it goes out in a moment. "
