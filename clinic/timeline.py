@@ -3,7 +3,7 @@ the emails about it and what became of each (sent, waiting, failed with the erro
 the reason), the reminders still to come, how it ended, the review. It answers "why did Mrs X not
 get her reminder?".
 
-Everything comes from what is stored: the appointment, its outbox rows (clinic/outbox.py), its
+Everything comes from what is stored: the appointment, its outbox rows (clinic/mail/outbox.py), its
 treatment record's time and its review's. Reminders that have no row yet are worked out from the
 settings with ``reminders.due_at`` (the rule the reminder jobs follow) and the daily-reminders
 job's schedule: planned while the visit is to come, not sent once it was cancelled, completed or

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from peewee import SqliteDatabase, Table
 
 from clinic import db
@@ -102,9 +103,16 @@ def test_processes_starting_together_migrate_once(clinic_settings):
     assert sum("up to date" in out for out in outputs) == 3, outputs
 
 
-def test_runs_recorded_under_the_old_task_names_take_the_new_ones(clinic_settings):
+@pytest.mark.parametrize("old, module, name", [
+    ("clinic.tasks.run_job", "clinic.jobs.scheduler", "run_job"),
+    ("clinic.tasks.send_messages", "clinic.mail.delivery", "send_messages"),
+])
+def test_runs_recorded_under_the_old_task_names_take_the_new_ones(clinic_settings, old, module,
+                                                                   name):
     """The tasks left clinic/tasks.py for the modules whose work they do: a run recorded before
-    the move names its task as it is declared now, so Retry still finds it."""
+    the move names its task as Huey has it registered now, so Retry still finds it."""
+    import importlib
+
     from clinic.models import TaskRun
     from clinic.web import create_app
 
@@ -113,35 +121,12 @@ def test_runs_recorded_under_the_old_task_names_take_the_new_ones(clinic_setting
         runner = db.runner()
         before = [m.name for m in runner.migrations()]
         runner.up(target=before[before.index("0007_task_names") - 1])
-        old = {"task_id": "t1", "job": "cleanup", "task": "clinic.tasks.run_job", "summary": "",
-               "progress_id": "", "state": "failed", "queued_at": "2026-01-01 00:00:00",
-               "attempt": 1, "error": "boom", "traceback": "", "worker": ""}
-        Table("task_run", tuple(old)).bind(db.database).insert(**old).execute()
+        row = {"task_id": "t1", "job": name, "task": old, "summary": "", "progress_id": "",
+               "state": "failed", "queued_at": "2026-01-01 00:00:00", "attempt": 1,
+               "error": "boom", "traceback": "", "worker": ""}
+        Table("task_run", tuple(row)).bind(db.database).insert(**row).execute()
     assert "0007_task_names" in db.migrate()
+    declared = type(getattr(importlib.import_module(module), name).s())  # as Huey registered it
     with db.database.connection_context():
-        assert TaskRun.get(TaskRun.task_id == "t1").task == "clinic.jobs.scheduler.run_job"
-
-
-def test_runs_of_the_outbox_tasks_take_the_names_of_their_new_module(clinic_settings):
-    """send_messages and send_due_messages moved beside the delivery they run
-    (clinic/mail/delivery.py): a run recorded before names its task as it is declared now."""
-    from clinic.mail import delivery
-    from clinic.models import TaskRun
-    from clinic.web import create_app
-
-    create_app(clinic_settings)
-    with db.database.connection_context():
-        runner = db.runner()
-        before = [m.name for m in runner.migrations()]
-        runner.up(target=before[before.index("0008_delivery_task_names") - 1])
-        old = {"task_id": "t1", "job": "send_messages", "task": "clinic.mail.outbox.send_messages",
-               "summary": "", "progress_id": "", "state": "failed",
-               "queued_at": "2026-01-01 00:00:00", "attempt": 1, "error": "boom",
-               "traceback": "", "worker": ""}
-        Table("task_run", tuple(old)).bind(db.database).insert(**old).execute()
-    assert "0008_delivery_task_names" in db.migrate()
-    with db.database.connection_context():
-        declared = type(delivery.send_messages.s([]))  # the task class Huey registered
         assert (TaskRun.get(TaskRun.task_id == "t1").task
-                == f"{declared.__module__}.{declared.__name__}"
-                == "clinic.mail.delivery.send_messages")
+                == f"{declared.__module__}.{declared.__name__}" == f"{module}.{name}")

@@ -33,6 +33,7 @@ from pathlib import Path
 import pytest
 
 from clinic import appointments, clock, db, people, settings, stats
+from clinic.jobs import scheduler
 from clinic.mail import delivery
 from clinic.models import Appointment, Message, MonthlyReport, TaskRun
 from clinic.web import create_app
@@ -222,11 +223,11 @@ def test_many_processes_send_every_email_once_and_book_every_slot_once(servers, 
         smtp.answer("accept")
 
         # -- more workers; one may schedule beside one that may too ---------------------------
-        scheduler = Proc("worker 2", ["run.py", "worker"], env)
+        ticker = Proc("worker 2", ["run.py", "worker"], env)
         rival = Proc("worker 3", ["run.py", "worker"], env)
         plain = Proc("worker 4", ["run.py", "worker", "--no-scheduler"], env)
-        procs += [scheduler, rival, plain]
-        for proc in (scheduler, rival, plain):
+        procs += [ticker, rival, plain]
+        for proc in (ticker, rival, plain):
             proc.wait_for("worker is running")
 
         # -- the reminder sweep and the monthly reports, queued three times each at once ------
@@ -280,7 +281,7 @@ def test_many_processes_send_every_email_once_and_book_every_slot_once(servers, 
         health = subprocess.run([sys.executable, "run.py", "health"], cwd=ROOT, env=env,
                                 capture_output=True, text=True, timeout=60, check=False)
         line = next(li for li in health.stdout.splitlines() if li.startswith("scheduler"))
-        holders = {f"pid {p.pid}" for p in (scheduler, rival)}
+        holders = {f"pid {p.pid}" for p in (ticker, rival)}
         assert " ok " in line and any("held by " in line and h in line for h in holders), line
         assert f"pid {plain.pid}" not in line
 

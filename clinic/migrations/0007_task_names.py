@@ -4,8 +4,8 @@ modules whose work they do, so the runs on record take the new names: Retry find
 from peewee import *  # noqa: F403
 
 RENAMED = {
-    'clinic.tasks.send_messages': 'clinic.mail.outbox.send_messages',
-    'clinic.tasks.send_due_messages': 'clinic.mail.outbox.send_due_messages',
+    'clinic.tasks.send_messages': 'clinic.mail.delivery.send_messages',
+    'clinic.tasks.send_due_messages': 'clinic.mail.delivery.send_due_messages',
     'clinic.tasks.scheduler_tick': 'clinic.jobs.scheduler.scheduler_tick',
     'clinic.tasks.run_job': 'clinic.jobs.scheduler.run_job',
     'clinic.tasks.export_history': 'clinic.exports.export_history',
