@@ -37,13 +37,13 @@ from clinic.jobs import progress
 from clinic.jobs.queue import NORMAL
 from clinic.mail import outbox
 from clinic.models import Appointment, Export, TaskRecord, Treatment, User
-from clinic.settings import Setting, _duration
+from clinic.settings import Setting
 from huey_config import huey
 
 log = logging.getLogger("clinic.exports")
 
 settings.register(
-    Setting("export_ttl", "72h", _duration,
+    Setting("export_ttl", "72h", settings.duration,
             "How long a patient's history export can be downloaded; the clean-up job deletes "
             "the file after that."),
 )

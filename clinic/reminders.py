@@ -54,7 +54,7 @@ from clinic import appointments, clock, db, settings
 from clinic.jobs.queue import URGENT
 from clinic.mail import notices, outbox
 from clinic.models import ACTIVE_STATUSES, Appointment, Doctor, Message, User
-from clinic.settings import Setting, _durations
+from clinic.settings import Setting
 
 DAY = timedelta(days=1)
 TOO_LATE = timedelta(minutes=15)  # a missed reminder is not sent this close to the visit
@@ -62,7 +62,7 @@ MISSED = "the clinic was not running when this reminder was due"
 
 
 def _offsets(raw):
-    values = _durations(raw)
+    values = settings.durations(raw)
     if min(values) < 2 * TOO_LATE:
         raise ValueError("each offset must be 30m or more")
     return values

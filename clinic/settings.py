@@ -22,17 +22,14 @@ class SettingsError(ValueError):
 
 
 # -- parsers: each takes the raw string and returns the typed value or raises ValueError --------
+# The public ones also parse settings that other modules register().
 
 
-def _str(raw):
+def text(raw):
     return raw.strip()
 
 
-def _int(raw):
-    return int(raw.strip())
-
-
-def _port(raw):
+def port(raw):
     value = int(raw.strip())
     if not 0 <= value <= 65535:
         raise ValueError("a port is a number from 0 to 65535")
@@ -46,15 +43,6 @@ def _positive_int(raw):
     return value
 
 
-def _bool(raw):
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError("expected true or false")
-
-
 def _timezone(raw):
     try:
         return ZoneInfo(raw.strip())
@@ -62,14 +50,7 @@ def _timezone(raw):
         raise ValueError("not a time zone name such as Europe/Berlin") from None
 
 
-def _time_of_day(raw):
-    match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", raw.strip())
-    if not match:
-        raise ValueError("expected a time of day as HH:MM")
-    return f"{int(match.group(1)):02d}:{match.group(2)}"
-
-
-def _duration(raw):
+def duration(raw):
     """'90m', '2h', '3d', '45s' or a bare number of seconds."""
     match = re.fullmatch(r"(\d+)\s*([smhd]?)", raw.strip().lower())
     if not match:
@@ -78,14 +59,14 @@ def _duration(raw):
     return timedelta(seconds=int(match.group(1)) * unit)
 
 
-def _durations(raw):
-    values = [_duration(part) for part in raw.split(",") if part.strip()]
+def durations(raw):
+    values = [duration(part) for part in raw.split(",") if part.strip()]
     if not values:
         raise ValueError("expected one or more durations such as 24h,2h")
     return tuple(sorted(values, reverse=True))
 
 
-def _choice(*options):
+def choice(*options):
     def parse(raw):
         value = raw.strip().lower()
         if value not in options:
@@ -147,9 +128,9 @@ class Setting:
 
 
 SETTINGS = [
-    Setting("host", "127.0.0.1", _str, "Address the web server listens on."),
-    Setting("port", "8080", _port, "Port the web server listens on (0 picks a free one)."),
-    Setting("data_dir", "./data", _str,
+    Setting("host", "127.0.0.1", text, "Address the web server listens on."),
+    Setting("port", "8080", port, "Port the web server listens on (0 picks a free one)."),
+    Setting("data_dir", "./data", text,
             "Folder for the database, the queue, the secret key, exports and the mail outbox."),
     Setting("database_url", None, _url("sqlite", "postgresql", "postgres"),
             "Where the clinic's data lives. Default: sqlite:///<data_dir>/clinic.db."),
@@ -160,37 +141,37 @@ SETTINGS = [
             "database need different names."),
     Setting("timezone", None, _timezone,
             "The clinic's time zone (IANA name). Default: the machine's."),
-    Setting("secret_key", None, _str,
+    Setting("secret_key", None, text,
             "Key that signs links and CSRF tokens. Default: generated once into "
             "<data_dir>/secret_key.", secret=True),
-    Setting("admin_email", "", _str, "Email of the admin created on the first start."),
-    Setting("admin_password", "", _str,
+    Setting("admin_email", "", text, "Email of the admin created on the first start."),
+    Setting("admin_password", "", text,
             "Password of that admin. Default: a one-time password printed at the first start.",
             secret=True),
-    Setting("name", "Clinic", _str, "The clinic's name, shown on pages and in emails."),
-    Setting("address", "", _str, "The clinic's street address, shown in emails and invites."),
-    Setting("base_url", None, _str,
+    Setting("name", "Clinic", text, "The clinic's name, shown on pages and in emails."),
+    Setting("address", "", text, "The clinic's street address, shown in emails and invites."),
+    Setting("base_url", None, text,
             "Public address used in links in emails. Default: http://<host>:<port>."),
-    Setting("cancel_cutoff", "2h", _duration,
+    Setting("cancel_cutoff", "2h", duration,
             "How long before the start a patient may still cancel or reschedule."),
-    Setting("stats_cache_ttl", "5m", _duration,
+    Setting("stats_cache_ttl", "5m", duration,
             "How long the admin dashboard's figures are served from the cache."),
-    Setting("session_lifetime", "14d", _duration, "How long a sign-in lasts without activity."),
+    Setting("session_lifetime", "14d", duration, "How long a sign-in lasts without activity."),
     Setting("web_threads", "4", _positive_int,
             "Threads serving web requests (waitress's threads): this many requests are "
             "answered at once, and the rest wait in line for a free thread. 4 is waitress's "
             "own default."),
-    Setting("trusted_proxy", "", _str,
+    Setting("trusted_proxy", "", text,
             "Address of the reverse proxy in front of the web processes (e.g. 127.0.0.1): only "
             "its X-Forwarded-For and X-Forwarded-Proto are believed. Default: nobody's."),
     Setting("workers", "2", _positive_int,
             "Threads running background jobs at once (Huey's workers in this process); an "
             "idle one starts a job queued by this process at once, and finds one queued by "
             "another process within a second (at once with a Redis or PostgreSQL queue)."),
-    Setting("shutdown_timeout", "30s", _duration,
+    Setting("shutdown_timeout", "30s", duration,
             "On Ctrl-C or SIGTERM, how long to wait for running jobs to finish."),
-    Setting("booking_horizon", "90d", _duration, "How far ahead patients may book."),
-    Setting("no_show_after", "1h", _duration,
+    Setting("booking_horizon", "90d", duration, "How far ahead patients may book."),
+    Setting("no_show_after", "1h", duration,
             "How long after its start a visit still booked or confirmed becomes a no-show."),
 ]
 

@@ -10,7 +10,7 @@ import ssl
 
 from clinic import clock, settings
 from clinic.mail.errors import PermanentError, TransientError, Unavailable
-from clinic.settings import Setting, _choice, _duration, _port, _str
+from clinic.settings import Setting
 
 log = logging.getLogger("clinic.mail.compose")
 
@@ -19,20 +19,22 @@ log = logging.getLogger("clinic.mail.compose")
 
 
 def _timeout(raw):
-    value = _duration(raw)
+    value = settings.duration(raw)
     if not value:
         raise ValueError("must be more than 0 seconds")
     return value
 
 
 settings.register(
-    Setting("smtp_host", "", _str,
+    Setting("smtp_host", "", settings.text,
             "SMTP server that sends the clinic's email. Empty: each email is written to "
             "<data_dir>/outbox/ as an .eml file instead, and nothing is sent."),
-    Setting("smtp_port", "587", _port, "Port of the SMTP server: 587 for starttls, 465 for tls."),
-    Setting("smtp_user", "", _str, "User name on the SMTP server. Empty: do not sign in."),
+    Setting("smtp_port", "587", settings.port,
+            "Port of the SMTP server: 587 for starttls, 465 for tls."),
+    Setting("smtp_user", "", settings.text,
+            "User name on the SMTP server. Empty: do not sign in."),
     Setting("smtp_password", "", str, "Password on the SMTP server.", secret=True),
-    Setting("smtp_security", "starttls", _choice("none", "starttls", "tls"),
+    Setting("smtp_security", "starttls", settings.choice("none", "starttls", "tls"),
             "How the SMTP connection is encrypted: starttls, tls, or none (a local relay only)."),
     Setting("smtp_timeout", "10s", _timeout,
             "How long to wait for the SMTP server at each step before trying again later."),
