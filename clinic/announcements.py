@@ -20,7 +20,7 @@ from datetime import date
 
 from peewee import fn
 
-from clinic import appointments, clock, people, settings
+from clinic import clock, people, settings
 from clinic.errors import Conflict, NotFound, check
 from clinic.jobs import progress
 from clinic.jobs.queue import BULK
@@ -108,8 +108,8 @@ def recipients(audience):
     if audience["type"] == "doctor":
         query = query.where(fn.EXISTS(visits.where(Appointment.doctor == audience["doctor_id"])))
     elif audience["type"] == "appointments":
-        lo, _ = appointments.day_bounds(date.fromisoformat(audience["from"]))
-        _, hi = appointments.day_bounds(date.fromisoformat(audience["to"]))
+        lo, _ = clock.day_bounds(date.fromisoformat(audience["from"]))
+        _, hi = clock.day_bounds(date.fromisoformat(audience["to"]))
         query = query.where(fn.EXISTS(visits.where(Appointment.start >= lo,
                                                    Appointment.start < hi)))
     return query

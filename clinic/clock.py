@@ -6,6 +6,7 @@ import functools
 from datetime import UTC, date, datetime, time, timedelta
 
 from clinic import settings
+from clinic.errors import Invalid
 
 
 def now():
@@ -39,6 +40,14 @@ def _formatted(value, fmt, tz):
     return value.astimezone(tz).strftime(fmt)
 
 
+def day_bounds(day, tz=None):
+    """[start, end) of a clinic-local day as UTC instants (23 or 25 hours on DST days)."""
+    tz = tz or zone()
+    start = datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
+    end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz).astimezone(UTC)
+    return start, end
+
+
 def midnight(day):
     """The instant the clinic-local ``day`` begins."""
     return to_utc(datetime.combine(day, time()))
@@ -54,6 +63,18 @@ def days_between(day_from, day_to, errors):
         errors["to"] = "The last day comes before the first."
     return (midnight(first) if first else None,
             midnight(last + timedelta(days=1)) if last else None)
+
+
+def parse_day(raw, default=None):
+    """A clinic-local day from YYYY-MM-DD (default: ``default``, else today); Invalid if it is
+    not one."""
+    if not raw:
+        return default or local().date()
+    try:
+        return date.fromisoformat(raw.strip())
+    except ValueError:
+        raise Invalid("date must be YYYY-MM-DD",
+                      {"date": "Enter the date as YYYY-MM-DD."}) from None
 
 
 def _form_day(raw, field, errors):

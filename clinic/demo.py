@@ -8,7 +8,7 @@ the password demo1234. The demo patient has a history of completed visits with t
 import random
 from datetime import timedelta
 
-from clinic import appointments, auth, clock
+from clinic import appointments, auth, clock, slots
 from clinic.db import database
 from clinic.models import Appointment, Doctor, Patient, Treatment, User
 
@@ -122,17 +122,17 @@ def create(now=None, patients=40, seed=7, progress=None):
         main_doctor = doctors[0]
         for months_ago in range(1, 7):
             day = today - timedelta(days=61 * months_ago)
-            while not appointments.grid(main_doctor, day):  # the nearest working day before
+            while not slots.grid(main_doctor, day):  # the nearest working day before
                 day -= timedelta(days=1)
-            slots = appointments.grid(main_doctor, day)
-            add(main_doctor, people[0], slots[len(slots) // 3], "completed",
+            starts = slots.grid(main_doctor, day)
+            add(main_doctor, people[0], starts[len(starts) // 3], "completed",
                 VISITS[months_ago % len(VISITS)])
 
         # Ninety days of past visits, and two weeks ahead, across all doctors.
         for offset in range(-90, 15):
             day = today + timedelta(days=offset)
             for doctor in doctors:
-                for start in appointments.grid(doctor, day):
+                for start in slots.grid(doctor, day):
                     if rng.random() > (0.45 if offset <= 0 else 0.3):
                         continue
                     patient = rng.choice(people[1:])
@@ -147,7 +147,7 @@ def create(now=None, patients=40, seed=7, progress=None):
 
         # The demo patient's next visits: one tomorrow-ish with the demo doctor.
         for offset in range(1, 8):
-            free = appointments.free_slots(main_doctor, today + timedelta(days=offset), now=now)
+            free = slots.free_slots(main_doctor, today + timedelta(days=offset), now=now)
             if free and add(main_doctor, people[0], free[len(free) // 2], "booked"):
                 break
         progress(3, steps, "appointments")

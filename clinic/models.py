@@ -94,6 +94,20 @@ class Appointment(BaseModel):
             (("patient", "start"), False),
         )
 
+    @classmethod
+    def with_people(cls):
+        """Appointments with their patient and doctor users (``.patient``, ``.doctor``) and the
+        doctor's practice details (``.doctor_profile``) in one query."""
+        patient_user = User.alias("patient_user")
+        doctor_user = User.alias("doctor_user")
+        return (cls
+                .select(cls, patient_user, doctor_user, Doctor)
+                .join(patient_user, on=(cls.patient == patient_user.id), attr="patient")
+                .switch(cls)
+                .join(doctor_user, on=(cls.doctor == doctor_user.id), attr="doctor")
+                .switch(cls)
+                .join(Doctor, on=(Doctor.user == cls.doctor), attr="doctor_profile"))
+
 
 # One live appointment per doctor and start: the database, not Python, settles a race for a slot.
 Appointment.add_index(

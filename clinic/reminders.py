@@ -50,7 +50,7 @@ from types import SimpleNamespace
 
 from peewee import SQL, Cast, Value, fn
 
-from clinic import appointments, clock, db, settings
+from clinic import clock, db, settings
 from clinic.jobs.queue import URGENT
 from clinic.mail import notices, outbox
 from clinic.models import ACTIVE_STATUSES, Appointment, Doctor, Message, User
@@ -115,7 +115,7 @@ def send_daily(now=None):
     """The daily-reminders job: remind every visit of today (clinic time) once. Returns
     ``{"sent": n, "skipped": m}``."""
     now = now or clock.now()
-    lo, hi = appointments.day_bounds(clock.local(now).date())
+    lo, hi = clock.day_bounds(clock.local(now).date())
     window = (Appointment.status.in_(ACTIVE_STATUSES)
               & (Appointment.start >= lo) & (Appointment.start < hi))
     visits, taken, _ = _visits(window, "reminder_daily", _unwritten("reminder_daily"))

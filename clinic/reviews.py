@@ -14,7 +14,7 @@ from datetime import timedelta
 
 from peewee import Cast, fn
 
-from clinic import appointments, clock, settings, signing
+from clinic import clock, settings, signing
 from clinic.db import database
 from clinic.errors import ClinicError, NotFound, check
 from clinic.mail import outbox
@@ -46,7 +46,7 @@ def send_requests(now=None):
     asked = Message.select(Message.id).where(Message.appointment == Appointment.id,
                                              Message.kind == "review_request")
     reviewed = Review.select(Review.id).where(Review.appointment == Appointment.id)
-    visits = (appointments.with_people()
+    visits = (Appointment.with_people()
               .join_from(Appointment, Treatment, on=(Treatment.appointment == Appointment.id))
               .where(Appointment.status == "completed",
                      Treatment.created_at > now - REQUEST_WINDOW, Treatment.created_at <= now,
@@ -96,7 +96,7 @@ def send_reminders(now=None):
     reminded = Message.select(Message.id).where(Message.appointment == Appointment.id,
                                                 Message.kind == "review_reminder")
     reviewed = Review.select(Review.id).where(Review.appointment == Appointment.id)
-    visits = (appointments.with_people()
+    visits = (Appointment.with_people()
               .where(Appointment.id.in_(requests), Appointment.status == "completed",
                      ~fn.EXISTS(reminded), ~fn.EXISTS(reviewed))
               .order_by(Appointment.id))
@@ -105,7 +105,7 @@ def send_reminders(now=None):
 
 def visit_for(token, now=None):
     """``(visit, review or None)`` for a review link: the completed appointment (with its
-    people, see appointments.with_people) and its review if it has one. Raises LinkExpired or
+    people, see Appointment.with_people) and its review if it has one. Raises LinkExpired or
     NotFound."""
     try:
         payload = signing.unsign(PURPOSE, token, now=now)
@@ -115,7 +115,7 @@ def visit_for(token, now=None):
     except signing.BadSignature:
         raise NotFound("This review link is not valid. Please use the link in your "
                        "email.") from None
-    visit = (appointments.with_people()
+    visit = (Appointment.with_people()
              .where(Appointment.id == payload.get("appointment"),
                     Appointment.status == "completed")
              .first())

@@ -9,7 +9,7 @@ from datetime import datetime, time, timedelta
 from peewee import Case, fn
 
 from clinic import clock, settings
-from clinic.appointments import day_bounds
+from clinic.clock import day_bounds
 from clinic.db import database
 from clinic.models import (
     APPOINTMENT_STATUSES,

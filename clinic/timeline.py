@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from clinic import appointments, clock, reminders, settings
+from clinic import clock, reminders, settings
 from clinic.jobs import scheduler
 from clinic.mail import notices
 from clinic.models import ACTIVE_STATUSES, Message, Review, Treatment
@@ -51,7 +51,7 @@ class Event:
 
 
 def for_appointment(appointment, now=None):
-    """The events of ``appointment`` (from appointments.with_people()) in time order; at the
+    """The events of ``appointment`` (from Appointment.with_people()) in time order; at the
     same instant a change to the appointment comes before the emails it caused."""
     now = now or clock.now()
     messages = list(Message.select(*_LISTED).where(Message.appointment == appointment.id)
@@ -165,7 +165,7 @@ def _daily_due(start, tz):
         plan = scheduler.get(DAILY_JOB).schedule()
     except scheduler.UnknownJob:
         return None
-    lo, hi = appointments.day_bounds(clock.local(start).date(), tz)
+    lo, hi = clock.day_bounds(clock.local(start).date(), tz)
     first = plan.next(lo - timedelta(microseconds=1), tz, 1)[0]
     return first if first < hi else None
 

@@ -288,7 +288,7 @@ def test_the_invite_escapes_text_and_folds_long_lines(app, alice, carol):
     alice.save()
     settings.use(settings.get().replace(address="Straße 1, 10115 Berlin; Hof " + "ö" * 80))
     appointment = appointments.book(alice.id, carol.id, slot(2, "09:00"))
-    visit = appointments.with_people().where(Appointment.id == appointment.id).get()
+    visit = Appointment.with_people().where(Appointment.id == appointment.id).get()
     raw = notices.invite(visit, "REQUEST", 3, now=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
     lines = ics_lines(raw.encode("utf-8"))
     assert lines[0] == "BEGIN:VCALENDAR" and lines[-1] == "END:VCALENDAR"

@@ -32,7 +32,7 @@ def book(patient, doctor, start, now=MORNING):
 
 
 def events(appointment, now):
-    appt = appointments.with_people().where(Appointment.id == appointment.id).get()
+    appt = Appointment.with_people().where(Appointment.id == appointment.id).get()
     return timeline.for_appointment(appt, now=now)
 
 

@@ -3,9 +3,9 @@ carry, and the signed link in them that lets the patient see, confirm, cancel or
 appointment without signing in.
 
 Each notice is written to the outbox (clinic/mail/outbox.py) inside the transaction that books,
-moves or cancels the appointment (appointments._after_booking / _after_cancel): a rolled-back
-booking leaves no email, and delivery is queued only after the commit, so the booking never
-waits for SMTP. One outbox key per change makes a second call for the same change harmless:
+moves or cancels the appointment (appointments.book, reschedule, cancel): a rolled-back booking
+leaves no email, and delivery is queued only after the commit, so the booking never waits for
+SMTP. One outbox key per change makes a second call for the same change harmless:
 
     confirmation:<id>:<start>                 the booking
     rescheduled:<id>:<start>:<moved at>       each move (moving back to an earlier time is a
@@ -26,7 +26,7 @@ No notice mentions the reason for the visit or anything else medical.
 import re
 from datetime import UTC
 
-from clinic import appointments, clock, settings, signing
+from clinic import clock, settings, signing
 from clinic.errors import ClinicError, NotFound
 from clinic.jobs.queue import URGENT
 from clinic.mail import compose, outbox
@@ -68,7 +68,7 @@ def appointment_for_link(token, now=None):
     except signing.BadSignature:
         raise NotFound("This link is not valid. Please use the link in your latest email "
                        "from the clinic, or sign in.") from None
-    appointment = (appointments.with_people()
+    appointment = (Appointment.with_people()
                    .where(Appointment.id == data.get("a"), Appointment.patient == data.get("p"))
                    .first())
     if appointment is None:
@@ -107,7 +107,7 @@ def cancelled(appointment):
 
 def details(appointment):
     """What every email about an appointment may say: when (in clinic time, with the zone's
-    name), with whom, and the link. ``appointment`` comes from appointments.with_people()."""
+    name), with whom, and the link. ``appointment`` comes from Appointment.with_people()."""
     return {
         "patient_name": appointment.patient.name,
         "doctor_name": appointment.doctor.name,
@@ -130,7 +130,7 @@ def _send(kind, key, appointment, method, sequence):
 
 
 def _with_people(appointment_id):
-    return appointments.with_people().where(Appointment.id == appointment_id).get()
+    return Appointment.with_people().where(Appointment.id == appointment_id).get()
 
 
 def _sequence(appointment):

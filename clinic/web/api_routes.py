@@ -20,9 +20,11 @@ from clinic import (
     auth,
     clock,
     exports,
+    listings,
     people,
     reports,
     settings,
+    slots,
     stats,
 )
 from clinic.errors import Forbidden, Invalid, NotFound, check
@@ -113,7 +115,7 @@ def _query_int(name, default, low, high):
 def _day(raw):
     if not raw:
         raise Invalid("date is required, as YYYY-MM-DD.", {"date": "Enter the date as YYYY-MM-DD."})
-    day = appointments.parse_day(raw)
+    day = clock.parse_day(raw)
     # The first and last days of the calendar have no neighbours to compute a day's bounds with.
     if not MINYEAR < day.year < MAXYEAR:
         raise Invalid("date is out of range.", {"date": "Enter a date near today."})
@@ -139,9 +141,9 @@ def _visible(appointment_id):
 def _shown(appointment, treatment=False):
     """An appointment as the API shows it, read again with its people."""
     appointment = appointments.appointment_for(current_user(), appointment.id)
-    data = appointments.as_dict(appointment)
+    data = listings.as_dict(appointment)
     if treatment:
-        record = appointments.treatment_of(appointment)
+        record = listings.treatment_of(appointment)
         data["treatment"] = None if record is None else {
             name: getattr(record, name) for name in appointments.TREATMENT_FIELDS}
     return data
@@ -227,7 +229,7 @@ def doctor_slots(doctor_id):
     if doctor is None:
         raise NotFound("No such doctor.")
     day = _day(request.query.get("date"))
-    starts = appointments.free_slots(doctor, day)
+    starts = slots.free_slots(doctor, day)
     return {"date": day.isoformat(), "slot_minutes": doctor.slot_minutes,
             "slots": [clock.local(start).isoformat() for start in starts]}
 
@@ -258,7 +260,7 @@ def appointment_list():
         query = query.where(Appointment.status == status)
     rows = (query.order_by(Appointment.start.desc(), Appointment.id.desc())
             .limit(limit).offset(offset))
-    return {"appointments": [appointments.as_dict(a) for a in rows], "limit": limit,
+    return {"appointments": [listings.as_dict(a) for a in rows], "limit": limit,
             "offset": offset}
 
 
@@ -351,7 +353,7 @@ def no_show_appointment(appointment_id):
 def patient_history(patient_id):
     patient = audit.opened(current_user(), "view history", _path_id(patient_id, "patient"),
                            **origin())
-    visits = appointments.history(patient.user_id)
+    visits = listings.history(patient.user_id)
     return {
         "patient": {"id": patient.user_id, "name": patient.user.name,
                     "email": patient.user.email,

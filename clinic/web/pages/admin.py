@@ -4,7 +4,7 @@ import bottle
 from bottle import request
 from markupsafe import Markup
 
-from clinic import appointments, audit, clock, people, settings, stats
+from clinic import appointments, audit, clock, listings, people, settings, stats
 from clinic.errors import Conflict, Invalid
 from clinic.models import APPOINTMENT_STATUSES
 from clinic.web import (
@@ -80,7 +80,7 @@ def doctors():
 
 def _doctor_form(doctor, status=200, **context):
     # For a doctor being deactivated: their booked appointments stay, and the admin should know.
-    upcoming = appointments.upcoming(doctor.user).count() if doctor else 0
+    upcoming = listings.upcoming(doctor.user).count() if doctor else 0
     return render("admin/doctor_form.html", status=status, doctor=doctor, upcoming=upcoming,
                   **context)
 
@@ -166,8 +166,8 @@ def patient(patient_id):
     user = current_user()
     patient = audit.opened(user, "view history", patient_id, **origin())
     return render("admin/patient.html", patient=patient,
-                  appointments=list(appointments.of_patient(user, patient_id)),
-                  history=list(appointments.history(patient_id)))
+                  appointments=list(listings.of_patient(user, patient_id)),
+                  history=list(listings.history(patient_id)))
 
 
 # -- appointments ---------------------------------------------------------------------------------
@@ -181,7 +181,7 @@ def appointment_list():
     number, window = paging()
     errors = {}
     try:
-        rows, more = one_page(appointments.search(filters["q"], filters["status"],
+        rows, more = one_page(listings.search(filters["q"], filters["status"],
                                                    filters["doctor"], filters["date"], **window))
     except Invalid as exc:
         rows, more, errors = [], False, exc.fields
@@ -192,7 +192,7 @@ def appointment_list():
 
 def _appointment_page(appt, status=200, **context):
     return render("admin/appointment.html", status=status, appointment=appt,
-                  treatment=appointments.treatment_of(appt),
+                  treatment=listings.treatment_of(appt),
                   can_cancel=appointments.can_change(appt, current_user()), **context)
 
 

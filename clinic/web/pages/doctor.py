@@ -7,7 +7,7 @@ from itertools import groupby
 import bottle
 from bottle import request
 
-from clinic import appointments, audit, clock
+from clinic import appointments, audit, clock, listings
 from clinic.errors import Conflict, Invalid
 from clinic.web import current_user, flash, form, origin, page, redirect, render
 
@@ -20,17 +20,17 @@ VISIT_TYPES = ("Consultation", "Follow-up", "Check-up", "Procedure", "Emergency"
 @page("doctor")
 def today():
     user = current_user()
-    day = appointments.parse_day(request.query.getunicode("date"))
+    day = clock.parse_day(request.query.getunicode("date"))
     return render("doctor/today.html", day=day, today=clock.local().date(),
                   previous_day=day - timedelta(days=1), next_day=day + timedelta(days=1),
-                  appointments=list(appointments.on_day(user, day)),
+                  appointments=list(listings.on_day(user, day)),
                   can_mark_no_show=appointments.can_mark_no_show)
 
 
 @routes.get("/doctor/upcoming")
 @page("doctor")
 def upcoming():
-    rows = appointments.upcoming(current_user())
+    rows = listings.upcoming(current_user())
     days = [(day, list(group))
             for day, group in groupby(rows, key=lambda a: clock.local(a.start).date())]
     return render("doctor/upcoming.html", days=days)
@@ -42,13 +42,13 @@ def patient_record(patient_id):
     user = current_user()
     patient = audit.opened(current_user(), "view history", patient_id, **origin())
     return render("doctor/patient.html", patient=patient,
-                  visits=list(appointments.of_patient(user, patient_id)),
-                  history=list(appointments.history(patient_id)))
+                  visits=list(listings.of_patient(user, patient_id)),
+                  history=list(listings.history(patient_id)))
 
 
 def _appointment_page(appointment, status=200, **context):
     return render("doctor/appointment.html", status=status, appointment=appointment,
-                  treatment=appointments.treatment_of(appointment),
+                  treatment=listings.treatment_of(appointment),
                   can_complete=appointments.can_complete(appointment),
                   can_mark_no_show=appointments.can_mark_no_show(appointment),
                   visit_types=VISIT_TYPES, **context)

@@ -11,7 +11,7 @@ from datetime import timedelta
 import bottle
 from bottle import request, response
 
-from clinic import appointments, clock, settings
+from clinic import appointments, clock, settings, slots
 from clinic.errors import Conflict, Invalid
 from clinic.mail import notices
 from clinic.web import flash, form, page, redirect, render
@@ -93,17 +93,17 @@ def _slot_picker(token, appointment, raw_day, form=None, errors=None, status=200
     today = clock.local(now).date()
     errors = dict(errors or {})
     try:
-        day = appointments.parse_day(raw_day, default=clock.local(appointment.start).date())
+        day = clock.parse_day(raw_day, default=clock.local(appointment.start).date())
     except Invalid as exc:
         errors.update(exc.fields)
         day, status = None, 400 if status == 200 else status
-    slots = []
+    times = []
     if day is not None:
-        slots = [clock.local(s) for s in appointments.free_slots(
+        times = [clock.local(s) for s in slots.free_slots(
             appointment.doctor_profile, day, now=now, exclude=appointment.id)]
     return render("link/reschedule.html", status=status, a=appointment, token=token, day=day,
                   today=today, last_day=clock.local(now + settings.get().booking_horizon).date(),
-                  one_day=timedelta(days=1), slots=slots,
+                  one_day=timedelta(days=1), slots=times,
                   form={"date": raw_day or "", **(form or {})}, errors=errors)
 
 

@@ -6,7 +6,7 @@ from datetime import timedelta
 import bottle
 from bottle import request
 
-from clinic import appointments, audit, clock, exports, people, reviews, settings
+from clinic import appointments, audit, clock, exports, listings, people, reviews, settings, slots
 from clinic.errors import Conflict, Invalid, NotFound
 from clinic.web import current_user, flash, form, origin, page, redirect, render
 
@@ -34,7 +34,7 @@ def _banner(exc):
 def my_appointments():
     user = current_user()
     now = clock.now()
-    upcoming, past = appointments.patient_lists(user.id, now=now)
+    upcoming, past = listings.patient_lists(user.id, now=now)
     changeable = {a.id for a in upcoming if appointments.can_change(a, user, now=now)}
     return render("patient/home.html", upcoming=upcoming, changeable=changeable, past=past,
                   cutoff=_cutoff())
@@ -59,15 +59,15 @@ def _slot_picker(doctor, raw_day, appointment=None, form=None, errors=None, stat
     errors = dict(errors or {})
     default = clock.local(appointment.start).date() if appointment else today
     try:
-        day = appointments.parse_day(raw_day, default=default)
+        day = clock.parse_day(raw_day, default=default)
     except Invalid as exc:
         errors.update(exc.fields)
         day, status = None, 400 if status == 200 else status
-    slots = []
+    times = []
     if day is not None:
         exclude = appointment.id if appointment else None
-        slots = [clock.local(s) for s in
-                 appointments.free_slots(doctor, day, now=now, exclude=exclude)]
+        times = [clock.local(s) for s in
+                 slots.free_slots(doctor, day, now=now, exclude=exclude)]
     if appointment:
         picker_url = f"/patient/appointments/{appointment.id}/reschedule"
         post_url = picker_url
@@ -76,14 +76,14 @@ def _slot_picker(doctor, raw_day, appointment=None, form=None, errors=None, stat
         post_url = "/patient/appointments"
     return render("patient/slots.html", status=status, doctor=doctor, appointment=appointment,
                   day=day, today=today, last_day=last_day, one_day=timedelta(days=1),
-                  slots=slots, picker_url=picker_url, post_url=post_url,
+                  slots=times, picker_url=picker_url, post_url=post_url,
                   form={"date": raw_day or "", **(form or {})}, errors=errors)
 
 
 @routes.get("/patient/doctors/<doctor_id:int>")
 @page("patient")
 def doctor_slots(doctor_id):
-    doctor = appointments.bookable_doctor(doctor_id)
+    doctor = slots.bookable_doctor(doctor_id)
     return _slot_picker(doctor, request.query.getunicode("date", ""))
 
 
@@ -97,7 +97,7 @@ def book():
                                         data.get("reason"))
     except (Invalid, Conflict) as exc:
         try:
-            doctor = appointments.bookable_doctor(data.get("doctor_id"))
+            doctor = slots.bookable_doctor(data.get("doctor_id"))
         except NotFound:
             raise exc from None  # no picker to go back to: the error page says why
         return _slot_picker(doctor, data.get("date", ""), form=data, errors=_banner(exc),
@@ -108,7 +108,7 @@ def book():
 
 def _appointment_page(user, appointment_id, errors=None, status=200):
     appointment = appointments.appointment_for(user, appointment_id)
-    treatment = (appointments.treatment_of(appointment)
+    treatment = (listings.treatment_of(appointment)
                  if appointment.status == "completed" else None)
     return render("patient/appointment.html", status=status, a=appointment,
                   changeable=appointments.can_change(appointment, user), treatment=treatment,
@@ -186,7 +186,7 @@ def reschedule(appointment_id):
 @page("patient")
 def medical_history():
     audit.allowed(current_user(), "view history", current_user().id, **origin())
-    return render("patient/history.html", visits=appointments.history(current_user().id))
+    return render("patient/history.html", visits=listings.history(current_user().id))
 
 
 # -- export --------------------------------------------------------------------------------------
