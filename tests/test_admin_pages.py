@@ -10,7 +10,7 @@ import time_machine
 from clinic import appointments, auth
 from clinic.errors import Invalid
 from clinic.models import Appointment, Doctor, Session, User
-from clinic.web import PAGE_SIZE
+from clinic.web.inputs import PAGE_SIZE
 from tests.conftest import PASSWORD, TZ, login, make_patient, slot
 
 # A Wednesday morning in the middle of a month, before the first slot.

@@ -11,7 +11,7 @@ import time_machine
 from clinic import accounts, appointments, db
 from clinic.mail import compose, lookup, outbox, sweeper
 from clinic.models import Message
-from clinic.web import PAGE_SIZE
+from clinic.web.inputs import PAGE_SIZE
 from clinic.web.pages.messages import BODY_POLICY
 from huey_config import huey
 from tests.browser import browser, screenshot  # noqa: F401 (fixture)

@@ -9,17 +9,11 @@ from bottle import request, response
 
 from clinic import accounts, auth
 from clinic.errors import NotFound, check
-from clinic.web import (
-    SESSION_COOKIE,
-    api,
-    client_ip,
-    csrf_ok,
-    current_user,
-    json_body,
-    json_error,
-    origin,
-)
+from clinic.web.csrf import csrf_ok
+from clinic.web.decorators import api, json_error
+from clinic.web.inputs import json_body
 from clinic.web.openapi import SCHEMAS, doc
+from clinic.web.sessions import SESSION_COOKIE, client_ip, current_user, origin
 
 routes = bottle.Bottle()
 

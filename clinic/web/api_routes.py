@@ -30,17 +30,11 @@ from clinic import (
 from clinic.errors import Forbidden, Invalid, NotFound, check
 from clinic.jobs import progress
 from clinic.models import APPOINTMENT_STATUSES, WEEKDAYS, Appointment, Doctor
-from clinic.web import (
-    api,
-    api_accounts,
-    client_ip,
-    current_user,
-    json_body,
-    json_error,
-    origin,
-    sign_out,
-)
+from clinic.web import api_accounts
+from clinic.web.decorators import api, json_error
+from clinic.web.inputs import json_body
 from clinic.web.openapi import doc, document, query_param
+from clinic.web.sessions import client_ip, current_user, origin, sign_out
 
 routes = bottle.Bottle()
 routes.merge(api_accounts.routes)  # /api/password-reset, /api/me, two-factor sign-in

@@ -5,10 +5,14 @@ from bottle import request
 
 from clinic import accounts, auth, people
 from clinic.errors import Invalid
-from clinic.web import current_user, flash, form, home_for, page, redirect, render, safe_next
-from clinic.web import sign_in as start_web_session
-from clinic.web import sign_out as end_web_session
+from clinic.web.cookies import flash
+from clinic.web.decorators import page, redirect
+from clinic.web.inputs import form, safe_next
 from clinic.web.pages import account_settings
+from clinic.web.rendering import render
+from clinic.web.sessions import current_user, home_for
+from clinic.web.sessions import sign_in as start_web_session
+from clinic.web.sessions import sign_out as end_web_session
 
 routes = bottle.Bottle()
 

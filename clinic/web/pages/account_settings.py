@@ -10,21 +10,11 @@ from bottle import request, response
 from clinic import accounts, auth, clock, signing
 from clinic.errors import Conflict, Invalid
 from clinic.models import User
-from clinic.web import (
-    SESSION_COOKIE,
-    client_ip,
-    current_user,
-    flash,
-    form,
-    home_for,
-    origin,
-    page,
-    redirect,
-    render,
-    safe_next,
-    set_cookie,
-    sign_in,
-)
+from clinic.web.cookies import flash, set_cookie
+from clinic.web.decorators import page, redirect
+from clinic.web.inputs import form, safe_next
+from clinic.web.rendering import render
+from clinic.web.sessions import SESSION_COOKIE, client_ip, current_user, home_for, origin, sign_in
 
 routes = bottle.Bottle()
 

@@ -7,19 +7,12 @@ from markupsafe import Markup
 from clinic import appointments, audit, clock, listings, people, settings, stats
 from clinic.errors import Conflict, Invalid
 from clinic.models import APPOINTMENT_STATUSES
-from clinic.web import (
-    charts,
-    current_user,
-    flash,
-    form,
-    one_page,
-    origin,
-    page,
-    paging,
-    redirect,
-    render,
-    templates,
-)
+from clinic.web import charts
+from clinic.web.cookies import flash
+from clinic.web.decorators import page, redirect
+from clinic.web.inputs import form, one_page, paging
+from clinic.web.rendering import render, templates
+from clinic.web.sessions import current_user, origin
 
 routes = bottle.Bottle()
 

@@ -6,7 +6,11 @@ import bottle
 from clinic import announcements, people
 from clinic.errors import Conflict, Invalid
 from clinic.models import TaskRecord
-from clinic.web import current_user, flash, form, one_page, page, paging, redirect, render
+from clinic.web.cookies import flash
+from clinic.web.decorators import page, redirect
+from clinic.web.inputs import form, one_page, paging
+from clinic.web.rendering import render
+from clinic.web.sessions import current_user
 
 routes = bottle.Bottle()
 

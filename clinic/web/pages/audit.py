@@ -7,7 +7,9 @@ from bottle import request
 from clinic import audit
 from clinic.errors import Invalid
 from clinic.models import AUDIT_OUTCOMES
-from clinic.web import one_page, page, paging, render
+from clinic.web.decorators import page
+from clinic.web.inputs import one_page, paging
+from clinic.web.rendering import render
 
 routes = bottle.Bottle()
 

@@ -9,7 +9,11 @@ from bottle import request
 
 from clinic import appointments, audit, clock, listings
 from clinic.errors import Conflict, Invalid
-from clinic.web import current_user, flash, form, origin, page, redirect, render
+from clinic.web.cookies import flash
+from clinic.web.decorators import page, redirect
+from clinic.web.inputs import form
+from clinic.web.rendering import render
+from clinic.web.sessions import current_user, origin
 
 routes = bottle.Bottle()
 

@@ -7,7 +7,10 @@ from bottle import request
 from clinic.errors import Conflict, Invalid
 from clinic.jobs import monitor
 from clinic.models import TASK_RUN_STATES
-from clinic.web import flash, one_page, page, paging, redirect, render, templates
+from clinic.web.cookies import flash
+from clinic.web.decorators import page, redirect
+from clinic.web.inputs import one_page, paging
+from clinic.web.rendering import render, templates
 
 routes = bottle.Bottle()
 

@@ -14,7 +14,10 @@ from bottle import request, response
 from clinic import appointments, clock, settings, slots
 from clinic.errors import Conflict, Invalid
 from clinic.mail import notices
-from clinic.web import flash, form, page, redirect, render
+from clinic.web.cookies import flash
+from clinic.web.decorators import page, redirect
+from clinic.web.inputs import form
+from clinic.web.rendering import render
 
 routes = bottle.Bottle()
 

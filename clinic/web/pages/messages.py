@@ -18,7 +18,11 @@ from clinic.jobs import scheduler
 from clinic.jobs.queue import URGENT
 from clinic.mail import compose, lookup, outbox
 from clinic.models import MESSAGE_STATUSES
-from clinic.web import current_user, flash, one_page, page, paging, redirect, render, templates
+from clinic.web.cookies import flash
+from clinic.web.decorators import page, redirect
+from clinic.web.inputs import one_page, paging
+from clinic.web.rendering import render, templates
+from clinic.web.sessions import current_user
 
 routes = bottle.Bottle()
 

@@ -8,7 +8,11 @@ from bottle import request
 
 from clinic import appointments, audit, clock, exports, listings, people, reviews, settings, slots
 from clinic.errors import Conflict, Invalid, NotFound
-from clinic.web import current_user, flash, form, origin, page, redirect, render
+from clinic.web.cookies import flash
+from clinic.web.decorators import page, redirect
+from clinic.web.inputs import form
+from clinic.web.rendering import render
+from clinic.web.sessions import current_user, origin
 
 routes = bottle.Bottle()
 

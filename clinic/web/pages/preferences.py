@@ -12,7 +12,11 @@ from bottle import response
 
 from clinic.errors import ClinicError
 from clinic.mail import preferences
-from clinic.web import current_user, flash, form, page, redirect, render
+from clinic.web.cookies import flash
+from clinic.web.decorators import page, redirect
+from clinic.web.inputs import form
+from clinic.web.rendering import render
+from clinic.web.sessions import current_user
 
 routes = bottle.Bottle()
 

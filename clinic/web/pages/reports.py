@@ -6,7 +6,8 @@ from bottle import request
 
 from clinic import reports
 from clinic.errors import Invalid
-from clinic.web import page, render
+from clinic.web.decorators import page
+from clinic.web.rendering import render
 
 routes = bottle.Bottle()
 

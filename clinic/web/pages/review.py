@@ -6,7 +6,10 @@ from bottle import response
 
 from clinic import reviews
 from clinic.errors import Invalid
-from clinic.web import flash, form, page, redirect, render
+from clinic.web.cookies import flash
+from clinic.web.decorators import page, redirect
+from clinic.web.inputs import form
+from clinic.web.rendering import render
 
 routes = bottle.Bottle()
 
