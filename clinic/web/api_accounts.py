@@ -1,47 +1,20 @@
 """The JSON API of accounts (clinic/accounts.py): password reset, the profile (/api/me), a
-changed password, two-factor sign-in, and the second step of POST /api/login. Merged into
-api_routes' routes, so /api/openapi.json describes these too."""
-
-import math
+changed password, two-factor sign-in, and the second step of POST /api/login. create_app()
+merges these routes with api_routes', so /api/openapi.json describes them too."""
 
 import bottle
 from bottle import request, response
 
 from clinic import accounts, auth
 from clinic.errors import NotFound, check
+from clinic.web import api_input
 from clinic.web.csrf import csrf_ok
-from clinic.web.decorators import api, json_error
+from clinic.web.decorators import ANYONE_SIGNED_IN, api, json_error
 from clinic.web.inputs import json_body
 from clinic.web.openapi import SCHEMAS, doc
 from clinic.web.sessions import SESSION_COOKIE, client_ip, current_user, origin
 
 routes = bottle.Bottle()
-
-ANYONE_SIGNED_IN = ("patient", "doctor", "admin")
-
-
-def _strings(data, names, errors, present_only=False):
-    """The string fields ``names`` of a JSON body (missing or null: ""); others go to
-    ``errors``. With ``present_only``, only the fields the body has."""
-    values = {}
-    for name in names:
-        if present_only and name not in data:
-            continue
-        value = data.get(name)
-        if value is None:
-            value = ""
-        if not isinstance(value, str):
-            errors[name] = "Expected a string."
-            value = ""
-        values[name] = value.replace("\x00", "")
-    return values
-
-
-def _throttled(exc):
-    seconds = max(1, math.ceil(exc.retry_after.total_seconds()))
-    res = json_error(429, f"Too many tries. Try again in {seconds} seconds.")
-    res.set_header("Retry-After", str(seconds))
-    return res
 
 
 def _own_token():
@@ -87,7 +60,7 @@ def second_factor(user):
     try:
         accounts.check_code(user, code if isinstance(code, str) else "", client_ip())
     except auth.Throttled as exc:
-        return _throttled(exc)
+        return api_input.throttled(exc, "Too many tries.")
     except accounts.CodeRequired as exc:
         return json_error(401, exc.message, totp_required=True)
     return None
@@ -108,12 +81,12 @@ def second_factor(user):
                  "minutes: 429.")
 def password_reset():
     errors = {}
-    data = _strings(json_body(), ("email",), errors)
+    data = api_input.texts(json_body(), ("email",), errors)
     check(errors)
     try:
         accounts.request_reset(data["email"], client_ip())
     except auth.Throttled as exc:
-        return _throttled(exc)
+        return api_input.throttled(exc, "Too many tries.")
     response.status = 202
     return {"accepted": True}
 
@@ -128,7 +101,7 @@ def password_reset():
                  "if on, stays on.")
 def password_reset_confirm():
     errors = {}
-    data = _strings(json_body(), ("token", "password"), errors)
+    data = api_input.texts(json_body(), ("token", "password"), errors)
     check(errors)
     accounts.reset_password(data["token"], data["password"], **origin())
     return {"password_changed": True}
@@ -156,8 +129,8 @@ def me_update():
     if request.environ.get("clinic.auth") == "cookie" and not csrf_ok():
         return json_error(403, "CSRF check failed: send the X-CSRF-Token header.")
     errors = {}
-    changes = _strings(json_body(), ("name", "phone", "date_of_birth", "email"), errors,
-                       present_only=True)
+    changes = api_input.texts(json_body(), ("name", "phone", "date_of_birth", "email"), errors,
+                              present_only=True)
     check(errors)
     return accounts.update_profile(current_user(), changes)
 
@@ -169,7 +142,7 @@ def me_update():
      errors={400: "The token is unknown, used or expired, or the address was taken meanwhile."})
 def email_confirm():
     errors = {}
-    data = _strings(json_body(), ("token",), errors)
+    data = api_input.texts(json_body(), ("token",), errors)
     check(errors)
     user = accounts.confirm_email(data["token"])
     return {"email": user.email}
@@ -183,13 +156,13 @@ def email_confirm():
      description="Ends every other sign-in and API token of the account; this one goes on.")
 def me_password():
     errors = {}
-    data = _strings(json_body(), ("current_password", "new_password"), errors)
+    data = api_input.texts(json_body(), ("current_password", "new_password"), errors)
     check(errors)
     try:
         accounts.change_password(current_user(), data["current_password"],
                                  data["new_password"], client_ip(), _own_token())
     except auth.Throttled as exc:
-        return _throttled(exc)
+        return api_input.throttled(exc, "Too many tries.")
     return {"password_changed": True}
 
 
@@ -224,12 +197,12 @@ def totp_confirm():
     if user is None:
         return json_error(401, "Sign in first: send Authorization: Bearer <token>.")
     errors = {}
-    data = _strings(json_body(), ("code",), errors)
+    data = api_input.texts(json_body(), ("code",), errors)
     check(errors)
     try:
         codes = accounts.confirm_enrolment(user, data["code"], client_ip())
     except auth.Throttled as exc:
-        return _throttled(exc)
+        return api_input.throttled(exc, "Too many tries.")
     if current_user() is None:  # signed in only to enrol: that sign-in is done
         auth.end_session(request.get_header("Authorization", "")[7:].strip())
     return {"recovery_codes": codes}
