@@ -40,9 +40,10 @@ def progress_of(run):
     return TaskRecord.select().where(TaskRecord.task_id.in_(ids)).first()
 
 
-def search(job="", state="", day_from="", day_to="", limit=25, offset=0):
-    """Task runs, newest first, filtered by job, state and clinic-local days (both included).
-    Raises Invalid (with the field) for a state or a date it does not know."""
+def search(job="", state="", day_from="", day_to="", limit=25, offset=0, idle=True):
+    """Task runs, newest first, filtered by job, state and clinic-local days (both included);
+    without ``idle``, not the runs that found nothing to do. Raises Invalid (with the field)
+    for a state or a date it does not know."""
     errors = {}
     if state and state not in TASK_RUN_STATES:
         errors["state"] = "Choose a state from the list."
@@ -53,6 +54,8 @@ def search(job="", state="", day_from="", day_to="", limit=25, offset=0):
         query = query.where(TaskRun.job == job)
     if state:
         query = query.where(TaskRun.state == state)
+    if not idle:
+        query = query.where(~TaskRun.idle)
     if since:
         query = query.where(TaskRun.queued_at >= since)
     if before:
