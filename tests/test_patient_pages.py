@@ -248,6 +248,16 @@ def test_booking_a_taken_slot_explains_and_keeps_the_reason(as_alice, bob, carol
     assert Appointment.select().count() == 1
 
 
+def test_a_second_click_on_the_same_time_says_it_is_already_booked(as_alice, carol):
+    start = slot(1, "10:00")
+    assert post_booking(as_alice, carol, start, "Back pain").status == 303
+    again = post_booking(as_alice, carol, start, "Back pain")
+    assert again.status == 409
+    assert "You already booked this time" in again.text
+    assert "someone else" not in again.text
+    assert Appointment.select().count() == 1
+
+
 @pytest.mark.parametrize("start, message", [
     (lambda: slot(-1, "10:00"), "That time has already passed."),
     (lambda: slot(1, "10:10"), "The doctor does not see patients at that time."),
