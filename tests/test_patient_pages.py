@@ -502,3 +502,12 @@ def test_history_shows_each_completed_visit_with_its_treatment(as_alice, alice, 
 
 def test_history_with_no_visits_says_so(as_alice):
     assert "No completed visits yet." in as_alice.get("/patient/history").text
+
+
+def test_the_menu_folds_behind_one_line_and_the_time_zone_reads_as_a_place(as_alice, new_client):
+    page = as_alice.get("/patient").text
+    menu = page.split('<details class="menu">')[1].split("</details>")[0]
+    assert "<summary>Menu</summary>" in menu and 'href="/patient/doctors"' in menu
+    assert '<nav class="wide" aria-label="Menu">' in page
+    assert "Times are Berlin time." in page and "Times are in" not in page
+    assert "Times are" not in new_client().get("/login").text  # no times shown there
