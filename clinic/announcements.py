@@ -240,10 +240,12 @@ def send(announcement_id, task_id=None, now=None, batch=None):
              queued=sum(figures.values()) - figures["skipped"], skipped=figures["skipped"],
              finished_at=clock.now())
         if task_id:
+            # Only what this task did, which stays true: how many have gone out since
+            # changes by the minute, and the page reads that from the outbox.
+            to_send = counts["recipients"] - figures["skipped"]
             progress.succeed(task_id, counts, status=(
-                f"{counts['recipients']} patients: {figures['sent']} sent, "
-                f"{figures['pending'] + figures['sending']} on their way, "
-                f"{figures['skipped']} opted out"))
+                f"Done: {to_send} email{'' if to_send == 1 else 's'} ready to send"
+                + (f", {figures['skipped']} not sent (opted out)" if figures["skipped"] else "")))
         return counts
     except Exception as exc:
         log.exception("announcement %s stopped", announcement.id)

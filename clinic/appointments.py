@@ -19,6 +19,15 @@ from clinic.models import ACTIVE_STATUSES, Appointment, Doctor, Patient, Treatme
 
 TREATMENT_FIELDS = ("visit_type", "symptoms", "diagnosis", "treatment", "prescription", "notes")
 SLOT_TAKEN = "This time was just taken by someone else. Please choose another slot."
+ALREADY_YOURS = "You already booked this time: it is in your appointments."
+
+
+def _taken(patient_id, doctor_id, start):
+    """Why a slot cannot be booked: the patient's own booking (a second click), or another's."""
+    own = Appointment.select().where(
+        Appointment.patient == patient_id, Appointment.doctor == doctor_id,
+        Appointment.start == start, Appointment.status.in_(ACTIVE_STATUSES))
+    return ALREADY_YOURS if own.exists() else SLOT_TAKEN
 
 
 def parse_start(raw):
@@ -31,7 +40,7 @@ def parse_start(raw):
     return clock.to_utc(value)
 
 
-def _check_bookable(doctor, start, now, exclude=None):
+def _check_bookable(doctor, start, now, exclude=None, patient_id=None):
     if doctor is None or not doctor.user.active:
         raise Invalid("This doctor is not taking bookings.",
                       {"doctor_id": "This doctor is not taking bookings."})
@@ -46,7 +55,7 @@ def _check_bookable(doctor, start, now, exclude=None):
                       {"start": "Choose one of the offered times."})
     end = start + timedelta(minutes=doctor.slot_minutes)
     if slots.busy(doctor.user_id, start, end, exclude=exclude):
-        raise Conflict(SLOT_TAKEN)
+        raise Conflict(_taken(patient_id, doctor.user_id, start))
     return end
 
 
@@ -81,7 +90,7 @@ def book(patient_id, doctor_id, start, reason="", now=None):
     try:
         with database.atomic():
             doctor = _doctor(doctor_id)
-            end = _check_bookable(doctor, start, now)
+            end = _check_bookable(doctor, start, now, patient_id=patient_id)
             if locked(Patient.select().where(Patient.user == patient_id)).first() is None:
                 raise Invalid("Only patients can book appointments.")
             _check_patient_free(patient_id, start, end)
@@ -90,7 +99,7 @@ def book(patient_id, doctor_id, start, reason="", now=None):
                 status="booked", created_at=now, updated_at=now)
             notices.booked(appointment, "booked")
     except IntegrityError:
-        raise Conflict(SLOT_TAKEN) from None
+        raise Conflict(_taken(patient_id, doctor_id, start)) from None
     return appointment
 
 

@@ -297,6 +297,8 @@ class TaskRun(BaseModel):
     error = TextField(default="")
     traceback = TextField(default="")
     worker = CharField(max_length=100, default="")  # "host pid N" of the process that ran it
+    result = CharField(max_length=300, default="")  # a scheduled job's result: "sent 3, failed 0"
+    idle = BooleanField(default=False)  # it found nothing to do (every count in its result is 0)
 
     class Meta:
         indexes = ((("job", "queued_at"), False), (("state", "queued_at"), False))

@@ -37,6 +37,10 @@
     text(link, "Download (CSV)");
     p.appendChild(link);
     box.appendChild(p);
+    var preparing = document.getElementById(box.id + "-preparing");
+    if (preparing) {
+      text(preparing, "Your export is ready.");
+    }
     var refresh = document.getElementById(box.id + "-refresh");
     if (refresh) {
       text(refresh, "The file was also emailed to you" +

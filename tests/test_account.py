@@ -46,7 +46,7 @@ def test_wrong_password_is_refused(client, alice):
     client.get("/login")
     response = client.post("/login", {"email": alice.email, "password": "wrong password"})
     assert response.status == 400
-    assert "The email or password is not right." in response.text
+    assert "That email and password do not match an account." in response.text
     assert "clinic_session" not in client.cookies
 
 

@@ -222,12 +222,13 @@ def test_the_preview_shows_the_email_and_counts_the_recipients(clinic_people):
     seen = announcements.preview("  Closed   on Friday ", "Dear all,\r\n\r\nWe are closed.",
                                  {"type": "all"})
     assert seen["subject"] == "Closed on Friday"
-    assert seen["text"].startswith("Hello Alice Adams,\n\nDear all,\n\nWe are closed.")
+    assert seen["text"].startswith("Dear all,\n\nWe are closed.")  # the admin greets, once
     assert "/unsubscribe/" in seen["text"]
     assert (seen["recipients"], seen["opted_out"]) == (3, 1)
     empty = announcements.preview("s", "t", {"type": "appointments", "from": "2001-01-01",
                                              "to": "2001-01-01"})
-    assert empty["recipients"] == 0 and "Hello Alex Example" in empty["text"]
+    assert empty["recipients"] == 0 and empty["patient_name"] == "Alex Example"
+    assert "Hello" not in empty["text"]
 
 
 def test_the_html_version_keeps_paragraphs_and_escapes_what_was_typed(smtp_settings, smtp,
@@ -240,6 +241,8 @@ def test_the_html_version_keeps_paragraphs_and_escapes_what_was_typed(smtp_setti
     assert "New paragraph &amp; more" in html
     text = received.message.get_body(("plain",)).get_content().replace("\r\n", "\n")
     assert "First <b>line</b>\nsecond line\n\nNew paragraph & more" in text
+    assert text.startswith("First <b>line</b>")  # no greeting above the admin's own
+    assert "Hello" not in html
 
 
 # -- the admin's pages ----------------------------------------------------------------------------
@@ -254,9 +257,12 @@ def test_the_admin_previews_then_sends_and_follows_the_progress(client, alice, b
     login(client, erin)
     page = client.get("/admin/announcements/new")
     assert page.status == 200 and 'value="all" checked' in page.text
+    assert ('<label class="choice"><input type="radio" name="audience" value="all" checked>'
+            in page.text)
     preview = client.post("/admin/announcements/new", form(action="preview"))
     assert preview.status == 200
-    assert "2 patients" in preview.text and "Hello Alice Adams" in preview.text
+    assert "2 patients" in preview.text and "As Alice Adams will get it" in preview.text
+    assert "Hello Alice Adams" not in preview.text
     assert "Send to 2 patients" in preview.text
     assert Announcement.select().count() == 0  # a preview sends nothing
     checked = re.search(r'name="checked" value="([0-9a-f]+)"', preview.text).group(1)
@@ -273,8 +279,12 @@ def test_the_admin_previews_then_sends_and_follows_the_progress(client, alice, b
     run_queue()
     state = client.get(f"/api/tasks/{announcement.task_id}").json()
     assert (state["state"], state["current"], state["total"]) == ("SUCCESS", 2, 2)
+    assert state["status"] == "Done: 2 emails ready to send"
     detail = client.get(sent.location)
     assert "<dt>Sent</dt><dd>2</dd>" in detail.text and "progress.js" not in detail.text
+    # The task's line says what it did, never a count of sent ones that goes stale.
+    assert "Emails written" in detail.text and "0 sent" not in detail.text
+    assert "<dt>Waiting to be sent</dt><dd>0</dd>" in detail.text
     listing = client.get("/admin/announcements")
     assert "Closed on Friday" in listing.text and "All patients" in listing.text
 

@@ -89,7 +89,8 @@ def test_a_doctor_sets_up_two_factor_sign_in_and_signs_in_with_a_code(
     _wait_for(browser, lambda d: d.find_elements(By.ID, "recovery-codes"))
     codes = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#recovery-codes li")]
     assert len(codes) == 10
-    browser.find_element(By.CSS_SELECTOR, "form[action='/logout'] button").click()
+    browser.find_element(By.CSS_SELECTOR, "details.menu > summary").click()  # a phone's menu
+    browser.find_element(By.CSS_SELECTOR, "details.menu form[action='/logout'] button").click()
     _wait_for(browser, lambda d: d.current_url.endswith("/login"))
 
     clock_travel.shift(30)  # the enrolment's code is spent; the next step's is new

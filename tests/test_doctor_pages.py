@@ -294,7 +294,7 @@ def test_no_show_after_the_start_marks_the_appointment(morning, new_client, alic
     assert response.status == 303
     assert state(appt) == ("no_show", False)
     page = browser.get(response.location).text
-    assert "status-no_show" in page and "marked as not having come" in page
+    assert "status-no_show" in page and "marked as a no-show: they did not come" in page
     assert f'action="/doctor/appointments/{appt.id}/complete"' not in page
 
 

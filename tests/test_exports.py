@@ -127,6 +127,9 @@ def test_the_history_page_has_the_button_and_it_starts_an_export(as_alice, alice
     page = as_alice.get(f"/patient/exports/{task_id}")
     assert page.status == 200
     assert "We are preparing your export." in page.text
+    response = as_alice.post("/patient/history/export")  # a second click: the same export
+    assert response.location.endswith(f"/patient/exports/{task_id}")
+    assert "You asked for an export a moment ago" in as_alice.get(response.location).text
     assert re.search(r"<progress id=\"export-bar\" max=\"1\">", page.text)  # nothing counted
     assert f'<a href="/patient/exports/{task_id}">Refresh</a>' in page.text  # works without JS
     assert re.search(r'<script src="/static/progress\.js\?v=\d+"></script>', page.text)
@@ -316,6 +319,7 @@ def test_the_page_shows_progress_then_the_download_link(as_alice, alice, carol):
     page = as_alice.get(f"/patient/exports/{record.task_id}").text
     assert f'href="/patient/exports/{record.task_id}/download"' in page
     assert "Ready: 1 visit" in page and "progress.js" not in page
+    assert "preparing" not in page  # the page says it is ready, and only that
 
 
 def test_a_failed_build_says_so_and_leaves_no_file(alice, carol, monkeypatch, as_alice):
@@ -562,4 +566,5 @@ def test_progress_js_follows_the_export_in_a_real_browser(browser, server, alice
     assert link.get_attribute("href") == f"{server}/patient/exports/{task_id}/download"
     assert browser.execute_script("return window.samePage === true;")  # not reloaded
     assert "Ready: 1 visit" in browser.find_element(By.ID, "export-status").text
+    assert "preparing" not in browser.find_element(By.TAG_NAME, "main").text
     assert screenshot(browser, "patient-export-ready").exists()

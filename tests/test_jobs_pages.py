@@ -159,9 +159,43 @@ def test_run_now_queues_a_scheduled_job_and_it_runs(admin):
     assert len(ran) == 1
     assert JobState.get_by_id("test-job").last_result == "sent 3"
     run = TaskRun.get(TaskRun.task_id == task.id)
-    assert run.state == "succeeded"
+    assert (run.state, run.result, run.idle) == ("succeeded", "sent 3", False)
     page = admin.get("/admin/jobs?job=test-job")
-    assert run_rows(page) == [task.id]
+    assert run_rows(page) == [task.id] and "<small>sent 3</small>" in page.text
+    detail = admin.get(f"/admin/jobs/runs/{task.id}")
+    assert "<dt>Result</dt><dd>sent 3</dd>" in detail.text
+
+
+def find_nothing(now):
+    return {"tried": 0, "sent": 0}
+
+
+def test_runs_that_found_nothing_to_do_are_hidden_until_asked_for(admin):
+    with scheduler.registry(Job("quiet-job", "quiet_job_at", "every 1m", find_nothing, NORMAL,
+                                "Finds nothing.")):
+        admin.post("/admin/jobs/quiet-job/run")
+        [task] = huey.pending()
+        drain()
+    run = TaskRun.get(TaskRun.task_id == task.id)
+    assert (run.result, run.idle) == ("tried 0, sent 0", True)
+    busy = add_run("outbox-sweep", result="tried 2, sent 2")
+    page = admin.get("/admin/jobs")
+    assert run_rows(page) == [busy.task_id]
+    assert 'name="idle" value="shown">' in page.text  # the filter, unchecked
+    page = admin.get("/admin/jobs?idle=shown")
+    assert set(run_rows(page)) == {busy.task_id, task.id}
+    assert 'name="idle" value="shown" checked>' in page.text
+    hidden = admin.get("/admin/jobs?job=quiet-job")
+    assert run_rows(hidden) == [] and "runs that found nothing to do are hidden" in hidden.text
+    detail = admin.get(f"/admin/jobs/runs/{task.id}")
+    assert "<dt>Result</dt><dd>tried 0, sent 0 (nothing to do)</dd>" in detail.text
+
+
+@pytest.mark.parametrize(("result", "idle"), [
+    (0, True), ({"sent": 0, "failed": 0}, True), (3, False), ({"sent": 0, "failed": 1}, False),
+    (None, False), ({}, False), ({"note": "0"}, False)])
+def test_found_nothing_means_every_count_is_zero(result, idle):
+    assert scheduler.found_nothing(result) is idle
 
 
 def test_run_now_of_an_unknown_job_is_404(admin):

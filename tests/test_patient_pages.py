@@ -248,6 +248,16 @@ def test_booking_a_taken_slot_explains_and_keeps_the_reason(as_alice, bob, carol
     assert Appointment.select().count() == 1
 
 
+def test_a_second_click_on_the_same_time_says_it_is_already_booked(as_alice, carol):
+    start = slot(1, "10:00")
+    assert post_booking(as_alice, carol, start, "Back pain").status == 303
+    again = post_booking(as_alice, carol, start, "Back pain")
+    assert again.status == 409
+    assert "You already booked this time" in again.text
+    assert "someone else" not in again.text
+    assert Appointment.select().count() == 1
+
+
 @pytest.mark.parametrize("start, message", [
     (lambda: slot(-1, "10:00"), "That time has already passed."),
     (lambda: slot(1, "10:10"), "The doctor does not see patients at that time."),
@@ -492,3 +502,12 @@ def test_history_shows_each_completed_visit_with_its_treatment(as_alice, alice, 
 
 def test_history_with_no_visits_says_so(as_alice):
     assert "No completed visits yet." in as_alice.get("/patient/history").text
+
+
+def test_the_menu_folds_behind_one_line_and_the_time_zone_reads_as_a_place(as_alice, new_client):
+    page = as_alice.get("/patient").text
+    menu = page.split('<details class="menu">')[1].split("</details>")[0]
+    assert "<summary>Menu</summary>" in menu and 'href="/patient/doctors"' in menu
+    assert '<nav class="wide" aria-label="Menu">' in page
+    assert "Times are Berlin time." in page and "Times are in" not in page
+    assert "Times are" not in new_client().get("/login").text  # no times shown there

@@ -218,6 +218,9 @@ def test_the_admin_sees_the_timeline_with_links_to_the_messages(morning, smtp_se
     confirmation = Message.get(Message.kind == "confirmation")
     assert f'href="/admin/messages/{confirmation.id}"' in page
     assert page.index("Confirmation email sent") < page.index("24 h reminder planned")
+    # The words say the state: no badge beside them repeating "sent" or "planned".
+    assert '<span class="what">Confirmation email sent</span>\n' in page
+    assert "status-sent" not in page.split('id="timeline"')[1]
 
 
 def test_a_doctor_sees_the_timeline_of_their_own_appointments_only(morning, smtp_settings,

@@ -40,13 +40,15 @@ def progress_of(run):
     return TaskRecord.select().where(TaskRecord.task_id.in_(ids)).first()
 
 
-def search(job="", state="", day_from="", day_to="", limit=25, offset=0):
-    """Task runs, newest first, filtered by job, state and clinic-local days (both included).
-    Raises Invalid (with the field) for a state or a date it does not know."""
+def search(job="", state="", day_from="", day_to="", limit=25, offset=0, idle=True):
+    """Task runs, newest first, filtered by job, state and clinic-local days (both included);
+    without ``idle``, not the runs that found nothing to do. Raises Invalid (with the field)
+    for a state or a date it does not know."""
     return filters.page(
         TaskRun.select(), TaskRun.queued_at, day_from, day_to,
         choices={"state": (state, TASK_RUN_STATES, "Choose a state from the list.")},
-        where=[TaskRun.job == job if job else None, TaskRun.state == state if state else None],
+        where=[TaskRun.job == job if job else None, TaskRun.state == state if state else None,
+               None if idle else ~TaskRun.idle],
         order=(TaskRun.queued_at.desc(), TaskRun.id.desc()), limit=limit, offset=offset)
 
 

@@ -296,6 +296,16 @@ def summary(result):
     return _short(text)
 
 
+def found_nothing(result):
+    """Whether a job's result says it had nothing to do: a count of 0, or counts all 0."""
+    if isinstance(result, dict):
+        counts = list(result.values())
+    else:
+        counts = [result]
+    return bool(counts) and all(isinstance(n, int) and not isinstance(n, bool) and n == 0
+                                for n in counts)
+
+
 def _short(text, limit=200):
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -369,8 +379,12 @@ def scheduler_tick():
         log.exception("could not look for runs whose task is lost")
 
 
-@huey.task()
-def run_job(name, due_at=None):
+@huey.task(context=True)
+def run_job(name, due_at=None, task=None):
     """Run a scheduled job; ``due_at`` (ISO UTC, for the log) is the due time it was queued for.
-    Returns nothing: Huey would keep every result."""
-    run(name)
+    Its result goes on its TaskRun row for the jobs page. Returns nothing: Huey would keep
+    every result."""
+    result = run(name)
+    if task is not None:
+        models.TaskRun.update(result=summary(result), idle=found_nothing(result)).where(
+            models.TaskRun.task_id == task.id).execute()

@@ -52,7 +52,7 @@ def login():
                       errors={"email": _throttle_message(exc)})
     if user is None:
         return render("auth/login.html", status=400, form=data,
-                      errors={"password": "The email or password is not right."})
+                      errors={"password": "That email and password do not match an account."})
     if accounts.sign_in_step(user):  # a code, or setting up two-factor sign-in
         return account_settings.second_step(user, data)
     start_web_session(user)

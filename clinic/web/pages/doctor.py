@@ -90,6 +90,6 @@ def no_show(appointment_id):
         appointments.mark_no_show(appt, user)
     except Conflict as exc:
         return _appointment_page(appt, status=409, errors={"__all__": exc.message})
-    flash(f"{appt.patient.name} is marked as not having come.")
+    flash(f"{appt.patient.name} is marked as a no-show: they did not come.")
     redirect(f"/doctor/appointments/{appt.id}")
 

@@ -17,7 +17,7 @@ routes = bottle.Bottle()
 # base.html shows the banner on every page an admin sees.
 templates.globals["jobs_banner"] = monitor.banner
 
-FILTERS = ("job", "state", "from", "to")
+FILTERS = ("job", "state", "from", "to", "idle")
 
 
 @routes.get("/admin/jobs")
@@ -28,7 +28,8 @@ def jobs_page():
     errors = {}
     try:
         runs, more = one_page(monitor.search(filters["job"], filters["state"], filters["from"],
-                                              filters["to"], **window))
+                                              filters["to"], idle=bool(filters["idle"]),
+                                              **window))
     except Invalid as exc:
         runs, more, errors = [], False, exc.fields
     return render("admin/jobs.html", status=400 if errors else 200, jobs=monitor.overview(),

@@ -203,8 +203,9 @@ def medical_history():
 def export_history():
     audit.allowed(current_user(), "export history", current_user().id, **origin())
     record, started = exports.start(current_user())
-    flash("We are preparing your export. It is also emailed to you when it is ready."
-          if started else "Your export is already being prepared.")
+    # Only the page says how far it is: a flash saying "preparing" would stay beside "Ready".
+    if not started:
+        flash("You asked for an export a moment ago: this is it.")
     redirect(f"/patient/exports/{record.task_id}")
 
 
