@@ -27,6 +27,11 @@ def test_every_account_form_needs_the_csrf_token(client, alice):
     assert Message.select().count() == 0
 
 
+def test_the_pages_of_a_reset_link_and_of_the_second_step_are_not_cached(client):
+    for path in ("/reset/x", "/login/code"):
+        assert client.get(path).headers["cache-control"] == "no-store", path
+
+
 def test_forgot_answers_alike_for_known_and_unknown_addresses(client, alice):
     known = client.post("/forgot", {"email": alice.email})
     unknown = client.post("/forgot", {"email": "nobody@example.com"})

@@ -59,6 +59,11 @@ ROUTE_MODULES = (account, patient, doctor, admin, jobs, messages, review, link, 
                  account_settings)
 
 
+# Pages and answers no browser or proxy may keep: personal data, and the pages of a sign-in link
+# or a half-done sign-in.
+PRIVATE_PATHS = ("/api/", "/patient", "/doctor", "/admin", "/account", "/reset/", "/login/code")
+
+
 class ClinicApp:
     """WSGI wrapper around the Bottle app: the thread's database connection for each request
     (db.acquire/release), security headers on every response (errors included), no traceback
@@ -72,8 +77,7 @@ class ClinicApp:
             present = {name.lower() for name, _ in headers}
             headers = list(headers) + [(k, v) for k, v in SECURITY_HEADERS.items()
                                        if k.lower() not in present]
-            if environ.get("PATH_INFO", "").startswith(("/api/", "/patient", "/doctor",
-                                                        "/admin", "/account")):
+            if environ.get("PATH_INFO", "").startswith(PRIVATE_PATHS):
                 headers.append(("Cache-Control", "no-store"))
             return start_response(status, headers, exc_info)
 
