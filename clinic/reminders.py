@@ -36,6 +36,11 @@ When a due reminder is recorded as skipped instead (outbox.skip, with the reason
      so the patient does not get two reminders at once.
    A reminder missed during downtime is otherwise sent late: it gives the visit's date and time,
    never "tomorrow" or "in 2 hours".
+3. The patient had a reminder of this visit (its present time) less than CLINIC_REMINDER_GAP
+   (6 h) ago, sent or on its way (gap_reason): at most one reminder per visit in any gap, so a
+   10:00 visit gets one message at 08:00, not the daily and the 2 h reminder at once. Checked
+   inside the transaction that writes the reminders, with the visits' rows locked, so two runs
+   at once (the daily and the advance job) still write one.
 The daily reminder goes to every visit of the clinic-local day (23 or 25 hours on the days the
 clocks change) that has not started yet; one that started before the run is recorded as skipped.
 
@@ -72,6 +77,14 @@ settings.register(Setting(
     "reminder_offsets", "24h,2h", _offsets,
     "How long before each visit the advance reminders go out (30m or more each). Whole days "
     "mean the same clinic time that many days before, 23 or 25 hours when the clocks change."))
+
+
+settings.register(Setting(
+    "reminder_gap", "6h", settings.duration,
+    "Least time between two reminders of one visit: a reminder due sooner after the last one "
+    "is recorded as skipped (the 2 h reminder of a 10:00 visit after the 08:00 daily one)."))
+
+KINDS = ("reminder_daily", "reminder_advance")
 
 
 def label(offset):
@@ -127,7 +140,7 @@ def send_daily(now=None):
         reason = ("the visit had started before the daily reminders went out"
                   if visit.start <= now else None)
         todo.append((key, visit.id, reason))
-    return _remind_all("reminder_daily", todo)
+    return _remind_all("reminder_daily", todo, now)
 
 
 def send_advance(now=None):
@@ -166,7 +179,7 @@ def send_advance(now=None):
             else:
                 reason = None
             todo.append((key, visit.id, reason))
-    return _remind_all("reminder_advance", todo)
+    return _remind_all("reminder_advance", todo, now)
 
 
 def _unwritten(prefix):
@@ -229,7 +242,35 @@ def _with_people(ids):
         doctor_profile=SimpleNamespace(specialization=row[8])) for row in found}
 
 
-def _remind_all(kind, todo):
+def gap_reason(at, earlier, gap=None):
+    """The rule of CLINIC_REMINDER_GAP, for the jobs and the timeline: why a reminder of a visit
+    at ``at`` is not sent, given when its ``earlier`` reminders (of the same visit time, sent or
+    on their way) went out; None when it may go."""
+    gap = gap or settings.get().reminder_gap
+    close = [moment for moment in earlier if at - gap < moment <= at]
+    if not close:
+        return None
+    last = clock.local(max(close)).strftime("%H:%M")
+    return f"a reminder went out at {last}, less than {_words(gap)} before"
+
+
+def _recent(ids, now):
+    """{(visit id, key's start stamp): [when each of its reminders was written]} for the
+    reminders of the visits ``ids`` written in the last CLINIC_REMINDER_GAP, skipped ones left
+    out. Read with the visits' rows locked (PostgreSQL; SQLite's write transaction already
+    serialises runs), so a run at the same time waits for this one's commit."""
+    list(db.locked(Appointment.select(Appointment.id).where(Appointment.id.in_(ids))))
+    since = now - settings.get().reminder_gap
+    found = {}
+    for visit_id, key, created_at in (
+            Message.select(Message.appointment, Message.key, Message.created_at)
+            .where(Message.appointment.in_(ids), Message.kind.in_(KINDS),
+                   Message.status != "skipped", Message.created_at > since).tuples()):
+        found.setdefault((visit_id, key.rsplit(":", 2)[-1]), []).append(created_at)
+    return found
+
+
+def _remind_all(kind, todo, now):
     """Write the reminders ``todo``, each ``(key, visit id, reason)``: sent, or skipped for
     ``reason`` when it has one. The visits and their people are read in one query; the rows go
     in transactions of WRITE_BATCH (outbox.enqueue_many), their delivery in tasks of
@@ -239,17 +280,25 @@ def _remind_all(kind, todo):
     counts = {"sent": 0, "skipped": 0}
     ids = list({visit_id for _, visit_id, _ in todo})
     visits = _with_people(ids) if ids else {}
-    items = []
-    for key, visit_id, reason in todo:
-        visit = visits.get(visit_id)
-        if visit is None:  # deleted meanwhile: nothing to remind of
-            continue
-        items.append({"key": key, "recipient": visit.patient.email, "user": visit.patient.id,
-                      "appointment": visit.id, "reason": reason,
-                      "context": None if reason else notices.details(visit)})
-    for lo in range(0, len(items), WRITE_BATCH):
-        written = outbox.enqueue_many(kind, items[lo:lo + WRITE_BATCH], priority=URGENT,
-                                      batch=outbox.SEND_BATCH)
+    for lo in range(0, len(todo), WRITE_BATCH):
+        some = todo[lo:lo + WRITE_BATCH]
+        with db.database.atomic():  # the gap checked and the rows written in one transaction
+            recent = _recent([visit_id for _, visit_id, _ in some], now)
+            items = []
+            for key, visit_id, reason in some:
+                visit = visits.get(visit_id)
+                if visit is None:  # deleted meanwhile: nothing to remind of
+                    continue
+                earlier = recent.setdefault((visit_id, key.rsplit(":", 2)[-1]), [])
+                reason = reason or gap_reason(now, earlier)
+                if reason is None:
+                    earlier.append(now)  # a second reminder of this run is within the gap too
+                items.append({"key": key, "recipient": visit.patient.email,
+                              "user": visit.patient.id, "appointment": visit.id,
+                              "reason": reason,
+                              "context": None if reason else notices.details(visit)})
+            written = outbox.enqueue_many(kind, items, priority=URGENT, now=now,
+                                          batch=outbox.SEND_BATCH)
         counts["sent"] += written["queued"] + written["failed"]
         counts["skipped"] += written["skipped"]
     return counts

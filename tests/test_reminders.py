@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 
-from clinic import appointments, clock, db, reminders, settings
+from clinic import appointments, clock, db, reminders, settings, timeline
 from clinic.jobs import scheduler
 from clinic.mail import sweeper
 from clinic.models import Appointment, Message
@@ -254,6 +254,75 @@ def test_an_offset_that_is_not_whole_days_is_real_time(app, alice, carol):
     assert reminders_of(appointment) == {"reminder_90m": ("pending", "")}
 
 
+# -- one reminder per visit in any CLINIC_REMINDER_GAP ---------------------------------------------
+
+
+GAP = "a reminder went out at 08:00, less than 6 h before"
+
+
+def test_a_10_oclock_visit_gets_one_reminder_at_8(smtp_settings, smtp, alice, carol):
+    start = local(2026, 12, 2, 10, 0)
+    appointment = visit(alice, carol, start)
+    with time_machine.travel(start - DAY, tick=False):
+        assert reminders.send_advance() == {"sent": 1, "skipped": 0}  # 24 h: yesterday 10:00
+    with time_machine.travel(local(2026, 12, 2, 8, 0), tick=False):
+        assert reminders.send_daily() == {"sent": 1, "skipped": 0}
+        assert reminders.send_advance() == {"sent": 0, "skipped": 1}  # 2 h, the same minute
+    assert reminders_of(appointment) == {"reminder_24h": ("pending", ""),
+                                         "reminder_daily": ("pending", ""),
+                                         "reminder_2h": ("skipped", GAP)}
+    sweeper.sweep()
+    assert len(smtp.messages) == 2
+    appt = Appointment.with_people().where(Appointment.id == appointment.id).get()
+    events = timeline.for_appointment(appt, now=local(2026, 12, 2, 8, 1))
+    assert ("2 h reminder not sent", GAP, "skipped") in [
+        (event.what, event.detail, event.status) for event in events]
+
+
+def test_the_gap_counts_from_the_last_reminder_sent(app, alice, carol):
+    reminded = visit(alice, carol, local(2026, 12, 2, 16, 0))  # 2 h reminder at 14:00: 6 h on
+    skipped = visit(alice, carol, local(2026, 12, 2, 15, 55))  # at 13:55: 5 h 55 min on
+    reminders.send_daily(now=local(2026, 12, 2, 8, 0))
+    reminders.send_advance(now=local(2026, 12, 2, 13, 55))
+    reminders.send_advance(now=local(2026, 12, 2, 14, 0))
+    assert reminders_of(skipped)["reminder_2h"] == ("skipped", GAP)
+    assert reminders_of(reminded)["reminder_2h"] == ("pending", "")
+
+
+def test_a_reminder_skipped_for_the_patient_does_not_count(app, alice, carol):
+    start = local(2026, 12, 2, 10, 0)
+    appointment = visit(alice, carol, start)
+    reminders.send_daily(now=local(2026, 12, 2, 7, 30))
+    Message.update(status="skipped").where(Message.appointment == appointment.id).execute()
+    reminders.send_advance(now=start - 2 * HOUR)
+    assert reminders_of(appointment)["reminder_2h"] == ("pending", "")
+
+
+def test_the_daily_and_2h_jobs_at_once_write_one_reminder(smtp_settings, smtp, alice, bob,
+                                                         carol, dave):
+    start = local(2026, 12, 10, 10, 0)
+    visits = [visit((alice, bob)[i % 2], (carol, dave)[i % 2],
+                    start + i // 2 * timedelta(minutes=1)) for i in range(6)]
+    now = start - 2 * HOUR + timedelta(minutes=5)
+    jobs = [reminders.send_daily, reminders.send_advance] * 2
+    results = in_threads(4, lambda: jobs.pop()(now=now))
+    assert sum(r["sent"] for r in results) == 6
+    for appointment in visits:
+        statuses = [status for status, _ in reminders_of(appointment).values()]
+        assert statuses.count("pending") == 1  # the daily or the 2 h one, the other skipped
+
+
+def test_the_gap_setting(tmp_path):
+    def load(raw):
+        return settings.load(environ={"CLINIC_REMINDER_GAP": raw},
+                             data_dir=str(tmp_path)).reminder_gap
+
+    assert settings.load(environ={}, data_dir=str(tmp_path)).reminder_gap == 6 * HOUR
+    assert load("90m") == timedelta(minutes=90)
+    with pytest.raises(SettingsError, match="CLINIC_REMINDER_GAP"):
+        load("soon")
+
+
 # -- never twice, at a cost that does not grow with the table -----------------------------------
 
 
@@ -266,7 +335,8 @@ def test_overlapping_runs_send_each_reminder_once(smtp_settings, smtp, alice, bo
     assert sum(r["sent"] for r in advance) == 12
     daily = in_threads(3, lambda: reminders.send_daily(now=local(2026, 12, 10, 8, 0)))
     assert sum(r["sent"] for r in daily) == 12
-    in_threads(2, sweeper.sweep)
+    with time_machine.travel(local(2026, 12, 10, 8, 0), tick=False):  # when they were written
+        in_threads(2, sweeper.sweep)
     assert len(smtp.messages) == 24
     assert len(set(smtp.message_ids())) == 24
     assert Message.select().where(Message.kind == "reminder_advance").count() == 12
