@@ -226,7 +226,7 @@ class Bench:
         self._stock_queue()
 
     def _without_monitor(self, s):
-        """Once, for context: the same queue with the jobs monitor (clinic/monitor.py, three
+        """Once, for context: the same queue with the jobs monitor (clinic/jobs/runs.py, three
         database writes a task) disconnected from Huey's signals."""
         from bench import ours
         from clinic.jobs import runs
