@@ -142,8 +142,8 @@ def details(result):
                    f"{stock['noop_rate']:,.0f} no-op tasks/s (one run, for context).")
     nm = rows.get("no_monitor")
     if nm:
-        out.append(f"- The same queue with the jobs monitor (clinic/jobs/runs.py) disconnected from "
-                   f"Huey's signals (one run, for context): pickup p50 {nm['p50_ms']:.2f} ms, "
+        out.append(f"- The same queue with the jobs monitor (clinic/jobs/runs.py) disconnected "
+                   f"from Huey's signals (one run, for context): pickup p50 {nm['p50_ms']:.2f} ms, "
                    f"p99 {nm['p99_ms']:.2f} ms; {nm['noop_rate']:,.0f} no-op tasks/s.")
     b = rows.get("booking_saturated")
     if b and b.get("ours"):
