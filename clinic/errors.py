@@ -26,6 +26,12 @@ class NotFound(ClinicError):
     status = 404
 
 
+class LinkExpired(ClinicError):
+    """A signed link used after it expired."""
+
+    status = 410
+
+
 class Conflict(ClinicError):
     """The request was fine but the world disagrees (the slot was just taken)."""
 

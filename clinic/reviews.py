@@ -16,7 +16,7 @@ from peewee import Cast, fn
 
 from clinic import clock, settings, signing
 from clinic.db import database
-from clinic.errors import ClinicError, NotFound, check
+from clinic.errors import NotFound, check
 from clinic.mail import outbox
 from clinic.models import Appointment, DoctorRating, Message, Review, Treatment
 
@@ -25,10 +25,6 @@ REQUEST_WINDOW = timedelta(hours=24)  # visits completed this long before the jo
 LINK_LIFETIME = timedelta(days=30)
 MAX_COMMENT = 2000
 STARS = (1, 2, 3, 4, 5)
-
-
-class LinkExpired(ClinicError):
-    status = 410
 
 
 def review_url(appointment_id, now):
@@ -107,14 +103,10 @@ def visit_for(token, now=None):
     """``(visit, review or None)`` for a review link: the completed appointment (with its
     people, see Appointment.with_people) and its review if it has one. Raises LinkExpired or
     NotFound."""
-    try:
-        payload = signing.unsign(PURPOSE, token, now=now)
-    except signing.Expired:
-        raise LinkExpired("This review link has expired. Thank you for visiting us all the "
-                          "same.") from None
-    except signing.BadSignature:
-        raise NotFound("This review link is not valid. Please use the link in your "
-                       "email.") from None
+    payload = signing.open_link(
+        PURPOSE, token, now=now,
+        expired="This review link has expired. Thank you for visiting us all the same.",
+        invalid="This review link is not valid. Please use the link in your email.")
     visit = (Appointment.with_people()
              .where(Appointment.id == payload.get("appointment"),
                     Appointment.status == "completed")

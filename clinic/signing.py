@@ -12,6 +12,7 @@ import hmac
 import json
 
 from clinic import clock, settings
+from clinic.errors import LinkExpired, NotFound
 
 
 class BadSignature(ValueError):
@@ -67,3 +68,15 @@ def unsign(purpose, token, now=None, key=None):
     if exp is not None and (now or clock.now()).timestamp() > exp:
         raise Expired("link expired")
     return data
+
+
+def open_link(purpose, token, expired, invalid, now=None):
+    """The payload of a link's token, refused as a page would say it: LinkExpired with the
+    message ``expired`` once the token has expired, NotFound with ``invalid`` if we did not
+    make it."""
+    try:
+        return unsign(purpose, token, now=now)
+    except Expired:
+        raise LinkExpired(expired) from None
+    except BadSignature:
+        raise NotFound(invalid) from None

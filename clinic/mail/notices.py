@@ -27,7 +27,7 @@ import re
 from datetime import UTC
 
 from clinic import clock, settings, signing
-from clinic.errors import ClinicError, NotFound
+from clinic.errors import NotFound
 from clinic.jobs.queue import URGENT
 from clinic.mail import compose, outbox
 from clinic.models import Appointment, Message
@@ -35,12 +35,6 @@ from clinic.models import Appointment, Message
 LINK_PURPOSE = "visit"
 NOTICES = ("confirmation", "rescheduled", "cancellation")
 REMINDERS = ("reminder_daily", "reminder_advance")
-
-
-class LinkExpired(ClinicError):
-    """A visit link used after the appointment's start."""
-
-    status = 410
 
 
 # -- the link -------------------------------------------------------------------------------------
@@ -60,14 +54,12 @@ def link(appointment):
 def appointment_for_link(token, now=None):
     """The appointment (with its people) a visit link was made for. NotFound for a link that was
     not made by us, LinkExpired once the appointment has started."""
-    try:
-        data = signing.unsign(LINK_PURPOSE, token, now=now)
-    except signing.Expired:
-        raise LinkExpired("This link has expired: the appointment has started or is over. "
-                          "Sign in to see your appointments, or call the clinic.") from None
-    except signing.BadSignature:
-        raise NotFound("This link is not valid. Please use the link in your latest email "
-                       "from the clinic, or sign in.") from None
+    data = signing.open_link(
+        LINK_PURPOSE, token, now=now,
+        expired="This link has expired: the appointment has started or is over. Sign in to see "
+                "your appointments, or call the clinic.",
+        invalid="This link is not valid. Please use the link in your latest email from the "
+                "clinic, or sign in.")
     appointment = (Appointment.with_people()
                    .where(Appointment.id == data.get("a"), Appointment.patient == data.get("p"))
                    .first())
