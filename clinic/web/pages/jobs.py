@@ -59,25 +59,25 @@ def run_detail(task_id):
     return _run_page(monitor.run_for(task_id))
 
 
+def _act_on_run(task_id, act, done):
+    """Retry or revoke a run with ``act(task_id)``, then say ``done`` about its job on its page.
+    If the run has moved on meanwhile, its page says why nothing was done."""
+    run = monitor.run_for(task_id)
+    try:
+        act(run.task_id)
+    except Conflict as exc:
+        return _run_page(monitor.run_for(task_id), status=409, errors={"__all__": exc.message})
+    flash(f"{run.job} {done}")
+    redirect(f"/admin/jobs/runs/{run.task_id}")
+
+
 @routes.post("/admin/jobs/runs/<task_id>/retry")
 @page("admin")
 def retry(task_id):
-    run = monitor.run_for(task_id)
-    try:
-        monitor.retry(run.task_id)
-    except Conflict as exc:
-        return _run_page(monitor.run_for(task_id), status=409, errors={"__all__": exc.message})
-    flash(f"{run.job} is queued again; this page shows how it goes.")
-    redirect(f"/admin/jobs/runs/{run.task_id}")
+    return _act_on_run(task_id, monitor.retry, "is queued again; this page shows how it goes.")
 
 
 @routes.post("/admin/jobs/runs/<task_id>/revoke")
 @page("admin")
 def revoke(task_id):
-    run = monitor.run_for(task_id)
-    try:
-        monitor.revoke(run.task_id)
-    except Conflict as exc:
-        return _run_page(monitor.run_for(task_id), status=409, errors={"__all__": exc.message})
-    flash(f"{run.job} is revoked: it will not run.")
-    redirect(f"/admin/jobs/runs/{run.task_id}")
+    return _act_on_run(task_id, monitor.revoke, "is revoked: it will not run.")
