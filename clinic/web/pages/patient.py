@@ -125,43 +125,43 @@ def appointment_details(appointment_id):
     return _appointment_page(current_user(), appointment_id)
 
 
-@routes.get("/patient/appointments/<appointment_id:int>/cancel")
-@page("patient")
-def cancel_confirm(appointment_id):
+def _on_appointment(appointment_id, change, answer):
+    """Run ``change(appointment, user)`` on the patient's appointment and return
+    ``answer(appointment)``; if the booking rules refuse, the appointment page says why."""
     user = current_user()
     appointment = appointments.appointment_for(user, appointment_id)
     try:
-        appointments.check_changeable(appointment, user)
+        change(appointment, user)
     except Conflict as exc:
         return _appointment_page(user, appointment_id, errors=_banner(exc), status=exc.status)
-    return render("patient/cancel.html", a=appointment)
+    return answer(appointment)
+
+
+@routes.get("/patient/appointments/<appointment_id:int>/cancel")
+@page("patient")
+def cancel_confirm(appointment_id):
+    return _on_appointment(appointment_id, appointments.check_changeable,
+                           lambda appointment: render("patient/cancel.html", a=appointment))
 
 
 @routes.post("/patient/appointments/<appointment_id:int>/cancel")
 @page("patient")
 def cancel(appointment_id):
-    user = current_user()
-    appointment = appointments.appointment_for(user, appointment_id)
-    try:
-        appointments.cancel(appointment, user)
-    except Conflict as exc:
-        return _appointment_page(user, appointment_id, errors=_banner(exc), status=exc.status)
-    flash(f"Your appointment on {_when(appointment.start)} with {appointment.doctor.name} "
-          "is cancelled.")
-    redirect("/patient")
+    def cancelled(appointment):
+        flash(f"Your appointment on {_when(appointment.start)} with {appointment.doctor.name} "
+              "is cancelled.")
+        redirect("/patient")
+
+    return _on_appointment(appointment_id, appointments.cancel, cancelled)
 
 
 @routes.get("/patient/appointments/<appointment_id:int>/reschedule")
 @page("patient")
 def reschedule_form(appointment_id):
-    user = current_user()
-    appointment = appointments.appointment_for(user, appointment_id)
-    try:
-        appointments.check_changeable(appointment, user)
-    except Conflict as exc:
-        return _appointment_page(user, appointment_id, errors=_banner(exc), status=exc.status)
-    return _slot_picker(appointment.doctor_profile, request.query.getunicode("date", ""),
-                        appointment=appointment)
+    return _on_appointment(appointment_id, appointments.check_changeable,
+                           lambda appointment: _slot_picker(
+                               appointment.doctor_profile, request.query.getunicode("date", ""),
+                               appointment=appointment))
 
 
 @routes.post("/patient/appointments/<appointment_id:int>/reschedule")
