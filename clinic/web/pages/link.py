@@ -51,42 +51,43 @@ def visit(token):
     return _visit_page(token, notices.appointment_for_link(token))
 
 
-@routes.post("/visit/<token>/confirm")
-@page()
-def confirm(token):
+def _on_link(token, change, answer):
+    """Run ``change(appointment)`` on the link's appointment and return ``answer(appointment)``;
+    if the booking rules refuse, the visit page says why."""
     _private()
     appointment = notices.appointment_for_link(token)
     try:
-        appointments.confirm(appointment)
+        change(appointment)
     except Conflict as exc:
         return _visit_page(token, appointment, errors=_banner(exc), status=exc.status)
-    flash("Thank you: we expect you then.")
+    return answer(appointment)
+
+
+def _back_to_visit(token, message):
+    flash(message)
     redirect(f"/visit/{token}")
+
+
+@routes.post("/visit/<token>/confirm")
+@page()
+def confirm(token):
+    return _on_link(token, appointments.confirm,
+                    lambda _: _back_to_visit(token, "Thank you: we expect you then."))
 
 
 @routes.get("/visit/<token>/cancel")
 @page()
 def cancel_confirm(token):
-    _private()
-    appointment = notices.appointment_for_link(token)
-    try:
-        appointments.check_changeable(appointment, appointment.patient)
-    except Conflict as exc:
-        return _visit_page(token, appointment, errors=_banner(exc), status=exc.status)
-    return render("link/cancel.html", a=appointment, token=token)
+    return _on_link(token, lambda a: appointments.check_changeable(a, a.patient),
+                    lambda a: render("link/cancel.html", a=a, token=token))
 
 
 @routes.post("/visit/<token>/cancel")
 @page()
 def cancel(token):
-    _private()
-    appointment = notices.appointment_for_link(token)
-    try:
-        appointments.cancel(appointment, appointment.patient)
-    except Conflict as exc:
-        return _visit_page(token, appointment, errors=_banner(exc), status=exc.status)
-    flash(f"Your appointment on {_when(appointment.start)} is cancelled.")
-    redirect(f"/visit/{token}")
+    return _on_link(token, lambda a: appointments.cancel(a, a.patient),
+                    lambda a: _back_to_visit(
+                        token, f"Your appointment on {_when(a.start)} is cancelled."))
 
 
 def _slot_picker(token, appointment, raw_day, form=None, errors=None, status=200):
