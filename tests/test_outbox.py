@@ -286,7 +286,7 @@ def test_skip_records_the_reason_and_takes_the_key(app, alice):
     assert outbox.sweep() == 0
 
 
-def test_resend_puts_a_failed_message_back_with_its_message_id(smtp_settings, smtp):
+def test_resend_puts_a_failed_message_back_with_its_message_id(smtp_settings, smtp, drain):
     smtp.answer("550")
     message = add("test:1")
     huey.flush()
@@ -296,7 +296,7 @@ def test_resend_puts_a_failed_message_back_with_its_message_id(smtp_settings, sm
     assert (again.status, again.attempts, again.last_error) == ("pending", 0, "")
     assert queued() == [[message.id]]
     smtp.answer("accept")
-    huey.execute(huey.dequeue())
+    drain()
     assert reload(message).status == "sent"
     assert smtp.message_ids() == [message.message_id]
     assert outbox.resend(message.id) is False  # a sent message is never sent again
