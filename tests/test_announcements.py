@@ -14,6 +14,7 @@ from clinic.jobs import progress
 from clinic.jobs.queue import BULK
 from clinic.mail import outbox, preferences
 from clinic.models import Announcement, Message, Patient, TaskRecord, User
+from huey_config import huey
 from tests.conftest import login, make_patient, slot
 
 
@@ -57,15 +58,17 @@ def test_an_announcement_to_2000_patients_is_delivered_once_each_also_when_a_run
     announcement, record = start(erin)
     assert announcement.recipients == 2000 and record.total == 2000
     batches = []
-    queue_delivery = outbox._send_after_commit
+    database = db.database.obj
+    execute_sql = database.execute_sql
 
-    def failing_on_the_third(ids, priority=None, **options):
-        batches.append(len(ids))
-        if len(batches) == 3:
-            raise OSError("disk I/O error")
-        queue_delivery(ids, priority, **options)
+    def failing_on_the_third(sql, params=None, *args, **kwargs):
+        if sql.startswith("INSERT") and 'INTO "message"' in sql:  # one INSERT a batch
+            batches.append(sql)
+            if len(batches) == 3:
+                raise OSError("disk I/O error")
+        return execute_sql(sql, params, *args, **kwargs)
 
-    monkeypatch.setattr(outbox, "_send_after_commit", failing_on_the_third)
+    monkeypatch.setattr(database, "execute_sql", failing_on_the_third)
     # The consumer's own path: the task writes, each batch's delivery is its own task.
     assert drain() == ["send_announcement", "send_messages", "send_messages"]
     assert len(smtp.wait_for(1000)) == 1000
@@ -77,7 +80,7 @@ def test_an_announcement_to_2000_patients_is_delivered_once_each_also_when_a_run
     assert (state.state, state.current) == ("FAILURE", 1000)
     assert "nobody gets it twice" in state.status
 
-    monkeypatch.setattr(outbox, "_send_after_commit", queue_delivery)
+    monkeypatch.undo()
     again = announcements.resume(erin, announcement.id)
     assert drain() == ["send_announcement", "send_messages", "send_messages"]
     received = smtp.wait_for(2000)
@@ -113,13 +116,12 @@ def test_an_announcement_goes_out_through_the_queue_a_batch_a_connection(smtp_se
     assert (state["state"], state["current"], state["total"]) == ("SUCCESS", 250, 250)
 
 
-def test_rows_are_written_in_batches_one_transaction_and_one_task_each(app, erin, monkeypatch):
+def test_rows_are_written_in_batches_one_transaction_and_one_task_each(app, erin):
     many_patients(1201)
     announcement, _ = start(erin)
-    queued = []
-    monkeypatch.setattr(outbox, "_send_after_commit",
-                        lambda ids, priority=None, **_: queued.append((len(ids), priority)))
     counts = announcements.send(announcement.id)
+    queued = [(len(task.args[0]), task.priority) for task in huey.pending()
+              if task.name.endswith("send_messages")]
     assert counts == {"recipients": 1201, "queued": 1201, "skipped": 0, "failed": 0,
                       "existing": 0}
     assert queued == [(500, BULK), (500, BULK), (201, BULK)]
@@ -303,10 +305,10 @@ def test_a_failed_announcement_can_be_sent_again_from_its_page(client, alice, bo
                                                                monkeypatch, drain):
     login(client, erin)
     announcement, _ = start(erin)
-    def locked(*args):
+    def locked(*args, **kwargs):
         raise OSError("database is locked")
 
-    monkeypatch.setattr(announcements, "_write", locked)
+    monkeypatch.setattr(outbox, "enqueue_many", locked)
     drain()
     page = client.get(f"/admin/announcements/{announcement.id}")
     assert "Sending stopped" in page.text and "database is locked" in page.text
