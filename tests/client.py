@@ -51,7 +51,7 @@ class Client:
             for name, value in raw.getheaders():
                 if name.lower() == "set-cookie":
                     result.setdefault("set-cookie", []).append(value)
-                    self._store_cookie(value)
+                    self.keep_cookie(value)
                 else:
                     result[name.lower()] = value
             response = Response(raw.status, result, data)
@@ -67,7 +67,7 @@ class Client:
             return self.get(target, follow=True)
         return response
 
-    def _store_cookie(self, header):
+    def keep_cookie(self, header):
         cookie = SimpleCookie()
         cookie.load(header)
         for name, morsel in cookie.items():

@@ -8,6 +8,7 @@ Every doctor works every day 09:00-17:00 with 30-minute slots, so tests do not d
 weekday they run on. The clinic is in Europe/Berlin, which has daylight saving time.
 """
 
+import signal
 import threading
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -19,7 +20,9 @@ from waitress.server import create_server
 
 from clinic import auth, clock, db, people, settings, stats
 from clinic.models import Doctor, Patient, User
+from clinic.server import make_consumer
 from clinic.web import create_app
+from huey_config import huey
 from tests import backends
 from tests.client import Client
 from tests.smtp import SMTPServer
@@ -247,3 +250,77 @@ def smtp_settings(app, smtp):
     return settings.use(settings.get().replace(
         smtp_host=smtp.host, smtp_port=smtp.port, smtp_security="none",
         smtp_timeout=timedelta(seconds=2)))
+
+
+# -- the queue ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def drain():
+    """``drain()`` runs every queued task in this thread, as a worker would (highest priority
+    first), until the queue is empty; returns the tasks' names in the order they ran."""
+
+    def run():
+        names = []
+        while (task := huey.dequeue()) is not None:
+            names.append(task.name.rsplit(".", 1)[-1])
+            huey.execute(task)
+        return names
+
+    return run
+
+
+@pytest.fixture
+def delivered(drain, smtp):
+    """``delivered()`` runs the queued tasks (the sending ones among them) and returns the
+    messages the ``smtp`` server took."""
+
+    def run():
+        drain()
+        return smtp.messages
+
+    return run
+
+
+@pytest.fixture
+def restore_signals():
+    """Puts Python's SIGINT and SIGTERM handlers back after the test: Huey's consumer and the
+    clinic's Process install their own."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
+@pytest.fixture
+def consumer(app, clinic_settings, restore_signals):
+    """The real consumer in threads, as run.py starts it (without the periodic scheduler)."""
+    pool = make_consumer(clinic_settings, periodic=False)
+    pool.start()
+    yield pool
+    pool.stop(graceful=True)
+
+
+@pytest.fixture
+def finished():
+    """``finished(task_id, signal)`` waits until Huey has sent ``signal`` (SIGNAL_COMPLETE,
+    SIGNAL_ERROR, SIGNAL_EXECUTING, ...) for the task, in whatever thread runs it. Our receiver
+    is connected after the monitor's, so by then the monitor has recorded it. Fails the test
+    after ``timeout`` seconds."""
+    seen = set()
+    changed = threading.Condition()
+
+    def note(sig, task, *args):
+        with changed:
+            seen.add((sig, task.id))
+            changed.notify_all()
+
+    huey.signal()(note)
+
+    def wait(task_id, sig, timeout=10):
+        with changed:
+            arrived = changed.wait_for(lambda: (sig, task_id) in seen, timeout)
+        assert arrived, f"Huey sent no {sig} for task {task_id} within {timeout} s"
+
+    yield wait
+    huey.disconnect_signal(note)

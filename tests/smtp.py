@@ -21,7 +21,7 @@ import functools
 import threading
 from dataclasses import dataclass
 
-from aiosmtpd.controller import Controller
+from aiosmtpd.controller import UnthreadedController
 
 MODES = ("accept", "451", "550", "hang", "slow")
 
@@ -108,26 +108,37 @@ class Recorder:
         return "250 Message accepted for delivery"
 
 
-class _Controller(Controller):
-    def _trigger_server(self):
-        # Bound to port 0: learn the port the system chose before aiosmtpd connects to it.
-        self.port = self.server.sockets[0].getsockname()[1]
-        super()._trigger_server()
-
-
 class SMTPServer:
+    """aiosmtpd's unthreaded controller, its event loop run in a thread of ours: it binds port 0
+    and says which port the system chose."""
+
     def __init__(self):
         self.handler = Recorder()
-        self.controller = _Controller(self.handler, hostname="127.0.0.1", port=0)
+        self.controller = UnthreadedController(self.handler, hostname="127.0.0.1", port=0,
+                                               loop=asyncio.new_event_loop())
         self.host = "127.0.0.1"
         self.port = None
+        self.thread = None
 
     def start(self):
-        self.controller.start()
-        self.port = self.controller.port
+        listening = threading.Event()
+        self.thread = threading.Thread(target=self.serve, args=(listening,), daemon=True)
+        self.thread.start()
+        assert listening.wait(10), "the SMTP server did not start listening"
+        self.port = self.controller.server.sockets[0].getsockname()[1]
+
+    def serve(self, listening):
+        loop = self.controller.loop
+        self.controller.begin()
+        loop.call_soon(listening.set)
+        loop.run_forever()
+        # Stopped (stop() cancelled every task, "hang" mode's among them): close the listener.
+        loop.run_until_complete(self.controller.finalize())
+        loop.close()
 
     def stop(self):
-        self.controller.stop()
+        self.controller.loop.call_soon_threadsafe(self.controller.cancel_tasks)
+        self.thread.join(10)
 
     @property
     def messages(self):

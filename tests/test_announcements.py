@@ -18,16 +18,6 @@ from huey_config import huey
 from tests.conftest import login, make_patient, slot
 
 
-def run_queue():
-    """Run every queued task, as the consumer would, highest priority first; returns their
-    names in the order they ran."""
-    names = []
-    while (task := huey.dequeue()) is not None:
-        names.append(task.name.rsplit(".", 1)[-1])
-        huey.execute(task)
-    return names
-
-
 def many_patients(count):
     """``count`` active patients written straight to the tables, as fast as the database
     takes them; returns their ids."""
@@ -60,7 +50,7 @@ def recipients_of(received):
 
 
 def test_an_announcement_to_2000_patients_is_delivered_once_each_also_when_a_run_stops_half_way(
-        smtp_settings, smtp, erin, monkeypatch):
+        smtp_settings, smtp, erin, monkeypatch, drain):
     """The database fails while the third batch of 500 is being written (that transaction rolls
     back): the first thousand are delivered, the run is FAILURE, and running it again delivers
     the other thousand and nobody twice; a third run changes nothing."""
@@ -68,17 +58,19 @@ def test_an_announcement_to_2000_patients_is_delivered_once_each_also_when_a_run
     announcement, record = start(erin)
     assert announcement.recipients == 2000 and record.total == 2000
     batches = []
-    queue_delivery = outbox._send_after_commit
+    database = db.database.obj
+    execute_sql = database.execute_sql
 
-    def failing_on_the_third(ids, priority=None, **options):
-        batches.append(len(ids))
-        if len(batches) == 3:
-            raise OSError("disk I/O error")
-        queue_delivery(ids, priority, **options)
+    def failing_on_the_third(sql, params=None, *args, **kwargs):
+        if sql.startswith("INSERT") and 'INTO "message"' in sql:  # one INSERT a batch
+            batches.append(sql)
+            if len(batches) == 3:
+                raise OSError("disk I/O error")
+        return execute_sql(sql, params, *args, **kwargs)
 
-    monkeypatch.setattr(outbox, "_send_after_commit", failing_on_the_third)
+    monkeypatch.setattr(database, "execute_sql", failing_on_the_third)
     # The consumer's own path: the task writes, each batch's delivery is its own task.
-    assert run_queue() == ["send_announcement", "send_messages", "send_messages"]
+    assert drain() == ["send_announcement", "send_messages", "send_messages"]
     assert len(smtp.wait_for(1000)) == 1000
     assert smtp.connections == 2  # one SMTP connection per batch of 500
     assert len(rows_of(announcement)) == 1000  # the third batch rolled back whole
@@ -88,9 +80,9 @@ def test_an_announcement_to_2000_patients_is_delivered_once_each_also_when_a_run
     assert (state.state, state.current) == ("FAILURE", 1000)
     assert "nobody gets it twice" in state.status
 
-    monkeypatch.setattr(outbox, "_send_after_commit", queue_delivery)
+    monkeypatch.undo()
     again = announcements.resume(erin, announcement.id)
-    assert run_queue() == ["send_announcement", "send_messages", "send_messages"]
+    assert drain() == ["send_announcement", "send_messages", "send_messages"]
     received = smtp.wait_for(2000)
     assert len(received) == 2000
     assert recipients_of(received) == {f"patient{n:05d}@example.com": 1 for n in range(2000)}
@@ -106,17 +98,17 @@ def test_an_announcement_to_2000_patients_is_delivered_once_each_also_when_a_run
     assert (announcement.state, announcement.queued, announcement.skipped) == ("written", 2000, 0)
 
     assert announcements.send(announcement.id)["existing"] == 2000  # and once more: nothing
-    assert run_queue() == []
+    assert drain() == []
     sweeper.sweep()
     assert len(smtp.messages) == 2000
 
 
 def test_an_announcement_goes_out_through_the_queue_a_batch_a_connection(smtp_settings, smtp,
-                                                                       erin, monkeypatch):
+                                                                       erin, monkeypatch, drain):
     monkeypatch.setattr(announcements, "BATCH", 100)
     many_patients(250)
     announcement, record = start(erin)
-    assert run_queue() == ["send_announcement"] + ["send_messages"] * 3
+    assert drain() == ["send_announcement"] + ["send_messages"] * 3
     assert recipients_of(smtp.wait_for(250)) == {
         f"patient{n:05d}@example.com": 1 for n in range(250)}
     assert smtp.connections == 3
@@ -124,13 +116,12 @@ def test_an_announcement_goes_out_through_the_queue_a_batch_a_connection(smtp_se
     assert (state["state"], state["current"], state["total"]) == ("SUCCESS", 250, 250)
 
 
-def test_rows_are_written_in_batches_one_transaction_and_one_task_each(app, erin, monkeypatch):
+def test_rows_are_written_in_batches_one_transaction_and_one_task_each(app, erin):
     many_patients(1201)
     announcement, _ = start(erin)
-    queued = []
-    monkeypatch.setattr(outbox, "_send_after_commit",
-                        lambda ids, priority=None, **_: queued.append((len(ids), priority)))
     counts = announcements.send(announcement.id)
+    queued = [(len(task.args[0]), task.priority) for task in huey.pending()
+              if task.name.endswith("send_messages")]
     assert counts == {"recipients": 1201, "queued": 1201, "skipped": 0, "failed": 0,
                       "existing": 0}
     assert queued == [(500, BULK), (500, BULK), (201, BULK)]
@@ -141,11 +132,11 @@ def test_rows_are_written_in_batches_one_transaction_and_one_task_each(app, erin
 
 
 def test_patients_who_opted_out_get_nothing_and_their_rows_say_why(smtp_settings, smtp, alice,
-                                                                   bob, erin):
+                                                                   bob, erin, drain):
     preferences.save(bob, {"announcements": False})
     preferences.save(alice, {"reminders": False})  # another kind: alice still gets this one
     announcement, _ = start(erin)
-    run_queue()
+    drain()
     (received,) = smtp.wait_for(1)
     assert received.rcpt_tos == [alice.email]
     rows = {m.user_id: m for m in rows_of(announcement)}
@@ -232,9 +223,9 @@ def test_the_preview_shows_the_email_and_counts_the_recipients(clinic_people):
 
 
 def test_the_html_version_keeps_paragraphs_and_escapes_what_was_typed(smtp_settings, smtp,
-                                                                      alice, erin):
+                                                                      alice, erin, drain):
     start(erin, text="First <b>line</b>\nsecond line\n\nNew paragraph & more")
-    run_queue()
+    drain()
     (received,) = smtp.wait_for(1)
     html = received.message.get_body(("html",)).get_content()
     assert "First &lt;b&gt;line&lt;/b&gt;<br>second line</p>" in html
@@ -253,7 +244,7 @@ def form(**values):
             "audience": "all", "doctor_id": "", "from": "", "to": "", **values}
 
 
-def test_the_admin_previews_then_sends_and_follows_the_progress(client, alice, bob, erin):
+def test_the_admin_previews_then_sends_and_follows_the_progress(client, alice, bob, erin, drain):
     login(client, erin)
     page = client.get("/admin/announcements/new")
     assert page.status == 200 and 'value="all" checked' in page.text
@@ -276,7 +267,7 @@ def test_the_admin_previews_then_sends_and_follows_the_progress(client, alice, b
     assert f'data-task-url="/api/tasks/{announcement.task_id}"' in detail.text
     assert 'data-state="PENDING"' in detail.text and "progress.js" in detail.text
 
-    run_queue()
+    drain()
     state = client.get(f"/api/tasks/{announcement.task_id}").json()
     assert (state["state"], state["current"], state["total"]) == ("SUCCESS", 2, 2)
     assert state["status"] == "Done: 2 emails ready to send"
@@ -321,20 +312,20 @@ def test_only_admins_reach_the_announcement_pages(client, alice, erin):
 
 
 def test_a_failed_announcement_can_be_sent_again_from_its_page(client, alice, bob, erin,
-                                                               monkeypatch):
+                                                               monkeypatch, drain):
     login(client, erin)
     announcement, _ = start(erin)
-    def locked(*args):
+    def locked(*args, **kwargs):
         raise OSError("database is locked")
 
-    monkeypatch.setattr(announcements, "_write", locked)
-    run_queue()
+    monkeypatch.setattr(outbox, "enqueue_many", locked)
+    drain()
     page = client.get(f"/admin/announcements/{announcement.id}")
     assert "Sending stopped" in page.text and "database is locked" in page.text
     monkeypatch.undo()
     again = client.post(f"/admin/announcements/{announcement.id}/resume")
     assert again.status == 303
-    run_queue()
+    drain()
     assert Announcement.get_by_id(announcement.id).state == "written"
     assert {m.recipient for m in rows_of(announcement)} == {alice.email, bob.email}
     assert client.post(f"/admin/announcements/{announcement.id}/resume").status == 409
@@ -344,7 +335,7 @@ def test_a_failed_announcement_can_be_sent_again_from_its_page(client, alice, bo
 
 
 def test_the_api_starts_an_announcement_and_its_task_can_be_followed(new_client, alice, bob,
-                                                                     carol, erin):
+                                                                     carol, erin, drain):
     appointments.book(alice.id, carol.id, slot(1, "10:00"))
     admin = new_client()
     admin.api_login(erin.email)
@@ -355,7 +346,7 @@ def test_the_api_starts_an_announcement_and_its_task_can_be_followed(new_client,
     body = response.json()
     assert body["recipients"] == 1 and set(body) == {"task_id", "announcement_id", "recipients"}
     assert admin.get(f"/api/tasks/{body['task_id']}").json()["state"] == "PENDING"
-    run_queue()
+    drain()
     assert admin.get(f"/api/tasks/{body['task_id']}").json()["state"] == "SUCCESS"
     (row,) = rows_of(Announcement.get_by_id(body["announcement_id"]))
     assert row.recipient == alice.email

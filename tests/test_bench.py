@@ -65,9 +65,13 @@ def test_a_quick_run_measures_every_row_and_keeps_the_analysis(tmp_path):
 
 
 def test_the_figures_say_whether_other_work_was_running_before_the_start():
-    result = {"load_before": (1.9, 1.2, 0.8), "load_after": (1.7, 1.5, 1.1)}
-    quiet = report._quiet({**result, "busy_before": 0.03})
-    busy = report._quiet({**result, "busy_before": 0.4})
+    result = {"load_before": (1.9, 1.2, 0.8), "load_after": (1.7, 1.5, 1.1),
+              "date": "today", "command": "python -m bench", "peer": "Celery + Redis",
+              "machine": {"cpu": "a CPU", "cores": 2, "python": "3.11", "system": "Linux"},
+              "params": {"runs": 1, "reminders": 10}, "appointments": 200, "small": 100,
+              "rows": {}, "skipped": {}, "limits": {}}
+    quiet = report.section({**result, "busy_before": 0.03})
+    busy = report.section({**result, "busy_before": 0.4})
     assert "kept 3% of the CPUs busy (quiet)" in quiet and "not clean" not in quiet
     assert "kept 40% of the CPUs busy: **these figures are not clean.**" in busy
     assert "1.90, 1.20, 0.80" in quiet  # the load averages are given, not judged

@@ -12,7 +12,6 @@ import time_machine
 from clinic import settings
 from tests.browser import browser, screenshot  # noqa: F401 (fixture)
 from tests.conftest import PASSWORD, TZ
-from tests.test_password_reset import delivered
 
 MORNING = datetime(2031, 3, 3, 8, 0, tzinfo=TZ)
 
@@ -41,7 +40,7 @@ def _wait_for(driver, condition):
 
 def test_a_patient_resets_the_password_from_the_emailed_link(
         browser,  # noqa: F811
-        clock_travel, server, smtp_settings, smtp, alice):
+        clock_travel, server, smtp_settings, smtp, alice, delivered):
     from selenium.webdriver.common.by import By
 
     settings.use(settings.get().replace(base_url=server))  # the email's links lead here
@@ -49,7 +48,7 @@ def test_a_patient_resets_the_password_from_the_emailed_link(
     browser.find_element(By.LINK_TEXT, "Forgot your password?").click()
     _fill(browser, {"email": alice.email})
     _wait_for(browser, lambda d: d.find_elements(By.ID, "reset-sent"))
-    (received,) = delivered(smtp)
+    (received,) = delivered()
     text = received.message.get_body(("plain",)).get_content()
     link = re.search(r"http://\S+/reset/\S+", text).group(0)
     assert link.startswith(server)

@@ -13,7 +13,7 @@ from peewee import sort_models
 
 from clinic import appointments, clock, db, reviews, stats, transfer
 from clinic.jobs import progress, scheduler
-from clinic.models import MODELS, Appointment, Review, User
+from clinic.models import MODELS, Appointment, User, table_name
 from clinic.web import create_app
 from tests import backends
 from tests.conftest import slot
@@ -31,9 +31,10 @@ def postgres_url():
 
 
 def rows(database):
-    """Every row of every table, as the models read them (ids, booleans, instants, JSON)."""
-    return {model._meta.table_name: list(model.select().order_by(model._meta.primary_key)
-                                         .dicts().execute(database))
+    """Every row of every table, as the models read them (ids, booleans, instants, JSON), in
+    the order of each table's primary key (every model's first field)."""
+    return {table_name(model): sorted(model.select().dicts().execute(database),
+                                      key=lambda row: next(iter(row.values())))
             for model in sort_models(MODELS)}
 
 
@@ -47,8 +48,8 @@ def clinic(app, alice, bob, carol, erin):
                              now=now - timedelta(days=3))
     appointments.complete(past, carol, {"visit_type": "Check-up", "diagnosis": "Fine"},
                           now=past.start + timedelta(minutes=30))
-    Review.create(appointment=past.id, patient=alice.id, doctor=carol.id, rating=5, comment="ok")
-    reviews._count(carol.id, 5)
+    reviews.submit(reviews.review_url(past.id, now).rsplit("/", 1)[1], 5, "ok",
+                   now=past.start + timedelta(hours=1))
     cancelled = appointments.book(alice.id, carol.id, slot(1, "10:00"), "Cough")
     appointments.cancel(cancelled, alice)
     appointments.book(bob.id, carol.id, slot(1, "10:00"), "Same slot, booked again")

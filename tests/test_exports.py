@@ -45,15 +45,6 @@ def raw_visit(patient, doctor, start, **record):
     return appointment
 
 
-def run_queue():
-    """Run every queued task, as the consumer would; returns their names."""
-    names = []
-    while (task := huey.dequeue()) is not None:
-        names.append(task.name.rsplit(".", 1)[-1])
-        huey.execute(task)
-    return names
-
-
 def queued_exports():
     return [task.args[0] for task in huey.pending() if task.name.endswith("export_history")]
 
@@ -190,14 +181,14 @@ def test_a_rolled_back_start_queues_nothing(alice):
 # -- the file ---------------------------------------------------------------------------------
 
 
-def test_the_queued_task_writes_every_completed_visit_as_a_row(alice, bob, carol, dave):
+def test_the_queued_task_writes_every_completed_visit_as_a_row(alice, bob, carol, dave, drain):
     later = visit(alice, dave, 3, "14:00", visit_type="Skin check", diagnosis="Mole, benign")
     first = visit(alice, carol, 1, "10:00")
     visit(bob, carol, 1, "11:00", notes="Bob's visit")
     appointments.book(alice.id, carol.id, slot(5, "09:00"))  # not completed: not exported
     record, _ = exports.start(alice)
 
-    assert "export_history" in run_queue()
+    assert "export_history" in drain()
 
     data = file_of(record.task_id).read_bytes()
     assert b"\r\n" in data and b"\n" not in data.replace(b"\r\n", b"")  # CRLF, RFC 4180
@@ -454,10 +445,11 @@ def test_the_ttl_is_a_setting(app):
 # -- the email --------------------------------------------------------------------------------
 
 
-def test_the_csv_is_emailed_to_the_patient_as_an_attachment(smtp_settings, smtp, alice, carol):
+def test_the_csv_is_emailed_to_the_patient_as_an_attachment(smtp_settings, smtp, alice, carol,
+                                                             drain):
     raw_visit(alice, carol, slot(-1, "10:00"), diagnosis="Secret diagnosis")
     record, _ = exports.start(alice)
-    assert run_queue() == ["export_history", "send_messages"]  # the email goes out at once
+    assert drain() == ["export_history", "send_messages"]  # the email goes out at once
 
     export = export_of(record.task_id)
     message = Message.get(Message.key == f"history_export:{export.id}")

@@ -4,18 +4,16 @@ scheduler stopped, and the list filters and pages."""
 
 import itertools
 import re
-import signal
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
+from huey import signals as S
 
 from clinic.jobs import heartbeats, runs, scheduler
 from clinic.jobs.queue import NORMAL
 from clinic.jobs.scheduler import Job
 from clinic.models import JobState, TaskRecord, TaskRun
-from clinic.server import make_consumer
 from huey_config import huey
 from tests.browser import browser, screenshot  # noqa: F401 (fixture)
 from tests.conftest import PASSWORD, TZ, login
@@ -61,34 +59,7 @@ def admin(client, erin):
     return client
 
 
-@pytest.fixture
-def consumer(app, clinic_settings):
-    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    pool = make_consumer(clinic_settings, periodic=False)
-    pool.start()
-    yield pool
-    pool.stop(graceful=True)
-    for sig, handler in saved.items():
-        signal.signal(sig, handler)
-
-
-def wait_for_state(task_id, *states, timeout=10):
-    """The consumer works in its own threads: wait (bounded) until the run reaches a state."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run = TaskRun.get_or_none(TaskRun.task_id == task_id)
-        if run is not None and run.state in states:
-            return run
-        time.sleep(0.02)
-    raise AssertionError(f"task {task_id} never reached {states}")
-
-
 _numbers = itertools.count(1)
-
-
-def drain():
-    while (task := huey.dequeue()) is not None:
-        huey.execute(task)
 
 
 def add_run(job, state="succeeded", runtime=1.0, queued_at=None, **fields):
@@ -145,7 +116,7 @@ def test_each_job_shows_its_schedule_last_run_and_next_five_runs(admin):
         assert f'<tr id="job-{job.name}">' in page.text
 
 
-def test_run_now_queues_a_scheduled_job_and_it_runs(admin):
+def test_run_now_queues_a_scheduled_job_and_it_runs(admin, drain):
     with scheduler.registry(TEST_JOB):
         page = admin.get("/admin/jobs")
         assert 'action="/admin/jobs/test-job/run"' in page.text
@@ -170,7 +141,7 @@ def find_nothing(now):
     return {"tried": 0, "sent": 0}
 
 
-def test_runs_that_found_nothing_to_do_are_hidden_until_asked_for(admin):
+def test_runs_that_found_nothing_to_do_are_hidden_until_asked_for(admin, drain):
     with scheduler.registry(Job("quiet-job", "quiet_job_at", "every 1m", find_nothing, NORMAL,
                                 "Finds nothing.")):
         admin.post("/admin/jobs/quiet-job/run")
@@ -221,9 +192,11 @@ def test_per_job_counts_median_and_95th_percentile(admin):
 # -- failures, Retry, Revoke ----------------------------------------------------------------------
 
 
-def test_a_failed_task_shows_on_the_jobs_page_and_retry_runs_it_to_success(admin, consumer):
+def test_a_failed_task_shows_on_the_jobs_page_and_retry_runs_it_to_success(admin, consumer,
+                                                                           finished):
     result = send_letters([21, 22])
-    run = wait_for_state(result.id, "failed")
+    finished(result.id, S.SIGNAL_ERROR)
+    run = TaskRun.get(TaskRun.task_id == result.id)
     page = admin.get("/admin/jobs?state=failed")
     assert run_rows(page) == [run.task_id]
     assert "ConnectionRefusedError: SMTP server not answering" in page.text
@@ -237,7 +210,8 @@ def test_a_failed_task_shows_on_the_jobs_page_and_retry_runs_it_to_success(admin
 
     response = admin.post(f"/admin/jobs/runs/{run.task_id}/retry")
     assert response.status == 303 and response.location.endswith(f"/runs/{run.task_id}")
-    run = wait_for_state(run.task_id, "succeeded")
+    finished(run.task_id, S.SIGNAL_COMPLETE)
+    run = TaskRun.get(TaskRun.task_id == run.task_id)
     assert ran == [[21, 22], [21, 22]] and run.attempt == 2
     detail = admin.get(f"/admin/jobs/runs/{run.task_id}")
     assert "status-succeeded" in detail.text and "An earlier attempt failed" in detail.text
@@ -245,7 +219,7 @@ def test_a_failed_task_shows_on_the_jobs_page_and_retry_runs_it_to_success(admin
     assert run_rows(admin.get("/admin/jobs?state=failed")) == []
 
 
-def test_a_run_whose_process_was_killed_shows_as_interrupted_with_retry(admin):
+def test_a_run_whose_process_was_killed_shows_as_interrupted_with_retry(admin, drain):
     from tests.test_monitor import dead_pid
 
     result = send_letters([5])
@@ -261,7 +235,7 @@ def test_a_run_whose_process_was_killed_shows_as_interrupted_with_retry(admin):
     assert f'action="/admin/jobs/runs/{result.id}/retry"' in detail.text
 
 
-def test_retrying_twice_says_it_is_already_queued(admin):
+def test_retrying_twice_says_it_is_already_queued(admin, drain):
     result = send_letters([1])
     drain()
     admin.get(f"/admin/jobs/runs/{result.id}")
@@ -271,7 +245,7 @@ def test_retrying_twice_says_it_is_already_queued(admin):
     assert huey.pending_count() == 1
 
 
-def test_revoke_means_a_waiting_task_does_not_run(admin):
+def test_revoke_means_a_waiting_task_does_not_run(admin, drain):
     result = wait_for_me([8])
     detail = admin.get(f"/admin/jobs/runs/{result.id}")
     assert "status-queued" in detail.text

@@ -40,12 +40,6 @@ def book(patient, doctor, start=VISIT):
     return appointments.book(patient.id, doctor.id, start, "Private reason")
 
 
-def run_queue():
-    """Run every queued task here, as the consumer would."""
-    while (task := huey.dequeue()) is not None:
-        huey.execute(task)
-
-
 def listed(page):
     """The ids of the messages a list page shows, in order."""
     return [int(i) for i in re.findall(r'<tr id="message-(\d+)"', page)]
@@ -55,10 +49,10 @@ def listed(page):
 
 
 def test_a_failed_send_shows_with_its_error_and_resend_delivers_it_once(
-        morning, smtp_settings, smtp, admin, alice, carol):
+        morning, smtp_settings, smtp, admin, alice, carol, drain):
     smtp.answer("550")
     appt = book(alice, carol)
-    run_queue()
+    drain()
     confirmation = Message.get(Message.kind == "confirmation")
     assert confirmation.status == "failed"
 
@@ -81,10 +75,10 @@ def test_a_failed_send_shows_with_its_error_and_resend_delivers_it_once(
     assert response.location.endswith(f"/admin/messages/{confirmation.id}")
     after = admin.get(f"/admin/messages/{confirmation.id}").text
     assert "is queued again" in after
-    run_queue()
+    drain()
     sweeper.sweep()
     sweeper.retry_failed()
-    run_queue()
+    drain()
     assert smtp.message_ids() == [confirmation.message_id]  # exactly once
     assert smtp.messages[0].rcpt_tos == ["alice@example.com"]
     page = admin.get(f"/admin/messages/{confirmation.id}").text
@@ -92,9 +86,10 @@ def test_a_failed_send_shows_with_its_error_and_resend_delivers_it_once(
     assert f'action="/admin/messages/{confirmation.id}/resend"' not in page
 
 
-def test_only_a_failed_message_can_be_resent(morning, smtp_settings, smtp, admin, alice, carol):
+def test_only_a_failed_message_can_be_resent(morning, smtp_settings, smtp, admin, alice, carol,
+                                             drain):
     book(alice, carol)
-    run_queue()
+    drain()
     sent = Message.get(Message.kind == "confirmation")
     assert sent.status == "sent"
     admin.get(f"/admin/messages/{sent.id}")
@@ -105,10 +100,10 @@ def test_only_a_failed_message_can_be_resent(morning, smtp_settings, smtp, admin
     assert len(smtp.messages) == 1
 
 
-def test_resend_needs_the_csrf_token(morning, smtp_settings, smtp, admin, alice, carol):
+def test_resend_needs_the_csrf_token(morning, smtp_settings, smtp, admin, alice, carol, drain):
     smtp.answer("550")
     book(alice, carol)
-    run_queue()
+    drain()
     failed = Message.get(Message.kind == "confirmation")
     assert admin.post(f"/admin/messages/{failed.id}/resend", csrf=False).status == 403
     assert Message.get_by_id(failed.id).status == "failed"
@@ -189,9 +184,9 @@ def test_bad_filters_are_explained(admin, query, field, message):
 
 
 def test_a_message_shows_its_headers_bodies_attachments_and_appointment(
-        morning, smtp_settings, smtp, admin, alice, carol):
+        morning, smtp_settings, smtp, admin, alice, carol, drain):
     appt = book(alice, carol)
-    run_queue()
+    drain()
     confirmation = Message.get(Message.kind == "confirmation")
     page = admin.get(f"/admin/messages/{confirmation.id}").text
     assert f"<h1>{confirmation.subject} " in page
@@ -223,10 +218,10 @@ def test_the_html_body_is_framed_without_scripts_and_shown_as_escaped_source():
     assert directives["frame-ancestors"] == "'self'"
 
 
-def test_everything_a_user_typed_is_escaped(morning, smtp_settings, smtp, admin, carol):
+def test_everything_a_user_typed_is_escaped(morning, smtp_settings, smtp, admin, carol, drain):
     mallory = make_patient("mallory@example.com", "<script>alert(1)</script>")
     book(mallory, carol)
-    run_queue()
+    drain()
     confirmation = Message.get(Message.kind == "confirmation")
     assert "<script>alert(1)</script>" in confirmation.text_body
     for path in ("/admin/messages", "/admin/messages?q=%3Cscript%3E",
@@ -245,7 +240,7 @@ def test_everything_a_user_typed_is_escaped(morning, smtp_settings, smtp, admin,
     (lambda alice: accounts.update_profile(alice, {"email": "alice.new@example.com"}),
      "/account/email/")])
 def test_a_message_holding_a_sign_in_link_is_not_shown_to_admins(smtp_settings, smtp, admin,
-                                                                 alice, ask, link):
+                                                                 alice, ask, link, drain):
     ask(alice)
     message = Message.get(Message.kind.in_(compose.SECRET_LINK_KINDS))
     token = re.search(re.escape(link) + r"(\S+)", message.text_body).group(1)
@@ -257,7 +252,7 @@ def test_a_message_holding_a_sign_in_link_is_not_shown_to_admins(smtp_settings, 
         assert f"/admin/messages/{message.id}/html" not in page, when  # no frame for the body
         html = admin.get(f"/admin/messages/{message.id}/html").text
         assert token not in html and "Not shown: holds a sign-in link." in html, when
-        run_queue()
+        drain()
     assert Message.get_by_id(message.id).status == "sent"
 
 
@@ -330,10 +325,10 @@ def test_the_admin_nav_links_the_messages_and_settings_pages(admin):
 
 
 def test_a_retry_is_shown_with_its_next_attempt(morning, smtp_settings, smtp, admin, alice,
-                                                carol):
+                                                carol, drain):
     smtp.answer("451")
     book(alice, carol)
-    run_queue()
+    drain()
     waiting = Message.get(Message.kind == "confirmation")
     assert (waiting.status, waiting.attempts) == ("pending", 1)
     page = admin.get(f"/admin/messages/{waiting.id}").text

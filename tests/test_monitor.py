@@ -3,7 +3,6 @@ consumer, or by draining the queue with huey.dequeue() + huey.execute()), Retry 
 scheduler's heartbeat and the banner, per-job runtimes, pruning, and `job history`."""
 
 import os
-import queue as stdqueue
 import signal
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from clinic.jobs import heartbeats, monitor, queue, runs, scheduler
 from clinic.jobs.queue import NORMAL
 from clinic.jobs.scheduler import Job
 from clinic.models import JobState, TaskRecord, TaskRun
-from clinic.server import Process, make_consumer, prepare
+from clinic.server import Process, prepare
 from huey_config import huey
 from tests import backends
 from tests.conftest import TZ
@@ -64,44 +63,6 @@ def local(*args):
 @pytest.fixture(autouse=True)
 def forget_calls():
     calls.clear()
-
-
-@pytest.fixture
-def consumer(app, clinic_settings):
-    """The real consumer in threads, as run.py starts it (without the periodic scheduler)."""
-    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    pool = make_consumer(clinic_settings, periodic=False)
-    pool.start()
-    yield pool
-    pool.stop(graceful=True)
-    for sig, handler in saved.items():
-        signal.signal(sig, handler)
-
-
-@pytest.fixture
-def finished():
-    """finished(task_id, signal): wait until the consumer has sent ``signal`` for the task. Our
-    receiver is connected after the monitor's, so by then the monitor has recorded it."""
-    seen = stdqueue.Queue()
-
-    def note(sig, task, *args):
-        seen.put((sig, task.id))
-
-    huey.signal(S.SIGNAL_COMPLETE, S.SIGNAL_ERROR)(note)
-
-    def wait(task_id, sig, timeout=10):
-        deadline = time.monotonic() + timeout
-        while seen.get(timeout=max(0.01, deadline - time.monotonic())) != (sig, task_id):
-            pass
-
-    yield wait
-    huey.disconnect_signal(note)
-
-
-def drain():
-    """Run every queued task in this thread, as a worker would."""
-    while (task := huey.dequeue()) is not None:
-        huey.execute(task)
 
 
 def run_of(result_or_id):
@@ -154,7 +115,7 @@ def test_a_failure_is_recorded_with_its_error_and_retry_runs_it_to_success(consu
     assert run.error.startswith("RuntimeError")  # why a retry was needed stays on the row
 
 
-def test_hueys_own_retries_keep_one_row_and_count_attempts(app):
+def test_hueys_own_retries_keep_one_row_and_count_attempts(app, drain):
     result = fails_once_with_a_retry([3])
     huey.execute(huey.dequeue())
     assert run_of(result).state == "retrying"
@@ -164,7 +125,7 @@ def test_hueys_own_retries_keep_one_row_and_count_attempts(app):
     assert TaskRun.select().count() == 1
 
 
-def test_retry_is_only_for_a_failed_task_and_only_once(app):
+def test_retry_is_only_for_a_failed_task_and_only_once(app, drain):
     result = fails_once([1])
     drain()
     monitor.retry(result.id)
@@ -175,7 +136,7 @@ def test_retry_is_only_for_a_failed_task_and_only_once(app):
     assert run_of(result).state == "succeeded"
 
 
-def test_retry_refuses_a_task_whose_arguments_could_not_be_kept(app):
+def test_retry_refuses_a_task_whose_arguments_could_not_be_kept(app, drain):
     result = fails_once(datetime(2026, 1, 1))  # not JSON
     drain()
     assert run_of(result).call is None
@@ -183,7 +144,7 @@ def test_retry_refuses_a_task_whose_arguments_could_not_be_kept(app):
         monitor.retry(result.id)
 
 
-def test_a_revoked_waiting_task_does_not_run(app):
+def test_a_revoked_waiting_task_does_not_run(app, drain):
     result = remember_ids([5])
     monitor.revoke(result.id)
     assert run_of(result).state == "revoked"
@@ -195,14 +156,14 @@ def test_a_revoked_waiting_task_does_not_run(app):
         monitor.revoke(result.id)
 
 
-def test_a_task_that_ran_cannot_be_revoked(app):
+def test_a_task_that_ran_cannot_be_revoked(app, drain):
     result = remember_ids([5])
     drain()
     with pytest.raises(Conflict, match="Only a waiting task can be revoked; its state is succ"):
         monitor.revoke(result.id)
 
 
-def test_a_recording_failure_never_breaks_the_task(app, caplog):
+def test_a_recording_failure_never_breaks_the_task(app, caplog, drain):
     db.database.execute_sql("DROP TABLE task_run")
     remember_ids([9])
     drain()
@@ -283,27 +244,30 @@ def test_in_immediate_mode_a_task_is_recorded_at_once_in_the_callers_transaction
     assert TaskRun.select().count() == 0  # the record was part of the rolled-back transaction
 
 
-def run_process(clinic_settings, drive, app=None, **changes):
-    """Run a jobs-only Process (the settings with ``changes``) in this thread until
-    ``drive(lines)``, run in a thread of its own with the lines the process prints so far,
-    stops it; returns those lines. Python's signal handlers are put back after."""
-    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    app = app or prepare(clinic_settings)
-    lines = []
-    driver = threading.Thread(target=drive, args=(lines,))
-    driver.start()
-    try:
-        Process(clinic_settings.replace(port=0, **changes), web=False, out=lines.append,
-                app=app).run()
-    finally:
-        driver.join(30)
-        for sig, handler in saved.items():
-            signal.signal(sig, handler)
-    return lines
+@pytest.fixture
+def run_process(clinic_settings, restore_signals):
+    """``run_process(drive, app=None, **changes)`` runs a jobs-only Process (the settings with
+    ``changes``) in this thread until ``drive(lines)``, run in a thread of its own with the
+    lines the process prints so far, stops it; returns those lines. Python's signal handlers
+    are put back after the test."""
+
+    def run(drive, app=None, **changes):
+        app = app or prepare(clinic_settings)
+        lines = []
+        driver = threading.Thread(target=drive, args=(lines,))
+        driver.start()
+        try:
+            Process(clinic_settings.replace(port=0, **changes), web=False, out=lines.append,
+                    app=app).run()
+        finally:
+            driver.join(30)
+        return lines
+
+    return run
 
 
 def test_a_stopping_process_has_written_its_last_records_when_it_ends(clinic_settings,
-                                                                       finished):
+                                                                       finished, run_process):
     result = {}
 
     def drive(lines):
@@ -311,7 +275,7 @@ def test_a_stopping_process_has_written_its_last_records_when_it_ends(clinic_set
         finished(result["task"].id, S.SIGNAL_COMPLETE)
         os.kill(os.getpid(), signal.SIGTERM)
 
-    lines = run_process(clinic_settings, drive)
+    lines = run_process(drive)
     assert lines[-1] == "clinic stopped"
     with db.database.connection_context():
         run = TaskRun.get(TaskRun.task_id == result["task"].id)
@@ -354,7 +318,7 @@ def test_runs_left_running_by_a_killed_process_of_this_machine_are_interrupted(a
     assert TaskRun.get_by_id(before.id).state == "interrupted"
 
 
-def test_an_interrupted_orphan_can_be_retried_and_runs(app):
+def test_an_interrupted_orphan_can_be_retried_and_runs(app, drain):
     result = remember_ids([8])
     (TaskRun.update(state="running", worker=f"{runs.HOST} pid {dead_pid()}")
      .where(TaskRun.task_id == result.id).execute())  # as a killed worker left it
@@ -377,7 +341,7 @@ def looks(app, monkeypatch):
     return lambda minutes: heartbeats.interrupt_lost(base + timedelta(minutes=minutes))
 
 
-def test_a_run_whose_task_left_the_queue_is_interrupted_at_the_second_look(looks):
+def test_a_run_whose_task_left_the_queue_is_interrupted_at_the_second_look(looks, drain):
     later = remember_ids.schedule(args=([3],), delay=3600)
     huey.add_schedule(huey.dequeue())  # not due: a worker puts it in the schedule
     lost = remember_ids([1])
@@ -456,7 +420,8 @@ def test_a_task_of_a_name_this_process_does_not_know_is_still_in_the_queue(looks
 
 
 def test_a_starting_process_interrupts_the_runs_its_killed_predecessor_left(clinic_settings,
-                                                                           monkeypatch):
+                                                                           monkeypatch,
+                                                                           run_process):
     app = prepare(clinic_settings)
     with db.database.connection_context():
         killed = add_run("report", state="running", runtime=None,
@@ -478,7 +443,7 @@ def test_a_starting_process_interrupts_the_runs_its_killed_predecessor_left(clin
             beats.append(_until(lambda: (last_beat() or first) > first))
         os.kill(os.getpid(), signal.SIGTERM)
 
-    run_process(clinic_settings, drive, app=app)
+    run_process(drive, app=app)
     with db.database.connection_context():
         assert TaskRun.get_by_id(killed.id).state == "interrupted"
         # It said it runs tasks while it ran, and took that back as it stopped.
@@ -494,7 +459,7 @@ def held():
     assert _hold.wait(30)
 
 
-def _stop_while_held(clinic_settings, shutdown_timeout, during_stop=lambda: None):
+def stop_while_held(run_process, shutdown_timeout, during_stop=lambda: None):
     """Run a jobs-only Process, start held(), stop the process while it runs, call
     ``during_stop()`` in the driver once the stop has begun; returns the held task's id."""
     ids = []
@@ -509,12 +474,13 @@ def _stop_while_held(clinic_settings, shutdown_timeout, during_stop=lambda: None
             _until(lambda: any("received" in line for line in lines))
             during_stop()
 
-    run_process(clinic_settings, drive, shutdown_timeout=shutdown_timeout)
+    run_process(drive, shutdown_timeout=shutdown_timeout)
     return ids[0]
 
 
-def test_a_task_still_running_when_the_stop_gives_up_is_marked_interrupted(clinic_settings):
-    task_id = _stop_while_held(clinic_settings, timedelta(seconds=0.2))
+def test_a_task_still_running_when_the_stop_gives_up_is_marked_interrupted(clinic_settings,
+                                                                           run_process):
+    task_id = stop_while_held(run_process, timedelta(seconds=0.2))
     try:
         with db.database.connection_context():
             run = run_of(task_id)
@@ -525,7 +491,8 @@ def test_a_task_still_running_when_the_stop_gives_up_is_marked_interrupted(clini
         _hold.set()
 
 
-def test_a_process_goes_on_beating_while_its_workers_finish(clinic_settings, monkeypatch):
+def test_a_process_goes_on_beating_while_its_workers_finish(clinic_settings, monkeypatch,
+                                                            run_process):
     """A graceful stop waits for running tasks: until they end, the process still says it runs
     them, or another machine would mark them interrupted while they run."""
     monkeypatch.setattr(server, "HEALTH_CHECK_INTERVAL", 0.01)
@@ -541,14 +508,15 @@ def test_a_process_goes_on_beating_while_its_workers_finish(clinic_settings, mon
         moved.append(_until(lambda: (last_beat() or first) > first))
         _hold.set()
 
-    task_id = _stop_while_held(clinic_settings, timedelta(seconds=30), during_stop)
+    task_id = stop_while_held(run_process, timedelta(seconds=30), during_stop)
     assert moved == [True]
     with db.database.connection_context():
         assert run_of(task_id).state == "succeeded"
         assert beating() == []
 
 
-def test_a_failed_health_check_does_not_stop_the_heartbeat(clinic_settings, monkeypatch):
+def test_a_failed_health_check_does_not_stop_the_heartbeat(clinic_settings, monkeypatch,
+                                                           run_process):
     """Without beats, another machine would take this process's runs for orphans."""
     monkeypatch.setattr(server, "HEALTH_CHECK_INTERVAL", 0.01)
     monkeypatch.setattr(heartbeats, "BEAT_EVERY", timedelta(0))
@@ -573,7 +541,7 @@ def test_a_failed_health_check_does_not_stop_the_heartbeat(clinic_settings, monk
             moved.append(_until(lambda: (last_beat() or first) > first))
         os.kill(os.getpid(), signal.SIGTERM)
 
-    run_process(clinic_settings, drive)
+    run_process(drive)
     assert moved == [True]
 
 
@@ -615,7 +583,8 @@ def test_runs_of_another_machine_are_interrupted_once_its_process_is_silent(app,
     assert TaskRun.get_by_id(unknown.id).state == "running"
 
 
-def test_a_heartbeat_names_this_process_whatever_the_length_of_its_host_name(app, monkeypatch):
+def test_a_heartbeat_names_this_process_whatever_the_length_of_its_host_name(app, monkeypatch,
+                                                                             drain):
     monkeypatch.setattr(runs, "HOST", "a-very-long-host-name." * 5 + "clinic.example")
     result = remember_ids([9])
     drain()
@@ -787,7 +756,7 @@ def test_prune_deletes_runs_older_than_thirty_days(app):
 # -- run now --------------------------------------------------------------------------------------
 
 
-def test_run_now_queues_the_job_with_its_priority_and_it_runs(app):
+def test_run_now_queues_the_job_with_its_priority_and_it_runs(app, drain):
     ran = []
     job = Job("test-job", "test_job_at", "08:00", lambda now: ran.append(now) or {"sent": 2},
               NORMAL, "A job for tests.")
@@ -804,7 +773,7 @@ def test_run_now_queues_the_job_with_its_priority_and_it_runs(app):
 # -- the command line -----------------------------------------------------------------------------
 
 
-def test_job_history_failed_prints_the_failed_run(app, clinic_settings):
+def test_job_history_failed_prints_the_failed_run(app, clinic_settings, drain):
     with time_machine.travel(local(2026, 11, 10, 9, 15), tick=False):
         fails_once([4])
         drain()

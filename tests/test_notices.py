@@ -2,7 +2,6 @@
 invites: written with the booking, delivered after it, to a real SMTP server."""
 
 import re
-import signal
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -13,7 +12,6 @@ from clinic import appointments, clock, db, reminders, settings
 from clinic.jobs.queue import URGENT
 from clinic.mail import delivery, notices, sweeper
 from clinic.models import Appointment, Message
-from clinic.server import make_consumer
 from huey_config import huey
 from tests.conftest import login, slot
 
@@ -126,10 +124,9 @@ def test_booking_returns_before_the_confirmation_is_sent(smtp_settings, smtp, cl
 
 
 @pytest.fixture
-def consumer(app, clinic_settings):
-    """The real consumer in threads, as run.py starts it (without the scheduler); ``.sent`` is
-    set when a send_messages task has finished."""
-    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+def consumer(consumer):
+    """The real consumer (conftest.py); ``.sent`` is set when a send_messages task has
+    finished."""
     sent = threading.Event()
 
     def finished(signal_name, task, *args):
@@ -137,14 +134,9 @@ def consumer(app, clinic_settings):
             sent.set()
 
     huey.signal(SIGNAL_COMPLETE)(finished)
-    worker_pool = make_consumer(clinic_settings, periodic=False)
-    worker_pool.start()
-    worker_pool.sent = sent
-    yield worker_pool
-    worker_pool.stop(graceful=True)
+    consumer.sent = sent
+    yield consumer
     huey.disconnect_signal(finished, SIGNAL_COMPLETE)
-    for sig, handler in saved.items():
-        signal.signal(sig, handler)
 
 
 def test_the_consumer_delivers_the_confirmation_of_a_booking(smtp_settings, smtp, consumer,

@@ -318,7 +318,7 @@ def test_skip_records_the_reason_and_takes_the_key(app, alice):
     assert sweeper.sweep() == 0
 
 
-def test_resend_puts_a_failed_message_back_with_its_message_id(smtp_settings, smtp):
+def test_resend_puts_a_failed_message_back_with_its_message_id(smtp_settings, smtp, drain):
     smtp.answer("550")
     message = add("test:1")
     huey.flush()
@@ -328,33 +328,31 @@ def test_resend_puts_a_failed_message_back_with_its_message_id(smtp_settings, sm
     assert (again.status, again.attempts, again.last_error) == ("pending", 0, "")
     assert queued() == [[message.id]]
     smtp.answer("accept")
-    huey.execute(huey.dequeue())
+    drain()
     assert reload(message).status == "sent"
     assert smtp.message_ids() == [message.message_id]
     assert outbox.resend(message.id) is False  # a sent message is never sent again
 
 
-def test_messages_written_in_one_transaction_are_delivered_in_batches(app, monkeypatch):
-    queued = []
-    monkeypatch.setattr(outbox, "_queue_send",
-                        lambda ids, priority=None: queued.append(len(ids)))
+def queued_sizes():
+    return [len(ids) for ids in queued()]
+
+
+def test_messages_written_in_one_transaction_are_delivered_in_batches(app):
     with db.database.atomic():
         for n in range(250):
             add(f"batch:{n}", f"patient{n}@example.com")
-        assert queued == []  # nothing before the commit
-    assert queued == [100, 100, 50]  # one task, and one SMTP connection, per hundred
+        assert queued_sizes() == []  # nothing before the commit
+    assert queued_sizes() == [100, 100, 50]  # one task, and one SMTP connection, per hundred
 
 
-def test_a_rolled_back_transaction_queues_no_delivery_and_leaves_no_state(app, monkeypatch):
-    queued = []
-    monkeypatch.setattr(outbox, "_queue_send",
-                        lambda ids, priority=None: queued.append(len(ids)))
+def test_a_rolled_back_transaction_queues_no_delivery_and_leaves_no_state(app):
     with pytest.raises(RuntimeError), db.database.atomic():
         add("gone:1", "a@example.com")
         raise RuntimeError("booking failed")
     with db.database.atomic():
         add("kept:1", "b@example.com")
-    assert queued == [1]
+    assert queued_sizes() == [1]
 
 
 def test_a_message_whose_body_the_clean_up_removed_is_not_resent_empty(app):

@@ -14,21 +14,11 @@ import sys
 import threading
 from pathlib import Path
 
-import pytest
-
 from clinic import db
 from clinic.server import Process, prepare
 from huey_config import huey
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def restore_signals():
-    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    yield
-    for sig, handler in saved.items():
-        signal.signal(sig, handler)
 
 
 def _get(port, path, timeout=10):

@@ -7,7 +7,7 @@ from datetime import date, timedelta
 
 from clinic.models import LoginAttempt, Patient, User
 from tests.conftest import PASSWORD
-from tests.test_password_reset import delivered, signs_in
+from tests.test_password_reset import signs_in
 
 
 def patch(client, changes, headers=None):
@@ -58,13 +58,13 @@ def test_bad_fields_are_refused_and_nothing_changes(client, alice):
 
 
 def test_a_new_email_takes_effect_once_confirmed_by_its_link(smtp_settings, smtp, client,
-                                                             new_client, alice):
+                                                             new_client, alice, delivered):
     client.api_login(alice.email)
     answer = patch(client, {"email": "Alice.New@example.com"})
     assert answer.status == 200
     assert answer.json()["email"] == alice.email
     assert answer.json()["pending_email"] == "alice.new@example.com"
-    (received,) = delivered(smtp)
+    (received,) = delivered()
     assert received.rcpt_tos == ["alice.new@example.com"]
     text = received.message.get_body(("plain",)).get_content()
     token = re.search(r"/account/email/(\S+)", text).group(1)

@@ -1,7 +1,6 @@
 """The queue: Huey in this process, with idle workers woken by enqueue() instead of polling,
 and its storage chosen by CLINIC_QUEUE_URL."""
 
-import signal
 import threading
 
 import pytest
@@ -22,17 +21,14 @@ def _note():
 
 
 @pytest.fixture
-def consumer(app, clinic_settings):
+def consumer(app, clinic_settings, restore_signals):
     """The real consumer in threads, as run.py starts it, but with idle workers backing off to
     a minute between polls: only the wake-up can make a task start quickly."""
-    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     worker_pool = make_consumer(clinic_settings, periodic=False, initial_delay=60.0,
                                 max_delay=60.0)
     worker_pool.start()
     yield worker_pool
     worker_pool.stop(graceful=True)
-    for sig, handler in saved.items():
-        signal.signal(sig, handler)
 
 
 def _until(predicate, timeout=10):
@@ -156,9 +152,9 @@ def test_sqlite_queue_pops_a_key_once(tmp_path):
     assert storage.peek_many(["r:task"]) == {}
 
 
-def test_a_revoked_task_is_not_run(app):
+def test_a_revoked_task_is_not_run(app, drain):
     _ran.clear()
     result = _note()
     result.revoke()
-    huey.execute(huey.dequeue())
+    drain()
     assert not _ran.is_set()

@@ -66,9 +66,9 @@ class Proc:
         self.seen = threading.Condition()
         self.popen = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env,
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        threading.Thread(target=self._read, daemon=True).start()
+        threading.Thread(target=self.read_lines, daemon=True).start()
 
-    def _read(self):
+    def read_lines(self):
         for line in self.popen.stdout:
             with self.seen:
                 self.lines.append(line.rstrip("\n"))

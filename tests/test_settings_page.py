@@ -10,7 +10,6 @@ import time_machine
 
 from clinic import settings
 from clinic.models import Message
-from huey_config import huey
 from tests.conftest import TZ, login
 from tests.test_mail import free_port
 
@@ -30,11 +29,6 @@ def admin(new_client, erin):
     browser = new_client()
     login(browser, erin)
     return browser
-
-
-def run_queue():
-    while (task := huey.dequeue()) is not None:
-        huey.execute(task)
 
 
 def smtp_section(page):
@@ -72,7 +66,7 @@ def test_without_smtp_the_page_says_emails_go_to_the_folder(app, admin, clinic_s
     assert f"each email is written to {clinic_settings.data_path / 'outbox'}" in section
 
 
-def test_the_test_email_arrives_at_the_smtp_server(smtp_settings, smtp, admin, erin):
+def test_the_test_email_arrives_at_the_smtp_server(smtp_settings, smtp, admin, erin, drain):
     page = admin.get("/admin/settings").text
     assert 'action="/admin/settings/test-email"' in page
     response = admin.post("/admin/settings/test-email")
@@ -80,7 +74,7 @@ def test_the_test_email_arrives_at_the_smtp_server(smtp_settings, smtp, admin, e
     assert "A test email is on its way to erin@example.com" in admin.get("/admin/settings").text
     message = Message.get(Message.kind == "test")
     assert (message.recipient, message.user_id) == ("erin@example.com", erin.id)
-    run_queue()
+    drain()
     assert len(smtp.messages) == 1
     received = smtp.messages[0]
     assert received.rcpt_tos == ["erin@example.com"]
