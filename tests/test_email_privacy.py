@@ -60,11 +60,15 @@ def make_every_kind(alice, carol, erin):
     appointments.reschedule(moved, slot(3, "11:00"), alice)
     cancelled = appointments.book(alice.id, carol.id, slot(4, "10:00"), reason=SECRET)
     appointments.cancel(cancelled, alice)
-    # A visit this afternoon, booked last week: the daily and the advance reminder.
+    # A visit this afternoon, booked last week: the daily reminder; and one tomorrow: its
+    # advance reminder (this afternoon's would fall within CLINIC_REMINDER_GAP of the daily).
     start = slot(0, "15:00")
     appointments.book(alice.id, carol.id, start, reason=SECRET, now=start - timedelta(days=7))
     reminders.send_daily(now=now)
-    reminders.send_advance(now=start - timedelta(hours=2))
+    tomorrow = slot(1, "15:00")
+    appointments.book(alice.id, carol.id, tomorrow, reason=SECRET,
+                      now=tomorrow - timedelta(days=7))
+    reminders.send_advance(now=tomorrow - timedelta(days=1))
     # A visit yesterday, completed with the distinctive record: review request and reminder,
     # the doctor's monthly report, the patient's export.
     seen = appointments.book(alice.id, carol.id, slot(-1, "10:00"), reason=SECRET,
