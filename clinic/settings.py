@@ -6,10 +6,10 @@ the variable. ``tests/test_settings.py`` fails when a setting here is missing fr
 """
 
 import importlib
+import inspect
 import os
 import re
 import secrets
-import sys
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -203,7 +203,7 @@ _ORIGIN = {}  # setting name -> the module that registered it
 
 def register(*settings):
     """Add settings declared by another module (mail, jobs). Names must be new."""
-    module = sys._getframe(1).f_globals.get("__name__", "")
+    module = inspect.currentframe().f_back.f_globals.get("__name__", "")
     for setting in settings:
         if setting.name in _BY_NAME:
             raise ValueError(f"setting {setting.name} declared twice")
