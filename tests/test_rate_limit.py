@@ -26,7 +26,7 @@ def rate(smtp_settings):
     """Sets CLINIC_MAIL_RATE for the test: rate(60)."""
     def use(per_minute):
         settings.use(settings.get().replace(mail_rate=per_minute))
-    delivery._planned["at"] = None  # no send_due task planned by an earlier test's clock
+    delivery.forget_wake()  # no send_due task planned by an earlier test's clock
     return use
 
 

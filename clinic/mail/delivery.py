@@ -269,6 +269,13 @@ _planned = {"at": None}
 _planned_lock = threading.Lock()
 
 
+def forget_wake():
+    """Forget the send_due() this process has queued, once its queue was emptied (a test's),
+    so the next hold queues one again."""
+    with _planned_lock:
+        _planned["at"] = None
+
+
 def _wake_at(when):
     """Queue send_due() for ``when``, unless this process has one queued for no later (that one
     queues the next itself if the limit still bites). Other processes have their own; the
