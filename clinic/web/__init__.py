@@ -59,9 +59,11 @@ ROUTE_MODULES = (account, patient, doctor, admin, jobs, messages, review, link, 
                  account_settings)
 
 
-# Pages and answers no browser or proxy may keep: personal data, and the pages of a sign-in link
-# or a half-done sign-in.
-PRIVATE_PATHS = ("/api/", "/patient", "/doctor", "/admin", "/account", "/reset/", "/login/code")
+# Pages and answers no browser or proxy may keep: personal data, the pages that an emailed link
+# opens (a visit, an unsubscribe, a review: each names the patient), and the pages of a sign-in
+# link or a half-done sign-in.
+PRIVATE_PATHS = ("/api/", "/patient", "/doctor", "/admin", "/account", "/visit/", "/unsubscribe/",
+                 "/review/", "/reset/", "/login/code")
 
 
 class ClinicApp:

@@ -9,7 +9,7 @@ patient's own pages, because they call the same domain functions as that patient
 from datetime import timedelta
 
 import bottle
-from bottle import request, response
+from bottle import request
 
 from clinic import appointments, clock, settings, slots
 from clinic.errors import Conflict, Invalid
@@ -21,10 +21,6 @@ from clinic.web.rendering import render
 
 routes = bottle.Bottle()
 
-
-def _private():
-    # The page names the patient, the doctor and the time: no shared cache may keep it.
-    response.set_header("Cache-Control", "no-store")
 
 
 def _when(instant):
@@ -47,14 +43,12 @@ def _banner(exc):
 @routes.get("/visit/<token>")
 @page()
 def visit(token):
-    _private()
     return _visit_page(token, notices.appointment_for_link(token))
 
 
 def _on_link(token, change, answer):
     """Run ``change(appointment)`` on the link's appointment and return ``answer(appointment)``;
     if the booking rules refuse, the visit page says why."""
-    _private()
     appointment = notices.appointment_for_link(token)
     try:
         change(appointment)
@@ -114,7 +108,6 @@ def _slot_picker(token, appointment, raw_day, form=None, errors=None, status=200
 @routes.get("/visit/<token>/reschedule")
 @page()
 def reschedule_form(token):
-    _private()
     appointment = notices.appointment_for_link(token)
     try:
         appointments.check_changeable(appointment, appointment.patient)
@@ -126,7 +119,6 @@ def reschedule_form(token):
 @routes.post("/visit/<token>/reschedule")
 @page()
 def reschedule(token):
-    _private()
     appointment = notices.appointment_for_link(token)
     data = form()
     try:

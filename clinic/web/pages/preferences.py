@@ -8,7 +8,6 @@ cookies, and the token in the address is the only key it needs.
 """
 
 import bottle
-from bottle import response
 
 from clinic.errors import ClinicError
 from clinic.mail import preferences
@@ -38,15 +37,10 @@ def save_preferences():
     redirect("/patient/preferences")
 
 
-def _private():
-    # The page names the patient: no shared cache may keep it.
-    response.set_header("Cache-Control", "no-store")
-
 
 @routes.get("/unsubscribe/<token>")
 @page()
 def unsubscribe_confirm(token):
-    _private()
     user, choice = preferences.for_token(token)
     wanted = preferences.choices(user)[choice]
     return render("patient/unsubscribe.html", token=token, patient=user, choice=choice,
@@ -67,7 +61,6 @@ def resubscribe(token):
 
 
 def _changed(token, action, wanted):
-    _private()
     try:
         user, choice = action(token)
     except ClinicError as exc:

@@ -2,7 +2,6 @@
 without signing in."""
 
 import bottle
-from bottle import response
 
 from clinic import reviews
 from clinic.errors import Invalid
@@ -14,15 +13,10 @@ from clinic.web.rendering import render
 routes = bottle.Bottle()
 
 
-def _private():
-    # The page names the patient's doctor and visit: no shared cache may keep it.
-    response.set_header("Cache-Control", "no-store")
-
 
 @routes.get("/review/<token>")
 @page()
 def review_form(token):
-    _private()
     visit, review = reviews.visit_for(token)
     if review is not None:
         return render("review/thanks.html", visit=visit, review=review)
@@ -32,7 +26,6 @@ def review_form(token):
 @routes.post("/review/<token>")
 @page()
 def review(token):
-    _private()
     data = form()
     try:
         visit, added = reviews.submit(token, data.get("rating"), data.get("comment"))
