@@ -264,8 +264,7 @@ def cmd_settings(args):
         print(settings_table())
         return 0
     s = _settings()
-    secret = {env for env, _, _ in settings.describe()
-              if settings._BY_NAME[env.removeprefix("CLINIC_").lower()].secret}
+    secret = settings.secrets_named()
     for env, _, _ in settings.describe():
         value = getattr(s, env.removeprefix("CLINIC_").lower())
         shown = "(set)" if env in secret and value else value

@@ -303,6 +303,12 @@ def describe():
         yield setting.env, setting.default, setting.help
 
 
+def secrets_named():
+    """The variables whose values are secrets (keys, passwords): shown as "(set)", never printed."""
+    _import_setting_modules()
+    return {setting.env for setting in SETTINGS if setting.secret}
+
+
 # The settings of the running process, set once by create_app() / the CLI.
 _current = None
 
