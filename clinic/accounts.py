@@ -152,7 +152,19 @@ def reset_password(token, password, address="", path="", now=None):
                                     AccountToken.id != row.id).execute()
         audit.record(user, "reset password", _patient_id(user), address=address, path=path,
                      now=now)
+        _tell(user, "The password of your account was reset with an emailed link.", now)
     return user
+
+
+def _tell(user, change, now):
+    """Email the account's own address that ``change`` happened ("Your password was changed."),
+    so a change its owner did not make does not go unnoticed. Inside the change's transaction:
+    no change, no email."""
+    outbox.enqueue(
+        "account_changed", f"account_changed:{user.id}:{secrets.token_hex(8)}", user.email,
+        user=user, priority=10,
+        context={"name": user.name, "change": change, "changed_at": now,
+                 "reset_url": f"{settings.get().base_url}/forgot"})
 
 
 def _patient_id(user):
@@ -242,6 +254,8 @@ def confirm_email(token, now=None):
         with database.atomic():
             _use(row, now)
             User.update(email=row.new_email).where(User.id == row.user_id).execute()
+            # To the address it was until now: the one its owner reads.
+            _tell(row.user, f"Your account's email address was changed to {row.new_email}.", now)
     except IntegrityError:  # someone registered the address meanwhile
         message = "An account with this email already exists."
         raise Invalid(message, {"email": message}) from None
@@ -261,6 +275,7 @@ def change_password(user, current_password, new_password, ip, keep_token, now=No
         User.update(password_hash=auth.hash_password(new_password)).where(
             User.id == user.id).execute()
         auth.end_other_sessions(user.id, keep_token)
+        _tell(user, "The password of your account was changed.", now)
 
 
 # -- two-factor sign-in ----------------------------------------------------------------------------
@@ -317,6 +332,7 @@ def confirm_enrolment(user, code, ip, now=None):
         RecoveryCode.delete().where(RecoveryCode.user == user.id).execute()
         RecoveryCode.insert_many([{"user": user.id, "code_hash": _digest(_plain(c))}
                                   for c in codes]).execute()
+        _tell(user, "Two-factor sign-in was turned on for your account.", now)
     return codes
 
 
@@ -412,6 +428,8 @@ def reset_totp(admin, user_id, address="", path="", now=None):
                      reason=f"two-factor sign-in of {target.name} ({target.role}, id "
                             f"{target.id}) turned off",
                      address=address, path=path, now=now)
+        _tell(target, "Two-factor sign-in was turned off for your account by the clinic.",
+              now or clock.now())
     return target
 
 

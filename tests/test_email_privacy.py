@@ -21,7 +21,7 @@ from clinic import (
 )
 from clinic.mail import outbox
 from clinic.models import Message
-from tests.conftest import TZ, slot
+from tests.conftest import PASSWORD, TZ, slot
 
 SECRET = "Xanthogranuloma"  # the distinctive diagnosis
 RECORD = {"visit_type": "Consultation", "symptoms": f"{SECRET} on the left eyelid",
@@ -88,3 +88,5 @@ def make_every_kind(alice, carol, erin):
     # What a patient asks for about the account: a reset link, a new address's confirmation.
     accounts.request_reset(alice.email, "127.0.0.1")
     accounts.update_profile(alice, {"email": "alice.other@example.com"})
+    # What the account's owner is told of a change: here, a new password.
+    accounts.change_password(alice, PASSWORD, "another good password", "127.0.0.1", None)
