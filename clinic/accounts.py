@@ -324,16 +324,59 @@ def confirm_enrolment(user, code, ip, now=None):
         _count_failure(key, ip, now)
         message = "The code is not right. Enter the 6 digits the app shows now."
         raise Invalid(message, {"code": message})
+    with database.atomic():
+        Totp.update(enabled_at=now, last_step=step).where(Totp.user == user.id).execute()
+        codes = _replace_recovery_codes(user)
+        _tell(user, "Two-factor sign-in was turned on for your account.", now)
+    return codes
+
+
+def _replace_recovery_codes(user):
+    """Ten new recovery codes for ``user`` in place of any left; only their hashes are kept."""
     codes = ["-".join((c[:5], c[5:])) for c in
              ("".join(secrets.choice(RECOVERY_ALPHABET) for _ in range(10))
               for _ in range(RECOVERY_CODES))]
-    with database.atomic():
-        Totp.update(enabled_at=now, last_step=step).where(Totp.user == user.id).execute()
-        RecoveryCode.delete().where(RecoveryCode.user == user.id).execute()
-        RecoveryCode.insert_many([{"user": user.id, "code_hash": _digest(_plain(c))}
-                                  for c in codes]).execute()
-        _tell(user, "Two-factor sign-in was turned on for your account.", now)
+    RecoveryCode.delete().where(RecoveryCode.user == user.id).execute()
+    RecoveryCode.insert_many([{"user": user.id, "code_hash": _digest(_plain(c))}
+                              for c in codes]).execute()
     return codes
+
+
+def _check_own_code(user, code, ip, now):
+    """A change to a user's own two-factor sign-in needs a code now, not only a sign-in: a
+    browser left signed in must not be enough to weaken the account."""
+    if not totp_enabled(user):
+        raise Conflict("Two-factor sign-in is off.")
+    try:
+        check_code(user, code, ip, now)
+    except CodeRequired as exc:
+        raise Invalid(exc.message, {"code": exc.message}) from None
+
+
+def new_recovery_codes(user, code, ip, now=None):
+    """Ten new recovery codes in place of the old ones (used up, or seen by someone else), with
+    a code from the app or a recovery code; shown this once."""
+    now = now or clock.now()
+    _check_own_code(user, code, ip, now)
+    with database.atomic():
+        codes = _replace_recovery_codes(user)
+        _tell(user, "New recovery codes were made for your account; the old ones no longer "
+                    "work.", now)
+    return codes
+
+
+def turn_off_totp(user, code, ip, now=None):
+    """Turn one's own two-factor sign-in off, with a code from the app or a recovery code.
+    Refused (Conflict) to a role that must have it (CLINIC_REQUIRE_2FA)."""
+    now = now or clock.now()
+    if user.role in roles_required():
+        raise Conflict("Your account must use two-factor sign-in, so it cannot be turned off. "
+                       "For a new phone, ask an admin to reset it, then set it up again.")
+    _check_own_code(user, code, ip, now)
+    with database.atomic():
+        Totp.delete().where(Totp.user == user.id).execute()
+        RecoveryCode.delete().where(RecoveryCode.user == user.id).execute()
+        _tell(user, "Two-factor sign-in was turned off for your account.", now)
 
 
 def _plain(code):
@@ -353,12 +396,17 @@ def _matching_step(secret, code, now):
     return None
 
 
+def roles_required():
+    """The roles that must use two-factor sign-in (CLINIC_REQUIRE_2FA)."""
+    return settings.get().require_2fa
+
+
 def sign_in_step(user):
     """What a sign-in with the right password still needs: None, "totp" (a code), or "enrol"
     (the role must have two-factor sign-in and this account has none)."""
     if totp_enabled(user):
         return "totp"
-    if user.role in settings.get().require_2fa:
+    if user.role in roles_required():
         return "enrol"
     return None
 

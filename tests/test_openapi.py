@@ -373,6 +373,12 @@ def exercise_accounts(check, anon, a, c, e, bob, carol, dave):
     check(anon, "post", "/api/login", 401, {"email": carol.email, "password": PASSWORD})
     check(anon, "post", "/api/login", 200, {"email": carol.email, "password": PASSWORD,
                                             "totp": codes[0]})
+    check(c, "post", "/api/me/totp/recovery-codes", 400, {"code": "000000"})
+    codes = check(c, "post", "/api/me/totp/recovery-codes", 200,
+                  {"code": codes[1]})["recovery_codes"]
+    check(c, "post", "/api/me/totp/disable", 400, {"code": "000000"})
+    check(c, "post", "/api/me/totp/disable", 200, {"code": codes[0]})
+    check(c, "post", "/api/me/totp/disable", 409, {"code": codes[1]})
     check(c, "post", "/api/admin/users/{user_id}/totp-reset", 403, user_id=carol.id)
     check(e, "post", "/api/admin/users/{user_id}/totp-reset", 200, user_id=carol.id)
     check(e, "post", "/api/admin/users/{user_id}/totp-reset", 404, user_id=10**12)

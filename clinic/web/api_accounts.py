@@ -208,6 +208,41 @@ def totp_confirm():
     return {"recovery_codes": codes}
 
 
+def _own_code_change(change):
+    """Run ``change(user, code, ip)`` for the signed-in user with the body's ``code``; too many
+    wrong codes answer 429."""
+    errors = {}
+    data = api_input.texts(json_body(), ("code",), errors)
+    check(errors)
+    try:
+        return change(current_user(), data["code"], client_ip())
+    except auth.Throttled as exc:
+        raise api_input.throttled(exc, "Too many tries.") from None
+
+
+@routes.post("/api/me/totp/recovery-codes")
+@api(*ANYONE_SIGNED_IN)
+@doc("Make new recovery codes in place of the old ones", body="TotpCode",
+     returns="RecoveryCodes",
+     errors={400: "The code is not right.", 409: "Two-factor sign-in is off.", 429: None},
+     description="Needs a code from the app (or a recovery code). The old codes stop working; "
+                 "the new ten are shown this once.")
+def totp_new_codes():
+    return {"recovery_codes": _own_code_change(accounts.new_recovery_codes)}
+
+
+@routes.post("/api/me/totp/disable")
+@api(*ANYONE_SIGNED_IN)
+@doc("Turn one's own two-factor sign-in off", body="TotpCode", returns="TotpReset",
+     errors={400: "The code is not right.",
+             409: "It is off already, or the account's role must have it.", 429: None},
+     description="Needs a code from the app (or a recovery code). Refused to the roles "
+                 "CLINIC_REQUIRE_2FA names.")
+def totp_disable():
+    _own_code_change(accounts.turn_off_totp)
+    return {"user_id": current_user().id, "totp_enabled": False}
+
+
 @routes.post("/api/admin/users/<user_id>/totp-reset")
 @api("admin")
 @doc("Turn off a user's two-factor sign-in (their authenticator is lost)",
