@@ -4,9 +4,10 @@ see a patient's records."""
 import re
 from datetime import date
 
+import phonenumbers
 from peewee import IntegrityError, fn
 
-from clinic import auth
+from clinic import auth, details
 from clinic.db import database
 from clinic.errors import Forbidden, Invalid, NoAccess, NotFound, check
 from clinic.models import WEEKDAYS, Appointment, Doctor, Patient, User
@@ -48,15 +49,45 @@ def password_problem(password):
     return None
 
 
-E164_RE = re.compile(r"^\+[1-9]\d{1,14}$")
+PHONE_EXAMPLE = "+49 30 1234567"
 
 
-def parse_phone(raw, errors):
-    """A phone number in E.164 (+4930123456) once spaces are taken out, or "" for none."""
-    phone = re.sub(r"\s+", "", raw or "")
-    if phone and not E164_RE.match(phone):
-        errors["phone"] = "Enter the number with its country code, such as +49 30 1234567."
-    return phone
+def parse_phone(raw, errors, region=None):
+    """A phone number in E.164 (+4930123456), or "" for none; what is wrong goes in
+    ``errors["phone"]``. The ONE check of every phone the clinic keeps (registration, the
+    profile, the front desk, the Clinic page), by libphonenumber: a number in national format
+    (030 1234567) is read as one of ``region`` (default: the clinic's, clinic/details.py), so a
+    number of another country needs its +code."""
+    text = " ".join((raw or "").split())
+    if not text:
+        return ""
+    if region is None:
+        region = details.current().phone_region
+    example = _example(region)
+    if len(text) > 40:
+        errors["phone"] = "The phone number is too long."
+        return text
+    try:
+        number = phonenumbers.parse(text, region or None)
+    except phonenumbers.NumberParseException:
+        if not text.startswith("+") and not region and any(c.isdigit() for c in text):
+            errors["phone"] = f"Enter the number with its country code, such as {example}."
+        else:
+            errors["phone"] = (f"This is not a phone number: enter it with its country code, "
+                               f"such as {example}.")
+        return text
+    if not phonenumbers.is_valid_number(number):
+        errors["phone"] = (f"This is not a phone number in use: check the digits and the "
+                           f"country code (such as {example}).")
+        return text
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _example(region):
+    number = phonenumbers.example_number(region) if region else None
+    if number is None:
+        return PHONE_EXAMPLE
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
 
 
 def parse_birth_date(raw, errors):
@@ -87,9 +118,7 @@ def register_patient(email, password, name, date_of_birth="", phone=""):
     errors = {}
     email = _check_identity(errors, email, name, password)
     dob = parse_birth_date(date_of_birth, errors)
-    phone = (phone or "").strip()
-    if len(phone) > 40:
-        errors["phone"] = "The phone number is too long."
+    phone = parse_phone(phone, errors)
     check(errors)
     with database.atomic():
         user = _create_user(email, name, password, "patient")
