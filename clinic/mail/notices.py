@@ -154,7 +154,7 @@ def invite(appointment, method="REQUEST", sequence=0, now=None):
     """The .ics text for an appointment (from with_people()): CRLF line ends, TEXT values
     escaped, lines folded at 75 octets."""
     s = clinic_details.current()
-    organizer = compose.from_address(s)
+    organizer = compose.from_address()
     patient = appointment.patient
     summary = f"Appointment with {appointment.doctor.name} at {s.name}"
     description = (f"Your appointment with {appointment.doctor.name} at {s.name}.\n"
