@@ -97,9 +97,12 @@ def valid_address(addr):
 
 
 def from_address(s=None):
-    """The sender as an Address: CLINIC_MAIL_FROM, or the clinic's name at noreply@localhost."""
-    s = s or settings.get()
-    return _sender(s.mail_from, details.current().name)
+    """The sender as an Address: CLINIC_MAIL_FROM, or the clinic's name (in force, for the
+    running clinic's settings) at noreply@localhost."""
+    if s is None or s is settings.get():
+        s = settings.get()
+        return _sender(s.mail_from, details.current().name)
+    return _sender(s.mail_from, s.name)
 
 
 @functools.lru_cache(maxsize=8)
