@@ -281,3 +281,12 @@ def test_registration_keeps_the_phone_in_e164_and_refuses_a_non_number(client, a
                                      "password": PASSWORD, "phone": "+49 (30) 123 4567"})
     assert good.status == 303
     assert people.search_patients("zoe")[0].phone == "+49301234567"
+
+
+def test_the_settings_page_shows_the_details_in_force_and_where_they_come_from(client, erin):
+    details.update(BERLIN, erin)
+    settings.use(settings.get().replace(name="Env Clinic"))
+    login(client, erin)
+    page = client.get("/admin/settings").text
+    assert "+49 30 1234567 (on the Clinic page)" in page
+    assert "Env Clinic</td>" in page and "Europe/Berlin (on the Clinic page)" in page
