@@ -24,7 +24,7 @@ import pyotp
 import segno
 from peewee import IntegrityError
 
-from clinic import audit, auth, clock, people, settings
+from clinic import audit, auth, clock, details, people, settings
 from clinic.db import database
 from clinic.errors import ClinicError, Conflict, Invalid, NotFound, check
 from clinic.mail import outbox
@@ -286,7 +286,7 @@ def totp_enabled(user):
 
 
 def _enrolment(user, secret):
-    uri = pyotp.TOTP(secret).provisioning_uri(name=user.email, issuer_name=settings.get().name)
+    uri = pyotp.TOTP(secret).provisioning_uri(name=user.email, issuer_name=details.current().name)
     return {"secret": secret, "otpauth_uri": uri,
             "qr_svg": segno.make(uri, error="m").svg_inline(scale=4, title="QR code")}
 

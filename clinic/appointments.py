@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from peewee import IntegrityError
 
-from clinic import clock, settings, slots
+from clinic import clock, details, settings, slots
 from clinic.db import database, locked
 from clinic.errors import Conflict, Forbidden, Invalid, NoAccess, NotFound
 from clinic.mail import notices
@@ -134,7 +134,7 @@ def _check_changeable(appointment, user, now):
         if now > cutoff:
             hours = settings.get().cancel_cutoff.total_seconds() / 3600
             raise Conflict(f"Appointments can be changed online until {hours:g} hours before "
-                           "they start. Please call the clinic.")
+                           "they start. " + details.call_us())
     elif appointment.start <= now and (user is None or user.role != "admin"):
         raise Conflict("This appointment has already started.")
 

@@ -5,7 +5,6 @@ datetimes to the functions that take ``now=``."""
 import functools
 from datetime import UTC, date, datetime, time, timedelta
 
-from clinic import settings
 from clinic.errors import Invalid
 
 
@@ -15,7 +14,11 @@ def now():
 
 
 def zone():
-    return settings.get().timezone
+    """The clinic's time zone in force: CLINIC_TIMEZONE if set, else the Clinic page's, else the
+    machine's. The one place it is read, so pages and schedules follow a change at once."""
+    from clinic import details  # details reads the database, whose models use this module
+
+    return details.current().timezone
 
 
 def local(dt=None):

@@ -399,6 +399,21 @@ class RecoveryCode(BaseModel):
     used_at = UTCDateTimeField(null=True)
 
 
+class ClinicSettings(BaseModel):
+    """What the admin saved on the Clinic page: one row (id 1). A CLINIC_ variable that is set
+    wins over its column (clinic/details.py); an empty column means "not set here"."""
+
+    name = CharField(max_length=200, default="")
+    address = CharField(max_length=300, default="")
+    phone = CharField(max_length=20, default="")  # E.164
+    timezone = CharField(max_length=64, default="")  # IANA name
+    website = CharField(max_length=300, default="")
+    # Saved once by an admin: until then an admin's sign-in lands on the Clinic page.
+    timezone_confirmed = BooleanField(default=False)
+    updated_at = UTCDateTimeField(null=True)
+    updated_by = ForeignKeyField(User, null=True, on_delete="SET NULL")
+
+
 MODELS = [
     User, Doctor, Patient, Appointment, Treatment, Session, LoginAttempt, Message, TaskRecord,
     MonthlyReport, Export, Review, DoctorRating, DailyStat, JobState,
@@ -406,4 +421,5 @@ MODELS = [
     AuditEntry,
     Announcement, OptOut,
     AccountToken, Totp, RecoveryCode,
+    ClinicSettings,
 ]

@@ -4,9 +4,10 @@ see a patient's records."""
 import re
 from datetime import date
 
+import phonenumbers
 from peewee import IntegrityError, fn
 
-from clinic import auth
+from clinic import auth, details
 from clinic.db import database
 from clinic.errors import Forbidden, Invalid, NoAccess, NotFound, check
 from clinic.models import WEEKDAYS, Appointment, Doctor, Patient, User
@@ -48,15 +49,45 @@ def password_problem(password):
     return None
 
 
-E164_RE = re.compile(r"^\+[1-9]\d{1,14}$")
+PHONE_EXAMPLE = "+49 30 1234567"
 
 
-def parse_phone(raw, errors):
-    """A phone number in E.164 (+4930123456) once spaces are taken out, or "" for none."""
-    phone = re.sub(r"\s+", "", raw or "")
-    if phone and not E164_RE.match(phone):
-        errors["phone"] = "Enter the number with its country code, such as +49 30 1234567."
-    return phone
+def parse_phone(raw, errors, region=None):
+    """A phone number in E.164 (+4930123456), or "" for none; what is wrong goes in
+    ``errors["phone"]``. The ONE check of every phone the clinic keeps (registration, the
+    profile, the front desk, the Clinic page), by libphonenumber: a number in national format
+    (030 1234567) is read as one of ``region`` (default: the clinic's, clinic/details.py), so a
+    number of another country needs its +code."""
+    text = " ".join((raw or "").split())
+    if not text:
+        return ""
+    if region is None:
+        region = details.current().phone_region
+    example = _example(region)
+    if len(text) > 40:
+        errors["phone"] = "The phone number is too long."
+        return text
+    try:
+        number = phonenumbers.parse(text, region or None)
+    except phonenumbers.NumberParseException:
+        if not text.startswith("+") and not region and any(c.isdigit() for c in text):
+            errors["phone"] = f"Enter the number with its country code, such as {example}."
+        else:
+            errors["phone"] = (f"This is not a phone number: enter it with its country code, "
+                               f"such as {example}.")
+        return text
+    if not phonenumbers.is_valid_number(number):
+        errors["phone"] = (f"This is not a phone number in use: check the digits and the "
+                           f"country code (such as {example}).")
+        return text
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _example(region):
+    number = phonenumbers.example_number(region) if region else None
+    if number is None:
+        return PHONE_EXAMPLE
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
 
 
 def parse_birth_date(raw, errors):
@@ -87,9 +118,7 @@ def register_patient(email, password, name, date_of_birth="", phone=""):
     errors = {}
     email = _check_identity(errors, email, name, password)
     dob = parse_birth_date(date_of_birth, errors)
-    phone = (phone or "").strip()
-    if len(phone) > 40:
-        errors["phone"] = "The phone number is too long."
+    phone = parse_phone(phone, errors)
     check(errors)
     with database.atomic():
         user = _create_user(email, name, password, "patient")
@@ -104,64 +133,83 @@ def create_admin(email, password, name="Administrator"):
     return _create_user(email, name, password, "admin")
 
 
+WEEKDAY_NAMES = dict(zip(WEEKDAYS, ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday",
+                                     "Saturday", "Sunday"), strict=True))
+RANGES_A_DAY = 2  # the admin form's ranges a weekday (morning and afternoon)
+
+
 def parse_working_hours(value):
-    """Validate ``{"mon": [["09:00","13:00"], ...], ...}``; returns it normalised or raises
-    Invalid. Intervals must be ordered, non-empty and not overlap. Text in the admin form's
-    format (see working_hours_from_text) is accepted too, so its errors come with the others."""
-    if isinstance(value, str):
-        return working_hours_from_text(value)
+    """Validate ``{"mon": [["09:00","13:00"], ...], ...}``; returns it normalised (each day's
+    ranges in order) or raises Invalid. Ranges must end after they start and not overlap.
+    Every day's problem is told: under "working_hours" (the first) and "working_hours.<day>",
+    so the weekly editor says it beside the day."""
     if not isinstance(value, dict):
         raise Invalid("working_hours must be an object of weekdays",
                       {"working_hours": "Expected weekdays mon..sun with lists of intervals."})
-    result = {}
+    result, errors = {}, {}
     for day, intervals in value.items():
         if day not in WEEKDAYS:
             raise Invalid(f"unknown weekday {day!r}; use mon..sun",
                           {"working_hours": f"Unknown weekday {day!r}; use mon..sun."})
-        if not isinstance(intervals, list):
-            raise Invalid(f"{day}: expected a list of [start, end] pairs",
-                          {"working_hours": f"{day}: expected a list of [start, end] pairs."})
-        clean = []
-        for interval in intervals:
-            ok = (isinstance(interval, list | tuple) and len(interval) == 2
-                  and all(isinstance(t, str) and TIME_RE.match(t) for t in interval)
-                  and interval[0] < interval[1])
-            if not ok:
-                raise Invalid(f"{day}: {interval!r} is not a [\"HH:MM\", \"HH:MM\"] interval",
-                              {"working_hours": f"{day}: each interval is HH:MM to a later HH:MM."})
-            clean.append([interval[0], interval[1]])
-        clean.sort()
-        for (_, end), (start, _) in zip(clean, clean[1:], strict=False):
-            if start < end:
-                raise Invalid(f"{day}: intervals overlap",
-                              {"working_hours": f"{day}: the intervals overlap."})
+        if problem := _day_problem(day, intervals):
+            errors[f"working_hours.{day}"] = problem
+            continue
+        clean = sorted([a, b] for a, b in intervals)
         if clean:
             result[day] = clean
+    if errors:
+        first = errors[min(errors, key=lambda key: WEEKDAYS.index(key.split(".")[1]))]
+        raise Invalid(first, {"working_hours": first, **errors})
     return result
 
 
-def working_hours_from_text(text):
-    """The admin form's one-line-per-day format: ``mon 09:00-13:00, 14:00-17:00``."""
+def _day_problem(day, intervals):
+    """What is wrong with one weekday's ranges, or None."""
+    if not isinstance(intervals, list):
+        return f"{day}: expected a list of [start, end] pairs."
+    for interval in intervals:
+        if not (isinstance(interval, list | tuple) and len(interval) == 2
+                and all(isinstance(t, str) and TIME_RE.match(t) for t in interval)):
+            return f"{day}: enter each time as HH:MM, such as 09:00."
+        if interval[0] >= interval[1]:
+            return f"{day}: a range must end after it starts ({interval[0]} to {interval[1]})."
+    ordered = sorted(tuple(i) for i in intervals)
+    for (a, b), (c, d) in zip(ordered, ordered[1:], strict=False):
+        if c < b:
+            return f"{day}: the ranges {a}-{b} and {c}-{d} overlap."
+    return None
+
+
+def working_hours_from_form(data):
+    """The weekly editor's fields (``hours-mon-1-from``, ``hours-mon-1-to``, ``hours-mon-2-from``
+    ...) in the stored shape ``{"mon": [["09:00", "13:00"]]}``, to be checked by
+    parse_working_hours. A range with both times empty is left out: a day without one is a day
+    off. An old browser's text input may send 9:00 or 09:00:00; both mean 09:00."""
     hours = {}
-    for line in (text or "").splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        day, _, rest = line.partition(" ")
-        day = day.lower()[:3]
-        intervals = []
-        for part in rest.split(","):
-            if part.strip():
-                start, _, end = part.strip().partition("-")
-                intervals.append([start.strip().zfill(5), end.strip().zfill(5)])
-        hours.setdefault(day, []).extend(intervals)
-    return parse_working_hours(hours)
+    for day in WEEKDAYS:
+        n = 1
+        while n <= RANGES_A_DAY or f"hours-{day}-{n}-from" in data:
+            start = _hhmm(data.get(f"hours-{day}-{n}-from"))
+            end = _hhmm(data.get(f"hours-{day}-{n}-to"))
+            if start or end:
+                hours.setdefault(day, []).append([start, end])
+            n += 1
+    return hours
 
 
-def working_hours_to_text(hours):
-    return "\n".join(
-        f"{day} " + ", ".join(f"{a}-{b}" for a, b in hours[day]) for day in WEEKDAYS if day in hours
-    )
+def working_hours_to_form(hours):
+    """The stored hours as the weekly editor's fields (the inverse of working_hours_from_form)."""
+    fields = {}
+    for day, ranges in (hours or {}).items():
+        for n, (start, end) in enumerate(ranges, start=1):
+            fields[f"hours-{day}-{n}-from"], fields[f"hours-{day}-{n}-to"] = start, end
+    return fields
+
+
+def _hhmm(raw):
+    text = (raw or "").strip()
+    match = re.fullmatch(r"(\d{1,2}):(\d\d)(:\d\d)?", text)
+    return f"{int(match.group(1)):02d}:{match.group(2)}" if match else text
 
 
 def _check_practice(errors, specialization, slot_minutes):

@@ -332,6 +332,12 @@ def test_every_operation_answers_as_documented(spec, new_client, everyone):
     check(e, "get", "/api/admin/reports/summary", 400, query="?month_year=2020-13")
     check(c, "get", "/api/admin/reports/summary", 403, query="?month_year=2020-01")
 
+    check(e, "get", "/api/admin/clinic", 200)
+    check(a, "get", "/api/admin/clinic", 403)
+    check(e, "patch", "/api/admin/clinic", 200, {"phone": "+49 30 1234567"})
+    check(e, "patch", "/api/admin/clinic", 400, {"phone": "call me maybe"})
+    check(e, "patch", "/api/admin/clinic", 409, {"timezone": "Asia/Tokyo"})  # set by the tests
+    check(anon, "patch", "/api/admin/clinic", 401, {"name": "x"})
     exercise_accounts(check, anon, a, c, e, bob, carol, dave)
 
     check(a, "post", "/api/logout", 200)

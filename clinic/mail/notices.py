@@ -27,6 +27,7 @@ import re
 from datetime import UTC
 
 from clinic import clock, settings, signing
+from clinic import details as clinic_details
 from clinic.errors import NotFound
 from clinic.jobs.queue import URGENT
 from clinic.mail import compose, outbox
@@ -57,7 +58,7 @@ def appointment_for_link(token, now=None):
     data = signing.open_link(
         LINK_PURPOSE, token, now=now,
         expired="This link has expired: the appointment has started or is over. Sign in to see "
-                "your appointments, or call the clinic.",
+                "your appointments, or " + clinic_details.call_us(capital=False),
         invalid="This link is not valid. Please use the link in your latest email from the "
                 "clinic, or sign in.")
     appointment = (Appointment.with_people()
@@ -152,8 +153,8 @@ def duration_words(delta):
 def invite(appointment, method="REQUEST", sequence=0, now=None):
     """The .ics text for an appointment (from with_people()): CRLF line ends, TEXT values
     escaped, lines folded at 75 octets."""
-    s = settings.get()
-    organizer = compose.from_address(s)
+    s = clinic_details.current()
+    organizer = compose.from_address()
     patient = appointment.patient
     summary = f"Appointment with {appointment.doctor.name} at {s.name}"
     description = (f"Your appointment with {appointment.doctor.name} at {s.name}.\n"

@@ -335,3 +335,31 @@ SCHEMAS.update({
             "totals"])},
     }, ["month_year", "counts", "doctors"]),
 })
+
+
+# -- the clinic's details -------------------------------------------------------------------------
+
+_CLINIC_FIELDS = {
+    "name": {"type": "string", "maxLength": 200},
+    "address": {"type": "string", "maxLength": 300},
+    "phone": {"type": "string", "example": "+49 30 1234567",
+              "description": "E.164 in answers; the clinic's national format is accepted in "
+                             "changes."},
+    "timezone": {"type": "string", "example": "Europe/Berlin", "description": "An IANA name."},
+    "website": {"type": "string", "example": "https://example.com"},
+}
+
+SCHEMAS.update({
+    "Clinic": _object({
+        **_CLINIC_FIELDS,
+        "timezone_confirmed": {"type": "boolean",
+                               "description": "An admin saved the time zone (or it is set in "
+                                              "the environment)."},
+        "from_environment": {"type": "array",
+                             "items": {"type": "string", "enum": list(_CLINIC_FIELDS)},
+                             "description": "The fields set by CLINIC_ variables, which win "
+                                            "over saved ones."},
+    }, ["name", "address", "phone", "timezone", "website", "timezone_confirmed",
+        "from_environment"]),
+    "ClinicChanges": _object(_CLINIC_FIELDS),
+})

@@ -7,7 +7,7 @@ from urllib.parse import quote, urlencode
 import jinja2
 from bottle import request, response
 
-from clinic import clock, settings
+from clinic import clock, details
 from clinic.web.cookies import pop_flash
 from clinic.web.csrf import csrf_token
 from clinic.web.sessions import current_user
@@ -51,6 +51,7 @@ def make_templates():
     env.filters["time"] = lambda v: _local(v, "%H:%M")
     env.filters["day"] = lambda v: _local(v, "%a %d %b %Y")
     env.filters["isodate"] = lambda v: _local(v, "%Y-%m-%d")
+    env.filters["phone"] = details.format_phone  # E.164 as people write it: +49 30 1234567
     env.globals.update(static_url=_static_url, query=_query)
     return env
 
@@ -60,14 +61,16 @@ templates = make_templates()
 
 def render(name, status=200, **context):
     """Render ``templates/<name>`` with the request's user, CSRF token and clinic name."""
-    s = settings.get()
+    clinic = details.current()
     context.setdefault("errors", {})
     context.setdefault("form", {})
     context.update(
         user=current_user(),
         csrf_token=csrf_token(),
-        clinic_name=s.name,
-        timezone=str(s.timezone),
+        clinic_name=clinic.name,
+        clinic_phone=clinic.phone_text,
+        clinic_phone_uri="tel:" + clinic.phone if clinic.phone else "",
+        timezone=str(clinic.timezone),
         path=request.path,
         flash=pop_flash(),
     )

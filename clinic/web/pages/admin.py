@@ -16,8 +16,9 @@ from clinic.web.sessions import current_user, origin
 
 routes = bottle.Bottle()
 
-DEFAULT_HOURS = "\n".join(f"{day} 09:00-13:00, 14:00-17:00" for day in
-                          ("mon", "tue", "wed", "thu", "fri"))
+# A new doctor's week to start from: weekdays 09:00-13:00 and 14:00-17:00.
+DEFAULT_HOURS = {day: [["09:00", "13:00"], ["14:00", "17:00"]]
+                 for day in ("mon", "tue", "wed", "thu", "fri")}
 
 
 # -- dashboard ------------------------------------------------------------------------------------
@@ -71,17 +72,34 @@ def doctors():
     return render("admin/doctors.html", doctors=list(people.doctors(active_only=False)))
 
 
-def _doctor_form(doctor, status=200, **context):
+def _doctor_form(doctor, status=200, form=None, errors=None, **context):
     # For a doctor being deactivated: their booked appointments stay, and the admin should know.
     upcoming = listings.upcoming(doctor.user).count() if doctor else 0
+    errors = errors or {}
+    # A problem with the hours that no weekday's row says (there is none from this form).
+    by_day = any(key.startswith("working_hours.") for key in errors)
     return render("admin/doctor_form.html", status=status, doctor=doctor, upcoming=upcoming,
-                  **context)
+                  form=form, errors=errors, week=_week(form), **context,
+                  week_error=None if by_day else errors.get("working_hours"))
+
+
+def _week(form):
+    """The weekly editor's rows: (day, its name, how many ranges to offer): two, or more for
+    a day that already has more (set through the API)."""
+    rows = []
+    for day, name in people.WEEKDAY_NAMES.items():
+        n = people.RANGES_A_DAY
+        while f"hours-{day}-{n + 1}-from" in form:
+            n += 1
+        rows.append((day, name, n))
+    return rows
 
 
 @routes.get("/admin/doctors/new")
 @page("admin")
 def new_doctor_form():
-    return _doctor_form(None, form={"slot_minutes": "30", "working_hours": DEFAULT_HOURS})
+    return _doctor_form(None, form={"slot_minutes": "30",
+                                    **people.working_hours_to_form(DEFAULT_HOURS)})
 
 
 @routes.post("/admin/doctors/new")
@@ -91,7 +109,7 @@ def create_doctor():
     try:
         user = people.create_doctor(data.get("name"), data.get("email"), data.get("password"),
                                     data.get("specialization"), data.get("slot_minutes"),
-                                    data.get("working_hours"))
+                                    people.working_hours_from_form(data))
     except Invalid as exc:
         data.pop("password", None)
         return _doctor_form(None, status=400, form=data, errors=exc.fields)
@@ -107,7 +125,7 @@ def edit_doctor_form(doctor_id):
         "name": doctor.user.name,
         "specialization": doctor.specialization,
         "slot_minutes": str(doctor.slot_minutes),
-        "working_hours": people.working_hours_to_text(doctor.working_hours),
+        **people.working_hours_to_form(doctor.working_hours),
         "active": "1" if doctor.user.active else "",
     })
 
@@ -119,7 +137,7 @@ def edit_doctor(doctor_id):
     data = form()
     try:
         people.update_doctor(doctor_id, data.get("name"), data.get("specialization"),
-                             data.get("slot_minutes"), data.get("working_hours"),
+                             data.get("slot_minutes"), people.working_hours_from_form(data),
                              active=bool(data.get("active")), password=data.get("password"))
     except Invalid as exc:
         data.pop("password", None)

@@ -11,7 +11,7 @@ from datetime import timedelta
 import bottle
 from bottle import request
 
-from clinic import appointments, clock, settings, slots
+from clinic import appointments, clock, details, settings, slots
 from clinic.errors import Conflict, Invalid
 from clinic.mail import notices
 from clinic.web.cookies import flash
@@ -33,7 +33,7 @@ def _visit_page(token, appointment, errors=None, status=200):
                   changeable=appointments.can_change(appointment, appointment.patient, now=now),
                   confirmable=appointment.status == "booked" and appointment.start > now,
                   cutoff=notices.duration_words(settings.get().cancel_cutoff),
-                  address=settings.get().address, errors=errors or {})
+                  address=details.current().address, errors=errors or {})
 
 
 def _banner(exc):

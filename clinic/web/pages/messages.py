@@ -12,7 +12,7 @@ from datetime import timedelta
 import bottle
 from bottle import request, response
 
-from clinic import clock, health, settings, timeline
+from clinic import clock, details, health, settings, timeline
 from clinic.errors import Invalid
 from clinic.jobs import scheduler
 from clinic.jobs.queue import URGENT
@@ -39,9 +39,10 @@ BODY_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; ba
 
 # What the settings page shows, in this order. Never a secret, nor a URL that may hold one
 # (CLINIC_DATABASE_URL, CLINIC_QUEUE_URL).
-SHOWN = ("name", "address", "base_url", "timezone", "cancel_cutoff", "booking_horizon",
-         "no_show_after", "reminder_offsets", "session_lifetime", "mail_from", "smtp_host",
-         "smtp_port", "smtp_security", "smtp_user", "smtp_timeout")
+SHOWN = ("name", "address", "phone", "website", "phone_region", "base_url", "timezone",
+         "cancel_cutoff", "booking_horizon", "no_show_after", "reminder_offsets",
+         "session_lifetime", "mail_from", "smtp_host", "smtp_port", "smtp_security", "smtp_user",
+         "smtp_timeout")
 
 
 def _outbox_folder():
@@ -115,7 +116,8 @@ def resend(message_id):
 def settings_page():
     s = settings.get()
     declared = {setting.name: setting for setting in settings.SETTINGS}
-    shown = [(declared[name].env, declared[name].help, _value(name, s.values.get(name)))
+    clinic = details.current()
+    shown = [(declared[name].env, declared[name].help, _in_force(name, s, clinic))
              for name in SHOWN if name in declared and not declared[name].secret]
     return render("admin/settings.html", smtp=health.smtp_check(s), jobs=scheduler.listing(),
                   now=clock.now(), shown=shown, outbox_folder=_outbox_folder())
@@ -131,6 +133,15 @@ def send_test_email():
     flash(f"A test email is on its way to {user.email}: check your inbox, or the Messages "
           "page to see whether it went.")
     redirect("/admin/settings")
+
+
+def _in_force(name, s, clinic):
+    """A setting's value in force: the clinic's details not set in the environment are the
+    Clinic page's."""
+    if name in details.FIELDS and name not in clinic.from_environment:
+        value = clinic.phone_text if name == "phone" else getattr(clinic, name)
+        return _value(name, value) + " (on the Clinic page)"
+    return _value(name, s.values.get(name))
 
 
 def _value(name, value):
