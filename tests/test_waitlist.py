@@ -289,7 +289,7 @@ def test_a_sweep_that_dies_midway_leaves_the_hold_for_the_next(app, new_client, 
     assert Message.select().where(Message.kind == "waitlist_offer").count() == 2
 
 
-# -- the pages --------------------------------------------------------------------------------------
+# -- the pages ------------------------------------------------------------------------------------
 
 
 def test_a_full_day_offers_the_waitlist_on_the_booking_page(app, new_client, alice, bob):
