@@ -333,7 +333,21 @@ def sweep(now=None):
 
 
 def _end_hold(offer, now, status="expired"):
-    """End a live hold and offer the slot to the next in line; ``(ended, next offer)``."""
+    """End a live hold and offer the slot to the next in line; ``(ended, next offer)``. A hold
+    whose patient booked the slot another way (the booking page shows it to them, the desk
+    books for them) ends as claimed, with that booking."""
+    entry = WaitlistEntry.get_by_id(offer.entry_id)
+    own = (Appointment.select(Appointment.id)
+           .where(Appointment.doctor == offer.doctor_id, Appointment.start == offer.start,
+                  Appointment.patient == entry.patient_id,
+                  Appointment.status.in_(ACTIVE_STATUSES)).first())
+    if own is not None:
+        ended = (WaitlistOffer.update(status="claimed", booked=own.id, updated_at=now)
+                 .where(WaitlistOffer.id == offer.id, WaitlistOffer.status == "held").execute())
+        if ended:
+            (WaitlistEntry.update(status="booked", updated_at=now)
+             .where(WaitlistEntry.id == entry.id, WaitlistEntry.status == "waiting").execute())
+        return 0, None
     ended = (WaitlistOffer.update(status=status, updated_at=now)
              .where(WaitlistOffer.id == offer.id, WaitlistOffer.status == "held").execute())
     if not ended:

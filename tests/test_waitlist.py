@@ -371,3 +371,45 @@ def test_a_forged_offer_link_is_refused(app, new_client, alice, bob, cora, carol
     browser.get("/login")
     assert browser.post(wrong_patient).status == 404
     assert WaitlistOffer.get().status == "held"
+
+
+def test_a_claim_the_booking_rules_refuse_leaves_the_hold(app, new_client, alice, bob, carol,
+                                                          dave):
+    start = slot(2, "10:00")
+    visit = appointments.book(alice.id, carol.id, start)
+    b = api(new_client, bob)
+    bobs = join(b, carol, start)
+    appointments.cancel(visit, alice)
+    appointments.book(bob.id, dave.id, start)  # meanwhile, elsewhere at the same time
+    refused = b.post_json(f"/api/waitlist/{bobs['id']}/claim")
+    assert refused.status == 409 and "already have an appointment" in refused.json()["error"]
+    assert WaitlistOffer.get().status == "held"
+    assert WaitlistEntry.get_by_id(bobs["id"]).status == "waiting"
+    assert Appointment.select().where(Appointment.doctor == carol.id,
+                                      Appointment.status == "booked").count() == 0
+
+
+def test_the_holder_may_book_the_held_time_on_the_booking_page(app, new_client, alice, bob,
+                                                               carol):
+    start = slot(2, "10:00")
+    visit = appointments.book(alice.id, carol.id, start)
+    entry = join(api(new_client, bob), carol, start)
+    appointments.cancel(visit, alice)
+    browser = new_client()
+    login(browser, bob)
+    page = browser.get(f"/patient/doctors/{carol.id}?date={day_of(start)}")
+    assert clock.local(start).isoformat() in page.text
+    other = new_client()
+    login(other, alice)
+    assert clock.local(start).isoformat() not in other.get(
+        f"/patient/doctors/{carol.id}?date={day_of(start)}").text
+    booked = browser.post("/patient/appointments", {"doctor_id": carol.id,
+                                                    "start": clock.local(start).isoformat(),
+                                                    "date": day_of(start)})
+    assert booked.status == 303, booked
+    # When the hold's time is up, the sweep sees the holder booked it: claimed, nobody offered.
+    assert waitlist.sweep(now=clock.now() + timedelta(hours=1)) == {"expired": 0,
+                                                                     "offered": 0}
+    offer = WaitlistOffer.get()
+    assert offer.status == "claimed" and offer.booked_id is not None
+    assert WaitlistEntry.get_by_id(entry["id"]).status == "booked"
