@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from peewee import IntegrityError
 
-from clinic import clock, details, settings, slots
+from clinic import clock, details, settings, slots, waitlist
 from clinic.db import database, locked
 from clinic.errors import Conflict, Forbidden, Invalid, NoAccess, NotFound
 from clinic.mail import notices
@@ -56,6 +56,7 @@ def _check_bookable(doctor, start, now, exclude=None, patient_id=None):
     end = start + timedelta(minutes=doctor.slot_minutes)
     if slots.busy(doctor.user_id, start, end, exclude=exclude):
         raise Conflict(_taken(patient_id, doctor.user_id, start))
+    waitlist.check_not_held(doctor.user_id, start, end, patient_id)
     return end
 
 
@@ -118,6 +119,8 @@ def reschedule(appointment, start, user, now=None):
                        .execute())
             if not changed:
                 raise Conflict("This appointment can no longer be changed.")
+            waitlist.slot_freed(appointment.doctor_id, appointment.start, appointment.end, now,
+                                freed_by=appointment.id)
             appointment = Appointment.get_by_id(appointment.id)
             notices.booked(appointment, "rescheduled")
     except IntegrityError:
@@ -160,6 +163,8 @@ def cancel(appointment, user, now=None):
             raise Conflict("This appointment can no longer be cancelled.")
         appointment = Appointment.get_by_id(appointment.id)
         notices.cancelled(appointment)
+        waitlist.slot_freed(appointment.doctor_id, appointment.start, appointment.end, now,
+                            freed_by=appointment.id)
     return appointment
 
 

@@ -83,7 +83,7 @@ def load_demo(out=print):
         out("Creating the demo clinic...")
         counts = demo.create(progress=_progress)
     out("Demo clinic: {doctors} doctors, {patients} patients, {appointments} appointments, "
-        "{treatments} treatments.".format(**counts))
+        "{treatments} treatments, {waitlist} waiting on a waitlist.".format(**counts))
     return True
 
 

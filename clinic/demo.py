@@ -2,7 +2,8 @@
 past visits with treatments, and appointments today and in the coming days.
 
 Its sign-ins are fixed: admin@demo.clinic, doctor@demo.clinic and patient@demo.clinic, all with
-the password demo1234. The demo patient has a history of completed visits with the demo doctor.
+the password demo1234. The demo patient has a history of completed visits with the demo doctor,
+and waits on the cardiologist's waitlist for a time in the coming week.
 """
 
 import random
@@ -10,7 +11,7 @@ from datetime import timedelta
 
 from clinic import appointments, auth, clock, slots
 from clinic.db import database
-from clinic.models import Appointment, Doctor, Patient, Treatment, User
+from clinic.models import Appointment, Doctor, Patient, Treatment, User, WaitlistEntry
 
 PASSWORD = "demo1234"
 ADMIN = "admin@demo.clinic"
@@ -72,7 +73,7 @@ def create(now=None, patients=40, seed=7, progress=None):
     progress = progress or (lambda done, total, what: None)
     password_hash = auth.hash_password(PASSWORD)  # one hash for all demo accounts: quick
     today = clock.local(now).date()
-    counts = {"doctors": 0, "patients": 0, "appointments": 0, "treatments": 0}
+    counts = {"doctors": 0, "patients": 0, "appointments": 0, "treatments": 0, "waitlist": 0}
     steps = 3
     with database.atomic():
         _user(ADMIN, "Alex Admin", "admin", password_hash)
@@ -150,5 +151,11 @@ def create(now=None, patients=40, seed=7, progress=None):
             free = slots.free_slots(main_doctor, today + timedelta(days=offset), now=now)
             if free and add(main_doctor, people[0], free[len(free) // 2], "booked"):
                 break
+
+        # The demo patient waits for the cardiologist in the coming week: a cancellation there
+        # is offered to her (clinic/waitlist.py).
+        WaitlistEntry.create(patient=people[0], doctor=doctors[1].user_id, from_day=today,
+                             to_day=today + timedelta(days=7), created_at=now, updated_at=now)
+        counts["waitlist"] = 1
         progress(3, steps, "appointments")
     return counts

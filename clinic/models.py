@@ -412,6 +412,56 @@ class ClinicSettings(BaseModel):
     timezone_confirmed = BooleanField(default=False)
     updated_at = UTCDateTimeField(null=True)
     updated_by = ForeignKeyField(User, null=True, on_delete="SET NULL")
+WAITLIST_STATUSES = ("waiting", "booked", "left")
+OFFER_STATUSES = ("held", "claimed", "expired")
+
+
+class WaitlistEntry(BaseModel):
+    """A patient waiting for a freed slot with a doctor on a clinic-local day from ``from_day``
+    to ``to_day`` (both included); clinic/waitlist.py holds the rules."""
+
+    patient = ForeignKeyField(User, backref="waitlist_entries", on_delete="CASCADE")
+    doctor = ForeignKeyField(User, backref="waitlisted", on_delete="CASCADE")
+    from_day = DateField()
+    to_day = DateField()
+    status = CharField(max_length=10, default="waiting")  # WAITLIST_STATUSES
+    created_at = UTCDateTimeField(default=now)
+    updated_at = UTCDateTimeField(default=now)
+
+    class Meta:
+        indexes = ((("doctor", "status", "created_at"), False),)
+
+
+class WaitlistOffer(BaseModel):
+    """A freed slot offered to one entry, held for it until ``expires_at``. At most one offer
+    per (doctor, start) is ``held`` (the partial unique index below), and an entry is offered
+    a start once."""
+
+    entry = ForeignKeyField(WaitlistEntry, backref="offers", on_delete="CASCADE")
+    doctor = ForeignKeyField(User, backref="waitlist_offers", on_delete="CASCADE")
+    start = UTCDateTimeField()
+    end = UTCDateTimeField()
+    status = CharField(max_length=10, default="held")  # OFFER_STATUSES
+    expires_at = UTCDateTimeField()
+    # The appointment whose cancellation or move freed the slot, and the one the claim booked.
+    freed_by = ForeignKeyField(Appointment, null=True, backref="waitlist_offers",
+                               on_delete="SET NULL")
+    booked = ForeignKeyField(Appointment, null=True, backref="waitlist_claims",
+                             on_delete="SET NULL")
+    created_at = UTCDateTimeField(default=now)
+    updated_at = UTCDateTimeField(default=now)
+
+    class Meta:
+        indexes = ((("entry", "start"), True), (("status", "expires_at"), False))
+
+
+# One holder per slot: the database refuses a second live hold on the same doctor and start.
+WaitlistOffer.add_index(
+    WaitlistOffer.index(
+        WaitlistOffer.doctor, WaitlistOffer.start, unique=True,
+        where=(SQL("status = 'held'")), name="waitlist_offer_slot_held",
+    )
+)
 
 
 MODELS = [
@@ -422,4 +472,5 @@ MODELS = [
     Announcement, OptOut,
     AccountToken, Totp, RecoveryCode,
     ClinicSettings,
+    WaitlistEntry, WaitlistOffer,
 ]

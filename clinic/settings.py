@@ -236,7 +236,7 @@ def register(*settings):
 # so that every setting is known (and documented) whichever module was imported first.
 SETTING_MODULES = ("clinic.mail.compose", "clinic.mail.sender", "clinic.mail.ratelimit",
                    "clinic.jobs.scheduler", "clinic.exports", "clinic.reminders",
-                   "clinic.accounts")
+                   "clinic.accounts", "clinic.waitlist")
 
 
 def _import_setting_modules():

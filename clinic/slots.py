@@ -7,7 +7,7 @@ times, inside the booking transaction.
 
 from datetime import UTC, datetime, time, timedelta
 
-from clinic import clock, settings
+from clinic import clock, settings, waitlist
 from clinic.errors import NotFound
 from clinic.models import WEEKDAYS, Appointment, Doctor, User
 
@@ -56,8 +56,9 @@ def busy(doctor_id, start, end, exclude=None):
     return [(row.start, row.end) for row in query]
 
 
-def free_slots(doctor, day, now=None, exclude=None):
-    """Bookable slot starts (UTC, ascending) for ``doctor`` on the clinic-local ``day``."""
+def free_slots(doctor, day, now=None, exclude=None, patient_id=None):
+    """Bookable slot starts (UTC, ascending) for ``doctor`` on the clinic-local ``day``. Slots
+    held for a patient on the waitlist are not, but for ``patient_id`` if it is theirs."""
     now = now or clock.now()
     horizon = now + settings.get().booking_horizon
     if not doctor.user.active:
@@ -65,6 +66,7 @@ def free_slots(doctor, day, now=None, exclude=None):
     step = timedelta(minutes=doctor.slot_minutes)
     lo, hi = clock.day_bounds(day)
     taken = busy(doctor.user_id, lo, hi + step, exclude=exclude)
+    taken += waitlist.held(doctor.user_id, lo, hi + step, patient_id)
     return [s for s in grid(doctor, day) if now < s <= horizon
             and not any(b_start < s + step and b_end > s for b_start, b_end in taken)]
 

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from clinic import clock, reminders, settings
+from clinic import clock, reminders, settings, waitlist
 from clinic.jobs import scheduler
 from clinic.mail import notices
 from clinic.models import ACTIVE_STATUSES, Message, Review, Treatment
@@ -83,11 +83,40 @@ def for_appointment(appointment, now=None):
     review = Review.get_or_none(Review.appointment == appointment.id)
     if review is not None:
         changes.append(Event(review.created_at, "Reviewed by the patient"))
+    changes += _waitlist(appointment)
     written = {message.key for message in messages}
     emails += _reminders_to_come(appointment, written, ended_at, now)
     ranked = [(event.at, 0, i, event) for i, event in enumerate(changes)]
     ranked += [(event.at, 1, i, event) for i, event in enumerate(emails)]
     return [event for *_, event in sorted(ranked, key=lambda row: row[:3])]
+
+
+def _waitlist(appointment):
+    """The waitlist's part: each offer of the slot this appointment freed (its email, then
+    claimed or expired), and, for one booked from the waitlist, that. No other patient is
+    named: the offers go to whoever is first in line."""
+    events = []
+    for offer in waitlist.offers(freed_by=appointment.id):
+        when = _when(offer.start)
+        message = offer.message
+        if message is not None and message.status == "sent":
+            events.append(Event(message.sent_at, "Waitlist offer sent",
+                                f"{when}, to the next patient in line", "sent"))
+        elif message is not None:
+            events.append(Event(offer.created_at, f"Waitlist offer {message.status}",
+                                f"{when}: {message.last_error}".rstrip(": "), message.status))
+        else:
+            events.append(Event(offer.created_at, "Waitlist offer made", when, "done"))
+        if offer.status == "claimed":
+            events.append(Event(offer.updated_at, "Waitlist offer claimed",
+                                f"{when} is booked again"))
+        elif offer.status == "expired":
+            events.append(Event(offer.expires_at, "Waitlist offer expired",
+                                f"{when} goes to the next in line", "skipped"))
+    for offer in waitlist.offers(booked=appointment.id):
+        events.append(Event(offer.updated_at, "Booked from the waitlist",
+                            f"the offer sent {_when(offer.created_at)}"))
+    return events
 
 
 def _booked(appointment, messages):

@@ -18,10 +18,11 @@ from clinic import (
     reminders,
     reports,
     reviews,
+    waitlist,
 )
 from clinic.mail import outbox
 from clinic.models import Message
-from tests.conftest import PASSWORD, TZ, slot
+from tests.conftest import PASSWORD, TZ, make_patient, slot
 
 SECRET = "Xanthogranuloma"  # the distinctive diagnosis
 RECORD = {"visit_type": "Consultation", "symptoms": f"{SECRET} on the left eyelid",
@@ -55,10 +56,13 @@ def test_no_subject_and_no_patients_email_names_the_diagnosis(app, alice, carol,
 
 def make_every_kind(alice, carol, erin):
     now = clock.now()
-    # Booked, moved and cancelled: confirmation, rescheduled, cancellation.
+    # Booked, moved and cancelled: confirmation, rescheduled, cancellation, waitlist offer.
     moved = appointments.book(alice.id, carol.id, slot(3, "10:00"), reason=SECRET)
     appointments.reschedule(moved, slot(3, "11:00"), alice)
     cancelled = appointments.book(alice.id, carol.id, slot(4, "10:00"), reason=SECRET)
+    # A patient waiting for that day: the freed slot's waitlist offer.
+    day = clock.local(cancelled.start).date().isoformat()
+    waitlist.join(make_patient("wanda@example.com", "Wanda Wait").id, carol.id, day, day)
     appointments.cancel(cancelled, alice)
     # A visit this afternoon, booked last week: the daily reminder; and one tomorrow: its
     # advance reminder (this afternoon's would fall within CLINIC_REMINDER_GAP of the daily).

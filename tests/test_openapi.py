@@ -182,6 +182,8 @@ class Recorder:
         path = template.format(**params) + query
         if method == "get":
             response = client.get(path)
+        elif method == "delete":
+            response = client.request("DELETE", path)
         elif method == "patch":
             response = client.request("PATCH", path, body=json.dumps(body).encode(),
                                       headers={"Content-Type": "application/json"})
@@ -338,6 +340,7 @@ def test_every_operation_answers_as_documented(spec, new_client, everyone):
     check(e, "patch", "/api/admin/clinic", 400, {"phone": "call me maybe"})
     check(e, "patch", "/api/admin/clinic", 409, {"timezone": "Asia/Tokyo"})  # set by the tests
     check(anon, "patch", "/api/admin/clinic", 401, {"name": "x"})
+    exercise_waitlist(check, a, b, c, e, alice, bob, carol)
     exercise_accounts(check, anon, a, c, e, bob, carol, dave)
 
     check(a, "post", "/api/logout", 200)
@@ -394,6 +397,35 @@ def exercise_accounts(check, anon, a, c, e, bob, carol, dave):
         check(anon, "post", "/api/login", 403, {"email": dave.email, "password": PASSWORD})
     finally:
         settings.use(current)
+
+
+def exercise_waitlist(check, a, b, c, e, alice, bob, carol):
+    """The waitlist's routes (clinic/web/api_waitlist.py): join, list, claim, leave."""
+    day = slot(3).astimezone(TZ).date().isoformat()
+    start = slot(3, "12:00").astimezone(TZ).isoformat()
+    taken = check(a, "post", "/api/appointments", 201, {"doctor_id": carol.id, "start": start})
+    waiting = check(b, "post", "/api/waitlist", 201, {"doctor_id": carol.id, "from": day,
+                                                      "to": day})
+    check(b, "post", "/api/waitlist", 400, {"doctor_id": carol.id, "from": day,
+                                            "to": "2020-01-01"})
+    check(b, "post", "/api/waitlist", 404, {"doctor_id": alice.id, "from": day, "to": day})
+    check(c, "post", "/api/waitlist", 403, {"doctor_id": carol.id, "from": day, "to": day})
+    check(e, "post", "/api/waitlist", 201, {"doctor_id": carol.id, "from": day, "to": day,
+                                            "patient_id": alice.id})
+    check(b, "post", "/api/waitlist/{entry_id}/claim", 409, entry_id=waiting["id"])
+    a.post_json(f"/api/appointments/{taken['id']}/cancel")
+    check(b, "get", "/api/waitlist", 200)
+    check(e, "get", "/api/waitlist", 200, query=f"?patient_id={bob.id}&status=waiting")
+    check(e, "get", "/api/waitlist", 400, query="?status=gone")
+    held = check(b, "get", "/api/waitlist/{entry_id}", 200, entry_id=waiting["id"])
+    assert held["offer"]["status"] == "held"
+    check(a, "get", "/api/waitlist/{entry_id}", 404, entry_id=waiting["id"])
+    check(a, "post", "/api/waitlist/{entry_id}/claim", 404, entry_id=waiting["id"])
+    check(b, "post", "/api/waitlist/{entry_id}/claim", 201, entry_id=waiting["id"])
+    again = check(b, "post", "/api/waitlist", 201, {"doctor_id": carol.id, "from": day,
+                                                    "to": day})
+    check(b, "delete", "/api/waitlist/{entry_id}", 200, entry_id=again["id"])
+    check(b, "delete", "/api/waitlist/{entry_id}", 409, entry_id=again["id"])
 
 
 def link_token(text, prefix):

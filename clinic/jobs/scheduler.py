@@ -137,6 +137,8 @@ declare("retry-failed", "retry_sweep", "every 1h", "clinic.mail.sweeper.retry_fa
         NORMAL, "Retries emails that failed for a passing reason.")
 declare("no-shows", "no_show_sweep", "every 15m", "clinic.appointments.mark_no_shows",
         NORMAL, "Marks visits still booked well after their start as no-shows.")
+declare("waitlist-holds", "waitlist_sweep", "every 1m", "clinic.waitlist.sweep",
+        URGENT, "Ends waitlist holds that ran out and offers each slot to the next in line.")
 declare("daily-stats", "daily_stats_at", "01:00", "clinic.stats.record_day",
         HOUSEKEEPING, "Records yesterday's figures for the dashboard's charts.")
 declare("cleanup", "cleanup_at", "mon 02:00", "clinic.cleanup.run",

@@ -16,7 +16,7 @@ from bottle import request, response
 
 from clinic import db, settings
 from clinic.jobs import queue
-from clinic.web import api_accounts, api_admin, api_routes
+from clinic.web import api_accounts, api_admin, api_routes, api_waitlist
 from clinic.web.inputs import has_nul
 from clinic.web.pages import (
     account,
@@ -33,6 +33,7 @@ from clinic.web.pages import (
     preferences,
     reports,
     review,
+    waitlist,
 )
 from clinic.web.rendering import STATIC, render
 
@@ -57,14 +58,14 @@ bottle.BaseRequest.MEMFILE_MAX = 1024 * 1024
 # the two-factor sign-in.
 ROUTE_MODULES = (account, patient, doctor, admin, clinic, jobs, messages, review, link, audit,
                  api_accounts, api_routes, api_admin, announcements, preferences, reports,
-                 account_settings)
+                 account_settings, api_waitlist, waitlist)
 
 
 # Pages and answers no browser or proxy may keep: personal data, the pages that an emailed link
 # opens (a visit, an unsubscribe, a review: each names the patient), and the pages of a sign-in
 # link or a half-done sign-in.
 PRIVATE_PATHS = ("/api/", "/patient", "/doctor", "/admin", "/account", "/visit/", "/unsubscribe/",
-                 "/review/", "/reset/", "/login/code")
+                 "/review/", "/reset/", "/login/code", "/waitlist/")
 
 
 class ClinicApp:

@@ -363,3 +363,32 @@ SCHEMAS.update({
         "from_environment"]),
     "ClinicChanges": _object(_CLINIC_FIELDS),
 })
+
+
+# -- the waitlist ---------------------------------------------------------------------------------
+
+SCHEMAS.update({
+    "WaitlistJoin": _object({
+        "doctor_id": _ID,
+        "from": {**_DAY, "description": "The first day the patient could come."},
+        "to": {**_DAY, "description": "The last day (included), not before `from`."},
+        "patient_id": {**_ID, "description": "Desk and admins only, and required for them."},
+    }, ["doctor_id", "from", "to"]),
+    "WaitlistOffer": _object({
+        "id": _ID, "start": _INSTANT, "end": _INSTANT,
+        "status": {"type": "string", "enum": ["held", "claimed", "expired"]},
+        "expires_at": {**_INSTANT, "description": "Until when the slot is held; claim it "
+                                                  "before."},
+    }, ["id", "start", "end", "status", "expires_at"]),
+    "WaitlistEntry": _object({
+        "id": _ID, "doctor_id": _ID, "doctor_name": _STR, "patient_id": _ID,
+        "from": _DAY, "to": _DAY,
+        "status": {"type": "string", "enum": ["waiting", "booked", "left"]},
+        "created_at": _INSTANT,
+        "offer": {"allOf": [ref("WaitlistOffer")], "nullable": True,
+                  "description": "The slot held for this entry now, or null."},
+    }, ["id", "doctor_id", "doctor_name", "patient_id", "from", "to", "status", "created_at",
+        "offer"]),
+    "WaitlistList": _object({"entries": {"type": "array", "items": ref("WaitlistEntry")}},
+                            ["entries"]),
+})

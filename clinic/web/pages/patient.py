@@ -70,8 +70,8 @@ def _slot_picker(doctor, raw_day, appointment=None, form=None, errors=None, stat
     times = []
     if day is not None:
         exclude = appointment.id if appointment else None
-        times = [clock.local(s) for s in
-                 slots.free_slots(doctor, day, now=now, exclude=exclude)]
+        times = [clock.local(s) for s in slots.free_slots(
+            doctor, day, now=now, exclude=exclude, patient_id=current_user().id)]
     if appointment:
         picker_url = f"/patient/appointments/{appointment.id}/reschedule"
         post_url = picker_url
