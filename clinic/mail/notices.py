@@ -119,10 +119,8 @@ def _send(kind, key, appointment, method, sequence, why=""):
     attachment = {"filename": "appointment.ics",
                   "content_type": f"text/calendar; method={method}; charset=utf-8",
                   "text": invite(appointment, method, sequence)}
-    context = details(appointment)
-    if why:
-        context.update(why=why, rebook_url=(f"{settings.get().base_url}/patient/doctors/"
-                                            f"{appointment.doctor_id}"))
+    context = {**details(appointment), "why": why,
+               "rebook_url": f"{settings.get().base_url}/patient/doctors/{appointment.doctor_id}"}
     return outbox.enqueue(kind, key, appointment.patient.email, context,
                           user=appointment.patient, appointment=appointment, priority=URGENT,
                           attachments=[attachment])

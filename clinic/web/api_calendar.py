@@ -78,21 +78,36 @@ def remove_time_off(time_off_id):
     return {"id": entry.id, "removed": True}
 
 
-@routes.post("/api/admin/time-off/<time_off_id>/<decision:re:approve|decline>")
-@api("admin")
-@doc("Approve or decline a doctor's request for time off", body="TimeOffDecision",
-     returns="TimeOff", errors={404: None, 409: "It was decided already, or (approving) it "
-                                                "overlaps time off entered since."},
-     description="Approved, it blocks the doctor's slots; with `cancel_affected` the visits "
-                 "inside are cancelled and their patients told, as for new time off.")
-def decide_time_off(time_off_id, decision):
+def _decide(time_off_id, approve):
     data = json_body()
     errors = {}
     cancel = _flag(data, "cancel_affected", errors)
     check(errors)
-    entry = time_off.decide(api_input.path_id(time_off_id, "time off"), decision == "approve",
+    entry = time_off.decide(api_input.path_id(time_off_id, "time off"), approve,
                             user=current_user(), cancel_affected=cancel)
     return _shown(entry)
+
+
+_DECIDED = {404: None, 409: "It was decided already, or (approving) it overlaps time off "
+                            "entered since."}
+
+
+@routes.post("/api/admin/time-off/<time_off_id>/approve")
+@api("admin")
+@doc("Approve a doctor's request for time off", body="TimeOffDecision", returns="TimeOff",
+     errors=_DECIDED,
+     description="It then blocks the doctor's slots; with `cancel_affected` the visits inside "
+                 "are cancelled and their patients told, as for new time off.")
+def approve_time_off(time_off_id):
+    return _decide(time_off_id, True)
+
+
+@routes.post("/api/admin/time-off/<time_off_id>/decline")
+@api("admin")
+@doc("Decline a doctor's request for time off", body="TimeOffDecision", returns="TimeOff",
+     errors=_DECIDED)
+def decline_time_off(time_off_id):
+    return _decide(time_off_id, False)
 
 
 @routes.post("/api/doctor/time-off")
