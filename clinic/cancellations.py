@@ -140,6 +140,12 @@ def deactivate_doctor(doctor_id, cancel_upcoming=False, reason="", user=None, no
     return upcoming, batch
 
 
+def batches(batch_ids):
+    """The batches with these ids (None ignored)."""
+    ids = [i for i in batch_ids if i]
+    return list(Cancellation.select().where(Cancellation.id.in_(ids))) if ids else []
+
+
 def get(batch_id):
     batch = Cancellation.get_or_none(Cancellation.id == batch_id)
     if batch is None:

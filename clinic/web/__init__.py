@@ -24,6 +24,7 @@ from clinic.web.pages import (
     admin,
     announcements,
     audit,
+    calendar,
     doctor,
     jobs,
     link,
@@ -54,7 +55,7 @@ bottle.BaseRequest.MEMFILE_MAX = 1024 * 1024
 
 # The order routes are tried in; account_settings holds forgot/reset password, the profile and
 # the two-factor sign-in.
-ROUTE_MODULES = (account, patient, doctor, admin, jobs, messages, review, link, audit,
+ROUTE_MODULES = (account, patient, doctor, admin, calendar, jobs, messages, review, link, audit,
                  api_accounts, api_routes, api_admin, api_calendar, announcements, preferences,
                  reports, account_settings)
 
