@@ -10,7 +10,7 @@ from peewee import IntegrityError
 
 from clinic import appointments, db
 from clinic.models import Appointment, VisitType
-from tests.conftest import TZ, make_doctor, make_patient, slot
+from tests.conftest import TZ, login, make_doctor, make_patient, slot
 from tests.test_booking_race import at_once
 
 
@@ -179,3 +179,27 @@ def test_the_database_itself_refuses_overlapping_visits_on_postgresql(app, backe
                        end=start + timedelta(minutes=60))
     Appointment.create(patient=bob.id, doctor=carol.id, start=start + timedelta(minutes=45),
                        end=start + timedelta(minutes=75), status="cancelled")
+
+
+def test_a_patient_chooses_the_visit_type_on_the_booking_page(admin, new_client, carol, alice):
+    long = add(admin, "First consultation", 60, [carol])
+    patient = new_client()
+    login(patient, alice)
+    day = slot(1).astimezone(TZ).date().isoformat()
+    page = patient.get(f"/patient/doctors/{carol.id}?date={day}")
+    assert "Standard visit (30 minutes)" in page.text and "First consultation (60 minutes)" \
+        in page.text
+    assert 'value="' + slot(1, "16:30").astimezone(TZ).isoformat() + '"' in page.text
+    longer = patient.get(f"/patient/doctors/{carol.id}?date={day}&visit_type={long['id']}")
+    start = slot(1, "16:00").astimezone(TZ).isoformat()
+    assert f'value="{start}"' in longer.text
+    assert slot(1, "16:30").astimezone(TZ).isoformat() not in longer.text
+    assert f"visit_type={long['id']}" in longer.text  # the next day keeps the choice
+    booked = patient.post("/patient/appointments", {
+        "doctor_id": str(carol.id), "date": day, "start": start,
+        "visit_type_id": str(long["id"])}, follow=True)
+    assert booked.status == 200
+    visit = Appointment.get()
+    assert visit.end - visit.start == timedelta(minutes=60)
+    unknown = patient.get(f"/patient/doctors/{carol.id}?date={day}&visit_type=999")
+    assert "does not offer that kind of visit" in unknown.text
