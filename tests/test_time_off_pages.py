@@ -121,3 +121,17 @@ def test_deactivating_a_doctor_can_cancel_their_bookings_and_tell_the_patients(
     notices = Message.select().where(Message.kind == "cancellation")
     assert notices.count() == 2
     assert all("Dr Clark has left the clinic" in m.text_body for m in notices)
+
+
+def test_the_demo_clinic_has_a_holiday_visit_types_and_a_request(app):
+    from clinic import demo
+
+    counts = demo.create(patients=5)
+    assert counts["visit_types"] == 2 and counts["time_off"] == 2
+    holiday = TimeOff.get(TimeOff.doctor.is_null())
+    assert holiday.status == "approved" and holiday.reason == "Clinic holiday"
+    assert TimeOff.get(TimeOff.status == "requested").reason == "Training course"
+    assert sorted(v.minutes for v in VisitType.select()) == [10, 60]
+    # Nothing was booked on the holiday.
+    assert not Appointment.select().where(Appointment.start >= holiday.start,
+                                          Appointment.start < holiday.end).exists()
