@@ -14,6 +14,9 @@ from clinic.models import WEEKDAYS, Appointment, Doctor, TimeOff, User
 # No visit is this long: an overlap search starts this far before the time asked about, so the
 # (doctor, start) / (patient, start) index reads a day of rows, not the whole history.
 LONGEST_VISIT = timedelta(days=1)
+# Nor is any time off longer than this (clinic/time_off.py refuses it): the same bound for the
+# (status, start) index when looking for time off over a day.
+LONGEST_TIME_OFF = timedelta(days=366)
 
 
 def _wall_to_utc(day, hhmm, tz):
@@ -64,7 +67,8 @@ def away(doctor_id, start, end):
     [start, end), as TimeOff rows (start, end, reason, doctor_id), earliest first."""
     return list(TimeOff.select(TimeOff.start, TimeOff.end, TimeOff.reason, TimeOff.doctor)
                 .where((TimeOff.doctor == doctor_id) | TimeOff.doctor.is_null(),
-                       TimeOff.status == "approved", TimeOff.start < end, TimeOff.end > start)
+                       TimeOff.status == "approved", TimeOff.start < end, TimeOff.end > start,
+                       TimeOff.start > start - LONGEST_TIME_OFF)
                 .order_by(TimeOff.start))
 
 

@@ -14,13 +14,12 @@ from datetime import date, datetime, timedelta
 
 from peewee import JOIN
 
-from clinic import cancellations, clock
+from clinic import cancellations, clock, slots
 from clinic.db import database
 from clinic.errors import Conflict, Invalid, NotFound, check
 from clinic.models import ACTIVE_STATUSES, Appointment, Doctor, TimeOff, User
 
 MAX_REASON = 200
-LONGEST = timedelta(days=366)
 
 
 def _instant(raw, name, errors, end=False):
@@ -53,7 +52,7 @@ def parse(doctor_id, start, end, reason):
     end = _instant(end, "end", errors, end=True)
     if start and end and end <= start:
         errors["end"] = "The end must come after the start."
-    elif start and end and end - start > LONGEST:
+    elif start and end and end - start > slots.LONGEST_TIME_OFF:
         errors["end"] = "Enter at most a year at a time."
     reason = " ".join(str(reason or "").split())
     if len(reason) > MAX_REASON:
@@ -80,7 +79,8 @@ def affected(time_off):
     """The visits still booked inside the time off, earliest first (Appointment.with_people())."""
     query = (Appointment.with_people()
              .where(Appointment.status.in_(ACTIVE_STATUSES), Appointment.start < time_off.end,
-                    Appointment.end > time_off.start)
+                    Appointment.end > time_off.start,
+                    Appointment.start > time_off.start - slots.LONGEST_VISIT)
              .order_by(Appointment.start))
     if time_off.doctor_id is not None:
         query = query.where(Appointment.doctor == time_off.doctor_id)
