@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from peewee import IntegrityError
 
-from clinic import clock, details, settings, slots, waitlist
+from clinic import clock, details, settings, slots, visit_types, waitlist
 from clinic.db import database, locked
 from clinic.errors import Conflict, Forbidden, Invalid, NoAccess, NotFound
 from clinic.mail import notices
@@ -40,7 +40,7 @@ def parse_start(raw):
     return clock.to_utc(value)
 
 
-def _check_bookable(doctor, start, now, exclude=None, patient_id=None):
+def _check_bookable(doctor, start, now, exclude=None, patient_id=None, minutes=None):
     if doctor is None or not doctor.user.active:
         raise Invalid("This doctor is not taking bookings.",
                       {"doctor_id": "This doctor is not taking bookings."})
@@ -50,10 +50,17 @@ def _check_bookable(doctor, start, now, exclude=None, patient_id=None):
         raise Invalid("That time is too far ahead to book.",
                       {"start": "Choose a time closer to today."})
     day = clock.local(start).date()
-    if start not in slots.grid(doctor, day):
-        raise Invalid("The doctor does not see patients at that time.",
+    if start not in slots.grid(doctor, day, minutes=minutes):
+        raise Invalid("The doctor does not see patients at that time"
+                      + (" for a visit this long." if minutes else "."),
                       {"start": "Choose one of the offered times."})
-    end = start + timedelta(minutes=doctor.slot_minutes)
+    end = start + timedelta(minutes=minutes or doctor.slot_minutes)
+    away = slots.away(doctor.user_id, start, end)
+    if away:
+        who = "The clinic is closed" if away[0].doctor_id is None else "The doctor is away"
+        why = f" ({away[0].reason})" if away[0].reason else ""
+        raise Invalid(f"{who} at that time{why}. Please choose another time.",
+                      {"start": "Choose one of the offered times."})
     if slots.busy(doctor.user_id, start, end, exclude=exclude):
         raise Conflict(_taken(patient_id, doctor.user_id, start))
     waitlist.check_not_held(doctor.user_id, start, end, patient_id)
@@ -81,8 +88,9 @@ def _doctor(doctor_id):
     return doctor.first()
 
 
-def book(patient_id, doctor_id, start, reason="", now=None):
-    """Book ``start`` (an aware datetime) with the doctor for the patient. Raises Invalid for a
+def book(patient_id, doctor_id, start, reason="", now=None, visit_type_id=None):
+    """Book ``start`` (an aware datetime) with the doctor for the patient, one slot long or as
+    long as the visit type ``visit_type_id`` (clinic/visit_types.py). Raises Invalid for a
     time that is not bookable, Conflict when the slot or the patient is taken."""
     now = now or clock.now()
     reason = (reason or "").strip()
@@ -91,7 +99,9 @@ def book(patient_id, doctor_id, start, reason="", now=None):
     try:
         with database.atomic():
             doctor = _doctor(doctor_id)
-            end = _check_bookable(doctor, start, now, patient_id=patient_id)
+            visit_type = doctor and visit_types.offered(doctor.user_id, visit_type_id)
+            end = _check_bookable(doctor, start, now, patient_id=patient_id,
+                                  minutes=visit_type.minutes if visit_type else None)
             if locked(Patient.select().where(Patient.user == patient_id)).first() is None:
                 raise Invalid("Only patients can book appointments.")
             _check_patient_free(patient_id, start, end)
@@ -111,7 +121,10 @@ def reschedule(appointment, start, user, now=None):
     try:
         with database.atomic():
             doctor = _doctor(appointment.doctor_id)
-            end = _check_bookable(doctor, start, now, exclude=appointment.id)
+            # A move keeps the visit's length (a visit type's, or one slot).
+            minutes = int((appointment.end - appointment.start).total_seconds() // 60)
+            end = _check_bookable(doctor, start, now, exclude=appointment.id,
+                                  minutes=None if minutes == doctor.slot_minutes else minutes)
             _check_patient_free(appointment.patient_id, start, end, exclude=appointment.id)
             changed = (Appointment.update(start=start, end=end, status="booked", updated_at=now)
                        .where(Appointment.id == appointment.id,

@@ -1,7 +1,8 @@
 """A living demo clinic for an empty database: an admin, doctors with working hours, patients,
 past visits with treatments, and appointments today and in the coming days.
 
-Its sign-ins are fixed: admin@demo.clinic, doctor@demo.clinic and patient@demo.clinic, all with
+The calendar has two visit types, a clinic holiday and a doctor's request for time off. Its
+sign-ins are fixed: admin@demo.clinic, doctor@demo.clinic and patient@demo.clinic, all with
 the password demo1234. The demo patient has a history of completed visits with the demo doctor,
 and waits on the cardiologist's waitlist for a time in the coming week.
 """
@@ -11,7 +12,17 @@ from datetime import timedelta
 
 from clinic import appointments, auth, clock, slots
 from clinic.db import database
-from clinic.models import Appointment, Doctor, Patient, Treatment, User, WaitlistEntry
+from clinic.models import (
+    Appointment,
+    Doctor,
+    Patient,
+    TimeOff,
+    Treatment,
+    User,
+    VisitType,
+    VisitTypeDoctor,
+    WaitlistEntry,
+)
 
 PASSWORD = "demo1234"
 ADMIN = "admin@demo.clinic"
@@ -158,4 +169,25 @@ def create(now=None, patients=40, seed=7, progress=None):
                              to_day=today + timedelta(days=7), created_at=now, updated_at=now)
         counts["waitlist"] = 1
         progress(3, steps, "appointments")
+        _calendar(doctors, today, now, counts)
     return counts
+
+
+def _calendar(doctors, today, now, counts):
+    """Two visit types, a clinic holiday three weeks ahead (past the booked fortnight, so it
+    cancels nothing) and the demo doctor's request for a day off, waiting for the admin."""
+    main, cardio = doctors[0].user_id, doctors[1].user_id
+    first = VisitType.create(name="First consultation", minutes=60, created_at=now)
+    short = VisitType.create(name="Vaccination", minutes=10, created_at=now)
+    VisitTypeDoctor.insert_many(
+        [{"visit_type": first.id, "doctor": main}, {"visit_type": first.id, "doctor": cardio},
+         {"visit_type": short.id, "doctor": main}]).execute()
+    holiday = today + timedelta(days=21)
+    TimeOff.create(doctor=None, start=clock.midnight(holiday),
+                   end=clock.midnight(holiday + timedelta(days=1)), reason="Clinic holiday",
+                   status="approved", created_at=now)
+    day_off = today + timedelta(days=28)
+    TimeOff.create(doctor=main, start=clock.midnight(day_off),
+                   end=clock.midnight(day_off + timedelta(days=1)), reason="Training course",
+                   status="requested", requested_by=main, created_at=now)
+    counts.update(visit_types=2, time_off=2)

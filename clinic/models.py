@@ -462,6 +462,63 @@ WaitlistOffer.add_index(
         where=(SQL("status = 'held'")), name="waitlist_offer_slot_held",
     )
 )
+CANCELLATION_STATES = ("queued", "running", "done", "failed")
+
+
+class Cancellation(BaseModel):
+    """Appointments the clinic cancels at once, each patient told why (clinic/cancellations.py):
+    the visits in a doctor's time off, a deactivated doctor's bookings. The list is kept so a
+    run that stopped half-way can be run again."""
+
+    reason = CharField(max_length=300)
+    appointment_ids = JSONField(default=list)
+    author = ForeignKeyField(User, null=True, backref="cancellations", on_delete="SET NULL")
+    state = CharField(max_length=10, default="queued")  # CANCELLATION_STATES
+    task_id = CharField(max_length=64, default="")  # the latest run's progress record
+    cancelled = IntegerField(default=0)  # cancelled by this batch (and told)
+    skipped = IntegerField(default=0)  # cancelled or over already, left alone
+    error = TextField(default="")
+    created_at = UTCDateTimeField(default=now)
+    finished_at = UTCDateTimeField(null=True)
+
+
+TIME_OFF_STATES = ("requested", "approved", "declined")
+
+
+class TimeOff(BaseModel):
+    """A doctor away (``doctor``), or the whole clinic closed (``doctor`` None: a holiday), from
+    ``start`` to ``end``. Only approved time off blocks slots; a doctor's own request waits for an
+    admin."""
+
+    doctor = ForeignKeyField(User, null=True, backref="time_off", on_delete="CASCADE")
+    start = UTCDateTimeField()
+    end = UTCDateTimeField()
+    reason = CharField(max_length=200, default="")
+    status = CharField(max_length=10, default="approved")  # TIME_OFF_STATES
+    requested_by = ForeignKeyField(User, null=True, backref="time_off_requests",
+                                   on_delete="SET NULL")
+    cancellation = ForeignKeyField(Cancellation, null=True, on_delete="SET NULL")
+    created_at = UTCDateTimeField(default=now)
+
+    class Meta:
+        indexes = ((("status", "start"), False), (("doctor", "start"), False))
+
+
+class VisitType(BaseModel):
+    """A kind of visit with its own length (a 60-minute first consultation, a 10-minute
+    injection), offered by the doctors linked to it."""
+
+    name = CharField(max_length=100)
+    minutes = IntegerField()
+    created_at = UTCDateTimeField(default=now)
+
+
+class VisitTypeDoctor(BaseModel):
+    visit_type = ForeignKeyField(VisitType, backref="doctor_links", on_delete="CASCADE")
+    doctor = ForeignKeyField(User, backref="visit_type_links", on_delete="CASCADE")
+
+    class Meta:
+        indexes = ((("visit_type", "doctor"), True),)
 
 
 MODELS = [
@@ -473,4 +530,5 @@ MODELS = [
     AccountToken, Totp, RecoveryCode,
     ClinicSettings,
     WaitlistEntry, WaitlistOffer,
+    Cancellation, TimeOff, VisitType, VisitTypeDoctor,
 ]

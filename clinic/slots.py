@@ -9,11 +9,14 @@ from datetime import UTC, datetime, time, timedelta
 
 from clinic import clock, settings, waitlist
 from clinic.errors import NotFound
-from clinic.models import WEEKDAYS, Appointment, Doctor, User
+from clinic.models import WEEKDAYS, Appointment, Doctor, TimeOff, User
 
 # No visit is this long: an overlap search starts this far before the time asked about, so the
 # (doctor, start) / (patient, start) index reads a day of rows, not the whole history.
 LONGEST_VISIT = timedelta(days=1)
+# Nor is any time off longer than this (clinic/time_off.py refuses it): the same bound for the
+# (status, start) index when looking for time off over a day.
+LONGEST_TIME_OFF = timedelta(days=366)
 
 
 def _wall_to_utc(day, hhmm, tz):
@@ -29,15 +32,18 @@ def _wall_to_utc(day, hhmm, tz):
     return instant
 
 
-def grid(doctor, day, tz=None):
-    """Every slot start (UTC) of ``doctor``'s working hours on the clinic-local ``day``."""
+def grid(doctor, day, tz=None, minutes=None):
+    """Every slot start (UTC) of ``doctor``'s working hours on the clinic-local ``day`` where a
+    visit of ``minutes`` (default: the doctor's slot length) fits before the hours end. Starts
+    are always on the doctor's slot grid."""
     tz = tz or clock.zone()
     step = timedelta(minutes=doctor.slot_minutes)
+    length = timedelta(minutes=minutes) if minutes else step
     starts = []
     for start_text, end_text in doctor.working_hours.get(WEEKDAYS[day.weekday()], []):
         start = datetime.combine(day, time.fromisoformat(start_text))
         end = datetime.combine(day, time.fromisoformat(end_text))
-        while start + step <= end:
+        while start + length <= end:
             instant = _wall_to_utc(day, start.time(), tz)
             if instant is not None:
                 starts.append(instant)
@@ -56,19 +62,32 @@ def busy(doctor_id, start, end, exclude=None):
     return [(row.start, row.end) for row in query]
 
 
-def free_slots(doctor, day, now=None, exclude=None, patient_id=None):
-    """Bookable slot starts (UTC, ascending) for ``doctor`` on the clinic-local ``day``. Slots
-    held for a patient on the waitlist are not, but for ``patient_id`` if it is theirs."""
+def away(doctor_id, start, end):
+    """The approved time off (the doctor's own and the clinic's closures) that overlaps
+    [start, end), as TimeOff rows (start, end, reason, doctor_id), earliest first."""
+    return list(TimeOff.select(TimeOff.start, TimeOff.end, TimeOff.reason, TimeOff.doctor)
+                .where((TimeOff.doctor == doctor_id) | TimeOff.doctor.is_null(),
+                       TimeOff.status == "approved", TimeOff.start < end, TimeOff.end > start,
+                       TimeOff.start > start - LONGEST_TIME_OFF)
+                .order_by(TimeOff.start))
+
+
+def free_slots(doctor, day, now=None, exclude=None, minutes=None, patient_id=None):
+    """Bookable slot starts (UTC, ascending) for ``doctor`` on the clinic-local ``day``, for a
+    visit of ``minutes`` (default: the doctor's slot length): the whole visit must fit in the
+    working hours, clear of other visits and of time off. Slots held for a patient on the
+    waitlist are not free, but for ``patient_id`` if it is theirs."""
     now = now or clock.now()
     horizon = now + settings.get().booking_horizon
     if not doctor.user.active:
         return []
-    step = timedelta(minutes=doctor.slot_minutes)
+    length = timedelta(minutes=minutes or doctor.slot_minutes)
     lo, hi = clock.day_bounds(day)
-    taken = busy(doctor.user_id, lo, hi + step, exclude=exclude)
-    taken += waitlist.held(doctor.user_id, lo, hi + step, patient_id)
-    return [s for s in grid(doctor, day) if now < s <= horizon
-            and not any(b_start < s + step and b_end > s for b_start, b_end in taken)]
+    blocked = busy(doctor.user_id, lo, hi + length, exclude=exclude)
+    blocked += [(t.start, t.end) for t in away(doctor.user_id, lo, hi + length)]
+    blocked += waitlist.held(doctor.user_id, lo, hi + length, patient_id)
+    return [s for s in grid(doctor, day, minutes=minutes) if now < s <= horizon
+            and not any(b_start < s + length and b_end > s for b_start, b_end in blocked)]
 
 
 def bookable_doctor(doctor_id):

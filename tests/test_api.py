@@ -137,6 +137,7 @@ def test_only_the_catalogue_and_sign_up_are_public(app):
     assert public == {
         ("POST", "/api/login"), ("POST", "/api/register"), ("GET", "/api/doctors"),
         ("GET", "/api/doctors/<doctor_id>/slots"), ("GET", "/api/openapi.json"),
+        ("GET", "/api/doctors/<doctor_id>/visit-types"),
         # Accounts: asking for a reset link, and following an emailed link (its token is all).
         ("POST", "/api/password-reset"), ("POST", "/api/password-reset/confirm"),
         ("POST", "/api/me/email/confirm"),

@@ -342,12 +342,87 @@ def test_every_operation_answers_as_documented(spec, new_client, everyone):
     check(anon, "patch", "/api/admin/clinic", 401, {"name": "x"})
     exercise_waitlist(check, a, b, c, e, alice, bob, carol)
     exercise_accounts(check, anon, a, c, e, bob, carol, dave)
+    exercise_calendar(check, anon, a, c, e, alice, carol, dave)
 
     check(a, "post", "/api/logout", 200)
     check(a, "post", "/api/logout", 401)
 
     exercised = {(method, template) for method, template, _ in check.seen}
     assert exercised == {(method, path) for path, method, _ in operations(spec)}
+
+
+def exercise_calendar(check, anon, a, c, e, alice, carol, dave):
+    """The calendar's routes (clinic/web/api_calendar.py): time off, visit types, deactivating
+    a doctor."""
+    def at(days, hhmm):
+        return slot(days, hhmm).astimezone(TZ).strftime("%Y-%m-%dT%H:%M")
+
+    visit = appointments.book(alice.id, carol.id, slot(4, "10:00"))
+    entered = check(e, "post", "/api/admin/time-off", 201, {
+        "doctor_id": carol.id, "start": at(4, "09:00"), "end": at(4, "12:00"),
+        "reason": "Conference", "cancel_affected": True})
+    assert entered["affected"] == [visit.id]
+    check(e, "post", "/api/admin/time-off", 400, {"doctor_id": carol.id, "start": at(4, "12:00"),
+                                                  "end": at(4, "11:00")})
+    check(e, "post", "/api/admin/time-off", 409, {"doctor_id": carol.id, "start": at(4, "10:00"),
+                                                  "end": at(4, "11:00")})
+    check(a, "post", "/api/admin/time-off", 403, {"start": at(4, "10:00"),
+                                                  "end": at(4, "11:00")})
+    check(e, "get", "/api/admin/time-off", 200)
+    check(c, "get", "/api/admin/time-off", 403)
+    asked = check(c, "post", "/api/doctor/time-off", 201, {"start": at(5, "09:00"),
+                                                           "end": at(5, "10:00"),
+                                                           "reason": "Dentist"})
+    check(c, "post", "/api/doctor/time-off", 400, {"start": "soon", "end": at(5, "10:00")})
+    check(c, "post", "/api/doctor/time-off", 409, {"start": at(4, "09:00"),
+                                                   "end": at(4, "10:00")})
+    check(a, "post", "/api/doctor/time-off", 403, {"start": at(5, "09:00"),
+                                                   "end": at(5, "10:00")})
+    check(e, "post", "/api/admin/time-off/{time_off_id}/approve", 200, {},
+          time_off_id=asked["id"])
+    check(e, "post", "/api/admin/time-off/{time_off_id}/decline", 409, {},
+          time_off_id=asked["id"])
+    check(e, "post", "/api/admin/time-off/{time_off_id}/approve", 400,
+          {"cancel_affected": "yes"}, time_off_id=asked["id"])
+    check(e, "post", "/api/admin/time-off/{time_off_id}/decline", 404, {}, time_off_id=999_999)
+    check(c, "post", "/api/admin/time-off/{time_off_id}/approve", 403, {},
+          time_off_id=asked["id"])
+    check(e, "delete", "/api/admin/time-off/{time_off_id}", 200, time_off_id=asked["id"])
+    check(e, "delete", "/api/admin/time-off/{time_off_id}", 404, time_off_id=asked["id"])
+    check(c, "delete", "/api/admin/time-off/{time_off_id}", 403, time_off_id=entered["id"])
+
+    kind = check(e, "post", "/api/admin/visit-types", 201, {"name": "First consultation",
+                                                            "minutes": 60,
+                                                            "doctor_ids": [carol.id]})
+    check(e, "post", "/api/admin/visit-types", 400, {"name": "Day", "minutes": 600,
+                                                     "doctor_ids": [carol.id]})
+    check(a, "post", "/api/admin/visit-types", 403, {"name": "x", "minutes": 10,
+                                                     "doctor_ids": [carol.id]})
+    check(e, "get", "/api/admin/visit-types", 200)
+    check(c, "get", "/api/admin/visit-types", 403)
+    check(anon, "get", "/api/doctors/{doctor_id}/visit-types", 200, doctor_id=carol.id)
+    check(anon, "get", "/api/doctors/{doctor_id}/visit-types", 404, doctor_id=alice.id)
+    day = slot(1).astimezone(TZ).date().isoformat()
+    check(anon, "get", "/api/doctors/{doctor_id}/slots", 200,
+          query=f"?date={day}&visit_type={kind['id']}", doctor_id=carol.id)
+    check(a, "post", "/api/appointments", 201, {
+        "doctor_id": carol.id, "start": slot(6, "14:00").astimezone(TZ).isoformat(),
+        "visit_type_id": kind["id"]})
+
+    check(e, "post", "/api/admin/doctors/{doctor_id}/deactivate", 400,
+          {"cancel_upcoming": True}, doctor_id=dave.id)
+    check(e, "post", "/api/admin/doctors/{doctor_id}/deactivate", 404, {},
+          doctor_id=alice.id)
+    check(c, "post", "/api/admin/doctors/{doctor_id}/deactivate", 403, {},
+          doctor_id=dave.id)
+    left = check(e, "post", "/api/admin/doctors/{doctor_id}/deactivate", 200,
+                 {"cancel_upcoming": True, "reason": "Dr Davis has left the clinic"},
+                 doctor_id=dave.id)
+    check(e, "post", "/api/admin/cancellations/{batch_id}/resume", 202,
+          batch_id=left["cancellation"]["id"])
+    check(e, "post", "/api/admin/cancellations/{batch_id}/resume", 404, batch_id=999_999)
+    check(c, "post", "/api/admin/cancellations/{batch_id}/resume", 403,
+          batch_id=left["cancellation"]["id"])
 
 
 def exercise_accounts(check, anon, a, c, e, bob, carol, dave):

@@ -88,14 +88,17 @@ def booked(appointment, event="booked"):
               sequence)
 
 
-def cancelled(appointment):
+def cancelled(appointment, why=""):
     """Queue the cancellation notice and withdraw whatever about the appointment is still
-    waiting to be sent. Runs inside the cancelling transaction."""
+    waiting to be sent. Runs inside the cancelling transaction. ``why`` is the clinic's reason
+    when the clinic cancelled it (time off, a doctor who left): the notice says so and links
+    to the doctor's free times."""
     appointment = _with_people(appointment.id)
     sequence = _sequence(appointment)
     outbox.withdraw(appointment.id, REMINDERS + ("confirmation", "rescheduled"),
                     reason="appointment cancelled")
-    _send("cancellation", f"cancellation:{appointment.id}", appointment, "CANCEL", sequence)
+    _send("cancellation", f"cancellation:{appointment.id}", appointment, "CANCEL", sequence,
+          why=why)
 
 
 def details(appointment):
@@ -113,11 +116,13 @@ def details(appointment):
     }
 
 
-def _send(kind, key, appointment, method, sequence):
+def _send(kind, key, appointment, method, sequence, why=""):
     attachment = {"filename": "appointment.ics",
                   "content_type": f"text/calendar; method={method}; charset=utf-8",
                   "text": invite(appointment, method, sequence)}
-    return outbox.enqueue(kind, key, appointment.patient.email, details(appointment),
+    context = {**details(appointment), "why": why,
+               "rebook_url": f"{settings.get().base_url}/patient/doctors/{appointment.doctor_id}"}
+    return outbox.enqueue(kind, key, appointment.patient.email, context,
                           user=appointment.patient, appointment=appointment, priority=URGENT,
                           attachments=[attachment])
 

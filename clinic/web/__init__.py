@@ -16,7 +16,7 @@ from bottle import request, response
 
 from clinic import db, settings
 from clinic.jobs import queue
-from clinic.web import api_accounts, api_admin, api_routes, api_waitlist
+from clinic.web import api_accounts, api_admin, api_calendar, api_routes, api_waitlist
 from clinic.web.inputs import has_nul
 from clinic.web.pages import (
     account,
@@ -24,6 +24,7 @@ from clinic.web.pages import (
     admin,
     announcements,
     audit,
+    calendar,
     clinic,
     doctor,
     jobs,
@@ -56,9 +57,9 @@ bottle.BaseRequest.MEMFILE_MAX = 1024 * 1024
 
 # The order routes are tried in; account_settings holds forgot/reset password, the profile and
 # the two-factor sign-in.
-ROUTE_MODULES = (account, patient, doctor, admin, clinic, jobs, messages, review, link, audit,
-                 api_accounts, api_routes, api_admin, announcements, preferences, reports,
-                 account_settings, api_waitlist, waitlist)
+ROUTE_MODULES = (account, patient, doctor, admin, clinic, calendar, jobs, messages, review, link,
+                 audit, api_accounts, api_routes, api_admin, api_calendar, announcements,
+                 preferences, reports, account_settings, api_waitlist, waitlist)
 
 
 # Pages and answers no browser or proxy may keep: personal data, the pages that an emailed link

@@ -20,6 +20,7 @@ from clinic import (
     people,
     settings,
     slots,
+    visit_types,
 )
 from clinic.errors import Forbidden, Invalid, NotFound, check
 from clinic.jobs import progress
@@ -137,16 +138,25 @@ def doctor_list():
 @api()
 @doc("A doctor's free slots on a day", returns="Slots", errors=(400,),
      query=[query_param("date", {"type": "string", "format": "date"},
-                        "The clinic-local day, YYYY-MM-DD.", required=True)],
+                        "The clinic-local day, YYYY-MM-DD.", required=True),
+            query_param("visit_type", {"type": "integer", "minimum": 1},
+                        "A visit type the doctor offers (GET /api/doctors/{doctor_id}/"
+                        "visit-types): only starts where the whole visit fits.")],
      description="Starts a patient may book now: in the future, within the booking horizon, "
-                 "on the doctor's grid and not taken. 404 for an unknown or inactive doctor.")
+                 "on the doctor's grid, clear of other visits and of time off. 404 for an "
+                 "unknown or inactive doctor.")
 def doctor_slots(doctor_id):
     doctor = people.doctors().where(Doctor.user == api_input.path_id(doctor_id, "doctor")).first()
     if doctor is None:
         raise NotFound("No such doctor.")
     day = api_input.day(request.query.get("date"))
-    starts = slots.free_slots(doctor, day)
+    visit_type = visit_types.offered(doctor.user_id, request.query.get("visit_type") or None)
+    minutes = visit_type.minutes if visit_type else None
+    user = current_user()  # a slot held for a patient on the waitlist is free to them
+    starts = slots.free_slots(doctor, day, minutes=minutes,
+                              patient_id=user.id if user else None)
     return {"date": day.isoformat(), "slot_minutes": doctor.slot_minutes,
+            "minutes": minutes or doctor.slot_minutes,
             "slots": [clock.local(start).isoformat() for start in starts]}
 
 
@@ -206,10 +216,14 @@ def book_appointment():
         raise Forbidden("Patients book for themselves: leave out patient_id.")
     else:
         patient_id = user.id
+    visit_type_id = data.get("visit_type_id")
+    if visit_type_id is not None:
+        visit_type_id = api_input.body_id(data, "visit_type_id", errors)
     check(errors)
     if user.role == "admin":
         people.patient_for(user, patient_id)
-    appointment = appointments.book(patient_id, doctor_id, start, reason)
+    appointment = appointments.book(patient_id, doctor_id, start, reason,
+                                    visit_type_id=visit_type_id)
     response.status = 201
     return _shown(appointment)
 

@@ -392,3 +392,72 @@ SCHEMAS.update({
     "WaitlistList": _object({"entries": {"type": "array", "items": ref("WaitlistEntry")}},
                             ["entries"]),
 })
+# -- the calendar: time off, visit types, cancelling a doctor's bookings --------------------------
+
+_LOCAL = {"type": "string", "description": "Clinic-local wall time, YYYY-MM-DDTHH:MM (an offset "
+                                           "is honoured), or a date alone for the whole day."}
+
+SCHEMAS.update({
+    "NewTimeOff": _object({
+        "doctor_id": {**_ID, "nullable": True,
+                      "description": "The doctor away; null closes the whole clinic."},
+        "start": _LOCAL,
+        "end": {**_LOCAL, "description": _LOCAL["description"] + " A date alone ends after "
+                                                                  "that day."},
+        "reason": {"type": "string", "maxLength": 200},
+        "cancel_affected": {"type": "boolean", "default": False,
+                            "description": "Cancel the visits inside and email each patient "
+                                           "the reason (needs a reason)."},
+    }, ["start", "end"]),
+    "TimeOffRequest": _object({"start": _LOCAL, "end": _LOCAL,
+                               "reason": {"type": "string", "maxLength": 200}},
+                              ["start", "end"]),
+    "TimeOffDecision": _object({"cancel_affected": {"type": "boolean", "default": False}}),
+    "Cancellation": _object({
+        "id": _ID, "reason": _STR,
+        "appointment_ids": {"type": "array", "items": _ID},
+        "state": {"type": "string", "enum": ["queued", "running", "done", "failed"]},
+        "task_id": {"type": "string", "description": "Follow it with GET /api/tasks/{task_id}."},
+        "cancelled": _INT, "skipped": _INT, "error": _STR,
+    }, ["id", "reason", "appointment_ids", "state", "task_id", "cancelled", "skipped",
+        "error"]),
+    "TimeOff": _object({
+        "id": _ID,
+        "doctor_id": {**_ID, "nullable": True, "description": "null: the whole clinic."},
+        "start": _INSTANT, "end": _INSTANT, "reason": _STR,
+        "status": {"type": "string", "enum": ["requested", "approved", "declined"]},
+        "affected": {"type": "array", "items": _ID,
+                     "description": "Visits booked inside when it was entered (now, on a list)."},
+        "cancellation_id": {**_ID, "nullable": True},
+        "cancellation": {"allOf": [ref("Cancellation")], "nullable": True},
+    }, ["id", "doctor_id", "start", "end", "reason", "status", "affected", "cancellation"]),
+    "TimeOffList": _object({"time_off": {"type": "array", "items": ref("TimeOff")}},
+                           ["time_off"]),
+    "TimeOffRemoved": _object({"id": _ID, "removed": {"type": "boolean"}}, ["id", "removed"]),
+    "NewVisitType": _object({
+        "name": {"type": "string", "maxLength": 100},
+        "minutes": {"type": "integer", "minimum": 5, "maximum": 480},
+        "doctor_ids": {"type": "array", "items": _ID, "minItems": 1},
+    }, ["name", "minutes", "doctor_ids"]),
+    "VisitType": _object({"id": _ID, "name": _STR, "minutes": _INT,
+                          "doctor_ids": {"type": "array", "items": _ID}},
+                         ["id", "name", "minutes", "doctor_ids"]),
+    "VisitTypeList": _object({"visit_types": {"type": "array", "items": ref("VisitType")}},
+                             ["visit_types"]),
+    "Deactivation": _object({
+        "cancel_upcoming": {"type": "boolean", "default": False},
+        "reason": {"type": "string", "maxLength": 300,
+                   "description": "What the patients are told; needed with cancel_upcoming."},
+    }),
+    "Deactivated": _object({
+        "id": _ID, "active": {"type": "boolean"},
+        "upcoming": {"type": "array", "items": _ID,
+                     "description": "The doctor's visits still to come."},
+        "cancellation": {"allOf": [ref("Cancellation")], "nullable": True},
+    }, ["id", "active", "upcoming", "cancellation"]),
+})
+SCHEMAS["Slots"]["properties"]["minutes"] = {
+    "type": "integer", "description": "The length of the visit the starts are for."}
+SCHEMAS["Booking"]["properties"]["visit_type_id"] = {
+    **_ID, "description": "A visit type the doctor offers: the visit lasts its minutes. "
+                          "Without it, one of the doctor's slots."}

@@ -4,7 +4,7 @@ import bottle
 from bottle import request
 from markupsafe import Markup
 
-from clinic import appointments, audit, clock, listings, people, settings, stats
+from clinic import appointments, audit, cancellations, clock, listings, people, settings, stats
 from clinic.errors import Conflict, Invalid
 from clinic.models import APPOINTMENT_STATUSES
 from clinic.web import charts
@@ -78,6 +78,8 @@ def _doctor_form(doctor, status=200, form=None, errors=None, **context):
     errors = errors or {}
     # A problem with the hours that no weekday's row says (there is none from this form).
     by_day = any(key.startswith("working_hours.") for key in errors)
+    context.setdefault("deactivation", {})
+    context.setdefault("deactivation_errors", {})
     return render("admin/doctor_form.html", status=status, doctor=doctor, upcoming=upcoming,
                   form=form, errors=errors, week=_week(form), **context,
                   week_error=None if by_day else errors.get("working_hours"))
@@ -121,13 +123,17 @@ def create_doctor():
 @page("admin")
 def edit_doctor_form(doctor_id):
     doctor = people.get_doctor(doctor_id)
-    return _doctor_form(doctor, form={
+    return _doctor_form(doctor, form=_doctor_fields(doctor))
+
+
+def _doctor_fields(doctor):
+    return {
         "name": doctor.user.name,
         "specialization": doctor.specialization,
         "slot_minutes": str(doctor.slot_minutes),
         **people.working_hours_to_form(doctor.working_hours),
         "active": "1" if doctor.user.active else "",
-    })
+    }
 
 
 @routes.post("/admin/doctors/<doctor_id:int>/edit")
@@ -150,10 +156,23 @@ def edit_doctor(doctor_id):
 @page("admin")
 def set_doctor_active(doctor_id, action):
     doctor = people.get_doctor(doctor_id)
-    people.set_active(doctor.user_id, action == "activate")
+    data = form()
     if action == "activate":
+        people.set_active(doctor.user_id, True)
         flash(f"{doctor.user.name} is active again and takes bookings.")
+    elif data.get("cancel_upcoming"):
+        try:
+            upcoming, _ = cancellations.deactivate_doctor(
+                doctor.user_id, True, data.get("reason"), user=current_user())
+        except Invalid as exc:
+            return _doctor_form(doctor, status=400, form=_doctor_fields(doctor),
+                                deactivation=data, deactivation_errors=exc.fields)
+        flash(f"{doctor.user.name} is deactivated and signed out. {len(upcoming)} upcoming "
+              f"appointment{'' if len(upcoming) == 1 else 's'} "
+              f"{'is' if len(upcoming) == 1 else 'are'} being cancelled and each patient "
+              "emailed the reason.")
     else:
+        people.set_active(doctor.user_id, False)
         flash(f"{doctor.user.name} is deactivated: no new bookings, and signed out. "
               "Appointments already booked stay; cancel them if needed.")
     redirect("/admin/doctors")

@@ -97,8 +97,11 @@ def _slot_picker(token, appointment, raw_day, form=None, errors=None, status=200
         day, status = None, 400 if status == 200 else status
     times = []
     if day is not None:
+        # A move keeps the visit's own length, and may take a slot held for its patient.
+        minutes = int((appointment.end - appointment.start).total_seconds() // 60)
         times = [clock.local(s) for s in slots.free_slots(
-            appointment.doctor_profile, day, now=now, exclude=appointment.id)]
+            appointment.doctor_profile, day, now=now, exclude=appointment.id, minutes=minutes,
+            patient_id=appointment.patient_id)]
     return render("link/reschedule.html", status=status, a=appointment, token=token, day=day,
                   today=today, last_day=clock.local(now + settings.get().booking_horizon).date(),
                   one_day=timedelta(days=1), slots=times,

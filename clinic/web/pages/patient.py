@@ -6,7 +6,18 @@ from datetime import timedelta
 import bottle
 from bottle import request
 
-from clinic import appointments, audit, clock, exports, listings, people, reviews, settings, slots
+from clinic import (
+    appointments,
+    audit,
+    clock,
+    exports,
+    listings,
+    people,
+    reviews,
+    settings,
+    slots,
+    visit_types,
+)
 from clinic.errors import Conflict, Invalid, NotFound
 from clinic.web.cookies import flash
 from clinic.web.decorators import page, redirect
@@ -67,11 +78,13 @@ def _slot_picker(doctor, raw_day, appointment=None, form=None, errors=None, stat
     except Invalid as exc:
         errors.update(exc.fields)
         day, status = None, 400 if status == 200 else status
+    kinds, kind, minutes = _visit_type(doctor, appointment, form, errors)
     times = []
     if day is not None:
         exclude = appointment.id if appointment else None
         times = [clock.local(s) for s in slots.free_slots(
-            doctor, day, now=now, exclude=exclude, patient_id=current_user().id)]
+            doctor, day, now=now, exclude=exclude, minutes=minutes,
+            patient_id=current_user().id)]
     if appointment:
         picker_url = f"/patient/appointments/{appointment.id}/reschedule"
         post_url = picker_url
@@ -81,7 +94,23 @@ def _slot_picker(doctor, raw_day, appointment=None, form=None, errors=None, stat
     return render("patient/slots.html", status=status, doctor=doctor, appointment=appointment,
                   day=day, today=today, last_day=last_day, one_day=timedelta(days=1),
                   slots=times, picker_url=picker_url, post_url=post_url,
+                  visit_types=kinds, visit_type=kind,
                   form={"date": raw_day or "", **(form or {})}, errors=errors)
+
+
+def _visit_type(doctor, appointment, form, errors):
+    """The visit types the doctor offers, the one chosen (None: one slot) and the visit's
+    length for the free times. A move keeps the appointment's own length."""
+    if appointment:
+        minutes = int((appointment.end - appointment.start).total_seconds() // 60)
+        return [], None, None if minutes == doctor.slot_minutes else minutes
+    raw = (form or {}).get("visit_type_id") or request.query.getunicode("visit_type", "")
+    try:
+        kind = visit_types.offered(doctor.user_id, raw or None)
+    except Invalid as exc:
+        errors.update(exc.fields)
+        kind = None
+    return visit_types.for_doctor(doctor.user_id), kind, kind.minutes if kind else None
 
 
 @routes.get("/patient/doctors/<doctor_id:int>")
@@ -98,7 +127,8 @@ def book():
     try:
         start = appointments.parse_start(data.get("start"))
         appointment = appointments.book(current_user().id, data.get("doctor_id"), start,
-                                        data.get("reason"))
+                                        data.get("reason"),
+                                        visit_type_id=data.get("visit_type_id") or None)
     except (Invalid, Conflict) as exc:
         try:
             doctor = slots.bookable_doctor(data.get("doctor_id"))
