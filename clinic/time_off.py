@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta
 
 from peewee import JOIN
 
-from clinic import cancellations, clock, slots
+from clinic import cancellations, clock, slots, waitlist
 from clinic.db import database
 from clinic.errors import Conflict, Invalid, NotFound, check
 from clinic.models import ACTIVE_STATUSES, Appointment, Doctor, TimeOff, User
@@ -146,13 +146,18 @@ def decide(time_off_id, approve, user=None, cancel_affected=False):
     return get(time_off.id)
 
 
-def remove(time_off_id):
-    """Delete time off: its slots are offered again. Returns the removed row (unsaved).
-
-    The place where a range of a doctor's (or every doctor's) time comes free: the waitlist
-    hooks in after this returns."""
+def remove(time_off_id, now=None):
+    """Delete time off: its slots are offered again, first to the patients on the doctor's
+    waitlist (every doctor's, for a closure of the whole clinic), in the same transaction.
+    Returns the removed row (unsaved)."""
     time_off = get(time_off_id)
-    TimeOff.delete().where(TimeOff.id == time_off.id).execute()
+    with database.atomic():
+        TimeOff.delete().where(TimeOff.id == time_off.id).execute()
+        if time_off.status == "approved":  # a request still open blocked nothing
+            doctor_ids = ([time_off.doctor_id] if time_off.doctor_id is not None else
+                          [d.user_id for d in Doctor.select(Doctor.user)])
+            for doctor_id in doctor_ids:
+                waitlist.slot_freed(doctor_id, time_off.start, time_off.end, now)
     return time_off
 
 

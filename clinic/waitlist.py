@@ -193,7 +193,8 @@ def _offer_next(doctor, start, end, now, freed_by=None):
     """Hold the slot for the first waiting entry whose days include it and that was not
     offered it before, and write its email. None when the slot is taken or held, or nobody is
     waiting for it."""
-    if slots.busy(doctor.user_id, start, end) or held(doctor.user_id, start, end):
+    if (slots.busy(doctor.user_id, start, end) or held(doctor.user_id, start, end)
+            or slots.away(doctor.user_id, start, end)):
         return None
     day = clock.local(start).date()
     tried = WaitlistOffer.select(WaitlistOffer.entry).where(

@@ -413,3 +413,25 @@ def test_the_holder_may_book_the_held_time_on_the_booking_page(app, new_client, 
     offer = WaitlistOffer.get()
     assert offer.status == "claimed" and offer.booked_id is not None
     assert WaitlistEntry.get_by_id(entry["id"]).status == "booked"
+
+
+def test_removing_time_off_offers_its_slots_and_time_off_offers_nothing(app, new_client, alice,
+                                                                        bob, carol):
+    from clinic import time_off
+
+    start = slot(2, "10:00")
+    entry = join(api(new_client, bob), carol, start)
+    local = start.astimezone(TZ)
+    away = time_off.add(carol.id, local.strftime("%Y-%m-%dT09:00"),
+                        local.strftime("%Y-%m-%dT12:00"), "Conference")
+    assert not WaitlistOffer.select().exists()
+    # A visit cancelled inside time off frees nothing anyone could book.
+    inside = Appointment.create(patient=alice.id, doctor=carol.id, start=start,
+                                end=start + timedelta(minutes=30))
+    appointments.cancel(inside, alice)
+    assert not WaitlistOffer.select().exists()
+    time_off.remove(away.id)
+    (offer,) = WaitlistOffer.select()
+    assert (offer.entry_id, offer.status) == (entry["id"], "held")
+    assert slot(2, "09:00") <= offer.start < slot(2, "12:00")
+    assert Message.get(Message.key == f"waitlist_offer:{offer.id}").user_id == bob.id
