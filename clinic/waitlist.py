@@ -66,7 +66,8 @@ def _day(raw, name):
 def join(patient_id, doctor_id, from_raw, to_raw, now=None):
     """Put the patient on the doctor's waitlist for the clinic-local days ``from``..``to``
     (YYYY-MM-DD, both included). Invalid for a bad or reversed range, NotFound for an unknown
-    doctor or patient."""
+    doctor or patient, Conflict when the patient waits for the doctor on some of those days
+    already."""
     now = now or clock.now()
     errors = {}
     try:
@@ -92,6 +93,11 @@ def join(patient_id, doctor_id, from_raw, to_raw, now=None):
     with database.atomic():
         if Patient.get_or_none(Patient.user == patient_id) is None:
             raise NotFound("No such patient.")
+        if WaitlistEntry.select().where(
+                WaitlistEntry.patient == patient_id, WaitlistEntry.doctor == doctor.user_id,
+                WaitlistEntry.status == "waiting", WaitlistEntry.from_day <= end_day,
+                WaitlistEntry.to_day >= start_day).exists():
+            raise Conflict("You are on this doctor's waitlist for some of these days already.")
         return WaitlistEntry.create(patient=patient_id, doctor=doctor.user_id,
                                     from_day=start_day, to_day=end_day, status="waiting",
                                     created_at=now, updated_at=now)
@@ -105,7 +111,8 @@ def leave(entry, now=None):
                    .where(WaitlistEntry.id == entry.id, WaitlistEntry.status == "waiting")
                    .execute())
         if not changed:
-            raise Conflict(f"This waitlist entry is {entry.status} already.")
+            status = WaitlistEntry.get_by_id(entry.id).status
+            raise Conflict(f"This waitlist entry is {status} already: it is off the waitlist.")
         for offer in WaitlistOffer.select().where(WaitlistOffer.entry == entry.id,
                                                   WaitlistOffer.status == "held"):
             _end_hold(offer, now)

@@ -483,6 +483,7 @@ def exercise_waitlist(check, a, b, c, e, alice, bob, carol):
                                                       "to": day})
     check(b, "post", "/api/waitlist", 400, {"doctor_id": carol.id, "from": day,
                                             "to": "2020-01-01"})
+    check(b, "post", "/api/waitlist", 409, {"doctor_id": carol.id, "from": day, "to": day})
     check(b, "post", "/api/waitlist", 404, {"doctor_id": alice.id, "from": day, "to": day})
     check(c, "post", "/api/waitlist", 403, {"doctor_id": carol.id, "from": day, "to": day})
     check(e, "post", "/api/waitlist", 201, {"doctor_id": carol.id, "from": day, "to": day,

@@ -311,12 +311,16 @@ def test_a_full_day_offers_the_waitlist_on_the_booking_page(app, new_client, ali
     assert "Dr Frank Fox" in mine.text and "Leave the waitlist" in mine.text
     entry = WaitlistEntry.get()
     assert (entry.patient_id, entry.doctor_id, entry.status) == (bob.id, frank.id, "waiting")
+    twice = browser.post("/patient/waitlist", {"doctor_id": frank.id, "from": day_of(slot(1)),
+                                               "to": day_of(slot(3))})
+    assert twice.status == 409 and "waitlist for some of these days already" in twice.text
     bad = browser.post("/patient/waitlist", {"doctor_id": frank.id, "from": day_of(start),
                                              "to": day_of(slot(1))})
     assert bad.status == 400 and "The last day must not be before the first." in bad.text
     left = browser.post(f"/patient/waitlist/{entry.id}/leave")
     assert left.status == 303
     assert WaitlistEntry.get_by_id(entry.id).status == "left"
+    assert WaitlistEntry.select().count() == 1
 
 
 def test_the_holder_books_from_the_waitlist_page(app, new_client, alice, bob, carol):

@@ -40,12 +40,13 @@ def _shown(entry_id):
 @routes.post("/api/waitlist")
 @api("patient", "desk", "admin")
 @doc("Join a doctor's waitlist for a range of days", body="WaitlistJoin",
-     returns="WaitlistEntry", ok=201, errors=(404,),
+     returns="WaitlistEntry", ok=201, errors=(404, 409),
      description="When a slot with the doctor on one of these clinic-local days frees up, the "
                  "first patient in line is emailed an offer and the slot is held for them for "
                  "CLINIC_WAITLIST_HOLD. A patient joins for themselves; the desk and admins "
                  "must send patient_id. 400 for a reversed or past range, 404 for an unknown "
-                 "doctor or patient.")
+                 "doctor or patient, 409 when the patient waits for the doctor on some of "
+                 "these days already.")
 def join_waitlist():
     user = current_user()
     data = json_body()

@@ -52,7 +52,7 @@ def join():
     try:
         entry = waitlist.join(current_user().id, data.get("doctor_id"), data.get("from"),
                               data.get("to"))
-    except (Invalid, NotFound) as exc:
+    except (Invalid, NotFound, Conflict) as exc:
         return _patient_page(data, _banner(exc), exc.status)
     flash(f"You are on the waitlist of {entry.doctor.name}: we email you as soon as a time "
           "comes free.")
@@ -115,7 +115,7 @@ def staff_join():
             raise Invalid("Enter the patient's number.", {"patient_id": "Enter the patient's "
                                                                         "number."})
         waitlist.join(int(raw), data.get("doctor_id"), data.get("from"), data.get("to"))
-    except (Invalid, NotFound) as exc:
+    except (Invalid, NotFound, Conflict) as exc:
         return _staff_page(data, _banner(exc), exc.status)
     flash("The patient is on the waitlist.")
     redirect("/admin/waitlist")
