@@ -65,11 +65,14 @@ def busy(doctor_id, start, end, exclude=None):
 def away(doctor_id, start, end):
     """The approved time off (the doctor's own and the clinic's closures) that overlaps
     [start, end), as TimeOff rows (start, end, reason, doctor_id), earliest first."""
-    return list(TimeOff.select(TimeOff.start, TimeOff.end, TimeOff.reason, TimeOff.doctor)
-                .where((TimeOff.doctor == doctor_id) | TimeOff.doctor.is_null(),
-                       TimeOff.status == "approved", TimeOff.start < end, TimeOff.end > start,
-                       TimeOff.start > start - LONGEST_TIME_OFF)
-                .order_by(TimeOff.start))
+    def overlapping(who):
+        # One doctor's (or the clinic's) rows through the (doctor, start) index: a year back at
+        # most, as no time off is longer.
+        return list(TimeOff.select(TimeOff.start, TimeOff.end, TimeOff.reason, TimeOff.doctor)
+                    .where(who, TimeOff.start < end, TimeOff.start > start - LONGEST_TIME_OFF,
+                           TimeOff.end > start, TimeOff.status == "approved"))
+    rows = overlapping(TimeOff.doctor == doctor_id) + overlapping(TimeOff.doctor.is_null())
+    return sorted(rows, key=lambda t: t.start)
 
 
 def free_slots(doctor, day, now=None, exclude=None, minutes=None):
