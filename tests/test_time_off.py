@@ -7,8 +7,9 @@ from datetime import timedelta
 
 import pytest
 
-from clinic import appointments, cancellations, time_off
+from clinic import appointments, cancellations, clock, time_off
 from clinic.models import Appointment, Cancellation, Message, TimeOff
+from huey_config import huey
 from tests.conftest import TZ, slot
 
 
@@ -178,3 +179,22 @@ def test_a_run_that_stops_half_way_loses_and_repeats_no_notice(app, carol, alice
     assert all("Ill" in m.text_body for m in notices)
     assert Cancellation.get_by_id(batch.id).state == "done"
     assert entry.id
+
+
+def test_the_sweep_runs_again_a_batch_whose_task_was_lost(app, carol, alice, bob, drain):
+    visits = [appointments.book(p.id, carol.id, slot(2, at))
+              for p, at in ((alice, "10:00"), (bob, "11:00"))]
+    drain()  # the confirmations
+    started = clock.now()
+    batch = cancellations.start([v.id for v in visits], "Dr Clark is ill", now=started)
+    # The task is lost before it runs (a kill -9): Huey runs a task at most once.
+    lost = huey.dequeue()
+    assert lost.name.endswith("cancel_appointments") and huey.dequeue() is None
+    assert cancellations.sweep(now=started) == {"resumed": 0}  # not stale yet
+    later = started + cancellations.STALE + timedelta(seconds=1)
+    assert cancellations.sweep(now=later) == {"resumed": 1}
+    drain()
+    assert {Appointment.get_by_id(v.id).status for v in visits} == {"cancelled"}
+    assert Cancellation.get_by_id(batch.id).state == "done"
+    assert cancellations.sweep(now=later) == {"resumed": 0}
+    assert Message.select().where(Message.kind == "cancellation").count() == 2
