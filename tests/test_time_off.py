@@ -87,6 +87,8 @@ def test_a_clinic_holiday_closes_every_doctor_and_lists_the_visits_inside(admin,
     ({"doctor_id": 999_999, "start": "S12:00", "end": "S13:00"}, "doctor_id"),
     ({"doctor_id": "carol", "start": "S12:00", "end": "S13:00"}, "doctor_id"),
     ({"start": "S12:00", "end": "S13:00", "cancel_affected": "yes"}, "cancel_affected"),
+    ({"start": "S12:00", "end": "S13:00", "cancel_affected": True}, "reason"),
+    ({"start": "S12:00", "end": "S13:00", "reason": "x" * 201}, "reason"),
 ])
 def test_bad_time_off_is_refused_with_the_field_and_nothing_written(admin, carol, body, field):
     body = {k: (local(slot(2, v[1:])) if isinstance(v, str) and v.startswith("S") else v)
