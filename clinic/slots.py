@@ -1,5 +1,6 @@
 """Free slots: a doctor's slot grid on a clinic-local day, and which of its starts a patient may
-book now (in the future, within the booking horizon, not taken).
+book now (in the future, within the booking horizon, not taken, not in time off), for a visit
+of one slot or of a visit type's length.
 
 Booking itself (clinic/appointments.py) checks a start against the same grid and the same busy
 times, inside the booking transaction.
@@ -15,7 +16,7 @@ from clinic.models import WEEKDAYS, Appointment, Doctor, TimeOff, User
 # (doctor, start) / (patient, start) index reads a day of rows, not the whole history.
 LONGEST_VISIT = timedelta(days=1)
 # Nor is any time off longer than this (clinic/time_off.py refuses it): the same bound for the
-# (status, start) index when looking for time off over a day.
+# (doctor, start) index when looking for time off over a day.
 LONGEST_TIME_OFF = timedelta(days=366)
 
 
@@ -49,6 +50,13 @@ def grid(doctor, day, tz=None, minutes=None):
                 starts.append(instant)
             start += step
     return sorted(set(starts))
+
+
+def moved_minutes(appointment, doctor):
+    """The length a move of ``appointment`` keeps, for free_slots(minutes=) and booking: None
+    for one of the doctor's slots, else its own length (a visit type's)."""
+    minutes = int((appointment.end - appointment.start).total_seconds() // 60)
+    return None if minutes == doctor.slot_minutes else minutes
 
 
 def busy(doctor_id, start, end, exclude=None):

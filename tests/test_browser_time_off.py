@@ -26,7 +26,7 @@ def _fill_date(driver, element, value):
 def test_an_admin_enters_a_break_and_sees_the_visit_inside(browser, server, erin, carol,  # noqa: F811
                                                            alice, width):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     visit = appointments.book(alice.id, carol.id, slot(2, "12:00"))
     browser.set_window_size(width, 1000)
@@ -44,6 +44,8 @@ def test_an_admin_enters_a_break_and_sees_the_visit_inside(browser, server, erin
     browser.find_element(By.ID, "f-reason").send_keys("Lunch break")
     browser.find_element(By.CSS_SELECTOR, "form[action='/admin/time-off'] button[type=submit]"
                          ).click()
+    WebDriverWait(browser, 15).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, "section.time-off"))
 
     entry = TimeOff.get()
     assert entry.doctor_id == carol.id and entry.reason == "Lunch break"

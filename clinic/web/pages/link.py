@@ -97,8 +97,10 @@ def _slot_picker(token, appointment, raw_day, form=None, errors=None, status=200
         day, status = None, 400 if status == 200 else status
     times = []
     if day is not None:
+        doctor = appointment.doctor_profile
         times = [clock.local(s) for s in slots.free_slots(
-            appointment.doctor_profile, day, now=now, exclude=appointment.id)]
+            doctor, day, now=now, exclude=appointment.id,
+            minutes=slots.moved_minutes(appointment, doctor))]
     return render("link/reschedule.html", status=status, a=appointment, token=token, day=day,
                   today=today, last_day=clock.local(now + settings.get().booking_horizon).date(),
                   one_day=timedelta(days=1), slots=times,
