@@ -2,9 +2,11 @@
 no-shows) and who may see which appointment.
 
 A start is bookable when it is in the future, within the booking horizon, on the doctor's slot
-grid (clinic/slots.py) and free. The partial unique index ``appointment_slot_taken`` (doctor,
-start) over every appointment that is not cancelled settles races in the database; the checks
-here give the clear message before that.
+grid (clinic/slots.py), free and not in time off. The partial unique index
+``appointment_slot_taken`` (doctor, start) over every appointment that is not cancelled settles
+races in the database, and on PostgreSQL so does the exclusion constraint
+``appointment_no_overlap`` for visits of different starts and lengths (on SQLite the booking's
+IMMEDIATE transaction does); the checks here give the clear message before that.
 """
 
 from datetime import datetime, timedelta
@@ -121,10 +123,8 @@ def reschedule(appointment, start, user, now=None):
     try:
         with database.atomic():
             doctor = _doctor(appointment.doctor_id)
-            # A move keeps the visit's length (a visit type's, or one slot).
-            minutes = int((appointment.end - appointment.start).total_seconds() // 60)
             end = _check_bookable(doctor, start, now, exclude=appointment.id,
-                                  minutes=None if minutes == doctor.slot_minutes else minutes)
+                                  minutes=slots.moved_minutes(appointment, doctor))
             _check_patient_free(appointment.patient_id, start, end, exclude=appointment.id)
             changed = (Appointment.update(start=start, end=end, status="booked", updated_at=now)
                        .where(Appointment.id == appointment.id,

@@ -6,10 +6,14 @@ queued, and a background task with progress (clinic/jobs/progress.py) that goes 
 appointment is cancelled in its own transaction together with its notice in the outbox (key
 ``cancellation:<appointment id>``, clinic/mail/notices.py), so a run that dies half-way has lost
 no notice: what it cancelled has its email on the way, and running the batch again (resume())
-skips the appointments no longer booked and sends nobody a second email.
+skips the appointments no longer booked and sends nobody a second email. The
+cancellation-sweep job does that for a batch whose task was lost.
 """
 
 import logging
+from datetime import timedelta
+
+from peewee import JOIN
 
 from clinic import clock, people
 from clinic.db import database
@@ -17,7 +21,7 @@ from clinic.errors import Conflict, Invalid, NotFound
 from clinic.jobs import progress
 from clinic.jobs.queue import URGENT
 from clinic.mail import notices
-from clinic.models import ACTIVE_STATUSES, Appointment, Cancellation
+from clinic.models import ACTIVE_STATUSES, Appointment, Cancellation, TaskRecord
 from huey_config import huey
 
 log = logging.getLogger("clinic.cancellations")
@@ -117,6 +121,28 @@ def run(batch_id, task_id=None, now=None):
             f"Done: {counts['cancelled']} cancelled and their patients told"
             + (f", {counts['skipped']} no longer booked" if counts["skipped"] else "")))
     return counts
+
+
+# A batch whose progress has not moved for this long lost its task (Huey runs a task at most once:
+# one killed mid-way is gone), and the cancellation-sweep job runs it again.
+STALE = timedelta(minutes=5)
+
+
+def sweep(now=None):
+    """The cancellation-sweep job: queue again every batch not done whose progress record has
+    not moved for STALE (or never started). A batch still running slowly and run a second time
+    beside itself emails nobody twice. Returns ``{"resumed": n}``."""
+    now = now or clock.now()
+    stale = (Cancellation.select(Cancellation.id)
+             .join(TaskRecord, JOIN.LEFT_OUTER, on=(TaskRecord.task_id == Cancellation.task_id))
+             .where(Cancellation.state.in_(("queued", "running")),
+                    Cancellation.created_at < now - STALE,
+                    TaskRecord.id.is_null() | (TaskRecord.updated_at < now - STALE)))
+    resumed = 0
+    for batch in stale:
+        resume(batch.id)
+        resumed += 1
+    return {"resumed": resumed}
 
 
 def upcoming_of(doctor_id, now=None):

@@ -1,5 +1,6 @@
 """Free slots: a doctor's slot grid on a clinic-local day, and which of its starts a patient may
-book now (in the future, within the booking horizon, not taken).
+book now (in the future, within the booking horizon, not taken, not in time off), for a visit
+of one slot or of a visit type's length.
 
 Booking itself (clinic/appointments.py) checks a start against the same grid and the same busy
 times, inside the booking transaction.
@@ -15,7 +16,7 @@ from clinic.models import WEEKDAYS, Appointment, Doctor, TimeOff, User
 # (doctor, start) / (patient, start) index reads a day of rows, not the whole history.
 LONGEST_VISIT = timedelta(days=1)
 # Nor is any time off longer than this (clinic/time_off.py refuses it): the same bound for the
-# (status, start) index when looking for time off over a day.
+# (doctor, start) index when looking for time off over a day.
 LONGEST_TIME_OFF = timedelta(days=366)
 
 
@@ -51,6 +52,13 @@ def grid(doctor, day, tz=None, minutes=None):
     return sorted(set(starts))
 
 
+def moved_minutes(appointment, doctor):
+    """The length a move of ``appointment`` keeps, for free_slots(minutes=) and booking: None
+    for one of the doctor's slots, else its own length (a visit type's)."""
+    minutes = int((appointment.end - appointment.start).total_seconds() // 60)
+    return None if minutes == doctor.slot_minutes else minutes
+
+
 def busy(doctor_id, start, end, exclude=None):
     """(start, end) of the doctor's appointments (not cancelled) that overlap [start, end)."""
     query = Appointment.select(Appointment.start, Appointment.end).where(
@@ -65,11 +73,14 @@ def busy(doctor_id, start, end, exclude=None):
 def away(doctor_id, start, end):
     """The approved time off (the doctor's own and the clinic's closures) that overlaps
     [start, end), as TimeOff rows (start, end, reason, doctor_id), earliest first."""
-    return list(TimeOff.select(TimeOff.start, TimeOff.end, TimeOff.reason, TimeOff.doctor)
-                .where((TimeOff.doctor == doctor_id) | TimeOff.doctor.is_null(),
-                       TimeOff.status == "approved", TimeOff.start < end, TimeOff.end > start,
-                       TimeOff.start > start - LONGEST_TIME_OFF)
-                .order_by(TimeOff.start))
+    def overlapping(who):
+        # One doctor's (or the clinic's) rows through the (doctor, start) index: a year back at
+        # most, as no time off is longer.
+        return list(TimeOff.select(TimeOff.start, TimeOff.end, TimeOff.reason, TimeOff.doctor)
+                    .where(who, TimeOff.start < end, TimeOff.start > start - LONGEST_TIME_OFF,
+                           TimeOff.end > start, TimeOff.status == "approved"))
+    rows = overlapping(TimeOff.doctor == doctor_id) + overlapping(TimeOff.doctor.is_null())
+    return sorted(rows, key=lambda t: t.start)
 
 
 def free_slots(doctor, day, now=None, exclude=None, minutes=None, patient_id=None):

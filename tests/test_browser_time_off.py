@@ -44,6 +44,8 @@ def test_an_admin_enters_a_break_and_sees_the_visit_inside(browser, server, erin
     browser.find_element(By.ID, "f-reason").send_keys("Lunch break")
     browser.find_element(By.CSS_SELECTOR, "form[action='/admin/time-off'] button[type=submit]"
                          ).click()
+    WebDriverWait(browser, 15).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, "section.time-off"))
 
     # The click returns once the form is sent, not once the answer is in: wait for the page.
     WebDriverWait(browser, 10).until(

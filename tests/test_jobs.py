@@ -223,6 +223,7 @@ def test_first_tick_runs_only_jobs_that_always_catch_up(tick, queued):
     assert fired == {
         "advance-reminders": local(2026, 11, 15, 12),
         "outbox-sweep": local(2026, 11, 15, 12),
+        "cancellation-sweep": local(2026, 11, 15, 12),
         "retry-failed": local(2026, 11, 15, 12),
         "no-shows": local(2026, 11, 15, 12),
         "waitlist-holds": local(2026, 11, 15, 12),

@@ -7,8 +7,9 @@ from datetime import timedelta
 
 import pytest
 
-from clinic import appointments, cancellations, time_off
+from clinic import appointments, cancellations, clock, time_off
 from clinic.models import Appointment, Cancellation, Message, TimeOff
+from huey_config import huey
 from tests.conftest import TZ, slot
 
 
@@ -86,6 +87,8 @@ def test_a_clinic_holiday_closes_every_doctor_and_lists_the_visits_inside(admin,
     ({"doctor_id": 999_999, "start": "S12:00", "end": "S13:00"}, "doctor_id"),
     ({"doctor_id": "carol", "start": "S12:00", "end": "S13:00"}, "doctor_id"),
     ({"start": "S12:00", "end": "S13:00", "cancel_affected": "yes"}, "cancel_affected"),
+    ({"start": "S12:00", "end": "S13:00", "cancel_affected": True}, "reason"),
+    ({"start": "S12:00", "end": "S13:00", "reason": "x" * 201}, "reason"),
 ])
 def test_bad_time_off_is_refused_with_the_field_and_nothing_written(admin, carol, body, field):
     body = {k: (local(slot(2, v[1:])) if isinstance(v, str) and v.startswith("S") else v)
@@ -178,3 +181,22 @@ def test_a_run_that_stops_half_way_loses_and_repeats_no_notice(app, carol, alice
     assert all("Ill" in m.text_body for m in notices)
     assert Cancellation.get_by_id(batch.id).state == "done"
     assert entry.id
+
+
+def test_the_sweep_runs_again_a_batch_whose_task_was_lost(app, carol, alice, bob, drain):
+    visits = [appointments.book(p.id, carol.id, slot(2, at))
+              for p, at in ((alice, "10:00"), (bob, "11:00"))]
+    drain()  # the confirmations
+    started = clock.now()
+    batch = cancellations.start([v.id for v in visits], "Dr Clark is ill", now=started)
+    # The task is lost before it runs (a kill -9): Huey runs a task at most once.
+    lost = huey.dequeue()
+    assert lost.name.endswith("cancel_appointments") and huey.dequeue() is None
+    assert cancellations.sweep(now=started) == {"resumed": 0}  # not stale yet
+    later = started + cancellations.STALE + timedelta(seconds=1)
+    assert cancellations.sweep(now=later) == {"resumed": 1}
+    drain()
+    assert {Appointment.get_by_id(v.id).status for v in visits} == {"cancelled"}
+    assert Cancellation.get_by_id(batch.id).state == "done"
+    assert cancellations.sweep(now=later) == {"resumed": 0}
+    assert Message.select().where(Message.kind == "cancellation").count() == 2

@@ -203,3 +203,22 @@ def test_a_patient_chooses_the_visit_type_on_the_booking_page(admin, new_client,
     assert visit.end - visit.start == timedelta(minutes=60)
     unknown = patient.get(f"/patient/doctors/{carol.id}?date={day}&visit_type=999")
     assert "does not offer that kind of visit" in unknown.text
+
+
+def test_a_long_visit_moved_keeps_its_length_and_must_fit(admin, new_client, carol, alice, bob):
+    long = add(admin, "First consultation", 60, [carol])
+    patient = new_client()
+    patient.api_login(alice.email)
+    booked = patient.post_json("/api/appointments", {
+        "doctor_id": carol.id, "start": slot(2, "10:00").astimezone(TZ).isoformat(),
+        "visit_type_id": long["id"]}).json()
+    appointments.book(bob.id, carol.id, slot(2, "14:30"))
+    # 14:00 would run into Bob's 14:30 visit; 15:00 fits.
+    clash = patient.post_json(f"/api/appointments/{booked['id']}/reschedule",
+                              {"start": slot(2, "14:00").astimezone(TZ).isoformat()})
+    assert clash.status == 409
+    moved = patient.post_json(f"/api/appointments/{booked['id']}/reschedule",
+                              {"start": slot(2, "15:00").astimezone(TZ).isoformat()})
+    assert moved.status == 200, moved
+    assert moved.json()["end"][11:16] == "16:00"
+    assert "15:30" not in starts(patient, carol, 2)

@@ -98,10 +98,10 @@ def _slot_picker(token, appointment, raw_day, form=None, errors=None, status=200
     times = []
     if day is not None:
         # A move keeps the visit's own length, and may take a slot held for its patient.
-        minutes = int((appointment.end - appointment.start).total_seconds() // 60)
+        doctor = appointment.doctor_profile
         times = [clock.local(s) for s in slots.free_slots(
-            appointment.doctor_profile, day, now=now, exclude=appointment.id, minutes=minutes,
-            patient_id=appointment.patient_id)]
+            doctor, day, now=now, exclude=appointment.id,
+            minutes=slots.moved_minutes(appointment, doctor), patient_id=appointment.patient_id)]
     return render("link/reschedule.html", status=status, a=appointment, token=token, day=day,
                   today=today, last_day=clock.local(now + settings.get().booking_horizon).date(),
                   one_day=timedelta(days=1), slots=times,

@@ -102,8 +102,7 @@ def _visit_type(doctor, appointment, form, errors):
     """The visit types the doctor offers, the one chosen (None: one slot) and the visit's
     length for the free times. A move keeps the appointment's own length."""
     if appointment:
-        minutes = int((appointment.end - appointment.start).total_seconds() // 60)
-        return [], None, None if minutes == doctor.slot_minutes else minutes
+        return [], None, slots.moved_minutes(appointment, doctor)
     raw = (form or {}).get("visit_type_id") or request.query.getunicode("visit_type", "")
     try:
         kind = visit_types.offered(doctor.user_id, raw or None)
