@@ -506,6 +506,34 @@ def test_a_visit_cannot_be_completed_before_its_day(api_as, dave, diary, tomorro
     assert Treatment.select().count() == 0
 
 
+def test_a_visit_cannot_be_completed_before_its_start_on_its_day(api_as, carol, diary):
+    appointment = diary["alice_carol"]  # tomorrow 10:00
+    client = api_as(carol)
+    url = f"/api/appointments/{appointment.id}/complete"
+    with time_machine.travel(slot(1, "09:45")):
+        body = assert_error(client.post_json(url, TREATMENT), 409)
+        assert "from its start on" in body["error"]
+    with time_machine.travel(slot(1, "10:00")):
+        assert client.post_json(url, TREATMENT).status == 200
+
+
+def test_the_doctor_completes_or_undoes_a_no_show_through_the_api(api_as, carol, diary,
+                                                                   tomorrow_noon):
+    client = api_as(carol)
+    missed, seen = diary["alice_carol"], diary["alice_carol"]
+    assert client.post_json(f"/api/appointments/{missed.id}/no-show").json()["status"] == (
+        "no_show")
+    response = client.post_json(f"/api/appointments/{missed.id}/undo-no-show")
+    assert response.status == 200, response
+    assert response.json()["status"] == "booked"
+    assert_error(client.post_json(f"/api/appointments/{missed.id}/undo-no-show"), 409)
+    client.post_json(f"/api/appointments/{seen.id}/no-show")
+    with time_machine.travel(slot(1, "19:00")):  # the next day (now is the visit's day)
+        assert_error(client.post_json(f"/api/appointments/{seen.id}/undo-no-show"), 409)
+        response = client.post_json(f"/api/appointments/{seen.id}/complete", TREATMENT)
+        assert response.status == 200 and response.json()["status"] == "completed"
+
+
 @pytest.mark.parametrize("name, key", [("carol", "alice_carol"), ("erin", "bob_dave")])
 def test_no_show_after_the_start(api_as, everyone, diary, tomorrow_noon, name, key):
     appointment = diary[key]

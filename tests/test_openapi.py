@@ -287,6 +287,12 @@ def test_every_operation_answers_as_documented(spec, new_client, everyone):
           appointment_id=missed.id)
     check(a, "post", "/api/appointments/{appointment_id}/no-show", 403,
           appointment_id=missed.id)
+    check(c, "post", "/api/appointments/{appointment_id}/undo-no-show", 409,  # not its day
+          appointment_id=missed.id)
+    check(d, "post", "/api/appointments/{appointment_id}/undo-no-show", 404,
+          appointment_id=missed.id)
+    check(a, "post", "/api/appointments/{appointment_id}/undo-no-show", 403,
+          appointment_id=missed.id)
     for who in (a, c, e):
         history = check(who, "get", "/api/patients/{patient_id}/history", 200,
                         patient_id=alice.id)

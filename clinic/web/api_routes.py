@@ -240,7 +240,9 @@ def reschedule_appointment(appointment_id):
 @api("doctor")
 @doc("Record the treatment and complete the visit", body="Treatment", returns="Appointment",
      errors=(409,),
-     description="Only the appointment's doctor, from the appointment's day on (409 before).")
+     description="Only the appointment's doctor, from the visit's start on (409 before). A "
+                 "visit marked as a no-show can be completed on its clinic-local day and the "
+                 "next (409 after).")
 def complete_appointment(appointment_id):
     appointment = _visible(appointment_id)
     errors = {}
@@ -256,6 +258,17 @@ def complete_appointment(appointment_id):
      description="Only once the appointment was due to start (409 before).")
 def no_show_appointment(appointment_id):
     return _shown(appointments.mark_no_show(_visible(appointment_id), current_user()))
+
+
+@routes.post("/api/appointments/<appointment_id>/undo-no-show")
+@api("doctor")
+@doc("Undo a no-show mark: the visit is booked or confirmed again, as it was",
+     returns="Appointment", errors=(409,),
+     description="Only the appointment's doctor, on the visit's clinic-local day (409 on "
+                 "another day, or when the visit is not marked as a no-show). The no-shows "
+                 "job does not mark it again.")
+def undo_no_show_appointment(appointment_id):
+    return _shown(appointments.undo_no_show(_visible(appointment_id), current_user()))
 
 
 # -- patients -------------------------------------------------------------------------------------

@@ -55,6 +55,7 @@ def _appointment_page(appointment, status=200, **context):
                   treatment=listings.treatment_of(appointment),
                   can_complete=appointments.can_complete(appointment),
                   can_mark_no_show=appointments.can_mark_no_show(appointment),
+                  can_undo_no_show=appointments.can_undo_no_show(appointment),
                   visit_types=VISIT_TYPES, **context)
 
 
@@ -91,5 +92,18 @@ def no_show(appointment_id):
     except Conflict as exc:
         return _appointment_page(appt, status=409, errors={"__all__": exc.message})
     flash(f"{appt.patient.name} is marked as a no-show: they did not come.")
+    redirect(f"/doctor/appointments/{appt.id}")
+
+
+@routes.post("/doctor/appointments/<appointment_id:int>/undo-no-show")
+@page("doctor")
+def undo_no_show(appointment_id):
+    user = current_user()
+    appt = appointments.appointment_for(user, appointment_id)
+    try:
+        appointments.undo_no_show(appt, user)
+    except Conflict as exc:
+        return _appointment_page(appt, status=409, errors={"__all__": exc.message})
+    flash(f"The no-show mark is undone: {appt.patient.name}'s visit is open again.")
     redirect(f"/doctor/appointments/{appt.id}")
 
