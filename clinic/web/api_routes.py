@@ -18,6 +18,7 @@ from clinic import (
     exports,
     listings,
     people,
+    records,
     settings,
     slots,
 )
@@ -63,8 +64,17 @@ def _shown(appointment, treatment=False):
     if treatment:
         record = listings.treatment_of(appointment)
         data["treatment"] = None if record is None else {
-            name: getattr(record, name) for name in appointments.TREATMENT_FIELDS}
+            **{name: getattr(record, name) for name in appointments.TREATMENT_FIELDS},
+            "amended_at": _instant(record.amended_at)}
+        data["amendments"] = [] if record is None else [
+            {"at": _instant(a.at), "author_id": a.author_id, "author_name": a.author_name,
+             "reason": a.reason, "before": a.before, "after": a.after}
+            for a in records.amendments_of(appointment.id)]
     return data
+
+
+def _instant(value):
+    return None if value is None else clock.local(value).isoformat()
 
 
 # -- signing in -----------------------------------------------------------------------------------
@@ -271,6 +281,25 @@ def undo_no_show_appointment(appointment_id):
     return _shown(appointments.undo_no_show(_visible(appointment_id), current_user()))
 
 
+@routes.post("/api/appointments/<appointment_id>/amend")
+@api("doctor")
+@doc("Amend the record of a completed visit: the earlier text is kept", body="Amendment",
+     returns="Appointment", errors=(409,),
+     description="Only the visit's doctor. Fields left out keep their text; the changed ones "
+                 "are stored with their earlier text, the author and the time (`amendments`), "
+                 "the record's `amended_at` is set, and the change is audited. 400 when "
+                 "nothing changes, 409 for a visit not completed.")
+def amend_appointment(appointment_id):
+    appointment = _visible(appointment_id)
+    errors = {}
+    body = json_body()
+    fields = api_input.texts(body, appointments.TREATMENT_FIELDS, errors, present_only=True)
+    reason = api_input.texts(body, ("reason",), errors)["reason"]
+    check(errors)
+    records.amend(appointment, current_user(), fields, reason, **origin())
+    return _shown(appointment, treatment=True)
+
+
 # -- patients -------------------------------------------------------------------------------------
 
 
@@ -294,7 +323,8 @@ def patient_history(patient_id):
                     "doctor": visit.doctor.name, "doctor_id": visit.doctor_id,
                     "specialization": visit.doctor_profile.specialization,
                     **{name: getattr(visit.record, name)
-                       for name in appointments.TREATMENT_FIELDS}}
+                       for name in appointments.TREATMENT_FIELDS},
+                    "amended_at": _instant(visit.record.amended_at)}
                    for visit in visits],
     }
 

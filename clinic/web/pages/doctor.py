@@ -7,7 +7,7 @@ from itertools import groupby
 import bottle
 from bottle import request
 
-from clinic import appointments, audit, clock, listings
+from clinic import appointments, audit, clock, listings, records
 from clinic.errors import Conflict, Invalid
 from clinic.web.cookies import flash
 from clinic.web.decorators import page, redirect
@@ -51,8 +51,14 @@ def patient_record(patient_id):
 
 
 def _appointment_page(appointment, status=200, **context):
+    treatment = listings.treatment_of(appointment)
+    context.setdefault("amend_form", None)
     return render("doctor/appointment.html", status=status, appointment=appointment,
-                  treatment=listings.treatment_of(appointment),
+                  treatment=treatment,
+                  amendments=records.amendments_of(appointment.id) if treatment else [],
+                  amendment_changes=records.changes,
+                  record_form={name: getattr(treatment, name)
+                               for name in appointments.TREATMENT_FIELDS} if treatment else {},
                   can_complete=appointments.can_complete(appointment),
                   can_mark_no_show=appointments.can_mark_no_show(appointment),
                   can_undo_no_show=appointments.can_undo_no_show(appointment),
@@ -79,6 +85,25 @@ def complete(appointment_id):
         # Keep what was typed: a note written during the visit must not be lost to a refusal.
         return _appointment_page(appt, status=409, form=data, errors={"__all__": exc.message})
     flash(f"Visit completed: the treatment of {appt.patient.name} is recorded.")
+    redirect(f"/doctor/appointments/{appt.id}")
+
+
+@routes.post("/doctor/appointments/<appointment_id:int>/amend")
+@page("doctor")
+def amend(appointment_id):
+    user = current_user()
+    appt = appointments.appointment_for(user, appointment_id)
+    data = form()
+    try:
+        records.amend(appt, user, {name: data.get(name) for name in appointments.TREATMENT_FIELDS},
+                      data.get("reason"), **origin())
+    except Invalid as exc:
+        return _appointment_page(appt, status=400, amend_form=data,
+                                 errors=exc.fields or {"__all__": exc.message})
+    except Conflict as exc:
+        return _appointment_page(appt, status=409, amend_form=data,
+                                 errors={"__all__": exc.message})
+    flash("The record is amended; the earlier text is kept below.")
     redirect(f"/doctor/appointments/{appt.id}")
 
 
