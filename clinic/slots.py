@@ -5,6 +5,7 @@ Booking itself (clinic/appointments.py) checks a start against the same grid and
 times, inside the booking transaction.
 """
 
+from bisect import bisect_left
 from datetime import UTC, datetime, time, timedelta
 
 from clinic import clock, settings
@@ -58,15 +59,42 @@ def busy(doctor_id, start, end, exclude=None):
 
 def free_slots(doctor, day, now=None, exclude=None):
     """Bookable slot starts (UTC, ascending) for ``doctor`` on the clinic-local ``day``."""
+    return free_by_day(doctor, day, day, now=now, exclude=exclude)[day]
+
+
+def free_by_day(doctor, first, last, now=None, exclude=None):
+    """``{day: bookable starts}`` for every clinic-local day from ``first`` to ``last``: the
+    doctor's appointments over the whole span are read in ONE query, and each day's grid is
+    checked against them here, so a two-week strip or the next free time over the booking
+    horizon costs what one day does."""
     now = now or clock.now()
     horizon = now + settings.get().booking_horizon
-    if not doctor.user.active:
-        return []
+    days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+    if not doctor.user.active or not days:
+        return dict.fromkeys(days, [])
     step = timedelta(minutes=doctor.slot_minutes)
-    lo, hi = clock.day_bounds(day)
-    taken = busy(doctor.user_id, lo, hi + step, exclude=exclude)
-    return [s for s in grid(doctor, day) if now < s <= horizon
-            and not any(b_start < s + step and b_end > s for b_start, b_end in taken)]
+    lo, _ = clock.day_bounds(first)
+    _, hi = clock.day_bounds(last)
+    taken = sorted(busy(doctor.user_id, lo, hi + step, exclude=exclude))
+    starts = [b_start for b_start, _ in taken]
+
+    def free(slot):
+        # Only appointments starting before the slot ends, and within LONGEST_VISIT before it,
+        # can overlap it.
+        i = bisect_left(starts, slot + step)
+        while i > 0 and starts[i - 1] > slot - LONGEST_VISIT:
+            i -= 1
+            if taken[i][1] > slot:
+                return False
+        return True
+
+    return {day: [s for s in grid(doctor, day) if now < s <= horizon and free(s)]
+            for day in days}
+
+
+def next_free(by_day):
+    """The first bookable start in ``free_by_day()``'s answer, or None."""
+    return next((starts[0] for _, starts in sorted(by_day.items()) if starts), None)
 
 
 def bookable_doctor(doctor_id):

@@ -54,6 +54,9 @@ def find_doctor():
                   form={"specialization": specialization})
 
 
+STRIP_DAYS = 14  # the booking page's strip of days with free times
+
+
 def _slot_picker(doctor, raw_day, appointment=None, form=None, errors=None, status=200):
     """The free times of ``doctor`` on one clinic-local day, as a form that books them, or that
     moves ``appointment`` there. A bad day is a form error on the same page."""
@@ -67,11 +70,18 @@ def _slot_picker(doctor, raw_day, appointment=None, form=None, errors=None, stat
     except Invalid as exc:
         errors.update(exc.fields)
         day, status = None, 400 if status == 200 else status
-    times = []
-    if day is not None:
-        exclude = appointment.id if appointment else None
-        times = [clock.local(s) for s in
-                 slots.free_slots(doctor, day, now=now, exclude=exclude)]
+    # One query for the doctor over the whole booking horizon gives the day's times, the
+    # two-week strip of days with free times and the next free time.
+    by_day = slots.free_by_day(doctor, today, last_day, now=now,
+                               exclude=appointment.id if appointment else None)
+    times = [clock.local(s) for s in by_day.get(day, [])]
+    shown = day if day is not None and today <= day <= last_day else today
+    strip_start = today + timedelta(days=STRIP_DAYS * ((shown - today).days // STRIP_DAYS))
+    strip = [(d, len(by_day[d])) for d in
+             (strip_start + timedelta(days=n) for n in range(STRIP_DAYS)) if d <= last_day]
+    earlier = strip_start - timedelta(days=STRIP_DAYS) if strip_start > today else None
+    later = strip_start + timedelta(days=STRIP_DAYS)
+    later = later if later <= last_day else None
     if appointment:
         picker_url = f"/patient/appointments/{appointment.id}/reschedule"
         post_url = picker_url
@@ -80,7 +90,8 @@ def _slot_picker(doctor, raw_day, appointment=None, form=None, errors=None, stat
         post_url = "/patient/appointments"
     return render("patient/slots.html", status=status, doctor=doctor, appointment=appointment,
                   day=day, today=today, last_day=last_day, one_day=timedelta(days=1),
-                  slots=times, picker_url=picker_url, post_url=post_url,
+                  slots=times, picker_url=picker_url, post_url=post_url, strip=strip,
+                  earlier=earlier, later=later, next_free=slots.next_free(by_day),
                   form={"date": raw_day or "", **(form or {})}, errors=errors)
 
 
