@@ -293,7 +293,10 @@ SCHEMAS = {
         "result": {"type": "object", "nullable": True,
                    "description": "Once SUCCESS: what the task made. Monthly reports: "
                                   "{month_year, total, successful, failed, success_rate (0 to "
-                                  "1), sent, already_sent}; successful = sent + already_sent."},
+                                  "1), sent, already_sent, summary: {total, successful, "
+                                  "failed, success_rate}, results: [{id, name, outcome (sent, "
+                                  "already_sent or failed), error}]}; successful = sent + "
+                                  "already_sent."},
     }, ["task_id", "name", "state", "current", "total", "status", "result"]),
     "OpenAPI": {"type": "object", "description": "This document."},
 }
