@@ -8,6 +8,7 @@ import jinja2
 from bottle import request, response
 
 from clinic import clock, settings
+from clinic.mail import lookup
 from clinic.web.cookies import pop_flash
 from clinic.web.csrf import csrf_token
 from clinic.web.sessions import current_user
@@ -51,6 +52,7 @@ def make_templates():
     env.filters["time"] = lambda v: _local(v, "%H:%M")
     env.filters["day"] = lambda v: _local(v, "%a %d %b %Y")
     env.filters["isodate"] = lambda v: _local(v, "%Y-%m-%d")
+    env.filters["kind"] = lookup.kind_words  # an email's kind in words
     env.globals.update(static_url=_static_url, query=_query)
     return env
 
@@ -68,6 +70,7 @@ def render(name, status=200, **context):
         csrf_token=csrf_token(),
         clinic_name=s.name,
         timezone=str(s.timezone),
+        timezone_words=clock.zone_words(s.timezone),
         path=request.path,
         flash=pop_flash(),
     )
