@@ -72,7 +72,7 @@ def test_the_doctor_amends_a_record_and_the_earlier_text_is_kept(completed, late
 
 
 def test_the_histories_and_the_export_say_amended(completed, later, new_client, alice, carol,
-                                                  drain):
+                                                  erin, drain):
     browser = signed_in(new_client, carol)
     browser.get(f"/doctor/appointments/{completed.id}")
     browser.post(f"/doctor/appointments/{completed.id}/amend",
@@ -84,6 +84,11 @@ def test_the_histories_and_the_export_say_amended(completed, later, new_client, 
     history = patient.get("/patient/history").text
     assert "Acute bronchitis" in history
     assert "Amended by the doctor Thu 13 Mar 2031, 18:30" in history
+
+    admin = signed_in(new_client, erin)
+    assert "Amended by the doctor Thu 13 Mar 2031, 18:30" in admin.get(
+        f"/admin/appointments/{completed.id}").text
+    assert "Amended Thu 13 Mar 2031, 18:30" in admin.get(f"/admin/patients/{alice.id}").text
 
     record, _ = exports.start(alice)
     drain()
