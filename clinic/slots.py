@@ -92,6 +92,22 @@ def free_by_day(doctor, first, last, now=None, exclude=None):
             for day in days}
 
 
+STRIP_DAYS = 14  # the booking pages' strip of days with free times
+
+
+def strip(by_day, day, today, last_day):
+    """The booking pages' strip: ``([(day, free count)], earlier, later)``, the STRIP_DAYS
+    days from ``today`` that hold ``day`` (within the booking horizon, ``last_day``), and the
+    first days of the strips before and after it (None at either end)."""
+    shown = day if day is not None and today <= day <= last_day else today
+    first = today + timedelta(days=STRIP_DAYS * ((shown - today).days // STRIP_DAYS))
+    days = [(d, len(by_day.get(d, []))) for d in
+            (first + timedelta(days=n) for n in range(STRIP_DAYS)) if d <= last_day]
+    earlier = first - timedelta(days=STRIP_DAYS) if first > today else None
+    later = first + timedelta(days=STRIP_DAYS)
+    return days, earlier, later if later <= last_day else None
+
+
 def next_free(by_day):
     """The first bookable start in ``free_by_day()``'s answer, or None."""
     return next((starts[0] for _, starts in sorted(by_day.items()) if starts), None)

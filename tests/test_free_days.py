@@ -139,3 +139,19 @@ def test_the_strip_of_free_days_at_phone_width_without_script(browser, server, a
         times = [b.text for b in browser.find_elements(By.CSS_SELECTOR, "ul.slots button")]
         assert times == ["09:00", "09:30"]
         assert screenshot(browser, "booking-next-free-time-phone").exists()
+
+
+def test_the_emailed_link_offers_the_same_strip_when_moving_a_visit(monday, client, alice, bob,
+                                                                    frank):
+    from clinic.mail import notices
+
+    fill_monday(bob, frank)
+    mine = appointments.book(alice.id, frank.id, at(date(2031, 3, 6), "09:00"))
+    path = notices.link_path(mine)
+
+    page = client.get(f"{path}/reschedule?date=2031-03-03").text  # no sign-in
+
+    assert "No free times on this day. The next one is" in page
+    thursday = f'href="{path}/reschedule?date=2031-03-06"'
+    assert f"{thursday}>Next free time: Thu 06 Mar 2031, 09:00" in page
+    assert f"<a {thursday}><b>Thu</b> 06 Mar <small>2 free</small>" in page

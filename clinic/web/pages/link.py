@@ -95,13 +95,15 @@ def _slot_picker(token, appointment, raw_day, form=None, errors=None, status=200
     except Invalid as exc:
         errors.update(exc.fields)
         day, status = None, 400 if status == 200 else status
-    times = []
-    if day is not None:
-        times = [clock.local(s) for s in slots.free_slots(
-            appointment.doctor_profile, day, now=now, exclude=appointment.id)]
+    last_day = clock.local(now + settings.get().booking_horizon).date()
+    # One query over the booking horizon: the day's times, the strip and the next free time.
+    by_day = slots.free_by_day(appointment.doctor_profile, today, last_day, now=now,
+                               exclude=appointment.id)
+    strip, earlier, later = slots.strip(by_day, day, today, last_day)
     return render("link/reschedule.html", status=status, a=appointment, token=token, day=day,
-                  today=today, last_day=clock.local(now + settings.get().booking_horizon).date(),
-                  one_day=timedelta(days=1), slots=times,
+                  today=today, last_day=last_day, one_day=timedelta(days=1),
+                  slots=[clock.local(s) for s in by_day.get(day, [])], strip=strip,
+                  earlier=earlier, later=later, next_free=slots.next_free(by_day),
                   form={"date": raw_day or "", **(form or {})}, errors=errors)
 
 

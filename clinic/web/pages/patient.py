@@ -54,9 +54,6 @@ def find_doctor():
                   form={"specialization": specialization})
 
 
-STRIP_DAYS = 14  # the booking page's strip of days with free times
-
-
 def _slot_picker(doctor, raw_day, appointment=None, form=None, errors=None, status=200):
     """The free times of ``doctor`` on one clinic-local day, as a form that books them, or that
     moves ``appointment`` there. A bad day is a form error on the same page."""
@@ -75,13 +72,7 @@ def _slot_picker(doctor, raw_day, appointment=None, form=None, errors=None, stat
     by_day = slots.free_by_day(doctor, today, last_day, now=now,
                                exclude=appointment.id if appointment else None)
     times = [clock.local(s) for s in by_day.get(day, [])]
-    shown = day if day is not None and today <= day <= last_day else today
-    strip_start = today + timedelta(days=STRIP_DAYS * ((shown - today).days // STRIP_DAYS))
-    strip = [(d, len(by_day[d])) for d in
-             (strip_start + timedelta(days=n) for n in range(STRIP_DAYS)) if d <= last_day]
-    earlier = strip_start - timedelta(days=STRIP_DAYS) if strip_start > today else None
-    later = strip_start + timedelta(days=STRIP_DAYS)
-    later = later if later <= last_day else None
+    strip, earlier, later = slots.strip(by_day, day, today, last_day)
     if appointment:
         picker_url = f"/patient/appointments/{appointment.id}/reschedule"
         post_url = picker_url
