@@ -299,6 +299,7 @@ def test_an_appointment_is_shown_only_to_its_people_and_admins(api_as, everyone,
         "end": local_iso(slot(1, "10:30")), "reason": "", "doctor_id": everyone["carol"].id,
         "patient_id": everyone["alice"].id, "patient_name": "Alice Adams",
         "doctor_name": "Dr Carol Clark", "specialization": "Cardiology", "treatment": None,
+        "amendments": [],
     }
 
 
@@ -578,7 +579,8 @@ def test_history_is_shown_to_the_patient_their_doctors_and_admins(api_as, everyo
     assert body["visits"] == [{
         "appointment_id": visit.id, "date": slot(-1).astimezone(TZ).date().isoformat(),
         "start": local_iso(slot(-1, "10:00")), "doctor": "Dr Carol Clark",
-        "doctor_id": everyone["carol"].id, "specialization": "Cardiology", **TREATMENT}]
+        "doctor_id": everyone["carol"].id, "specialization": "Cardiology", **TREATMENT,
+        "amended_at": None}]
 
 
 def test_a_doctor_sees_the_history_once_the_patient_books_with_them(api_as, alice, dave, visit):

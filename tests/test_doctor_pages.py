@@ -322,7 +322,7 @@ def test_a_visit_the_job_marked_can_be_completed_that_evening_and_the_next_day(
     morning.move_to(datetime(2031, 3, 13, 18, 0, tzinfo=TZ))  # the next evening
     browser = doctor_client(new_client, carol)
     page = browser.get(f"/doctor/appointments/{appt.id}").text
-    assert "marked as not having come" in page
+    assert "If the patient came after all, record the visit" in page
     assert f'action="/doctor/appointments/{appt.id}/complete"' in page
     assert f'action="/doctor/appointments/{appt.id}/undo-no-show"' not in page  # not its day
 
