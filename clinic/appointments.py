@@ -194,30 +194,37 @@ def confirm(appointment, now=None):
     return Appointment.get_by_id(appointment.id)
 
 
-# A doctor may complete a visit the no-show job marked: the patient came, and the doctor writes
-# the treatment up after the grace period (CLINIC_NO_SHOW_AFTER) has passed.
+# A doctor may complete a visit marked as a no-show (by them or by the no-shows job an hour after
+# its start) on its day and the next: the patient came, and the notes are written at the end of
+# the day. A visit still booked or confirmed may be completed from its start on.
 COMPLETABLE = (*ACTIVE_STATUSES, "no_show")
+NO_SHOW_COMPLETABLE_DAYS = 2  # the visit's clinic-local day and the next
+
+
+def _why_not_completable(appointment, now):
+    """Why complete() refuses the appointment now (a sentence), or None when it may."""
+    if appointment.status not in COMPLETABLE:
+        return f"This appointment is {appointment.status.replace('_', ' ')}."
+    if now < appointment.start:
+        return ("A visit can be completed from its start on: "
+                f"{clock.local(appointment.start).strftime('%a %d %b %Y, %H:%M')}.")
+    if appointment.status == "no_show":
+        days = (clock.local(now).date() - clock.local(appointment.start).date()).days
+        if days >= NO_SHOW_COMPLETABLE_DAYS:
+            return ("A visit marked as a no-show can be completed on its day and the next "
+                    "only.")
+    return None
 
 
 def complete(appointment, doctor_user, fields, now=None):
-    """Record the treatment and complete the visit: the doctor's own, from its day on."""
+    """Record the treatment and complete the visit: the doctor's own, from its start on (one
+    marked as a no-show on its day and the next)."""
     now = now or clock.now()
     if appointment.doctor_id != doctor_user.id:
         raise Forbidden("Only the appointment's doctor can complete it.")
-    if appointment.status not in COMPLETABLE:
-        raise Conflict(f"This appointment is {appointment.status.replace('_', ' ')}.")
-    if clock.local(now).date() < clock.local(appointment.start).date():
-        raise Conflict("A visit can be completed from its day on.")
-    values = {name: str(fields.get(name) or "").strip() for name in TREATMENT_FIELDS}
-    errors = {}
-    if not values["visit_type"]:
-        errors["visit_type"] = "Enter the type of visit."
-    for name, value in values.items():
-        if len(value) > 10_000:
-            errors[name] = "This is too long."
-    if errors:
-        raise Invalid(next(iter(errors.values())) if len(errors) == 1
-                      else "Please correct the highlighted fields.", errors)
+    if (why := _why_not_completable(appointment, now)) is not None:
+        raise Conflict(why)
+    values = treatment_values(fields)
     with database.atomic():
         changed = (Appointment.update(status="completed", updated_at=now)
                    .where(Appointment.id == appointment.id,
@@ -229,6 +236,22 @@ def complete(appointment, doctor_user, fields, now=None):
     return Appointment.get_by_id(appointment.id)
 
 
+def treatment_values(fields):
+    """The treatment fields of a form or JSON body, stripped and checked; Invalid names each
+    field that is wrong."""
+    values = {name: str(fields.get(name) or "").strip() for name in TREATMENT_FIELDS}
+    errors = {}
+    if not values["visit_type"]:
+        errors["visit_type"] = "Enter the type of visit."
+    for name, value in values.items():
+        if len(value) > 10_000:
+            errors[name] = "This is too long."
+    if errors:
+        raise Invalid(next(iter(errors.values())) if len(errors) == 1
+                      else "Please correct the highlighted fields.", errors)
+    return values
+
+
 def mark_no_show(appointment, user, now=None):
     now = now or clock.now()
     if user.role == "doctor" and appointment.doctor_id != user.id:
@@ -237,7 +260,8 @@ def mark_no_show(appointment, user, now=None):
         raise Conflict(f"This appointment is {appointment.status.replace('_', ' ')}.")
     if appointment.start > now:
         raise Conflict("A visit can be marked as missed only after it was due to start.")
-    changed = (Appointment.update(status="no_show", updated_at=now)
+    changed = (Appointment.update(status="no_show", prior_status=Appointment.status,
+                                  updated_at=now)
                .where(Appointment.id == appointment.id,
                       Appointment.status.in_(ACTIVE_STATUSES))
                .execute())
@@ -246,24 +270,56 @@ def mark_no_show(appointment, user, now=None):
     return Appointment.get_by_id(appointment.id)
 
 
+def _why_not_undoable(appointment, now):
+    if appointment.status != "no_show":
+        return "This appointment is not marked as a no-show."
+    if clock.local(now).date() != clock.local(appointment.start).date():
+        return "A no-show mark can be undone on the visit's day only."
+    return None
+
+
+def undo_no_show(appointment, user, now=None):
+    """Take back a no-show mark (the doctor's or the no-shows job's) on the visit's day: the
+    visit is booked or confirmed again, as it was, and the no-shows job leaves it alone from
+    then on (``no_show_undone_at``)."""
+    now = now or clock.now()
+    if appointment.doctor_id != user.id:
+        raise Forbidden("Only the appointment's doctor can undo the mark.")
+    if (why := _why_not_undoable(appointment, now)) is not None:
+        raise Conflict(why)
+    back = appointment.prior_status if appointment.prior_status in ACTIVE_STATUSES else "booked"
+    changed = (Appointment.update(status=back, prior_status="", no_show_undone_at=now,
+                                  updated_at=now)
+               .where(Appointment.id == appointment.id, Appointment.status == "no_show")
+               .execute())
+    if not changed:
+        raise Conflict("This appointment was changed meanwhile; reload the page.")
+    return Appointment.get_by_id(appointment.id)
+
+
+def can_undo_no_show(appointment, now=None):
+    return _why_not_undoable(appointment, now or clock.now()) is None
+
+
 def mark_no_shows(now=None):
     """The no-shows job (every 15 minutes): every visit still booked or confirmed longer than
     CLINIC_NO_SHOW_AFTER (1 h) past its start becomes a no-show. One conditional UPDATE, served
     by the (status, start) index: a visit completed or cancelled a moment before is left alone,
-    and two runs at once mark each visit once. Returns ``{"marked": n}``."""
+    and two runs at once mark each visit once; a visit whose mark its doctor undid is not marked
+    again. Returns ``{"marked": n}``."""
     now = now or clock.now()
-    marked = (Appointment.update(status="no_show", updated_at=now)
+    marked = (Appointment.update(status="no_show", prior_status=Appointment.status,
+                                 updated_at=now)
               .where(Appointment.status.in_(ACTIVE_STATUSES),
-                     Appointment.start < now - settings.get().no_show_after)
+                     Appointment.start < now - settings.get().no_show_after,
+                     Appointment.no_show_undone_at.is_null())
               .execute())
     return {"marked": marked}
 
 
 def can_complete(appointment, now=None):
     """Whether complete() would take this appointment now: the pages offer the form only then."""
-    now = now or clock.now()
-    return (appointment.status in COMPLETABLE
-            and clock.local(now).date() >= clock.local(appointment.start).date())
+    return _why_not_completable(appointment, now or clock.now()) is None
 
 
 def can_mark_no_show(appointment, now=None):

@@ -30,6 +30,7 @@ ALLOWED, REFUSED = AUDIT_OUTCOMES
 ACTIONS = ("view history", "export history", "download export", "view patient",
            "view appointment", "change appointment", "view export", "open page", "call API")
 ACTIONS += ("reset password", "reset two-factor")  # clinic/accounts.py: account changes
+ACTIONS += ("amend record",)  # clinic/records.py: a completed visit's record corrected
 
 
 def record(user, action, patient_id=None, outcome=ALLOWED, reason="", address="", path="",

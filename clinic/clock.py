@@ -21,6 +21,13 @@ def zone():
     return details.current().timezone
 
 
+def zone_words(tz=None):
+    """The clinic's time zone as patients read it, "Berlin" for Europe/Berlin, "New York" for
+    America/New_York, "UTC" for Etc/UTC: in "10:00 (Berlin time)"."""
+    name = str(tz or zone()).split("/")[-1].replace("_", " ")
+    return "UTC" if name in ("UTC", "UCT", "Universal", "Zulu", "GMT") else name
+
+
 def local(dt=None):
     """An instant (default: now) as the clinic's wall-clock time."""
     return (dt or now()).astimezone(zone())

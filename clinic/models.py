@@ -86,6 +86,9 @@ class Appointment(BaseModel):
     archived = BooleanField(default=False)
     created_at = UTCDateTimeField(default=now)
     updated_at = UTCDateTimeField(default=now)
+    # booked or confirmed: what a no-show was before its mark, so the doctor can undo the mark.
+    prior_status = CharField(max_length=10, default="")
+    no_show_undone_at = UTCDateTimeField(null=True)  # the no-shows job marks it no more
 
     class Meta:
         indexes = (
@@ -128,6 +131,7 @@ class Treatment(BaseModel):
     prescription = TextField(default="")
     notes = TextField(default="")
     created_at = UTCDateTimeField(default=now)
+    amended_at = UTCDateTimeField(null=True)  # the latest Amendment's time
 
 
 class Session(BaseModel):
@@ -519,6 +523,21 @@ class VisitTypeDoctor(BaseModel):
 
     class Meta:
         indexes = ((("visit_type", "doctor"), True),)
+class Amendment(BaseModel):
+    """One correction of a completed visit's record (clinic/records.py): the Treatment row holds
+    the text in force, and each amendment keeps what the changed fields said before and after,
+    who changed them (and their name then) and when. Only ever added."""
+
+    appointment = ForeignKeyField(Appointment, backref="amendments", on_delete="RESTRICT")
+    author = ForeignKeyField(User, null=True, on_delete="SET NULL")
+    author_name = CharField(max_length=200, default="")
+    at = UTCDateTimeField(default=now)
+    before = JSONField(default=dict)  # {field: the earlier text} of the changed fields
+    after = JSONField(default=dict)  # {field: the new text}
+    reason = TextField(default="")
+
+    class Meta:
+        indexes = ((("appointment", "at"), False),)
 
 
 MODELS = [
@@ -531,4 +550,5 @@ MODELS = [
     ClinicSettings,
     WaitlistEntry, WaitlistOffer,
     Cancellation, TimeOff, VisitType, VisitTypeDoctor,
+    Amendment,
 ]

@@ -6,6 +6,7 @@ Booking itself (clinic/appointments.py) checks a start against the same grid and
 times, inside the booking transaction.
 """
 
+from bisect import bisect_left
 from datetime import UTC, datetime, time, timedelta
 
 from clinic import clock, settings, waitlist
@@ -85,20 +86,69 @@ def away(doctor_id, start, end):
 
 def free_slots(doctor, day, now=None, exclude=None, minutes=None, patient_id=None):
     """Bookable slot starts (UTC, ascending) for ``doctor`` on the clinic-local ``day``, for a
+    visit of ``minutes`` (default: the doctor's slot length); see free_by_day()."""
+    return free_by_day(doctor, day, day, now=now, exclude=exclude, minutes=minutes,
+                       patient_id=patient_id)[day]
+
+
+def free_by_day(doctor, first, last, now=None, exclude=None, minutes=None, patient_id=None):
+    """``{day: bookable starts}`` for every clinic-local day from ``first`` to ``last``, for a
     visit of ``minutes`` (default: the doctor's slot length): the whole visit must fit in the
-    working hours, clear of other visits and of time off. Slots held for a patient on the
-    waitlist are not free, but for ``patient_id`` if it is theirs."""
+    working hours, clear of other visits, of time off and of slots held for a patient on the
+    waitlist (but for ``patient_id``, if the hold is theirs). The doctor's appointments, time
+    off and holds over the whole span are read once, and each day's grid is checked against
+    them here, so a two-week strip or the next free time over the booking horizon costs the
+    same few queries as one day."""
     now = now or clock.now()
     horizon = now + settings.get().booking_horizon
-    if not doctor.user.active:
-        return []
+    days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+    if not doctor.user.active or not days:
+        return dict.fromkeys(days, [])
     length = timedelta(minutes=minutes or doctor.slot_minutes)
-    lo, hi = clock.day_bounds(day)
-    blocked = busy(doctor.user_id, lo, hi + length, exclude=exclude)
-    blocked += [(t.start, t.end) for t in away(doctor.user_id, lo, hi + length)]
-    blocked += waitlist.held(doctor.user_id, lo, hi + length, patient_id)
-    return [s for s in grid(doctor, day, minutes=minutes) if now < s <= horizon
-            and not any(b_start < s + length and b_end > s for b_start, b_end in blocked)]
+    lo, _ = clock.day_bounds(first)
+    _, hi = clock.day_bounds(last)
+    # Visits and holds are at most LONGEST_VISIT long; time off can be far longer, and is few.
+    taken = sorted(busy(doctor.user_id, lo, hi + length, exclude=exclude)
+                   + waitlist.held(doctor.user_id, lo, hi + length, patient_id))
+    starts = [b_start for b_start, _ in taken]
+    closed = [(t.start, t.end) for t in away(doctor.user_id, lo, hi + length)]
+
+    def free(slot):
+        end = slot + length
+        if any(c_start < end and c_end > slot for c_start, c_end in closed):
+            return False
+        # Only visits starting before this one ends, and within LONGEST_VISIT before it, can
+        # overlap it.
+        i = bisect_left(starts, end)
+        while i > 0 and starts[i - 1] > slot - LONGEST_VISIT:
+            i -= 1
+            if taken[i][1] > slot:
+                return False
+        return True
+
+    return {day: [s for s in grid(doctor, day, minutes=minutes) if now < s <= horizon
+                  and free(s)] for day in days}
+
+
+STRIP_DAYS = 14  # the booking pages' strip of days with free times
+
+
+def strip(by_day, day, today, last_day):
+    """The booking pages' strip: ``([(day, free count)], earlier, later)``, the STRIP_DAYS
+    days from ``today`` that hold ``day`` (within the booking horizon, ``last_day``), and the
+    first days of the strips before and after it (None at either end)."""
+    shown = day if day is not None and today <= day <= last_day else today
+    first = today + timedelta(days=STRIP_DAYS * ((shown - today).days // STRIP_DAYS))
+    days = [(d, len(by_day.get(d, []))) for d in
+            (first + timedelta(days=n) for n in range(STRIP_DAYS)) if d <= last_day]
+    earlier = first - timedelta(days=STRIP_DAYS) if first > today else None
+    later = first + timedelta(days=STRIP_DAYS)
+    return days, earlier, later if later <= last_day else None
+
+
+def next_free(by_day):
+    """The first bookable start in ``free_by_day()``'s answer, or None."""
+    return next((starts[0] for _, starts in sorted(by_day.items()) if starts), None)
 
 
 def bookable_doctor(doctor_id):

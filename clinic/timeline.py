@@ -6,8 +6,9 @@ get her reminder?".
 Everything comes from what is stored: the appointment, its outbox rows (clinic/mail/outbox.py), its
 treatment record's time and its review's. Reminders that have no row yet are worked out from the
 settings with ``reminders.due_at`` (the rule the reminder jobs follow) and the daily-reminders
-job's schedule: planned while the visit is to come, not sent once it was cancelled, completed or
-missed before their time.
+job's schedule: planned while the visit is to come (or "will not be sent" with the reason when
+CLINIC_REMINDER_GAP will skip it), not sent once it was cancelled, completed or missed before
+their time.
 
 Nothing medical: not the reason for the visit, not the treatment, not the review's words.
 """
@@ -84,8 +85,7 @@ def for_appointment(appointment, now=None):
     if review is not None:
         changes.append(Event(review.created_at, "Reviewed by the patient"))
     changes += _waitlist(appointment)
-    written = {message.key for message in messages}
-    emails += _reminders_to_come(appointment, written, ended_at, now)
+    emails += _reminders_to_come(appointment, messages, ended_at, now)
     ranked = [(event.at, 0, i, event) for i, event in enumerate(changes)]
     ranked += [(event.at, 1, i, event) for i, event in enumerate(emails)]
     return [event for *_, event in sorted(ranked, key=lambda row: row[:3])]
@@ -156,9 +156,16 @@ def _email(message, appointment, now):
     return Event(message.due_at, f"{name} {waiting}", to, status, message.id)
 
 
-def _reminders_to_come(appointment, written, ended_at, now):
-    """The reminders of the appointment's present time that have no outbox row yet."""
+def _reminders_to_come(appointment, messages, ended_at, now):
+    """The reminders of the appointment's present time that have no outbox row yet. A planned
+    one that CLINIC_REMINDER_GAP will skip (reminders.gap_reason, the jobs' rule: another
+    reminder of this time goes out less than the gap before it) is shown as such."""
     stamp = notices.stamp(appointment.start)
+    written = {message.key for message in messages}
+    # When this time's reminders went out or will, as the jobs' gap check sees them.
+    earlier = [message.created_at for message in messages
+               if message.kind in reminders.KINDS and message.status != "skipped"
+               and message.key.endswith(f":{stamp}")]
     tz = clock.zone()
     due = []
     for offset in settings.get().reminder_offsets:
@@ -170,12 +177,17 @@ def _reminders_to_come(appointment, written, ended_at, now):
         due.append((f"reminder_daily:{appointment.id}:{stamp}", NAMES["reminder_daily"], daily,
                     DAILY_JOB))
     events = []
-    for key, name, at, job in due:
+    for key, name, at, job in sorted(due, key=lambda item: item[2]):
         if key in written:
             continue
         if appointment.status in ACTIVE_STATUSES:
             if at > now:
-                events.append(Event(at, f"{name} planned", "", "planned"))
+                reason = reminders.gap_reason(at, earlier)
+                if reason is None:
+                    earlier.append(at)
+                    events.append(Event(at, f"{name} planned", "", "planned"))
+                else:
+                    events.append(Event(at, f"{name} will not be sent", reason, "skipped"))
             else:
                 events.append(Event(at, f"{name} due", f"the next run of the {job} job sends it "
                                     "or records why not", "pending"))

@@ -362,7 +362,7 @@ def test_patient_list_pages(admin, app):
 def test_patient_details_show_appointments_and_history(morning, admin, alice, carol, dave):
     visit = book(alice, dave, slot(0, "09:00"), "Itchy skin")
     appointments.complete(visit, dave, {"visit_type": "Consultation",
-                                        "diagnosis": "Contact dermatitis"})
+                                        "diagnosis": "Contact dermatitis"}, now=visit.end)
     book(alice, carol, slot(3, "10:00"), "Heart check")
 
     page = admin.get(f"/admin/patients/{alice.id}").text
@@ -460,7 +460,8 @@ def test_appointment_details_and_cancel(bookings, admin):
 
 def test_appointment_details_show_the_treatment(morning, admin, alice, dave):
     appt = book(alice, dave, slot(0, "09:00"))
-    appointments.complete(appt, dave, {"visit_type": "Check-up", "diagnosis": "All fine"})
+    appointments.complete(appt, dave, {"visit_type": "Check-up", "diagnosis": "All fine"},
+                          now=appt.end)
     page = admin.get(f"/admin/appointments/{appt.id}").text
     assert "Check-up" in page and "All fine" in page
     assert f'action="/admin/appointments/{appt.id}/cancel"' not in page

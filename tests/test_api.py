@@ -300,6 +300,7 @@ def test_an_appointment_is_shown_only_to_its_people_and_admins(api_as, everyone,
         "end": local_iso(slot(1, "10:30")), "reason": "", "doctor_id": everyone["carol"].id,
         "patient_id": everyone["alice"].id, "patient_name": "Alice Adams",
         "doctor_name": "Dr Carol Clark", "specialization": "Cardiology", "treatment": None,
+        "amendments": [],
     }
 
 
@@ -479,7 +480,8 @@ def test_doctor_completes_a_visit_with_the_treatment(api_as, carol, diary, tomor
                                        TREATMENT)
     assert response.status == 200, response
     body = response.json()
-    assert body["status"] == "completed" and body["treatment"] == TREATMENT
+    assert body["status"] == "completed"
+    assert body["treatment"] == {**TREATMENT, "amended_at": None}
     assert Treatment.get_by_id(appointment.id).diagnosis == "Angina"
     assert_error(api_as(carol).post_json(f"/api/appointments/{appointment.id}/complete",
                                          TREATMENT), 409)
@@ -505,6 +507,34 @@ def test_a_visit_cannot_be_completed_before_its_day(api_as, dave, diary, tomorro
     assert_error(api_as(dave).post_json(f"/api/appointments/{appointment.id}/complete",
                                         TREATMENT), 409)
     assert Treatment.select().count() == 0
+
+
+def test_a_visit_cannot_be_completed_before_its_start_on_its_day(api_as, carol, diary):
+    appointment = diary["alice_carol"]  # tomorrow 10:00
+    client = api_as(carol)
+    url = f"/api/appointments/{appointment.id}/complete"
+    with time_machine.travel(slot(1, "09:45")):
+        body = assert_error(client.post_json(url, TREATMENT), 409)
+        assert "from its start on" in body["error"]
+    with time_machine.travel(slot(1, "10:00")):
+        assert client.post_json(url, TREATMENT).status == 200
+
+
+def test_the_doctor_completes_or_undoes_a_no_show_through_the_api(api_as, carol, diary,
+                                                                   tomorrow_noon):
+    client = api_as(carol)
+    missed, seen = diary["alice_carol"], diary["alice_carol"]
+    assert client.post_json(f"/api/appointments/{missed.id}/no-show").json()["status"] == (
+        "no_show")
+    response = client.post_json(f"/api/appointments/{missed.id}/undo-no-show")
+    assert response.status == 200, response
+    assert response.json()["status"] == "booked"
+    assert_error(client.post_json(f"/api/appointments/{missed.id}/undo-no-show"), 409)
+    client.post_json(f"/api/appointments/{seen.id}/no-show")
+    with time_machine.travel(slot(1, "19:00")):  # the next day (now is the visit's day)
+        assert_error(client.post_json(f"/api/appointments/{seen.id}/undo-no-show"), 409)
+        response = client.post_json(f"/api/appointments/{seen.id}/complete", TREATMENT)
+        assert response.status == 200 and response.json()["status"] == "completed"
 
 
 @pytest.mark.parametrize("name, key", [("carol", "alice_carol"), ("erin", "bob_dave")])
@@ -551,7 +581,8 @@ def test_history_is_shown_to_the_patient_their_doctors_and_admins(api_as, everyo
     assert body["visits"] == [{
         "appointment_id": visit.id, "date": slot(-1).astimezone(TZ).date().isoformat(),
         "start": local_iso(slot(-1, "10:00")), "doctor": "Dr Carol Clark",
-        "doctor_id": everyone["carol"].id, "specialization": "Cardiology", **TREATMENT}]
+        "doctor_id": everyone["carol"].id, "specialization": "Cardiology", **TREATMENT,
+        "amended_at": None}]
 
 
 def test_a_doctor_sees_the_history_once_the_patient_books_with_them(api_as, alice, dave, visit):

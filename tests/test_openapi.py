@@ -280,6 +280,17 @@ def test_every_operation_answers_as_documented(spec, new_client, everyone):
           appointment_id=seen.id)
     check(d, "post", "/api/appointments/{appointment_id}/complete", 404, treatment,
           appointment_id=seen.id)
+    check(c, "post", "/api/appointments/{appointment_id}/amend", 200,
+          {"diagnosis": "Healthy, mild anaemia", "reason": "Blood test came back"},
+          appointment_id=seen.id)
+    check(c, "post", "/api/appointments/{appointment_id}/amend", 400,
+          {"diagnosis": "Healthy, mild anaemia"}, appointment_id=seen.id)  # nothing changes
+    check(c, "post", "/api/appointments/{appointment_id}/amend", 409, treatment,
+          appointment_id=upcoming["id"])
+    check(a, "post", "/api/appointments/{appointment_id}/amend", 403, treatment,
+          appointment_id=seen.id)
+    check(d, "post", "/api/appointments/{appointment_id}/amend", 404, treatment,
+          appointment_id=seen.id)
     check(a, "get", "/api/appointments/{appointment_id}", 200, appointment_id=seen.id)
     check(c, "post", "/api/appointments/{appointment_id}/no-show", 200,
           appointment_id=missed.id)
@@ -288,6 +299,12 @@ def test_every_operation_answers_as_documented(spec, new_client, everyone):
     check(d, "post", "/api/appointments/{appointment_id}/no-show", 404,
           appointment_id=missed.id)
     check(a, "post", "/api/appointments/{appointment_id}/no-show", 403,
+          appointment_id=missed.id)
+    check(c, "post", "/api/appointments/{appointment_id}/undo-no-show", 409,  # not its day
+          appointment_id=missed.id)
+    check(d, "post", "/api/appointments/{appointment_id}/undo-no-show", 404,
+          appointment_id=missed.id)
+    check(a, "post", "/api/appointments/{appointment_id}/undo-no-show", 403,
           appointment_id=missed.id)
     for who in (a, c, e):
         history = check(who, "get", "/api/patients/{patient_id}/history", 200,

@@ -40,6 +40,32 @@ def search(status="", kind="", recipient="", day_from="", day_to="", limit=25, o
         order=order, limit=limit, offset=offset)
 
 
+# Each kind of email in words, for the Messages pages (one place: the list, its filter and a
+# message's page all say the same).
+KIND_WORDS = {
+    "confirmation": "Booking confirmation",
+    "rescheduled": "New time",
+    "cancellation": "Cancellation",
+    "reminder_daily": "Reminder on the day",
+    "reminder_advance": "Reminder before the visit",
+    "review_request": "Review request",
+    "review_reminder": "Review reminder",
+    "announcement": "Announcement",
+    "history_export": "History export",
+    "monthly_report": "Monthly report",
+    "password_reset": "Password reset",
+    "email_change": "New email address",
+    "account_changed": "Account change notice",
+    "waitlist_offer": "Waitlist offer",
+    "test": "Test email",
+}
+
+
+def kind_words(kind):
+    """``kind`` as the Messages pages say it; an unknown kind with its underscores as spaces."""
+    return KIND_WORDS.get(kind) or kind.replace("_", " ").capitalize()
+
+
 def kinds():
     """Every kind of message in the outbox, for the page's filter (read from the kind index)."""
     return [row[0] for row in Message.select(Message.kind).distinct()

@@ -110,7 +110,7 @@ def details(appointment):
         "specialization": appointment.doctor_profile.specialization,
         "start": appointment.start,
         "end": appointment.end,
-        "timezone": str(clock.zone()),
+        "timezone": clock.zone_words(),
         "link": link(appointment),
         "cutoff": duration_words(settings.get().cancel_cutoff),
     }

@@ -108,7 +108,9 @@ def dashboard_stats():
              404: "No active doctor has that doctor_id."},
      description="For every active doctor, or only the one `doctor_id`. The reports are made in "
                  "the background: follow GET /api/tasks/{task_id}, whose result is the summary "
-                 "`{total, successful, failed, success_rate, sent, already_sent}`. A doctor "
+                 "`{total, successful, failed, success_rate, sent, already_sent}` with "
+                 "`summary` (the first four) and `results` (one `{id, name, outcome, error}` "
+                 "per doctor). A doctor "
                  "gets one report a month: one already made (by the monthly job or an earlier "
                  "request) is not emailed again and counts as successful and `already_sent`.")
 def start_monthly_reports():

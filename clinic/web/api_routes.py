@@ -18,6 +18,7 @@ from clinic import (
     exports,
     listings,
     people,
+    records,
     settings,
     slots,
     visit_types,
@@ -64,8 +65,17 @@ def _shown(appointment, treatment=False):
     if treatment:
         record = listings.treatment_of(appointment)
         data["treatment"] = None if record is None else {
-            name: getattr(record, name) for name in appointments.TREATMENT_FIELDS}
+            **{name: getattr(record, name) for name in appointments.TREATMENT_FIELDS},
+            "amended_at": _instant(record.amended_at)}
+        data["amendments"] = [] if record is None else [
+            {"at": _instant(a.at), "author_id": a.author_id, "author_name": a.author_name,
+             "reason": a.reason, "before": a.before, "after": a.after}
+            for a in records.amendments_of(appointment.id)]
     return data
+
+
+def _instant(value):
+    return None if value is None else clock.local(value).isoformat()
 
 
 # -- signing in -----------------------------------------------------------------------------------
@@ -254,7 +264,9 @@ def reschedule_appointment(appointment_id):
 @api("doctor")
 @doc("Record the treatment and complete the visit", body="Treatment", returns="Appointment",
      errors=(409,),
-     description="Only the appointment's doctor, from the appointment's day on (409 before).")
+     description="Only the appointment's doctor, from the visit's start on (409 before). A "
+                 "visit marked as a no-show can be completed on its clinic-local day and the "
+                 "next (409 after).")
 def complete_appointment(appointment_id):
     appointment = _visible(appointment_id)
     errors = {}
@@ -270,6 +282,36 @@ def complete_appointment(appointment_id):
      description="Only once the appointment was due to start (409 before).")
 def no_show_appointment(appointment_id):
     return _shown(appointments.mark_no_show(_visible(appointment_id), current_user()))
+
+
+@routes.post("/api/appointments/<appointment_id>/undo-no-show")
+@api("doctor")
+@doc("Undo a no-show mark: the visit is booked or confirmed again, as it was",
+     returns="Appointment", errors=(409,),
+     description="Only the appointment's doctor, on the visit's clinic-local day (409 on "
+                 "another day, or when the visit is not marked as a no-show). The no-shows "
+                 "job does not mark it again.")
+def undo_no_show_appointment(appointment_id):
+    return _shown(appointments.undo_no_show(_visible(appointment_id), current_user()))
+
+
+@routes.post("/api/appointments/<appointment_id>/amend")
+@api("doctor")
+@doc("Amend the record of a completed visit: the earlier text is kept", body="Amendment",
+     returns="Appointment", errors=(409,),
+     description="Only the visit's doctor. Fields left out keep their text; the changed ones "
+                 "are stored with their earlier text, the author and the time (`amendments`), "
+                 "the record's `amended_at` is set, and the change is audited. 400 when "
+                 "nothing changes, 409 for a visit not completed.")
+def amend_appointment(appointment_id):
+    appointment = _visible(appointment_id)
+    errors = {}
+    body = json_body()
+    fields = api_input.texts(body, appointments.TREATMENT_FIELDS, errors, present_only=True)
+    reason = api_input.texts(body, ("reason",), errors)["reason"]
+    check(errors)
+    records.amend(appointment, current_user(), fields, reason, **origin())
+    return _shown(appointment, treatment=True)
 
 
 # -- patients -------------------------------------------------------------------------------------
@@ -295,7 +337,8 @@ def patient_history(patient_id):
                     "doctor": visit.doctor.name, "doctor_id": visit.doctor_id,
                     "specialization": visit.doctor_profile.specialization,
                     **{name: getattr(visit.record, name)
-                       for name in appointments.TREATMENT_FIELDS}}
+                       for name in appointments.TREATMENT_FIELDS},
+                    "amended_at": _instant(visit.record.amended_at)}
                    for visit in visits],
     }
 

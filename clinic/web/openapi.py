@@ -214,10 +214,24 @@ SCHEMAS = {
         "id": _ID, "status": {"type": "string", "enum": _STATUSES}, "start": _INSTANT,
         "end": _INSTANT, "reason": _STR, "doctor_id": _ID, "patient_id": _ID,
         "patient_name": _STR, "doctor_name": _STR, "specialization": _STR,
-        "treatment": {"allOf": [ref("Treatment")], "nullable": True,
+        "treatment": {"allOf": [ref("Record")], "nullable": True,
                       "description": "Only on a single appointment; null until completed."},
+        "amendments": {"type": "array", "items": ref("AmendmentMade"),
+                       "description": "Only on a single appointment: the record's "
+                                      "corrections, oldest first."},
     }, ["id", "status", "start", "end", "reason", "doctor_id", "patient_id", "patient_name",
         "doctor_name", "specialization"]),
+    "Record": _object({**_TREATMENT, "amended_at": {**_INSTANT, "nullable": True}},
+                      [*_TREATMENT, "amended_at"]),
+    "Amendment": _object({**_TREATMENT, "reason": {"type": "string", "maxLength": 2000}}),
+    "AmendmentMade": _object({
+        "at": _INSTANT, "author_id": {**_ID, "nullable": True}, "author_name": _STR,
+        "reason": _STR,
+        "before": {"type": "object", "additionalProperties": _STR,
+                   "description": "Each changed field's earlier text."},
+        "after": {"type": "object", "additionalProperties": _STR,
+                  "description": "Each changed field's new text."},
+    }, ["at", "author_id", "author_name", "reason", "before", "after"]),
     "AppointmentList": _object({
         "appointments": {"type": "array", "items": ref("Appointment")},
         "limit": _INT, "offset": _INT,
@@ -238,8 +252,10 @@ SCHEMAS = {
     "Visit": _object({
         "appointment_id": _ID, "date": {"type": "string", "format": "date"}, "start": _INSTANT,
         "doctor": _STR, "doctor_id": _ID, "specialization": _STR, **_TREATMENT,
+        "amended_at": {**_INSTANT, "nullable": True,
+                       "description": "When the record was last amended; null if never."},
     }, ["appointment_id", "date", "start", "doctor", "doctor_id", "specialization",
-        *_TREATMENT]),
+        *_TREATMENT, "amended_at"]),
     "History": _object({"patient": ref("Patient"),
                         "visits": {"type": "array", "items": ref("Visit"),
                                    "description": "Completed visits, newest first."}},
@@ -277,7 +293,10 @@ SCHEMAS = {
         "result": {"type": "object", "nullable": True,
                    "description": "Once SUCCESS: what the task made. Monthly reports: "
                                   "{month_year, total, successful, failed, success_rate (0 to "
-                                  "1), sent, already_sent}; successful = sent + already_sent."},
+                                  "1), sent, already_sent, summary: {total, successful, "
+                                  "failed, success_rate}, results: [{id, name, outcome (sent, "
+                                  "already_sent or failed), error}]}; successful = sent + "
+                                  "already_sent."},
     }, ["task_id", "name", "state", "current", "total", "status", "result"]),
     "OpenAPI": {"type": "object", "description": "This document."},
 }

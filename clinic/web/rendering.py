@@ -8,6 +8,7 @@ import jinja2
 from bottle import request, response
 
 from clinic import clock, details
+from clinic.mail import lookup
 from clinic.web.cookies import pop_flash
 from clinic.web.csrf import csrf_token
 from clinic.web.sessions import current_user
@@ -52,6 +53,7 @@ def make_templates():
     env.filters["day"] = lambda v: _local(v, "%a %d %b %Y")
     env.filters["isodate"] = lambda v: _local(v, "%Y-%m-%d")
     env.filters["phone"] = details.format_phone  # E.164 as people write it: +49 30 1234567
+    env.filters["kind"] = lookup.kind_words  # an email's kind in words
     env.globals.update(static_url=_static_url, query=_query)
     return env
 
@@ -71,6 +73,7 @@ def render(name, status=200, **context):
         clinic_phone=clinic.phone_text,
         clinic_phone_uri="tel:" + clinic.phone if clinic.phone else "",
         timezone=str(clinic.timezone),
+        timezone_words=clock.zone_words(clinic.timezone),
         path=request.path,
         flash=pop_flash(),
     )

@@ -95,16 +95,18 @@ def _slot_picker(token, appointment, raw_day, form=None, errors=None, status=200
     except Invalid as exc:
         errors.update(exc.fields)
         day, status = None, 400 if status == 200 else status
-    times = []
-    if day is not None:
-        # A move keeps the visit's own length, and may take a slot held for its patient.
-        doctor = appointment.doctor_profile
-        times = [clock.local(s) for s in slots.free_slots(
-            doctor, day, now=now, exclude=appointment.id,
-            minutes=slots.moved_minutes(appointment, doctor), patient_id=appointment.patient_id)]
+    last_day = clock.local(now + settings.get().booking_horizon).date()
+    # One query over the booking horizon: the day's times, the strip and the next free time.
+    # A move keeps the visit's own length, and may take a slot held for its patient.
+    doctor = appointment.doctor_profile
+    by_day = slots.free_by_day(doctor, today, last_day, now=now, exclude=appointment.id,
+                               minutes=slots.moved_minutes(appointment, doctor),
+                               patient_id=appointment.patient_id)
+    strip, earlier, later = slots.strip(by_day, day, today, last_day)
     return render("link/reschedule.html", status=status, a=appointment, token=token, day=day,
-                  today=today, last_day=clock.local(now + settings.get().booking_horizon).date(),
-                  one_day=timedelta(days=1), slots=times,
+                  today=today, last_day=last_day, one_day=timedelta(days=1),
+                  slots=[clock.local(s) for s in by_day.get(day, [])], strip=strip,
+                  earlier=earlier, later=later, next_free=slots.next_free(by_day),
                   form={"date": raw_day or "", **(form or {})}, errors=errors)
 
 

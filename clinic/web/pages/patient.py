@@ -79,12 +79,13 @@ def _slot_picker(doctor, raw_day, appointment=None, form=None, errors=None, stat
         errors.update(exc.fields)
         day, status = None, 400 if status == 200 else status
     kinds, kind, minutes = _visit_type(doctor, appointment, form, errors)
-    times = []
-    if day is not None:
-        exclude = appointment.id if appointment else None
-        times = [clock.local(s) for s in slots.free_slots(
-            doctor, day, now=now, exclude=exclude, minutes=minutes,
-            patient_id=current_user().id)]
+    # One query for the doctor over the whole booking horizon gives the day's times, the
+    # two-week strip of days with free times and the next free time.
+    by_day = slots.free_by_day(doctor, today, last_day, now=now,
+                               exclude=appointment.id if appointment else None,
+                               minutes=minutes, patient_id=current_user().id)
+    times = [clock.local(s) for s in by_day.get(day, [])]
+    strip, earlier, later = slots.strip(by_day, day, today, last_day)
     if appointment:
         picker_url = f"/patient/appointments/{appointment.id}/reschedule"
         post_url = picker_url
@@ -93,7 +94,8 @@ def _slot_picker(doctor, raw_day, appointment=None, form=None, errors=None, stat
         post_url = "/patient/appointments"
     return render("patient/slots.html", status=status, doctor=doctor, appointment=appointment,
                   day=day, today=today, last_day=last_day, one_day=timedelta(days=1),
-                  slots=times, picker_url=picker_url, post_url=post_url,
+                  slots=times, picker_url=picker_url, post_url=post_url, strip=strip,
+                  earlier=earlier, later=later, next_free=slots.next_free(by_day),
                   visit_types=kinds, visit_type=kind,
                   form={"date": raw_day or "", **(form or {})}, errors=errors)
 
