@@ -135,7 +135,7 @@ def _check_changeable(appointment, user, now):
             hours = settings.get().cancel_cutoff.total_seconds() / 3600
             raise Conflict(f"Appointments can be changed online until {hours:g} hours before "
                            "they start. Please call the clinic.")
-    elif appointment.start <= now and (user is None or user.role != "admin"):
+    elif appointment.start <= now and (user is None or user.role not in ("admin", "desk")):
         raise Conflict("This appointment has already started.")
 
 
@@ -178,7 +178,25 @@ def confirm(appointment, now=None):
 
 # A doctor may complete a visit the no-show job marked: the patient came, and the doctor writes
 # the treatment up after the grace period (CLINIC_NO_SHOW_AFTER) has passed.
-COMPLETABLE = (*ACTIVE_STATUSES, "no_show")
+COMPLETABLE = (*ACTIVE_STATUSES, "arrived", "no_show")
+
+
+def check_in(appointment, now=None):
+    """The desk checks the patient in on the visit's day: booked or confirmed becomes
+    ``arrived``, which keeps the slot taken until the doctor completes the visit."""
+    now = now or clock.now()
+    if appointment.status == "arrived":
+        return appointment
+    if clock.local(now).date() != clock.local(appointment.start).date():
+        raise Conflict("A patient can be checked in on the day of the visit only.")
+    changed = (Appointment.update(status="arrived", updated_at=now)
+               .where(Appointment.id == appointment.id,
+                      Appointment.status.in_(ACTIVE_STATUSES))
+               .execute())
+    if not changed:
+        raise Conflict(f"This appointment is {appointment.status.replace('_', ' ')} and cannot "
+                       "be checked in.")
+    return Appointment.get_by_id(appointment.id)
 
 
 def complete(appointment, doctor_user, fields, now=None):
@@ -263,7 +281,7 @@ def check_changeable(appointment, user, now=None):
 
 
 def visible_to(user):
-    """Every appointment ``user`` may see."""
+    """Every appointment ``user`` may see (the desk and admins: all of them)."""
     query = Appointment.with_people()
     if user.role == "patient":
         return query.where(Appointment.patient == user.id)

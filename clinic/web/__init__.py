@@ -16,7 +16,7 @@ from bottle import request, response
 
 from clinic import db, settings
 from clinic.jobs import queue
-from clinic.web import api_accounts, api_admin, api_routes
+from clinic.web import api_accounts, api_admin, api_desk, api_routes
 from clinic.web.inputs import has_nul
 from clinic.web.pages import (
     account,
@@ -24,6 +24,7 @@ from clinic.web.pages import (
     admin,
     announcements,
     audit,
+    desk,
     doctor,
     jobs,
     link,
@@ -32,6 +33,7 @@ from clinic.web.pages import (
     preferences,
     reports,
     review,
+    staff,
 )
 from clinic.web.rendering import STATIC, render
 
@@ -55,8 +57,8 @@ bottle.BaseRequest.MEMFILE_MAX = 1024 * 1024
 # The order routes are tried in; account_settings holds forgot/reset password, the profile and
 # the two-factor sign-in.
 ROUTE_MODULES = (account, patient, doctor, admin, jobs, messages, review, link, audit,
-                 api_accounts, api_routes, api_admin, announcements, preferences, reports,
-                 account_settings)
+                 api_accounts, api_routes, api_admin, api_desk, announcements, preferences,
+                 reports, account_settings, desk, staff)
 
 
 # Pages and answers no browser or proxy may keep: personal data, the pages that an emailed link

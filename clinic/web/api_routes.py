@@ -184,15 +184,17 @@ def appointment_list():
 @api(*ANYONE_SIGNED_IN)
 @doc("One appointment, with its treatment once completed", returns="Appointment")
 def appointment_detail(appointment_id):
-    return _shown(_visible(appointment_id), treatment=True)
+    # The desk sees the visit, never its medical record.
+    return _shown(_visible(appointment_id), treatment=current_user().role != "desk")
 
 
 @routes.post("/api/appointments")
-@api("patient", "admin")
+@api("patient", "admin", "desk")
 @doc("Book an appointment", body="Booking", returns="Appointment", ok=201, errors=(404, 409),
-     description="A patient books for themselves. An admin books for a patient and must send "
-                 "patient_id (404 if there is no such patient). 409 when the slot was taken "
-                 "or the patient already has an appointment at that time.")
+     description="A patient books for themselves. An admin or the desk books for a patient "
+                 "and must send patient_id (404 if there is no such patient); that booking is "
+                 "in the audit log. 409 when the slot was taken or the patient already has an "
+                 "appointment at that time.")
 def book_appointment():
     user = current_user()
     data = json_body()
@@ -200,7 +202,7 @@ def book_appointment():
     doctor_id = api_input.body_id(data, "doctor_id", errors)
     start = api_input.start(data, errors)
     reason = api_input.texts(data, ("reason",), errors)["reason"]
-    if user.role == "admin":
+    if user.role in ("admin", "desk"):
         patient_id = api_input.body_id(data, "patient_id", errors)
     elif data.get("patient_id") not in (None, user.id):
         raise Forbidden("Patients book for themselves: leave out patient_id.")
@@ -209,7 +211,10 @@ def book_appointment():
     check(errors)
     if user.role == "admin":
         people.patient_for(user, patient_id)
+    elif user.role == "desk":
+        people.patient_to_book(patient_id)
     appointment = appointments.book(patient_id, doctor_id, start, reason)
+    audit.on_behalf(user, "book appointment", appointment, **origin())
     response.status = 201
     return _shown(appointment)
 
@@ -218,9 +223,12 @@ def book_appointment():
 @api(*ANYONE_SIGNED_IN)
 @doc("Cancel an appointment", returns="Appointment", errors=(409,),
      description="Patients may cancel until the clinic's cutoff before the start (409 after); "
-                 "doctors until the start; admins any time while it is booked or confirmed.")
+                 "doctors until the start; admins and the desk any time while it is booked or "
+                 "confirmed (audited).")
 def cancel_appointment(appointment_id):
-    return _shown(appointments.cancel(_visible(appointment_id), current_user()))
+    cancelled = appointments.cancel(_visible(appointment_id), current_user())
+    audit.on_behalf(current_user(), "cancel appointment", cancelled, **origin())
+    return _shown(cancelled)
 
 
 @routes.post("/api/appointments/<appointment_id>/reschedule")
@@ -233,7 +241,9 @@ def reschedule_appointment(appointment_id):
     errors = {}
     start = api_input.start(json_body(), errors)
     check(errors)
-    return _shown(appointments.reschedule(appointment, start, current_user()))
+    moved = appointments.reschedule(appointment, start, current_user())
+    audit.on_behalf(current_user(), "move appointment", moved, **origin())
+    return _shown(moved)
 
 
 @routes.post("/api/appointments/<appointment_id>/complete")

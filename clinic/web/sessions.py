@@ -51,5 +51,6 @@ def sign_out():
 
 
 def home_for(user):
-    return {"patient": "/patient", "doctor": "/doctor", "admin": "/admin"}.get(
+    return {"patient": "/patient", "doctor": "/doctor", "admin": "/admin",
+            "desk": "/desk"}.get(
         getattr(user, "role", None), "/")

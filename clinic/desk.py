@@ -1,0 +1,51 @@
+"""The front desk's day sheet: for one clinic-local day, every doctor who works that day with
+their visits (the patient's name and the status) and their free times.
+
+Two queries whatever the number of doctors: the active doctors, and the day's appointments
+across all of them (by the (status, start) index); the free times come from clinic/slots.py's
+grid in Python. The sheet shows people and times only, never a medical record.
+"""
+
+from dataclasses import dataclass, field
+
+from clinic import clock, people, slots
+from clinic.models import APPOINTMENT_STATUSES, Appointment, User
+
+# What the sheet lists: everything but cancelled visits, named so the index seeks per status.
+SHOWN = tuple(status for status in APPOINTMENT_STATUSES if status != "cancelled")
+
+
+@dataclass
+class Column:
+    doctor: object  # the Doctor profile, with .user
+    visits: list = field(default_factory=list)  # Appointments with .patient, by start
+    free: list = field(default_factory=list)  # free starts (UTC), ascending
+
+
+def day_visits(day):
+    """The appointments (not cancelled) starting on the clinic-local ``day`` with their patient
+    user (``.patient``), by start: one query for every doctor."""
+    lo, hi = clock.day_bounds(day)
+    patient = User.alias("patient_user")
+    return (Appointment
+            .select(Appointment, patient.id, patient.name, patient.email)
+            .join(patient, on=(Appointment.patient == patient.id), attr="patient")
+            .where(Appointment.status.in_(SHOWN), Appointment.start >= lo,
+                   Appointment.start < hi)
+            .order_by(Appointment.start, Appointment.id))
+
+
+def day_sheet(day, now=None):
+    """The columns of ``day``: one per active doctor who works that day or has visits on it,
+    ordered like the doctors' list."""
+    now = now or clock.now()
+    by_doctor = {}
+    for visit in day_visits(day):
+        by_doctor.setdefault(visit.doctor_id, []).append(visit)
+    columns = []
+    for doctor in people.doctors():
+        visits = by_doctor.get(doctor.user_id, [])
+        taken = [(visit.start, visit.end) for visit in visits]
+        if visits or slots.grid(doctor, day):
+            columns.append(Column(doctor, visits, slots.open_starts(doctor, day, taken, now)))
+    return columns
