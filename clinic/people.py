@@ -358,7 +358,7 @@ def search_patients(query="", limit=50, offset=0):
     if needle:
         match = (fn.LOWER(User.name).contains(needle) | fn.LOWER(User.email).contains(needle))
         if digits := re.sub(r"\s+", "", needle):
-            match |= Patient.phone.contains(digits)
+            match |= fn.REPLACE(Patient.phone, " ", "").contains(digits)
         try:
             match |= Patient.date_of_birth == date.fromisoformat(needle)
         except ValueError:
