@@ -55,7 +55,8 @@ def audited(action, user):
 
 
 def test_an_admin_adds_a_desk_account_that_can_sign_in(admin, new_client):
-    response = admin.post_json("/api/admin/staff", {"name": "Dana Desk", "email": "Dana@Example.com",
+    response = admin.post_json("/api/admin/staff", {"name": "Dana Desk",
+                                                    "email": "Dana@Example.com",
                                                     "password": PASSWORD, "role": "desk"})
     assert response.status == 201, response
     body = response.json()
