@@ -159,8 +159,9 @@ def record_day(now=None, backfill=BACKFILL_DAYS):
 # -- the dashboard's charts -----------------------------------------------------------------------
 
 CHART_DAYS = 30
-DAY_FIGURES = (*(s for s in APPOINTMENT_STATUSES if s != "arrived"), "emails_sent",
-               "emails_failed")
+# The statuses a day's DailyStat row counts: "arrived" passes within the day.
+DAY_STATUSES = tuple(s for s in APPOINTMENT_STATUSES if s != "arrived")
+DAY_FIGURES = (*DAY_STATUSES, "emails_sent", "emails_failed")
 
 
 def no_show_rates(lo, hi):

@@ -35,7 +35,7 @@ def _charts_section(chart_data):
         section = templates.get_template("admin/_dashboard_charts.html")
         html = Markup(section.render(  # noqa: S704 (an autoescaped template's output)
             chart_data=chart_data, charts=charts.dashboard(chart_data),
-            statuses=APPOINTMENT_STATUSES))
+            statuses=stats.DAY_STATUSES))
         _drawn = (chart_data, html)
     return html
 
