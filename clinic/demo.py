@@ -1,8 +1,8 @@
 """A living demo clinic for an empty database: an admin, doctors with working hours, patients,
 past visits with treatments, and appointments today and in the coming days.
 
-Its sign-ins are fixed: admin@demo.clinic, doctor@demo.clinic and patient@demo.clinic, all with
-the password demo1234. The demo patient has a history of completed visits with the demo doctor.
+Its sign-ins are fixed: admin@demo.clinic, desk@demo.clinic (the front desk),
+doctor@demo.clinic and patient@demo.clinic, all with the password demo1234. The demo patient has a history of completed visits with the demo doctor.
 """
 
 import random
@@ -16,6 +16,7 @@ PASSWORD = "demo1234"
 ADMIN = "admin@demo.clinic"
 DOCTOR = "doctor@demo.clinic"
 PATIENT = "patient@demo.clinic"
+DESK = "desk@demo.clinic"
 
 WEEKDAYS_9_TO_5 = {day: [["09:00", "12:30"], ["13:30", "17:00"]]
                    for day in ("mon", "tue", "wed", "thu", "fri")}
@@ -76,6 +77,7 @@ def create(now=None, patients=40, seed=7, progress=None):
     steps = 3
     with database.atomic():
         _user(ADMIN, "Alex Admin", "admin", password_hash)
+        _user(DESK, "Dana Desk", "desk", password_hash)
         doctors = []
         for email, name, specialization, slot, hours in DOCTORS:
             user = _user(email, name, "doctor", password_hash)

@@ -225,3 +225,12 @@ def test_the_staff_page_does_not_touch_patients_or_doctors(admin, alice, carol):
     assert admin.post(f"/admin/staff/{carol.id}/password",
                       {"password": "a new long one"}).status == 404
     assert User.get_by_id(alice.id).active
+
+
+def test_the_demo_has_a_desk_sign_in(morning, new_client, app):
+    from clinic import demo
+
+    demo.create()
+    browser = new_client()
+    assert browser.login(demo.DESK, demo.PASSWORD).location.endswith("/desk")
+    assert browser.get("/desk").text.count('class="sheet-column card"') >= 1
