@@ -2,7 +2,8 @@
 past visits with treatments, and appointments today and in the coming days.
 
 Its sign-ins are fixed: admin@demo.clinic, desk@demo.clinic (the front desk),
-doctor@demo.clinic and patient@demo.clinic, all with the password demo1234. The demo patient has a history of completed visits with the demo doctor.
+doctor@demo.clinic and patient@demo.clinic, all with the password demo1234. The demo patient
+has a history of completed visits with the demo doctor.
 """
 
 import random
