@@ -234,3 +234,16 @@ def test_the_demo_has_a_desk_sign_in(morning, new_client, app):
     browser = new_client()
     assert browser.login(demo.DESK, demo.PASSWORD).location.endswith("/desk")
     assert browser.get("/desk").text.count('class="sheet-column card"') >= 1
+
+
+def test_the_desk_has_its_account_page(desk):
+    page = desk.get("/account")
+    assert page.status == 200 and "Dana Desk" in page.text
+
+
+def test_a_patient_without_email_reads_so_on_the_admins_pages(admin, carol):
+    walter = people.register_at_desk("Walter Walk-in")
+    visit = appointments.book(walter.id, carol.id, at("10:00"))
+    assert "no email" in admin.get("/admin/patients?q=walter").text
+    assert "None" not in admin.get(f"/admin/appointments/{visit.id}").text
+    assert "the patient gets no email" in admin.get(f"/admin/patients/{walter.id}").text
