@@ -41,6 +41,16 @@ def _sign_in(driver, server, email):
     WebDriverWait(driver, 15).until(lambda d: "/login" not in d.current_url)
 
 
+def _go(driver, element):
+    """Click ``element`` and wait until the page it leads to has replaced this one."""
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    page = driver.find_element("tag name", "html")
+    element.click()
+    WebDriverWait(driver, 15).until(expected_conditions.staleness_of(page))
+
+
 def _flash(driver):
     """The flash line of the page a click led to, once that page has loaded."""
     from selenium.webdriver.common.by import By
@@ -72,27 +82,27 @@ def test_the_desk_books_a_walk_in_and_checks_in_a_patient(browser, server, dana,
         assert columns[0].location["y"] == columns[1].location["y"]
     else:  # stacked on a phone, each the width of the screen
         assert columns[1].location["y"] > columns[0].location["y"]
-    free = _column(browser, "Dr Carol Clark").find_elements(By.CSS_SELECTOR, "a.free")
+    free = _column(browser, "Dr Carol Clark").find_elements(By.CSS_SELECTOR, "button.free")
     assert free[0].size["height"] >= 40  # a finger's worth
     assert browser.execute_script("return document.documentElement.scrollWidth") <= WIDTHS[device]
     screenshot(browser, f"desk-sheet-{device}")
 
     # Check Alice in.
-    _column(browser, "Dr Carol Clark").find_element(
-        By.XPATH, ".//button[normalize-space()='Check in']").click()
+    _go(browser, _column(browser, "Dr Carol Clark").find_element(
+        By.XPATH, ".//button[normalize-space()='Check in']"))
     assert "Alice Adams is checked in" in _flash(browser)
     assert Appointment.get_by_id(visit.id).status == "arrived"
 
     # Book Dr Dave's 10:00 for a walk-in with no email, registered in the same form.
-    _column(browser, "Dr Dave Davis").find_element(
-        By.XPATH, ".//a[normalize-space()='10:00']").click()
+    _go(browser, _column(browser, "Dr Dave Davis").find_element(
+        By.XPATH, ".//button[normalize-space()='10:00']"))
     assert "Book 10:00 with Dr Dave Davis" in browser.find_element(By.TAG_NAME, "h1").text
     form = browser.find_element(By.CSS_SELECTOR, "form.new-patient")
     assert "gets no email" in form.text
     form.find_element(By.NAME, "name").send_keys("Walter Walk-in")
     form.find_element(By.NAME, "phone").send_keys("+49 170 1234567")
     screenshot(browser, f"desk-new-patient-{device}")
-    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    _go(browser, form.find_element(By.CSS_SELECTOR, "button[type=submit]"))
     assert "no email address" in _flash(browser)
     assert "Walter Walk-in" in _column(browser, "Dr Dave Davis").text
     walter = User.get(User.name == "Walter Walk-in")
@@ -108,17 +118,17 @@ def test_the_desk_finds_a_patient_and_books_for_them(browser, server, dana, alic
     browser.set_window_size(WIDTHS[device], 1000)
     browser.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": True})
     _sign_in(browser, server, dana.email)
-    _column(browser, "Dr Carol Clark").find_element(
-        By.XPATH, ".//a[normalize-space()='11:00']").click()
+    _go(browser, _column(browser, "Dr Carol Clark").find_element(
+        By.XPATH, ".//button[normalize-space()='11:00']"))
     browser.find_element(By.NAME, "q").send_keys("1980-05-17")
-    browser.find_element(By.CSS_SELECTOR, "form.search button[type=submit]").click()
+    _go(browser, browser.find_element(By.CSS_SELECTOR, "form.search button[type=submit]"))
     choice = browser.find_element(By.XPATH, "//button[normalize-space()='Book for Alice Adams']")
     screenshot(browser, f"desk-find-patient-{device}")
-    choice.click()
+    _go(browser, choice)
     assert "Booked Alice Adams at 11:00" in _flash(browser)
     column = _column(browser, "Dr Carol Clark")
     assert "Alice Adams" in column.text
-    assert "11:00" not in [a.text for a in column.find_elements(By.CSS_SELECTOR, "a.free")]
+    assert "11:00" not in [a.text for a in column.find_elements(By.CSS_SELECTOR, "button.free")]
 
 
 def test_the_printed_sheet_is_each_doctors_list(browser, server, dana, alice, carol):  # noqa: F811
@@ -130,7 +140,7 @@ def test_the_printed_sheet_is_each_doctors_list(browser, server, dana, alice, ca
     assert not browser.find_element(By.CSS_SELECTOR, "header.top").is_displayed()
     column = _column(browser, "Dr Carol Clark")
     assert "Alice Adams" in column.text
-    assert not column.find_element(By.CSS_SELECTOR, "a.free").is_displayed()
+    assert not column.find_element(By.CSS_SELECTOR, "button.free").is_displayed()
     assert not column.find_element(By.XPATH, ".//button[normalize-space()='Cancel']"
                                    ).is_displayed()
     screenshot(browser, "desk-sheet-print")

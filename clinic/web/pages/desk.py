@@ -10,6 +10,7 @@ from bottle import request
 from clinic import appointments, audit, clock, desk, people, slots
 from clinic.db import database
 from clinic.errors import ClinicError, Invalid
+from clinic.models import ACTIVE_STATUSES
 from clinic.web.cookies import flash
 from clinic.web.decorators import page, redirect
 from clinic.web.inputs import form
@@ -34,15 +35,29 @@ def _sheet_url(when):
 @page(*STAFF)
 def day_sheet():
     day = clock.parse_day(request.query.getunicode("date"))
-    return render("desk/sheet.html", day=day, today=clock.local().date(),
+    now = clock.now()
+    return render("desk/sheet.html", day=day, today=clock.local(now).date(),
                   previous_day=day - timedelta(days=1), next_day=day + timedelta(days=1),
-                  columns=desk.day_sheet(day), can_check_in=_can_check_in, iso=iso,
-                  can_change=lambda a: appointments.can_change(a, current_user()))
+                  columns=[_shown(column, now) for column in desk.day_sheet(day, now)])
 
 
-def _can_check_in(appointment):
-    return (appointment.status in ("booked", "confirmed")
-            and clock.local(appointment.start).date() == clock.local().date())
+def _shown(column, now):
+    """A column with its times in clock time, converted once here: a sheet of 50 doctors has
+    hundreds of visits and free times, and filters per time would be most of its cost."""
+    tz = clock.zone()
+    today = clock.local(now).date()
+    visits = []
+    for visit in column.visits:
+        start, end = visit.start.astimezone(tz), visit.end.astimezone(tz)
+        visits.append({
+            "id": visit.id, "patient_name": visit.patient_name, "status": visit.status,
+            "no_email": not visit.patient_email, "time": f"{start:%H:%M}\u2013{end:%H:%M}",
+            # The desk may move or cancel any visit still to happen, cutoff or not.
+            "changeable": visit.status in ACTIVE_STATUSES,
+            "can_check_in": visit.status in ACTIVE_STATUSES and start.date() == today})
+    free = [(local.isoformat(), f"{local:%H:%M}")
+            for local in (start.astimezone(tz) for start in column.free)]
+    return {"doctor": column.doctor, "visits": visits, "free": free}
 
 
 def _booking_page(status=200, **context):
