@@ -249,3 +249,19 @@ def test_a_patient_without_email_reads_so_on_the_admins_pages(admin, carol):
     assert "no email" in admin.get("/admin/patients?q=walter").text
     assert "None" not in admin.get(f"/admin/appointments/{visit.id}").text
     assert "the patient gets no email" in admin.get(f"/admin/patients/{walter.id}").text
+
+
+def test_the_desk_finds_and_registers_patients_on_their_page(desk, dana, alice):
+    page = desk.get("/desk/patients?q=1980-05-17").text
+    assert "Alice Adams" in page and "+49 30 1234567" in page
+    assert 'href="/desk/patients">Patients</a>' in page
+    assert "No patient matches" in desk.get("/desk/patients?q=nobody").text
+    response = desk.post("/desk/patients", {"name": "Walter Walk-in", "phone": "+49 170 1234567"})
+    assert response.status == 303, response
+    page = desk.get(response.location).text
+    assert "the clinic will send them no email" in page and "+491701234567" in page
+    walter = User.get(User.name == "Walter Walk-in")
+    assert AuditEntry.get(AuditEntry.action == "register patient").patient_id == walter.id
+    response = desk.post("/desk/patients", {"name": "", "email": "alice@example.com"})
+    assert response.status == 400
+    assert 'id="e-name"' in response.text and 'id="e-email"' in response.text

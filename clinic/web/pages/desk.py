@@ -3,6 +3,7 @@ spot), moving, cancelling and checking in. Plain forms, no JavaScript; nothing h
 medical record. Every change made for a patient is in the audit log."""
 
 from datetime import timedelta
+from urllib.parse import quote
 
 import bottle
 from bottle import request
@@ -103,6 +104,35 @@ def book():
     flash(f"Booked {patient.name} at {clock.local(start):%H:%M} with "
           f"{appointment.doctor.name}.{note}")
     redirect(_sheet_url(start))
+
+
+def _patients_page(status=200, **context):
+    q = request.query.getunicode("q", "").strip()
+    return render("desk/patients.html", status=status, q=q,
+                  patients=list(people.search_patients(q, 50)) if q else [],
+                  form=context.pop("form", {}), errors=context.pop("errors", {}))
+
+
+@routes.get("/desk/patients")
+@page(*STAFF)
+def patients():
+    return _patients_page()
+
+
+@routes.post("/desk/patients")
+@page(*STAFF)
+def register_patient():
+    data = form()
+    try:
+        patient = people.register_at_desk(data.get("name"), data.get("email"),
+                                          data.get("date_of_birth"), data.get("phone"))
+    except Invalid as exc:
+        return _patients_page(400, form=data, errors=exc.fields or {"__all__": exc.message})
+    audit.record(current_user(), "register patient", patient.id, **origin())
+    note = ("" if patient.email else " They have no email address, so the clinic will send "
+            "them no email.")
+    flash(f"{patient.name} is registered.{note}")
+    redirect(f"/desk/patients?q={quote(patient.name)}")
 
 
 def _int(raw):
