@@ -263,3 +263,20 @@ def test_deactivating_a_desk_account_ends_its_sessions(desk, dana):
     assert Session.select().where(Session.user == dana.id).exists()
     people.set_active(dana.id, False)
     assert desk.get("/api/patients").status == 401
+
+
+def test_the_desk_cannot_follow_a_patients_export_and_it_is_audited(desk, dana, new_client,
+                                                                     alice):
+    patient = new_client()
+    patient.api_login(alice.email)
+    task_id = patient.post_json("/api/patient/export-history").json()["task_id"]
+    assert desk.get(f"/api/tasks/{task_id}").status == 404
+    [entry] = audited("view export", dana)
+    assert (entry.outcome, entry.patient_id) == ("refused", alice.id)
+
+
+def test_two_factor_can_be_required_of_the_desk(app):
+    from clinic import settings
+
+    assert settings.load(environ={"CLINIC_REQUIRE_2FA": "admin,desk"}).require_2fa == (
+        "admin", "desk")
