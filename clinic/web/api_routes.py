@@ -155,7 +155,7 @@ def doctor_slots(doctor_id):
 
 @routes.get("/api/appointments")
 @api(*ANYONE_SIGNED_IN)
-@doc("Appointments: a patient's own, a doctor's own, every one for an admin",
+@doc("Appointments: a patient's own, a doctor's own, every one for an admin or the desk",
      returns="AppointmentList", errors=(400,),
      query=[query_param("status", {"type": "string", "enum": list(APPOINTMENT_STATUSES)},
                         "Only appointments with this status."),
@@ -182,7 +182,8 @@ def appointment_list():
 
 @routes.get("/api/appointments/<appointment_id>")
 @api(*ANYONE_SIGNED_IN)
-@doc("One appointment, with its treatment once completed", returns="Appointment")
+@doc("One appointment, with its treatment once completed", returns="Appointment",
+     description="The desk gets the appointment without `treatment`: no medical record.")
 def appointment_detail(appointment_id):
     # The desk sees the visit, never its medical record.
     return _shown(_visible(appointment_id), treatment=current_user().role != "desk")
