@@ -265,3 +265,11 @@ def test_the_desk_finds_and_registers_patients_on_their_page(desk, dana, alice):
     response = desk.post("/desk/patients", {"name": "", "email": "alice@example.com"})
     assert response.status == 400
     assert 'id="e-name"' in response.text and 'id="e-email"' in response.text
+
+
+def test_an_admins_cancellation_from_the_appointment_page_is_audited(admin, erin, alice, carol):
+    visit = appointments.book(alice.id, carol.id, at("10:00"))
+    admin.get(f"/admin/appointments/{visit.id}")
+    assert admin.post(f"/admin/appointments/{visit.id}/cancel").status == 303
+    entry = AuditEntry.get(AuditEntry.action == "cancel appointment")
+    assert (entry.user_id, entry.patient_id) == (erin.id, alice.id)

@@ -201,9 +201,10 @@ def cancel_appointment(appointment_id):
     user = current_user()
     appt = appointments.appointment_for(user, appointment_id)
     try:
-        appointments.cancel(appt, user)
+        cancelled = appointments.cancel(appt, user)
     except Conflict as exc:
         return _appointment_page(appt, status=409, errors={"__all__": exc.message})
+    audit.on_behalf(user, "cancel appointment", cancelled, **origin())
     flash(f"The appointment of {appt.patient.name} on "
           f"{clock.local(appt.start):%a %d %b %Y, %H:%M} is cancelled.")
     redirect(f"/admin/appointments/{appt.id}")
