@@ -151,7 +151,7 @@ def _check_changeable(appointment, user, now):
             hours = settings.get().cancel_cutoff.total_seconds() / 3600
             raise Conflict(f"Appointments can be changed online until {hours:g} hours before "
                            "they start. " + details.call_us())
-    elif appointment.start <= now and (user is None or user.role != "admin"):
+    elif appointment.start <= now and (user is None or user.role not in ("admin", "desk")):
         raise Conflict("This appointment has already started.")
 
 
@@ -196,8 +196,8 @@ def confirm(appointment, now=None):
 
 # A doctor may complete a visit marked as a no-show (by them or by the no-shows job an hour after
 # its start) on its day and the next: the patient came, and the notes are written at the end of
-# the day. A visit still booked or confirmed may be completed from its start on.
-COMPLETABLE = (*ACTIVE_STATUSES, "no_show")
+# the day. A visit still booked, confirmed or checked in may be completed from its start on.
+COMPLETABLE = (*ACTIVE_STATUSES, "arrived", "no_show")
 NO_SHOW_COMPLETABLE_DAYS = 2  # the visit's clinic-local day and the next
 
 
@@ -214,6 +214,24 @@ def _why_not_completable(appointment, now):
             return ("A visit marked as a no-show can be completed on its day and the next "
                     "only.")
     return None
+
+
+def check_in(appointment, now=None):
+    """The desk checks the patient in on the visit's day: booked or confirmed becomes
+    ``arrived``, which keeps the slot taken until the doctor completes the visit."""
+    now = now or clock.now()
+    if appointment.status == "arrived":
+        return appointment
+    if clock.local(now).date() != clock.local(appointment.start).date():
+        raise Conflict("A patient can be checked in on the day of the visit only.")
+    changed = (Appointment.update(status="arrived", updated_at=now)
+               .where(Appointment.id == appointment.id,
+                      Appointment.status.in_(ACTIVE_STATUSES))
+               .execute())
+    if not changed:
+        raise Conflict(f"This appointment is {appointment.status.replace('_', ' ')} and cannot "
+                       "be checked in.")
+    return Appointment.get_by_id(appointment.id)
 
 
 def complete(appointment, doctor_user, fields, now=None):
@@ -337,7 +355,7 @@ def check_changeable(appointment, user, now=None):
 
 
 def visible_to(user):
-    """Every appointment ``user`` may see."""
+    """Every appointment ``user`` may see (the desk and admins: all of them)."""
     query = Appointment.with_people()
     if user.role == "patient":
         return query.where(Appointment.patient == user.id)

@@ -91,7 +91,8 @@ def demo_banner(out=print):
     from clinic import demo
 
     out("Demo sign-ins (password demo1234 for each):")
-    out(f"  admin    {demo.ADMIN}\n  doctor   {demo.DOCTOR}\n  patient  {demo.PATIENT}")
+    out(f"  admin    {demo.ADMIN}\n  desk     {demo.DESK}\n  doctor   {demo.DOCTOR}\n"
+        f"  patient  {demo.PATIENT}")
 
 
 def cmd_serve(args, web=True, jobs=True):

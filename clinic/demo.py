@@ -2,9 +2,10 @@
 past visits with treatments, and appointments today and in the coming days.
 
 The calendar has two visit types, a clinic holiday and a doctor's request for time off. Its
-sign-ins are fixed: admin@demo.clinic, doctor@demo.clinic and patient@demo.clinic, all with
-the password demo1234. The demo patient has a history of completed visits with the demo doctor,
-and waits on the cardiologist's waitlist for a time in the coming week.
+sign-ins are fixed: admin@demo.clinic, desk@demo.clinic (the front desk), doctor@demo.clinic
+and patient@demo.clinic, all with the password demo1234. The demo patient has a history of
+completed visits with the demo doctor, and waits on the cardiologist's waitlist for a time in
+the coming week.
 """
 
 import random
@@ -28,6 +29,7 @@ PASSWORD = "demo1234"
 ADMIN = "admin@demo.clinic"
 DOCTOR = "doctor@demo.clinic"
 PATIENT = "patient@demo.clinic"
+DESK = "desk@demo.clinic"
 
 WEEKDAYS_9_TO_5 = {day: [["09:00", "12:30"], ["13:30", "17:00"]]
                    for day in ("mon", "tue", "wed", "thu", "fri")}
@@ -115,6 +117,7 @@ def create(now=None, patients=40, seed=7, progress=None):
     steps = 3
     with database.atomic():
         _user(ADMIN, "Alex Admin", "admin", password_hash)
+        _user(DESK, "Dana Desk", "desk", password_hash)
         doctors = []
         for email, name, specialization, slot, hours in DOCTORS:
             user = _user(email, name, "doctor", password_hash)

@@ -23,9 +23,10 @@ from peewee import (
 from clinic.clock import now
 from clinic.db import JSONField, UTCDateTimeField, database
 
-ROLES = ("patient", "doctor", "admin")
-APPOINTMENT_STATUSES = ("booked", "confirmed", "completed", "cancelled", "no_show")
+ROLES = ("patient", "doctor", "admin", "desk")  # desk: the front desk, no medical records
+APPOINTMENT_STATUSES = ("booked", "confirmed", "arrived", "completed", "cancelled", "no_show")
 ACTIVE_STATUSES = ("booked", "confirmed")  # still going to happen
+# "arrived": checked in at the desk, waiting to be seen; it keeps its slot taken.
 MESSAGE_STATUSES = ("pending", "sending", "sent", "failed", "skipped")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -44,7 +45,8 @@ class BaseModel(Model):
 
 class User(BaseModel):
     id = AutoField()
-    email = CharField(max_length=254, unique=True)  # stored lower-cased
+    # Stored lower-cased; None for a patient registered at the desk without an address.
+    email = CharField(max_length=254, unique=True, null=True)
     name = CharField(max_length=200)
     role = CharField(max_length=10, choices=[(r, r) for r in ROLES])
     password_hash = CharField(max_length=200)

@@ -126,6 +126,85 @@ def register_patient(email, password, name, date_of_birth="", phone=""):
     return user
 
 
+# A password no one can type: argon2 refuses to verify it. A patient registered at the desk
+# sets a real one through "Forgot your password?", once they have an email address.
+NO_PASSWORD = "!"  # noqa: S105 (a marker, not a password)
+
+
+def register_at_desk(name, email="", date_of_birth="", phone=""):
+    """A patient registered by the front desk: a name, and an email, a date of birth and a
+    phone number if the patient has them. A patient without an email gets no email at all."""
+    errors = {}
+    email = auth.normalize_email(email or "")
+    if email and (problem := email_problem(email)):
+        errors["email"] = problem
+    if not (name or "").strip():
+        errors["name"] = "Enter the patient's name."
+    elif len(name.strip()) > 200:
+        errors["name"] = "The name is too long (200 characters at most)."
+    dob = parse_birth_date(date_of_birth, errors)
+    phone = parse_phone(phone, errors)
+    check(errors)
+    with database.atomic():
+        try:
+            user = User.create(email=email or None, name=name.strip(), role="patient",
+                               password_hash=NO_PASSWORD)
+        except IntegrityError:
+            raise Invalid("An account with this email already exists.",
+                          {"email": "An account with this email already exists."}) from None
+        Patient.create(user=user, date_of_birth=dob, phone=phone)
+    return user
+
+
+def patient_to_book(patient_id):
+    """The patient user with this id, for the desk and admins to book for: the person only,
+    nothing of their records. NotFound when there is none."""
+    user = User.get_or_none(User.id == patient_id, User.role == "patient")
+    if user is None:
+        raise NotFound("No such patient.")
+    return user
+
+
+# -- staff: the front desk and admins ------------------------------------------------------------
+
+STAFF_ROLES = ("desk", "admin")
+
+
+def create_staff(name, email, password, role):
+    """A desk or admin account. Raises Invalid with the fields at fault."""
+    errors = {}
+    email = _check_identity(errors, email, name, password)
+    if role not in STAFF_ROLES:
+        errors["role"] = "Choose desk or admin."
+    check(errors)
+    return _create_user(email, name, password, role)
+
+
+def staff():
+    """Every desk and admin account, active ones first, by name."""
+    return (User.select().where(User.role.in_(STAFF_ROLES))
+            .order_by(User.active.desc(), User.name, User.id))
+
+
+def staff_member(user_id):
+    user = User.get_or_none(User.id == user_id, User.role.in_(STAFF_ROLES))
+    if user is None:
+        raise NotFound("No such staff member.")
+    return user
+
+
+def reset_staff_password(user_id, password):
+    """Give a staff member a new password; their sign-ins end, so the old one stops working
+    everywhere at once."""
+    user = staff_member(user_id)
+    if problem := password_problem(password):
+        raise Invalid(problem, {"password": problem})
+    with database.atomic():
+        User.update(password_hash=auth.hash_password(password)).where(User.id == user.id).execute()
+        auth.end_all_sessions(user.id)
+    return user
+
+
 def create_admin(email, password, name="Administrator"):
     errors = {}
     email = _check_identity(errors, email, name, password)
@@ -320,11 +399,23 @@ def require_role(user, *roles):
 
 
 def search_patients(query="", limit=50, offset=0):
-    q = (Patient.select(Patient, User).join(User).order_by(User.name))
+    """Patients whose name, email or phone contains ``query`` (phone: spaces ignored), or
+    born on it when it is a date (YYYY-MM-DD)."""
+    q = (Patient.select(Patient, User).join(User).order_by(User.name, User.id))
     needle = (query or "").strip().lower()
     if needle:
-        q = q.where(fn.LOWER(User.name).contains(needle) | fn.LOWER(User.email).contains(needle)
-                    | Patient.phone.contains(needle))
+        match = (fn.LOWER(User.name).contains(needle) | fn.LOWER(User.email).contains(needle))
+        if digits := re.sub(r"\s+", "", needle):
+            match |= fn.REPLACE(Patient.phone, " ", "").contains(digits)
+        # A whole number typed as people say it (030 1234567) is found by its E.164 form.
+        problems = {}
+        if (phone := parse_phone(needle, problems)) and not problems:
+            match |= Patient.phone == phone
+        try:
+            match |= Patient.date_of_birth == date.fromisoformat(needle)
+        except ValueError:
+            pass
+        q = q.where(match)
     return q.limit(limit).offset(offset)
 
 

@@ -84,6 +84,18 @@ def away(doctor_id, start, end):
     return sorted(rows, key=lambda t: t.start)
 
 
+def away_everyone(start, end):
+    """{doctor id: [(start, end)]} of the approved time off overlapping [start, end), for every
+    doctor at once; the clinic's closures under None."""
+    rows = (TimeOff.select(TimeOff.doctor, TimeOff.start, TimeOff.end)
+            .where(TimeOff.status == "approved", TimeOff.start < end,
+                   TimeOff.start > start - LONGEST_TIME_OFF, TimeOff.end > start))
+    found = {}
+    for row in rows:
+        found.setdefault(row.doctor_id, []).append((row.start, row.end))
+    return found
+
+
 def free_slots(doctor, day, now=None, exclude=None, minutes=None, patient_id=None):
     """Bookable slot starts (UTC, ascending) for ``doctor`` on the clinic-local ``day``, for a
     visit of ``minutes`` (default: the doctor's slot length); see free_by_day()."""
@@ -107,13 +119,21 @@ def free_by_day(doctor, first, last, now=None, exclude=None, minutes=None, patie
     length = timedelta(minutes=minutes or doctor.slot_minutes)
     lo, _ = clock.day_bounds(first)
     _, hi = clock.day_bounds(last)
-    # Visits and holds are at most LONGEST_VISIT long; time off can be far longer, and is few.
-    taken = sorted(busy(doctor.user_id, lo, hi + length, exclude=exclude)
-                   + waitlist.held(doctor.user_id, lo, hi + length, patient_id))
-    starts = [b_start for b_start, _ in taken]
-    closed = [(t.start, t.end) for t in away(doctor.user_id, lo, hi + length)]
+    free = clear_of(busy(doctor.user_id, lo, hi + length, exclude=exclude)
+                    + waitlist.held(doctor.user_id, lo, hi + length, patient_id),
+                    [(t.start, t.end) for t in away(doctor.user_id, lo, hi + length)], length)
+    return {day: [s for s in grid(doctor, day, minutes=minutes) if now < s <= horizon
+                  and free(s)] for day in days}
 
-    def free(slot):
+
+def clear_of(taken, closed, length):
+    """A test of a start: does a visit of ``length`` from it overlap none of ``taken`` (visits
+    and holds as (start, end), each at most LONGEST_VISIT long) and none of ``closed`` (time
+    off, of any length, and few)?"""
+    taken = sorted(taken)
+    starts = [b_start for b_start, _ in taken]
+
+    def clear(slot):
         end = slot + length
         if any(c_start < end and c_end > slot for c_start, c_end in closed):
             return False
@@ -126,8 +146,16 @@ def free_by_day(doctor, first, last, now=None, exclude=None, minutes=None, patie
                 return False
         return True
 
-    return {day: [s for s in grid(doctor, day, minutes=minutes) if now < s <= horizon
-                  and free(s)] for day in days}
+    return clear
+
+
+def open_starts(doctor, day, taken, now, closed=()):
+    """free_slots() without the queries, for a caller that read the day of many doctors at
+    once (clinic/desk.py): the one-slot starts of ``doctor``'s grid on ``day`` bookable at
+    ``now``, clear of the ``taken`` (start, end) pairs and the ``closed`` time off."""
+    horizon = now + settings.get().booking_horizon
+    clear = clear_of(taken, closed, timedelta(minutes=doctor.slot_minutes))
+    return [s for s in grid(doctor, day) if now < s <= horizon and clear(s)]
 
 
 STRIP_DAYS = 14  # the booking pages' strip of days with free times

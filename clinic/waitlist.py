@@ -164,6 +164,17 @@ def held(doctor_id, start, end, patient_id=None):
     return [(row.start, row.end) for row in query]
 
 
+def held_everywhere(start, end):
+    """{doctor id: [(start, end)]} of the live holds overlapping [start, end), for every doctor
+    at once (the desk's day sheet)."""
+    found = {}
+    for row in (WaitlistOffer.select(WaitlistOffer.doctor, WaitlistOffer.start, WaitlistOffer.end)
+                .where(WaitlistOffer.status == "held", WaitlistOffer.start < end,
+                       WaitlistOffer.end > start)):
+        found.setdefault(row.doctor_id, []).append((row.start, row.end))
+    return found
+
+
 def check_not_held(doctor_id, start, end, patient_id=None):
     """Conflict when [start, end) overlaps a slot held for someone other than ``patient_id``."""
     if held(doctor_id, start, end, patient_id):

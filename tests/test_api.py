@@ -653,7 +653,7 @@ def test_dashboard_stats_say_whether_they_were_cached(api_as, erin, diary):
     assert body["cached"] is False
     assert body["patients"] == 2 and body["doctors"] == 2
     assert sum(body["this_month"].values()) <= 3 and set(body["today"]) == {
-        "booked", "confirmed", "completed", "cancelled", "no_show"}
+        "booked", "confirmed", "arrived", "completed", "cancelled", "no_show"}
     assert datetime.fromisoformat(body["computed_at"]).utcoffset() is not None
     second = client.get("/api/admin/dashboard-stats").json()
     assert second["cached"] is True and second["computed_at"] == body["computed_at"]

@@ -360,6 +360,7 @@ def test_every_operation_answers_as_documented(spec, new_client, everyone):
     exercise_waitlist(check, a, b, c, e, alice, bob, carol)
     exercise_accounts(check, anon, a, c, e, bob, carol, dave)
     exercise_calendar(check, anon, a, c, e, alice, carol, dave)
+    exercise_desk(check, new_client, a, e, alice, carol)
 
     check(a, "post", "/api/logout", 200)
     check(a, "post", "/api/logout", 401)
@@ -440,6 +441,29 @@ def exercise_calendar(check, anon, a, c, e, alice, carol, dave):
     check(e, "post", "/api/admin/cancellations/{batch_id}/resume", 404, batch_id=999_999)
     check(c, "post", "/api/admin/cancellations/{batch_id}/resume", 403,
           batch_id=left["cancellation"]["id"])
+def exercise_desk(check, new_client, a, e, alice, carol):
+    """The front desk's routes (clinic/web/api_desk.py)."""
+    staff = {"name": "Dana Desk", "email": "dana@example.com", "password": PASSWORD,
+             "role": "desk"}
+    check(e, "post", "/api/admin/staff", 201, staff)
+    check(e, "post", "/api/admin/staff", 400, staff)  # the email is taken
+    check(a, "post", "/api/admin/staff", 403, {**staff, "email": "x@example.com"})
+    desk = new_client()
+    desk.api_login("dana@example.com")
+    check(desk, "get", "/api/patients", 200, query="?q=alice")
+    check(a, "get", "/api/patients", 403, query="?q=alice")
+    new = check(desk, "post", "/api/patients", 201, {"name": "Walk In"})
+    assert new["email"] is None
+    check(desk, "post", "/api/patients", 400, {"name": ""})
+    today = datetime.now(TZ).replace(hour=9, minute=0, second=0, microsecond=0)
+    visit = appointments.book(new["id"], carol.id, today, now=today - timedelta(hours=1))
+    check(desk, "post", "/api/appointments/{appointment_id}/check-in", 200,
+          appointment_id=visit.id)
+    later = appointments.book(alice.id, carol.id, slot(3, "09:00"))
+    check(desk, "post", "/api/appointments/{appointment_id}/check-in", 409,
+          appointment_id=later.id)
+    check(a, "post", "/api/appointments/{appointment_id}/check-in", 403,
+          appointment_id=later.id)
 
 
 def exercise_accounts(check, anon, a, c, e, bob, carol, dave):
@@ -525,7 +549,7 @@ def link_token(text, prefix):
     return re.search(re.escape(prefix) + r"(\S+)", text).group(1)
 
 
-def test_documented_query_parameters_are_read(spec, new_client, carol, erin):
+def test_documented_query_parameters_are_read(spec, new_client, alice, carol, erin):
     """A query parameter in the document that the route ignored would be a lie: each changes
     the answer or is refused when wrong."""
     admin = new_client()
@@ -540,6 +564,8 @@ def test_documented_query_parameters_are_read(spec, new_client, carol, erin):
             bad = "not-a-" + param["name"]
             if param["name"] == "specialization":
                 assert admin.get(f"{url}?{param['name']}={bad}").json() == {"doctors": []}
+            elif param["name"] == "q":  # a search: nothing matches, where everyone would
+                assert admin.get(f"{url}?q={bad}").json() == {"patients": []}
             else:
                 response = admin.get(f"{url}?{param['name']}={bad}")
                 assert response.status == 400, (path, param["name"], response)

@@ -35,6 +35,8 @@ from clinic.models import Message
 
 log = logging.getLogger("clinic.mail.outbox")
 
+NO_EMAIL = "the patient has no email address"
+
 
 def enqueue(kind, key, recipient, context=None, user=None, appointment=None, priority=0,
             due_at=None, attachments=()):
@@ -42,13 +44,16 @@ def enqueue(kind, key, recipient, context=None, user=None, appointment=None, pri
     Message, or None when a message with that key exists already (it is not sent again).
 
     Delivery is queued after the surrounding transaction commits (nothing if it rolls back); a
-    message due later is left to the sweeper. With no ``recipient`` the row is stored as failed,
-    "no address", so the admin sees what could not be sent.
+    message due later is left to the sweeper. With an empty ``recipient`` the row is stored as
+    failed, "no address", so the admin sees what could not be sent; ``None`` (a user whose email
+    is NULL: a patient without an address) is stored as skipped, NO_EMAIL.
 
     An optional kind (reminders, review requests, announcements: clinic/preferences.py) that
     the patient ``user`` said no to is stored as skipped with the reason, and that row is
     returned; one they want carries their one-click unsubscribe link."""
     now = clock.now()
+    if recipient is None:  # the user has no address (registered at the desk without one)
+        return skip(key, kind, "", NO_EMAIL, user=user, appointment=appointment, now=now)
     choice = preferences.choice_of(kind)
     if choice and preferences.opted_out(kind, [user]):
         return skip(key, kind, recipient, preferences.reason(choice), user=user,
@@ -192,7 +197,10 @@ def enqueue_many(kind, items, priority=0, task_priority=None, now=None, batch=No
         row = {"key": item["key"], "kind": kind, "recipient": recipient[:254], "user": user,
                "appointment": item.get("appointment"), "message_id": compose.new_message_id(s),
                "priority": priority, "due_at": now, "created_at": now, "updated_at": now}
-        if item.get("reason") or (user is not None and user in refused):
+        if item.get("recipient", "") is None:
+            row.update(subject="", text_body="", html_body="", status="skipped",
+                       last_error=NO_EMAIL)
+        elif item.get("reason") or (user is not None and user in refused):
             row.update(subject="", text_body="", html_body="", status="skipped",
                        last_error=item.get("reason") or preferences.reason(choice))
         else:

@@ -16,7 +16,7 @@ from bottle import request, response
 
 from clinic import db, settings
 from clinic.jobs import queue
-from clinic.web import api_accounts, api_admin, api_calendar, api_routes, api_waitlist
+from clinic.web import api_accounts, api_admin, api_calendar, api_desk, api_routes, api_waitlist
 from clinic.web.inputs import has_nul
 from clinic.web.pages import (
     account,
@@ -26,6 +26,7 @@ from clinic.web.pages import (
     audit,
     calendar,
     clinic,
+    desk,
     doctor,
     jobs,
     link,
@@ -34,6 +35,7 @@ from clinic.web.pages import (
     preferences,
     reports,
     review,
+    staff,
     waitlist,
 )
 from clinic.web.rendering import STATIC, render
@@ -58,8 +60,8 @@ bottle.BaseRequest.MEMFILE_MAX = 1024 * 1024
 # The order routes are tried in; account_settings holds forgot/reset password, the profile and
 # the two-factor sign-in.
 ROUTE_MODULES = (account, patient, doctor, admin, clinic, calendar, jobs, messages, review, link,
-                 audit, api_accounts, api_routes, api_admin, api_calendar, announcements,
-                 preferences, reports, account_settings, api_waitlist, waitlist)
+                 audit, api_accounts, api_routes, api_admin, api_calendar, api_desk, announcements,
+                 preferences, reports, account_settings, api_waitlist, waitlist, desk, staff)
 
 
 # Pages and answers no browser or proxy may keep: personal data, the pages that an emailed link

@@ -274,7 +274,7 @@ SCHEMAS.update({
     "PasswordChanged": _object({"password_changed": {"type": "boolean"}}, ["password_changed"]),
     "Me": _object({
         "id": {"type": "integer", "minimum": 1}, "name": _STR, "email": _STR,
-        "role": {"type": "string", "enum": ["patient", "doctor", "admin"]},
+        "role": {"type": "string", "enum": ["patient", "doctor", "admin", "desk"]},
         "phone": {"type": "string", "nullable": True, "description": "Patients only."},
         "date_of_birth": {"type": "string", "format": "date", "nullable": True},
         "language": {"type": "string", "nullable": True, "description": "Not chosen yet: null."},

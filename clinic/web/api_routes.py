@@ -175,7 +175,7 @@ def doctor_slots(doctor_id):
 
 @routes.get("/api/appointments")
 @api(*ANYONE_SIGNED_IN)
-@doc("Appointments: a patient's own, a doctor's own, every one for an admin",
+@doc("Appointments: a patient's own, a doctor's own, every one for an admin or the desk",
      returns="AppointmentList", errors=(400,),
      query=[query_param("status", {"type": "string", "enum": list(APPOINTMENT_STATUSES)},
                         "Only appointments with this status."),
@@ -202,17 +202,20 @@ def appointment_list():
 
 @routes.get("/api/appointments/<appointment_id>")
 @api(*ANYONE_SIGNED_IN)
-@doc("One appointment, with its treatment once completed", returns="Appointment")
+@doc("One appointment, with its treatment once completed", returns="Appointment",
+     description="The desk gets the appointment without `treatment`: no medical record.")
 def appointment_detail(appointment_id):
-    return _shown(_visible(appointment_id), treatment=True)
+    # The desk sees the visit, never its medical record.
+    return _shown(_visible(appointment_id), treatment=current_user().role != "desk")
 
 
 @routes.post("/api/appointments")
-@api("patient", "admin")
+@api("patient", "admin", "desk")
 @doc("Book an appointment", body="Booking", returns="Appointment", ok=201, errors=(404, 409),
-     description="A patient books for themselves. An admin books for a patient and must send "
-                 "patient_id (404 if there is no such patient). 409 when the slot was taken "
-                 "or the patient already has an appointment at that time.")
+     description="A patient books for themselves. An admin or the desk books for a patient "
+                 "and must send patient_id (404 if there is no such patient); that booking is "
+                 "in the audit log. 409 when the slot was taken or the patient already has an "
+                 "appointment at that time.")
 def book_appointment():
     user = current_user()
     data = json_body()
@@ -220,7 +223,7 @@ def book_appointment():
     doctor_id = api_input.body_id(data, "doctor_id", errors)
     start = api_input.start(data, errors)
     reason = api_input.texts(data, ("reason",), errors)["reason"]
-    if user.role == "admin":
+    if user.role in ("admin", "desk"):
         patient_id = api_input.body_id(data, "patient_id", errors)
     elif data.get("patient_id") not in (None, user.id):
         raise Forbidden("Patients book for themselves: leave out patient_id.")
@@ -232,8 +235,11 @@ def book_appointment():
     check(errors)
     if user.role == "admin":
         people.patient_for(user, patient_id)
+    elif user.role == "desk":
+        people.patient_to_book(patient_id)
     appointment = appointments.book(patient_id, doctor_id, start, reason,
                                     visit_type_id=visit_type_id)
+    audit.on_behalf(user, "book appointment", appointment, **origin())
     response.status = 201
     return _shown(appointment)
 
@@ -242,9 +248,12 @@ def book_appointment():
 @api(*ANYONE_SIGNED_IN)
 @doc("Cancel an appointment", returns="Appointment", errors=(409,),
      description="Patients may cancel until the clinic's cutoff before the start (409 after); "
-                 "doctors until the start; admins any time while it is booked or confirmed.")
+                 "doctors until the start; admins and the desk any time while it is booked or "
+                 "confirmed (audited).")
 def cancel_appointment(appointment_id):
-    return _shown(appointments.cancel(_visible(appointment_id), current_user()))
+    cancelled = appointments.cancel(_visible(appointment_id), current_user())
+    audit.on_behalf(current_user(), "cancel appointment", cancelled, **origin())
+    return _shown(cancelled)
 
 
 @routes.post("/api/appointments/<appointment_id>/reschedule")
@@ -257,7 +266,9 @@ def reschedule_appointment(appointment_id):
     errors = {}
     start = api_input.start(json_body(), errors)
     check(errors)
-    return _shown(appointments.reschedule(appointment, start, current_user()))
+    moved = appointments.reschedule(appointment, start, current_user())
+    audit.on_behalf(current_user(), "move appointment", moved, **origin())
+    return _shown(moved)
 
 
 @routes.post("/api/appointments/<appointment_id>/complete")

@@ -142,7 +142,7 @@ _ID = {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
 _INSTANT = {"type": "string", "format": "date-time",
             "description": "ISO 8601 with offset, in the clinic's time zone."}
 _HHMM = {"type": "string", "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$"}
-_STATUSES = ["booked", "confirmed", "completed", "cancelled", "no_show"]
+_STATUSES = ["booked", "confirmed", "arrived", "completed", "cancelled", "no_show"]
 _TREATMENT = {name: _STR for name in ("visit_type", "symptoms", "diagnosis", "treatment",
                                       "prescription", "notes")}
 
@@ -161,8 +161,10 @@ SCHEMAS = {
                    "description": "Input field -> what is wrong with it."},
     }, ["error"]),
     "Credentials": _object({"email": _STR, "password": _STR}, ["email", "password"]),
-    "User": _object({"id": _ID, "email": _STR, "name": _STR,
-                     "role": {"type": "string", "enum": ["patient", "doctor", "admin"]}},
+    "User": _object({"id": _ID, "name": _STR,
+                     "email": {"type": "string", "nullable": True,
+                               "description": "null for a patient registered without one."},
+                     "role": {"type": "string", "enum": ["patient", "doctor", "admin", "desk"]}},
                     ["id", "email", "name", "role"]),
     "Token": _object({
         "token": {"type": "string", "description": "Send as Authorization: Bearer <token>; "
@@ -240,15 +242,30 @@ SCHEMAS = {
         "doctor_id": _ID,
         "start": {**_INSTANT, "description": "One of the doctor's free slots, with offset."},
         "reason": {"type": "string", "maxLength": 2000},
-        "patient_id": {**_ID, "description": "Admins only, and required for them: the patient "
-                                             "booked for. Patients book for themselves."},
+        "patient_id": {**_ID, "description": "Admins and the desk only, and required for them: "
+                                             "the patient booked for. Patients book for "
+                                             "themselves."},
     }, ["doctor_id", "start"]),
     "Reschedule": _object({"start": _INSTANT}, ["start"]),
     "Patient": _object({
-        "id": _ID, "name": _STR, "email": _STR,
+        "id": _ID, "name": _STR,
+        "email": {"type": "string", "nullable": True,
+                  "description": "null: the patient has no email address and gets no email."},
         "date_of_birth": {"type": "string", "format": "date", "nullable": True},
         "phone": _STR,
     }, ["id", "name", "email", "date_of_birth", "phone"]),
+    "PatientList": _object({"patients": {"type": "array", "items": ref("Patient")}},
+                           ["patients"]),
+    "NewPatient": _object({
+        "name": _STR,
+        "email": {"type": "string", "description": "Optional: without one, no email is sent."},
+        "date_of_birth": {"type": "string", "format": "date"},
+        "phone": {"type": "string", "description": "With its country code, e.g. +49 30 1234567."},
+    }, ["name"]),
+    "NewStaff": _object({
+        "name": _STR, "email": _STR, "password": {"type": "string", "minLength": 8},
+        "role": {"type": "string", "enum": ["desk", "admin"]},
+    }, ["name", "email", "password", "role"]),
     "Visit": _object({
         "appointment_id": _ID, "date": {"type": "string", "format": "date"}, "start": _INSTANT,
         "doctor": _STR, "doctor_id": _ID, "specialization": _STR, **_TREATMENT,

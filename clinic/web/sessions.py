@@ -55,5 +55,6 @@ def home_for(user):
     confirmed lands on the Clinic page: a rented server's zone (UTC) is rarely the clinic's."""
     if getattr(user, "role", None) == "admin" and not details.current().timezone_confirmed:
         return "/admin/clinic"
-    return {"patient": "/patient", "doctor": "/doctor", "admin": "/admin"}.get(
+    return {"patient": "/patient", "doctor": "/doctor", "admin": "/admin",
+            "desk": "/desk"}.get(
         getattr(user, "role", None), "/")

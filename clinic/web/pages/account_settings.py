@@ -18,7 +18,7 @@ from clinic.web.sessions import SESSION_COOKIE, client_ip, current_user, home_fo
 
 routes = bottle.Bottle()
 
-ANYONE_SIGNED_IN = ("patient", "doctor", "admin")
+ANYONE_SIGNED_IN = ("patient", "doctor", "admin", "desk")
 ENROL_COOKIE = "clinic_enrol"
 TICKET = "sign-in-code"  # the signed purpose of the code step's hidden field
 TICKET_LIFETIME = timedelta(minutes=5)

@@ -36,7 +36,7 @@ def _charts_section(chart_data):
         section = templates.get_template("admin/_dashboard_charts.html")
         html = Markup(section.render(  # noqa: S704 (an autoescaped template's output)
             chart_data=chart_data, charts=charts.dashboard(chart_data),
-            statuses=APPOINTMENT_STATUSES))
+            statuses=stats.DAY_STATUSES))
         _drawn = (chart_data, html)
     return html
 
@@ -238,9 +238,10 @@ def cancel_appointment(appointment_id):
     user = current_user()
     appt = appointments.appointment_for(user, appointment_id)
     try:
-        appointments.cancel(appt, user)
+        cancelled = appointments.cancel(appt, user)
     except Conflict as exc:
         return _appointment_page(appt, status=409, errors={"__all__": exc.message})
+    audit.on_behalf(user, "cancel appointment", cancelled, **origin())
     flash(f"The appointment of {appt.patient.name} on "
           f"{clock.local(appt.start):%a %d %b %Y, %H:%M} is cancelled.")
     redirect(f"/admin/appointments/{appt.id}")
