@@ -306,7 +306,7 @@ def undo_no_show(appointment, user, now=None):
     if (why := _why_not_undoable(appointment, now)) is not None:
         raise Conflict(why)
     back = appointment.prior_status if appointment.prior_status in ACTIVE_STATUSES else "booked"
-    changed = (Appointment.update(status=back, prior_status="", no_show_undone_at=now,
+    changed = (Appointment.update(status=back, prior_status=None, no_show_undone_at=now,
                                   updated_at=now)
                .where(Appointment.id == appointment.id, Appointment.status == "no_show")
                .execute())

@@ -89,7 +89,7 @@ class Appointment(BaseModel):
     created_at = UTCDateTimeField(default=now)
     updated_at = UTCDateTimeField(default=now)
     # booked or confirmed: what a no-show was before its mark, so the doctor can undo the mark.
-    prior_status = CharField(max_length=10, default="")
+    prior_status = CharField(max_length=10, null=True)
     no_show_undone_at = UTCDateTimeField(null=True)  # the no-shows job marks it no more
 
     class Meta:

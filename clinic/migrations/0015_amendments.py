@@ -1,6 +1,8 @@
 """Records that can be corrected, marks that can be undone: amendments of a completed visit's
 record (the earlier text, who and when), the time of a record's latest amendment, and what a
 no-show was before its mark (so the doctor can undo it, and the no-shows job leaves it alone).
+The new columns are nullable, so that rows written by plain SQL (bench/generate.py) need not
+name them.
 
 Frozen copies of the models as they were, independent of clinic/models.py by design.
 """
@@ -33,7 +35,7 @@ def up(migrator, db):
 
     db.create_tables([Amendment])
     migrator.migrate(
-        migrator.add_column('appointment', 'prior_status', CharField(max_length=10, default='')),
+        migrator.add_column('appointment', 'prior_status', CharField(max_length=10, null=True)),
         migrator.add_column('appointment', 'no_show_undone_at', DateTimeField(null=True)),
         migrator.add_column('treatment', 'amended_at', DateTimeField(null=True)),
     )
