@@ -27,6 +27,10 @@ ROLES = ("patient", "doctor", "admin")
 APPOINTMENT_STATUSES = ("booked", "confirmed", "completed", "cancelled", "no_show")
 ACTIVE_STATUSES = ("booked", "confirmed")  # still going to happen
 MESSAGE_STATUSES = ("pending", "sending", "sent", "failed", "skipped")
+CHANNELS = ("email", "sms")  # how a message goes out
+CHANNEL_CHOICES = ("email", "sms", "both")  # what a patient may choose
+# What the SMS gateway last said of a message it took (its status callbacks).
+DELIVERY_STATES = ("", "queued", "sending", "sent", "delivered", "undelivered", "failed")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -71,6 +75,7 @@ class Patient(BaseModel):
     user = ForeignKeyField(User, primary_key=True, backref="patient_profile", on_delete="CASCADE")
     date_of_birth = DateField(null=True)
     phone = CharField(max_length=40, default="")
+    channel = CharField(max_length=5, default="email")  # CHANNEL_CHOICES
 
 
 class Appointment(BaseModel):
@@ -154,7 +159,7 @@ class LoginAttempt(BaseModel):
 
 
 class Message(BaseModel):
-    """The outbox: every email is a row here before anything tries to send it."""
+    """The outbox: every email and SMS is a row here before anything tries to send it."""
 
     key = CharField(max_length=200, unique=True)  # makes a second run harmless
     kind = CharField(max_length=40)
@@ -176,6 +181,13 @@ class Message(BaseModel):
     sent_at = UTCDateTimeField(null=True)
     created_at = UTCDateTimeField(default=now)
     updated_at = UTCDateTimeField(default=now)
+    # An SMS's recipient is an E.164 phone and its text_body the text; subject and html are "".
+    channel = CharField(max_length=5, default="email")  # CHANNELS
+    segments = IntegerField(default=0)  # an SMS's parts, as counted by clinic/mail/sms_text.py
+    gateway_id = CharField(max_length=64, default="", index=True)  # the gateway's message SID
+    delivery = CharField(max_length=12, default="")  # DELIVERY_STATES
+    price = CharField(max_length=20, default="")  # what the gateway charged, if it said
+    price_unit = CharField(max_length=3, default="")
 
     class Meta:
         indexes = ((("status", "due_at"), False), (("kind", "created_at"), False),
@@ -252,6 +264,8 @@ class DailyStat(BaseModel):
     reviews = IntegerField(default=0)
     emails_sent = IntegerField(default=0)
     emails_failed = IntegerField(default=0)
+    sms_sent = IntegerField(default=0)
+    sms_failed = IntegerField(default=0)
     computed_at = UTCDateTimeField(default=now)
 
 
@@ -399,6 +413,15 @@ class RecoveryCode(BaseModel):
     used_at = UTCDateTimeField(null=True)
 
 
+class SmsOptOut(BaseModel):
+    """A phone number that replied STOP (clinic/mail/sms.py): no SMS goes to it until it replies
+    START. By number, not by patient: the number's owner said it, whoever's account holds it."""
+
+    phone = CharField(max_length=40, unique=True)  # E.164
+    keyword = CharField(max_length=20, default="STOP")
+    created_at = UTCDateTimeField(default=now)
+
+
 MODELS = [
     User, Doctor, Patient, Appointment, Treatment, Session, LoginAttempt, Message, TaskRecord,
     MonthlyReport, Export, Review, DoctorRating, DailyStat, JobState,
@@ -406,4 +429,5 @@ MODELS = [
     AuditEntry,
     Announcement, OptOut,
     AccountToken, Totp, RecoveryCode,
+    SmsOptOut,
 ]

@@ -121,13 +121,16 @@ def day_figures(day):
                                .where(User.created_at >= lo, User.created_at < hi).scalar())
     figures["reviews"] = (Review.select(fn.COUNT(Review.id))
                           .where(Review.created_at >= lo, Review.created_at < hi).scalar())
-    figures["emails_sent"] = (Message.select(fn.COUNT(Message.id))
-                              .where(Message.status == "sent", Message.sent_at >= lo,
-                                     Message.sent_at < hi).scalar())
-    # A failed message last changed when it failed (the clean-up keeps its times).
-    figures["emails_failed"] = (Message.select(fn.COUNT(Message.id))
-                                .where(Message.status == "failed", Message.updated_at >= lo,
-                                       Message.updated_at < hi).scalar())
+    for channel, name in (("email", "emails"), ("sms", "sms")):
+        figures[f"{name}_sent"] = (Message.select(fn.COUNT(Message.id))
+                                   .where(Message.status == "sent", Message.sent_at >= lo,
+                                          Message.sent_at < hi, Message.channel == channel)
+                                   .scalar())
+        # A failed message last changed when it failed (the clean-up keeps its times).
+        figures[f"{name}_failed"] = (Message.select(fn.COUNT(Message.id))
+                                     .where(Message.status == "failed", Message.updated_at >= lo,
+                                            Message.updated_at < hi, Message.channel == channel)
+                                     .scalar())
     return figures
 
 
@@ -157,7 +160,7 @@ def record_day(now=None, backfill=BACKFILL_DAYS):
 # -- the dashboard's charts -----------------------------------------------------------------------
 
 CHART_DAYS = 30
-DAY_FIGURES = (*APPOINTMENT_STATUSES, "emails_sent", "emails_failed")
+DAY_FIGURES = (*APPOINTMENT_STATUSES, "emails_sent", "emails_failed", "sms_sent", "sms_failed")
 
 
 def no_show_rates(lo, hi):

@@ -32,6 +32,7 @@ from clinic.web.pages import (
     preferences,
     reports,
     review,
+    sms,
 )
 from clinic.web.rendering import STATIC, render
 
@@ -56,14 +57,14 @@ bottle.BaseRequest.MEMFILE_MAX = 1024 * 1024
 # the two-factor sign-in.
 ROUTE_MODULES = (account, patient, doctor, admin, jobs, messages, review, link, audit,
                  api_accounts, api_routes, api_admin, announcements, preferences, reports,
-                 account_settings)
+                 account_settings, sms)
 
 
 # Pages and answers no browser or proxy may keep: personal data, the pages that an emailed link
 # opens (a visit, an unsubscribe, a review: each names the patient), and the pages of a sign-in
 # link or a half-done sign-in.
 PRIVATE_PATHS = ("/api/", "/patient", "/doctor", "/admin", "/account", "/visit/", "/unsubscribe/",
-                 "/review/", "/reset/", "/login/code")
+                 "/review/", "/reset/", "/login/code", "/s/", "/sms/")
 
 
 class ClinicApp:
