@@ -60,10 +60,13 @@ def for_appointment(appointment, now=None):
     changes = [Event(appointment.created_at, "Booked", _booked(appointment, messages))]
     emails = []
     ended_at = None
+    told = set()  # the changes told of: an email and the SMS beside it tell of one change
     for message in messages:
-        if message.channel != "email":  # the SMS beside an email tells of the same change
+        change = message.key.removesuffix(f":{message.channel}")
+        if change in told:
             emails.append(_email(message, appointment, now))
             continue
+        told.add(change)
         if message.kind == "rescheduled":
             start = _start(message.key)
             changes.append(Event(message.created_at, "Moved",

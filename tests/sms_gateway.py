@@ -50,6 +50,9 @@ class Gateway:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, as Twilio's API
+            # Headers and body are two writes: with Nagle's algorithm the body would wait for
+            # the client's delayed ACK (40 ms).
+            disable_nagle_algorithm = True
 
             def setup(self):
                 super().setup()

@@ -391,3 +391,114 @@ def test_local_times_in_the_sms_are_the_clinics(sms_settings, gateway, drain, al
     drain()
     assert appointment.start.astimezone(TZ).strftime("%H:%M") == "09:30"
     assert "09:30" in gateway.requests[0].form["Body"]
+
+
+def test_the_timeline_tells_of_a_move_once_and_of_both_messages(sms_settings, gateway, drain,
+                                                                alice, carol):
+    choose(alice, "both")
+    appointment = book(alice, carol)
+    appointments.reschedule(appointment, slot(3, "11:00"), alice)
+    drain()
+    events = [e.what for e in timeline.for_appointment(
+        Appointment.with_people().where(Appointment.id == appointment.id).get())]
+    assert events.count("Moved") == 1
+    assert "New-time email sent" in events and "New-time SMS sent" in events
+
+
+def test_an_sms_only_patient_s_move_is_on_the_timeline(sms_settings, gateway, drain, alice,
+                                                       carol):
+    choose(alice, "sms")
+    appointment = book(alice, carol)
+    appointments.reschedule(appointment, slot(3, "11:00"), alice)
+    drain()
+    events = [e.what for e in timeline.for_appointment(
+        Appointment.with_people().where(Appointment.id == appointment.id).get())]
+    assert events.count("Moved") == 1 and "New-time SMS sent" in events
+
+
+def test_reminders_to_a_number_that_said_stop_are_skipped_with_the_reason(
+        sms_settings, gateway, client, drain, alice, carol):
+    choose(alice, "both")
+    book(alice, carol, days=1)
+    drain()
+    post_signed(client, "/sms/inbound", {"From": PHONE, "Body": "STOP"})
+    morning = slot(1, "08:00")
+    with time_machine.travel(morning, tick=False):
+        reminders.send_daily(now=morning)
+        drain()
+    email, text = (Message.select().where(Message.kind == "reminder_daily")
+                   .order_by(Message.id))
+    assert email.channel == "email" and email.status == "sent"  # email still goes
+    assert text.status == "skipped" and "replied STOP" in text.last_error
+
+
+def test_the_daily_figures_count_sms_apart_from_emails(sms_settings, gateway, drain, alice,
+                                                       bob, carol):
+    from clinic import stats
+
+    choose(alice, "sms")
+    book(alice, carol)
+    book(bob, carol, at="11:00")
+    drain()
+    figures = stats.day_figures(clock.local(clock.now()).date())
+    assert (figures["emails_sent"], figures["sms_sent"]) == (1, 1)
+
+
+def test_a_bad_gateway_url_stops_the_start_with_what_is_wrong():
+    from clinic.mail.gateway import parse_url
+
+    config = parse_url("twilio://AC1:se%2Fcret@api.twilio.com?from=+15550001111")
+    assert (config.sid, config.token, config.sender, config.port, config.secure) == (
+        "AC1", "se/cret", "+15550001111", 443, True)
+    assert parse_url("") is None
+    for bad, words in (("https://api.twilio.com", "twilio://"),
+                       ("twilio://api.twilio.com?from=+1555", "SID and auth token"),
+                       ("twilio://AC1:tok@api.twilio.com", "sender")):
+        with pytest.raises(ValueError, match=words):
+            parse_url(bad)
+
+
+def test_the_setting_is_read_from_the_environment(tmp_path):
+    s = settings.load(environ={"CLINIC_SMS_URL": "twilio+http://AC1:tok@127.0.0.1:8080"
+                                                 "?from=+15550001111",
+                               "CLINIC_DATA_DIR": str(tmp_path), "CLINIC_SMS_RATE": "30"})
+    assert s.sms_url.sender == "+15550001111" and s.sms_url.port == 8080
+    assert not s.sms_url.secure and s.sms_rate == 30
+
+
+def test_no_sms_kind_says_anything_medical_or_names_the_patient(app):
+    from clinic.mail import sms
+
+    start = slot(1, "10:00")
+    context = {"patient_name": "Alice Adams", "doctor_name": "Dr Carol Clark",
+               "specialization": "Cardiology", "reason": "chest pain", "diagnosis": "angina",
+               "start": start, "end": start + timedelta(minutes=30), "timezone": "Europe/Berlin",
+               "link": "http://x/visit/long-token", "cutoff": "2 hours"}
+    kinds = sorted(path.stem for path in sms.SMS.glob("*.txt"))
+    assert kinds == ["cancellation", "confirmation", "reminder_advance", "reminder_daily",
+                     "rescheduled"]
+    for kind in kinds:
+        text, segments = sms.render(kind, context, 7, 3)
+        assert "Dr Carol Clark" in text and "10:00" in text, kind
+        for secret in ("Alice", "Cardiology", "chest pain", "angina", "long-token"):
+            assert secret not in text, (kind, secret)
+        assert text.endswith(sms.short_link(7, 3)) and 1 <= segments <= 3
+
+
+def test_an_undelivered_sms_can_be_resent_and_its_new_report_counts(sms_settings, gateway,
+                                                                   client, drain, alice,
+                                                                   carol):
+    choose(alice, "sms")
+    book(alice, carol)
+    drain()
+    (row,) = sms_rows()
+    post_signed(client, "/sms/status", {"MessageSid": row.gateway_id,
+                                        "MessageStatus": "failed", "ErrorCode": "30005"})
+    assert reload(row).status == "failed"
+    assert outbox.resend(row.id)
+    drain()
+    again = reload(row)
+    assert again.status == "sent" and again.gateway_id != row.gateway_id
+    post_signed(client, "/sms/status", {"MessageSid": again.gateway_id,
+                                        "MessageStatus": "delivered"})
+    assert reload(row).delivery == "delivered"

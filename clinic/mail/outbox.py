@@ -198,7 +198,7 @@ def resend(message_id, now=None):
     now = now or clock.now()
     with database.atomic():
         changed = (Message.update(status="pending", attempts=0, last_error="", due_at=now,
-                                  claimed_at=None, updated_at=now)
+                                  claimed_at=None, updated_at=now, gateway_id="", delivery="")
                    .where(Message.id == message_id, Message.status == "failed",
                           (Message.text_body != "") | (Message.html_body != ""))
                    .execute())
