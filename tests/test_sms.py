@@ -270,6 +270,7 @@ def test_sms_rate_holds_what_has_no_room(sms_settings, gateway, alice, carol):
     counts = delivery.deliver([m.id for m in sms_rows()])
     assert counts["sent"] == 1 and counts["deferred"] == 1
     assert len(gateway.requests) == 1
+    delivery.forget_wake()  # the send_due it planned is this test's
 
 
 # -- STOP and START -------------------------------------------------------------------------------
@@ -502,3 +503,13 @@ def test_an_undelivered_sms_can_be_resent_and_its_new_report_counts(sms_settings
     post_signed(client, "/sms/status", {"MessageSid": again.gateway_id,
                                         "MessageStatus": "delivered"})
     assert reload(row).delivery == "delivered"
+
+
+def test_the_settings_page_says_where_sms_go(sms_settings, gateway, client, erin):
+    login(client, erin)
+    page = client.get("/admin/settings").text
+    assert f"SMS go to the gateway</strong> {gateway.host}:{gateway.port}" in page
+    assert f"{settings.get().base_url}/sms/inbound" in page
+    assert sms_gateway.TOKEN not in page  # the auth token is a secret
+    settings.use(settings.get().replace(sms_url=None))
+    assert "No SMS gateway is set" in client.get("/admin/settings").text

@@ -41,7 +41,7 @@ BODY_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; ba
 # (CLINIC_DATABASE_URL, CLINIC_QUEUE_URL).
 SHOWN = ("name", "address", "base_url", "timezone", "cancel_cutoff", "booking_horizon",
          "no_show_after", "reminder_offsets", "session_lifetime", "mail_from", "smtp_host",
-         "smtp_port", "smtp_security", "smtp_user", "smtp_timeout")
+         "smtp_port", "smtp_security", "smtp_user", "smtp_timeout", "sms_rate", "sms_timeout")
 
 
 def _outbox_folder():
@@ -126,7 +126,9 @@ def settings_page():
     shown = [(declared[name].env, declared[name].help, _value(name, s.values.get(name)))
              for name in SHOWN if name in declared and not declared[name].secret]
     return render("admin/settings.html", smtp=health.smtp_check(s), jobs=scheduler.listing(),
-                  now=clock.now(), shown=shown, outbox_folder=_outbox_folder())
+                  now=clock.now(), shown=shown, outbox_folder=_outbox_folder(),
+                  sms_gateway=gateway.config(s), sms_folder=_sms_folder(),
+                  base_url=s.base_url)
 
 
 @routes.post("/admin/settings/test-email")
