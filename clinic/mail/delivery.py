@@ -1,5 +1,5 @@
 """Delivering outbox rows: claim them, send each over one connection per channel (SMTP for email,
-the SMS gateway's HTTP for SMS: SENDERS), mark each at once.
+the SMS gateway's HTTP for SMS: SENDERS_BY_CHANNEL), mark each at once.
 
 A row is claimed with a conditional UPDATE (pending -> sending) just before it is sent, so of two
 deliveries of the same rows one wins each row. It is marked sent as soon as the server took it;
