@@ -27,7 +27,7 @@ from peewee import IntegrityError
 from clinic import audit, auth, clock, details, people, settings
 from clinic.db import database
 from clinic.errors import ClinicError, Conflict, Invalid, NotFound, check
-from clinic.mail import outbox
+from clinic.mail import outbox, sms
 from clinic.models import ROLES, AccountToken, LoginAttempt, Patient, RecoveryCode, Totp, User
 
 RESET_LIFETIME = timedelta(hours=1)
@@ -190,7 +190,9 @@ def profile(user):
         "phone": patient.phone if patient else None,
         "date_of_birth": patient.date_of_birth.isoformat() if patient and patient.date_of_birth
         else None,
-        "language": None, "channel": None,  # chosen by the patient in a later version
+        "language": None,  # chosen by the patient in a later version
+        "channel": patient.channel if patient else None,
+        "sms_opted_out": bool(sms.opted_out([sms.e164(patient.phone)])) if patient else None,
         "totp_enabled": totp_enabled(user),
         "pending_email": pending_email(user),
     }
@@ -210,11 +212,13 @@ def update_profile(user, changes, now=None):
         elif len(name) > 200:
             errors["name"] = "The name is too long (200 characters at most)."
         user_changes["name"] = name
-    for field in ("phone", "date_of_birth"):
+    for field in ("phone", "date_of_birth", "channel"):
         if field in changes and user.role != "patient":
             errors[field] = "Only a patient's account holds this."
     if "phone" in changes and user.role == "patient":
         patient_changes["phone"] = people.parse_phone(changes["phone"], errors)
+    if user.role == "patient" and ("channel" in changes or "phone" in changes):
+        patient_changes.update(people.parse_channel(user.id, changes, patient_changes, errors))
     if "date_of_birth" in changes and user.role == "patient":
         patient_changes["date_of_birth"] = people.parse_birth_date(changes["date_of_birth"],
                                                                    errors)

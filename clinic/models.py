@@ -28,6 +28,10 @@ APPOINTMENT_STATUSES = ("booked", "confirmed", "arrived", "completed", "cancelle
 ACTIVE_STATUSES = ("booked", "confirmed")  # still going to happen
 # "arrived": checked in at the desk, waiting to be seen; it keeps its slot taken.
 MESSAGE_STATUSES = ("pending", "sending", "sent", "failed", "skipped")
+CHANNELS = ("email", "sms")  # how a message goes out
+CHANNEL_CHOICES = ("email", "sms", "both")  # what a patient may choose
+# What the SMS gateway last said of a message it took (its status callbacks).
+DELIVERY_STATES = ("", "queued", "sending", "sent", "delivered", "undelivered", "failed")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -73,6 +77,7 @@ class Patient(BaseModel):
     user = ForeignKeyField(User, primary_key=True, backref="patient_profile", on_delete="CASCADE")
     date_of_birth = DateField(null=True)
     phone = CharField(max_length=40, default="")
+    channel = CharField(max_length=5, default="email")  # CHANNEL_CHOICES
 
 
 class Appointment(BaseModel):
@@ -160,7 +165,7 @@ class LoginAttempt(BaseModel):
 
 
 class Message(BaseModel):
-    """The outbox: every email is a row here before anything tries to send it."""
+    """The outbox: every email and SMS is a row here before anything tries to send it."""
 
     key = CharField(max_length=200, unique=True)  # makes a second run harmless
     kind = CharField(max_length=40)
@@ -182,6 +187,13 @@ class Message(BaseModel):
     sent_at = UTCDateTimeField(null=True)
     created_at = UTCDateTimeField(default=now)
     updated_at = UTCDateTimeField(default=now)
+    # An SMS's recipient is an E.164 phone and its text_body the text; subject and html are "".
+    channel = CharField(max_length=5, default="email")  # CHANNELS
+    segments = IntegerField(default=0)  # an SMS's parts, as counted by clinic/mail/sms_text.py
+    gateway_id = CharField(max_length=64, default="", index=True)  # the gateway's message SID
+    delivery = CharField(max_length=12, default="")  # DELIVERY_STATES
+    price = CharField(max_length=20, default="")  # what the gateway charged, if it said
+    price_unit = CharField(max_length=3, default="")
 
     class Meta:
         indexes = ((("status", "due_at"), False), (("kind", "created_at"), False),
@@ -258,6 +270,8 @@ class DailyStat(BaseModel):
     reviews = IntegerField(default=0)
     emails_sent = IntegerField(default=0)
     emails_failed = IntegerField(default=0)
+    sms_sent = IntegerField(default=0)
+    sms_failed = IntegerField(default=0)
     computed_at = UTCDateTimeField(default=now)
 
 
@@ -418,6 +432,8 @@ class ClinicSettings(BaseModel):
     timezone_confirmed = BooleanField(default=False)
     updated_at = UTCDateTimeField(null=True)
     updated_by = ForeignKeyField(User, null=True, on_delete="SET NULL")
+
+
 WAITLIST_STATUSES = ("waiting", "booked", "left")
 OFFER_STATUSES = ("held", "claimed", "expired")
 
@@ -468,6 +484,8 @@ WaitlistOffer.add_index(
         where=(SQL("status = 'held'")), name="waitlist_offer_slot_held",
     )
 )
+
+
 CANCELLATION_STATES = ("queued", "running", "done", "failed")
 
 
@@ -525,6 +543,8 @@ class VisitTypeDoctor(BaseModel):
 
     class Meta:
         indexes = ((("visit_type", "doctor"), True),)
+
+
 class Amendment(BaseModel):
     """One correction of a completed visit's record (clinic/records.py): the Treatment row holds
     the text in force, and each amendment keeps what the changed fields said before and after,
@@ -542,6 +562,15 @@ class Amendment(BaseModel):
         indexes = ((("appointment", "at"), False),)
 
 
+class SmsOptOut(BaseModel):
+    """A phone number that replied STOP (clinic/mail/sms.py): no SMS goes to it until it replies
+    START. By number, not by patient: the number's owner said it, whoever's account holds it."""
+
+    phone = CharField(max_length=40, unique=True)  # E.164
+    keyword = CharField(max_length=20, default="STOP")
+    created_at = UTCDateTimeField(default=now)
+
+
 MODELS = [
     User, Doctor, Patient, Appointment, Treatment, Session, LoginAttempt, Message, TaskRecord,
     MonthlyReport, Export, Review, DoctorRating, DailyStat, JobState,
@@ -553,4 +582,5 @@ MODELS = [
     WaitlistEntry, WaitlistOffer,
     Cancellation, TimeOff, VisitType, VisitTypeDoctor,
     Amendment,
+    SmsOptOut,
 ]

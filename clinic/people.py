@@ -10,7 +10,7 @@ from peewee import IntegrityError, fn
 from clinic import auth, details
 from clinic.db import database
 from clinic.errors import Forbidden, Invalid, NoAccess, NotFound, check
-from clinic.models import WEEKDAYS, Appointment, Doctor, Patient, User
+from clinic.models import CHANNEL_CHOICES, WEEKDAYS, Appointment, Doctor, Patient, User
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 TIME_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
@@ -88,6 +88,29 @@ def _example(region):
     if number is None:
         return PHONE_EXAMPLE
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+
+
+def parse_channel(patient_id, changes, patient_changes, errors):
+    """``{"channel": ...}`` from ``changes`` (the profile form, PATCH /api/me, the desk) for the
+    patient ``patient_id``, or {} when it does not change; checks that a channel with SMS has
+    a phone, the one in ``patient_changes`` (already parsed) or else the stored one. Problems go
+    into ``errors``, beside the field that was sent."""
+    current = Patient.get_or_none(Patient.user == patient_id)
+    channel = (changes.get("channel") or "").strip().lower() if "channel" in changes else (
+        current.channel if current else "email")
+    if channel not in CHANNEL_CHOICES:
+        errors["channel"] = "Choose email, sms or both."
+        return {}
+    if "phone" in errors:
+        return {}
+    phone = patient_changes.get("phone", current.phone if current else "")
+    if channel != "email" and not phone:
+        if "channel" in changes:
+            errors["channel"] = "SMS needs a phone number: enter yours with its country code."
+        else:
+            errors["phone"] = ("Your messages go by SMS: keep a phone number, or choose email "
+                               "first.")
+    return {"channel": channel} if "channel" in changes else {}
 
 
 def parse_birth_date(raw, errors):

@@ -123,13 +123,16 @@ def day_figures(day):
                                .where(User.created_at >= lo, User.created_at < hi).scalar())
     figures["reviews"] = (Review.select(fn.COUNT(Review.id))
                           .where(Review.created_at >= lo, Review.created_at < hi).scalar())
-    figures["emails_sent"] = (Message.select(fn.COUNT(Message.id))
-                              .where(Message.status == "sent", Message.sent_at >= lo,
-                                     Message.sent_at < hi).scalar())
-    # A failed message last changed when it failed (the clean-up keeps its times).
-    figures["emails_failed"] = (Message.select(fn.COUNT(Message.id))
-                                .where(Message.status == "failed", Message.updated_at >= lo,
-                                       Message.updated_at < hi).scalar())
+    for channel, name in (("email", "emails"), ("sms", "sms")):
+        figures[f"{name}_sent"] = (Message.select(fn.COUNT(Message.id))
+                                   .where(Message.status == "sent", Message.sent_at >= lo,
+                                          Message.sent_at < hi, Message.channel == channel)
+                                   .scalar())
+        # A failed message last changed when it failed (the clean-up keeps its times).
+        figures[f"{name}_failed"] = (Message.select(fn.COUNT(Message.id))
+                                     .where(Message.status == "failed", Message.updated_at >= lo,
+                                            Message.updated_at < hi, Message.channel == channel)
+                                     .scalar())
     return figures
 
 
@@ -161,7 +164,7 @@ def record_day(now=None, backfill=BACKFILL_DAYS):
 CHART_DAYS = 30
 # The statuses a day's DailyStat row counts: "arrived" passes within the day.
 DAY_STATUSES = tuple(s for s in APPOINTMENT_STATUSES if s != "arrived")
-DAY_FIGURES = (*DAY_STATUSES, "emails_sent", "emails_failed")
+DAY_FIGURES = (*DAY_STATUSES, "emails_sent", "emails_failed", "sms_sent", "sms_failed")
 
 
 def no_show_rates(lo, hi):

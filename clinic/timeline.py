@@ -38,7 +38,8 @@ ADVANCE_JOB = "advance-reminders"
 _KEY = re.compile(r"(?P<prefix>[a-z0-9_]+):\d+:(?P<start>\d{4}-\d\d-\d\dT\d\d:\d\dZ)")
 _LISTED = (Message.id, Message.key, Message.kind, Message.recipient, Message.status,
            Message.attempts, Message.last_error, Message.due_at, Message.claimed_at,
-           Message.sent_at, Message.created_at, Message.updated_at)
+           Message.sent_at, Message.created_at, Message.updated_at, Message.channel,
+           Message.segments, Message.delivery, Message.price, Message.price_unit)
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,13 @@ def for_appointment(appointment, now=None):
     changes = [Event(appointment.created_at, "Booked", _booked(appointment, messages))]
     emails = []
     ended_at = None
+    told = set()  # the changes told of: an email and the SMS beside it tell of one change
     for message in messages:
+        change = message.key.removesuffix(f":{message.channel}")
+        if change in told:
+            emails.append(_email(message, appointment, now))
+            continue
+        told.add(change)
         if message.kind == "rescheduled":
             start = _start(message.key)
             changes.append(Event(message.created_at, "Moved",
@@ -140,6 +147,10 @@ def _email(message, appointment, now):
                if moved and message.kind != "rescheduled" else "")
     to = f"to {message.recipient or 'no address'}{earlier}"
     status, error = message.status, message.last_error
+    if message.channel == "sms" and status == "sent":
+        word = "delivered" if message.delivery == "delivered" else "sent"
+        return Event(message.sent_at, f"{name} {word}",
+                     f"{to}{sms_facts(message)}", status, message.id)
     if status == "sent":
         return Event(message.sent_at, f"{name} sent", to, status, message.id)
     if status == "failed":
@@ -211,12 +222,25 @@ def _daily_due(start, tz):
     return first if first < hi else None
 
 
+def sms_facts(message):
+    """", 2 parts, 0.0075 USD": what the gateway said of a sent SMS."""
+    facts = f", {message.segments} part{'' if message.segments == 1 else 's'}" \
+        if message.segments else ""
+    if message.price:
+        facts += f", {message.price.lstrip('-')} {message.price_unit}".rstrip()
+    return facts
+
+
 def _name(message):
+    sms = " SMS" if message.channel == "sms" else ""
     if message.kind == "reminder_advance":
         match = _KEY.match(message.key)
         label = match.group("prefix").removeprefix("reminder_") if match else ""
-        return f"{_words(label)} reminder".lstrip()
-    return NAMES.get(message.kind, message.kind.replace("_", " ").capitalize() + " email")
+        return f"{_words(label)} reminder{sms}".lstrip()
+    if message.kind.startswith("reminder_"):
+        return NAMES.get(message.kind, message.kind) + sms
+    name = NAMES.get(message.kind, message.kind.replace("_", " ").capitalize() + " email")
+    return name.replace(" email", " SMS") if sms else name
 
 
 def _words(label):

@@ -84,3 +84,13 @@ def test_the_machine_s_cpu_use_is_measured():
     if sys.platform == "linux":
         assert busy is not None
     assert busy is None or 0 <= busy <= 1
+
+
+def test_the_sms_bench_runs_at_a_tiny_size(capsys):
+    from bench import sms as sms_bench
+
+    assert sms_bench.main(["--n", "20", "--runs", "1"]) == 0
+    out = capsys.readouterr().out
+    for row in ("gateway alone", "emails to the SMTP sink", "SMS to the gateway",
+                "emails and SMS in one sweep"):
+        assert f"| {row}" in out

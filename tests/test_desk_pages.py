@@ -44,7 +44,9 @@ def test_the_desk_lands_on_the_day_sheet(morning, new_client, dana):
     browser = new_client()
     response = browser.login(dana.email)
     assert response.location.endswith("/desk")
-    page = browser.get("/desk").text
+    sheet = browser.get("/desk")
+    assert sheet.headers["cache-control"] == "no-store"  # patients' names: kept out of caches
+    page = sheet.text
     assert 'href="/desk">Day sheet</a>' in page
     assert "/admin/doctors" not in page and "/doctor/upcoming" not in page
 

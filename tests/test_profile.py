@@ -20,7 +20,8 @@ def test_me_answers_the_signed_in_user(client, alice):
     me = client.get("/api/me").json()
     assert me == {"id": alice.id, "name": "Alice Adams", "email": alice.email, "role": "patient",
                   "phone": "+49301234567", "date_of_birth": "1980-05-17", "language": None,
-                  "channel": None, "totp_enabled": False, "pending_email": None}
+                  "channel": "email", "sms_opted_out": False, "totp_enabled": False,
+                  "pending_email": None}
 
 
 def test_a_doctor_has_no_phone_or_birth_date_here(client, carol):

@@ -132,9 +132,11 @@ def _with_people(appointment_id):
 
 
 def _sequence(appointment):
-    """How many notices were written about the appointment before: the invite's SEQUENCE."""
+    """How many notice emails were written about the appointment before: the invite's
+    SEQUENCE (an SMS beside an email is not another notice)."""
     return (Message.select(Message.id)
-            .where(Message.appointment == appointment.id, Message.kind.in_(NOTICES))
+            .where(Message.appointment == appointment.id, Message.kind.in_(NOTICES),
+                   Message.channel == "email")
             .count())
 
 

@@ -35,6 +35,7 @@ from clinic.web.pages import (
     preferences,
     reports,
     review,
+    sms,
     staff,
     waitlist,
 )
@@ -61,14 +62,15 @@ bottle.BaseRequest.MEMFILE_MAX = 1024 * 1024
 # the two-factor sign-in.
 ROUTE_MODULES = (account, patient, doctor, admin, clinic, calendar, jobs, messages, review, link,
                  audit, api_accounts, api_routes, api_admin, api_calendar, api_desk, announcements,
-                 preferences, reports, account_settings, api_waitlist, waitlist, desk, staff)
+                 preferences, reports, account_settings, api_waitlist, waitlist, desk, staff, sms)
 
 
 # Pages and answers no browser or proxy may keep: personal data, the pages that an emailed link
 # opens (a visit, an unsubscribe, a review: each names the patient), and the pages of a sign-in
 # link or a half-done sign-in.
-PRIVATE_PATHS = ("/api/", "/patient", "/doctor", "/admin", "/account", "/visit/", "/unsubscribe/",
-                 "/review/", "/reset/", "/login/code", "/waitlist/")
+PRIVATE_PATHS = ("/api/", "/patient", "/doctor", "/admin", "/desk", "/account", "/visit/",
+                 "/unsubscribe/", "/review/", "/reset/", "/login/code", "/waitlist/", "/s/",
+                 "/sms/")
 
 
 class ClinicApp:

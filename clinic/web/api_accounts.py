@@ -119,18 +119,19 @@ def me():
 
 @routes.route("/api/me", method="PATCH")
 @api(*ANYONE_SIGNED_IN)
-@doc("Change the profile: name, and a patient's phone and date of birth; or the email",
+@doc("Change the profile: name, and a patient's phone, date of birth and channel; or the email",
      body="ProfileChanges", returns="Me",
      description="Only the fields sent change. A phone is E.164 once spaces are taken out "
-                 "(+49 30 1234567); a date of birth is in the past. A new email takes effect "
+                 "(+49 30 1234567); a date of birth is in the past; `channel` (email, sms or "
+                 "both) needs a phone for SMS. A new email takes effect "
                  "once the link emailed to it is followed (POST /api/me/email/confirm); until "
                  "then it is `pending_email`.")
 def me_update():
     if request.environ.get("clinic.auth") == "cookie" and not csrf_ok():
         return json_error(403, "CSRF check failed: send the X-CSRF-Token header.")
     errors = {}
-    changes = api_input.texts(json_body(), ("name", "phone", "date_of_birth", "email"), errors,
-                              present_only=True)
+    changes = api_input.texts(json_body(), ("name", "phone", "date_of_birth", "email",
+                                            "channel"), errors, present_only=True)
     check(errors)
     return accounts.update_profile(current_user(), changes)
 
@@ -278,17 +279,24 @@ SCHEMAS.update({
         "phone": {"type": "string", "nullable": True, "description": "Patients only."},
         "date_of_birth": {"type": "string", "format": "date", "nullable": True},
         "language": {"type": "string", "nullable": True, "description": "Not chosen yet: null."},
-        "channel": {"type": "string", "nullable": True, "description": "Not chosen yet: null."},
+        "channel": {"type": "string", "nullable": True, "enum": ["email", "sms", "both"],
+                    "description": "How a patient gets confirmations, cancellations and "
+                                   "reminders; null for other roles."},
+        "sms_opted_out": {"type": "boolean", "nullable": True,
+                          "description": "The patient's phone replied STOP: no SMS until it "
+                                         "replies START. Null for other roles."},
         "totp_enabled": {"type": "boolean"},
         "pending_email": {"type": "string", "nullable": True,
                           "description": "A new address waiting for its confirmation."},
     }, ["id", "name", "email", "role", "phone", "date_of_birth", "language", "channel",
-        "totp_enabled"]),
+        "sms_opted_out", "totp_enabled"]),
     "ProfileChanges": _object({
         "name": {"type": "string", "maxLength": 200},
         "phone": {"type": "string", "example": "+49 30 1234567"},
         "date_of_birth": {"type": "string", "format": "date"},
         "email": {"type": "string", "description": "Takes effect once confirmed."},
+        "channel": {"type": "string", "enum": ["email", "sms", "both"],
+                    "description": "Patients only; sms and both need a phone."},
     }),
     "EmailConfirm": _object({"token": _STR}, ["token"]),
     "EmailChanged": _object({"email": _STR}, ["email"]),

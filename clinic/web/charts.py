@@ -22,6 +22,7 @@ GRID = "#dde2e7"
 STATUS_COLOURS = {"booked": "#0072B2", "confirmed": "#56B4E9", "completed": "#009E73",
                   "cancelled": "#999999", "no_show": "#D55E00"}
 SENT, FAILED = "#009E73", "#D55E00"
+SMS_SENT, SMS_FAILED = "#56B4E9", "#CC79A7"
 NO_DATA = "No data yet."
 
 
@@ -192,10 +193,11 @@ def appointments_per_day(data):
 
 
 def emails_per_day(data):
-    series = [("emails_sent", "sent", SENT), ("emails_failed", "failed", FAILED)]
+    series = [("emails_sent", "sent", SENT), ("emails_failed", "failed", FAILED),
+              ("sms_sent", "SMS sent", SMS_SENT), ("sms_failed", "SMS failed", SMS_FAILED)]
     columns = [(_day(day), figures) for day, figures in data["days"]]
-    return stacked_bars("chart-emails", "Emails sent and failed per day", columns, series,
-                        "Day", "Emails",
+    return stacked_bars("chart-emails", "Emails and SMS sent and failed per day", columns,
+                        series, "Day", "Emails and SMS",
                         empty="The daily-stats job records each day's figures every night.")
 
 
