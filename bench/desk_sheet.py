@@ -63,8 +63,8 @@ def build(appointments, doctors, seed=1):
         part = patient_ids[lo:lo + CHUNK]
         insert("user", user_cols, [(uid, f"patient{uid}@bench.clinic", f"Patient {uid}",
                                     "patient", password_hash, 1, created) for uid in part])
-        insert("patient", ("user_id", "date_of_birth", "phone"),
-               [(uid, "1970-01-01", f"+49 30 {uid:07d}") for uid in part])
+        insert("patient", ("user_id", "date_of_birth", "phone", "channel"),
+               [(uid, "1970-01-01", f"+4930{uid:07d}", "email") for uid in part])
 
     appt_cols = ("patient_id", "doctor_id", "start", "end", "reason", "status", "archived",
                  "created_at", "updated_at")

@@ -39,6 +39,8 @@ def _sign_in(driver, server, email):
     driver.find_element(By.NAME, "password").send_keys(PASSWORD)
     driver.find_element(By.CSS_SELECTOR, "form.card button[type=submit]").click()
     WebDriverWait(driver, 15).until(lambda d: "/login" not in d.current_url)
+    # The address changes before the day sheet has loaded: open it again, which waits for it.
+    driver.get(f"{server}/desk")
 
 
 def _go(driver, element):
