@@ -87,6 +87,20 @@ def test_csrf_token_is_bound_to_the_browser(new_client, alice):
     assert response.status == 403
 
 
+def test_every_cookie_set_is_one_a_client_accepts(client, alice):
+    """Each Set-Cookie parses as RFC 6265 says: a Max-Age, where there is one, is a number of
+    seconds (a browser session's cookies have none)."""
+    headers = client.get("/login").headers.get("set-cookie", [])
+    headers = [headers] if isinstance(headers, str) else list(headers)
+    headers += list(login(client, alice).headers["set-cookie"])
+    assert any(h.startswith("clinic_csrf=") for h in headers)
+    for header in headers:
+        for attribute in header.split(";")[1:]:
+            name, _, value = attribute.strip().partition("=")
+            if name.lower() == "max-age":
+                assert value.lstrip("-").isdigit(), header
+
+
 def test_security_headers_on_every_response(client):
     for path in ("/", "/login", "/no-such-page", "/static/clinic.css"):
         response = client.get(path)

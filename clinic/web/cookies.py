@@ -15,8 +15,11 @@ def _is_https():
 
 
 def set_cookie(name, value, max_age=None):
+    """Set cookie ``name``; without ``max_age`` it lasts as long as the browser session."""
+    # Bottle writes a max_age of None out as "Max-Age=None", which clients may refuse.
+    lifetime = {} if max_age is None else {"max_age": max_age}
     response.set_cookie(name, value, path="/", httponly=True, samesite="Lax",
-                        secure=_is_https(), max_age=max_age)
+                        secure=_is_https(), **lifetime)
 
 
 def flash(message):
