@@ -214,9 +214,9 @@ def register(*settings):
 
 # Modules that declare settings of their own with register(); imported before settings are read
 # so that every setting is known (and documented) whichever module was imported first.
-SETTING_MODULES = ("clinic.mail.compose", "clinic.mail.sender", "clinic.mail.ratelimit",
-                   "clinic.jobs.scheduler", "clinic.exports", "clinic.reminders",
-                   "clinic.accounts")
+SETTING_MODULES = ("clinic.i18n", "clinic.mail.compose", "clinic.mail.sender",
+                   "clinic.mail.ratelimit", "clinic.jobs.scheduler", "clinic.exports",
+                   "clinic.reminders", "clinic.accounts")
 
 
 def _import_setting_modules():

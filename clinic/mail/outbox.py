@@ -31,7 +31,7 @@ from clinic import clock, settings
 from clinic.db import database
 from clinic.mail import compose, preferences
 from clinic.mail.delivery import send_messages
-from clinic.models import Message
+from clinic.models import Message, User
 
 log = logging.getLogger("clinic.mail.outbox")
 
@@ -55,7 +55,8 @@ def enqueue(kind, key, recipient, context=None, user=None, appointment=None, pri
                     appointment=appointment, now=now)
     if choice and user is not None:
         context = {**(context or {}), "unsubscribe_url": preferences.unsubscribe_url(user, kind)}
-    subject, text, html = compose.render(kind, **(context or {}))
+    subject, text, html = compose.render(kind, language=languages_of([user]).get(_id(user)),
+                                         **(context or {}))
     recipient = (recipient or "").strip()
     status, error = _address_status(recipient)
     due_at = due_at or now
@@ -72,6 +73,20 @@ def enqueue(kind, key, recipient, context=None, user=None, appointment=None, pri
     if status == "pending" and due_at <= now:
         _send_after_commit([message.id])
     return message
+
+
+def _id(user):
+    return user.id if isinstance(user, User) else user
+
+
+def languages_of(users):
+    """``{user id: language}`` of the users (User rows or ids; None left out): each email is
+    written in its recipient's language."""
+    known = {user.id: user.language for user in users if isinstance(user, User)}
+    ids = [user for user in users if user is not None and not isinstance(user, User)]
+    if ids:
+        known.update(User.select(User.id, User.language).where(User.id.in_(ids)).tuples())
+    return known
 
 
 def _address_status(recipient):
@@ -186,6 +201,7 @@ def enqueue_many(kind, items, priority=0, task_priority=None, now=None, batch=No
     refused = preferences.opted_out(kind, [item.get("user") for item in fresh
                                            if not item.get("reason")])
     s = settings.get()
+    language = languages_of([item.get("user") for item in fresh])
     rows = []
     for item in fresh:  # rendered before the transaction: it holds the write lock meanwhile
         user, recipient = item.get("user"), (item.get("recipient") or "").strip()
@@ -199,7 +215,7 @@ def enqueue_many(kind, items, priority=0, task_priority=None, now=None, batch=No
             context = dict(item.get("context") or {})
             if choice and user is not None:
                 context["unsubscribe_url"] = preferences.unsubscribe_url(user, kind)
-            subject, text, html = compose.render(kind, **context)
+            subject, text, html = compose.render(kind, language=language.get(user), **context)
             status, error = _address_status(recipient)
             row.update(subject=subject[:300], text_body=text, html_body=html, status=status,
                        last_error=error)

@@ -14,7 +14,7 @@ import logging
 import bottle
 from bottle import request, response
 
-from clinic import db, settings
+from clinic import db, i18n, settings
 from clinic.jobs import queue
 from clinic.web import api_accounts, api_admin, api_routes
 from clinic.web.inputs import has_nul
@@ -33,7 +33,7 @@ from clinic.web.pages import (
     reports,
     review,
 )
-from clinic.web.rendering import STATIC, render
+from clinic.web.rendering import STATIC, page_language, render
 
 log = logging.getLogger("clinic.web")
 
@@ -89,9 +89,11 @@ class ClinicApp:
         if "%00" in environ.get("QUERY_STRING", ""):
             return _refuse(environ, start, "400 Bad Request", "The address holds a NUL character.")
         mine = db.acquire()
+        language = i18n.use(page_language)  # decided when a text first needs it
         try:
             return self.bottle(environ, start)
         finally:
+            i18n.reset(language)
             if mine:
                 db.release()
 

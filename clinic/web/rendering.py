@@ -7,7 +7,7 @@ from urllib.parse import quote, urlencode
 import jinja2
 from bottle import request, response
 
-from clinic import clock, settings
+from clinic import i18n, settings
 from clinic.web.cookies import pop_flash
 from clinic.web.csrf import csrf_token
 from clinic.web.sessions import current_user
@@ -15,10 +15,6 @@ from clinic.web.sessions import current_user
 ROOT = Path(__file__).resolve().parent.parent.parent
 TEMPLATES = ROOT / "templates"
 STATIC = ROOT / "static"
-
-
-def _local(value, fmt="%a %d %b %Y, %H:%M"):
-    return clock.formatted(value, fmt)
 
 
 def _static_url(name):
@@ -47,15 +43,21 @@ def make_templates():
         # needs a restart, as changed code does.
         auto_reload=False,
     )
-    env.filters["local"] = _local
-    env.filters["time"] = lambda v: _local(v, "%H:%M")
-    env.filters["day"] = lambda v: _local(v, "%a %d %b %Y")
-    env.filters["isodate"] = lambda v: _local(v, "%Y-%m-%d")
+    i18n.install(env)
     env.globals.update(static_url=_static_url, query=_query)
     return env
 
 
 templates = make_templates()
+
+
+def page_language():
+    """The signed-in user's language, else the one Accept-Language prefers, else the first of
+    CLINIC_LANGUAGES."""
+    user = current_user()
+    if user is not None and i18n.chosen(user.language):
+        return user.language
+    return i18n.negotiate(request.get_header("Accept-Language"))
 
 
 def render(name, status=200, **context):
