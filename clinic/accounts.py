@@ -27,6 +27,7 @@ from peewee import IntegrityError
 from clinic import audit, auth, clock, people, settings
 from clinic.db import database
 from clinic.errors import ClinicError, Conflict, Invalid, NotFound, check
+from clinic.i18n import _
 from clinic.mail import outbox
 from clinic.models import ROLES, AccountToken, LoginAttempt, Patient, RecoveryCode, Totp, User
 
@@ -128,7 +129,7 @@ def request_reset(email, ip, now=None):
             "password_reset", f"password_reset:{user.id}:{secrets.token_hex(8)}", user.email,
             user=user, priority=10,
             context={"name": user.name, "reset_url": f"{settings.get().base_url}/reset/{token}",
-                     "expires_at": row.expires_at, "lifetime": "1 hour"})
+                     "expires_at": row.expires_at, "lifetime": RESET_LIFETIME})
 
 
 def check_reset_link(token, now=None):
@@ -194,13 +195,13 @@ def update_profile(user, changes, now=None):
     if "name" in changes:
         name = (changes["name"] or "").strip()
         if not name:
-            errors["name"] = "Enter a name."
+            errors["name"] = _("Enter a name.")
         elif len(name) > 200:
-            errors["name"] = "The name is too long (200 characters at most)."
+            errors["name"] = _("The name is too long (200 characters at most).")
         user_changes["name"] = name
     for field in ("phone", "date_of_birth"):
         if field in changes and user.role != "patient":
-            errors[field] = "Only a patient's account holds this."
+            errors[field] = _("Only a patient's account holds this.")
     if "phone" in changes and user.role == "patient":
         patient_changes["phone"] = people.parse_phone(changes["phone"], errors)
     if "date_of_birth" in changes and user.role == "patient":
@@ -225,7 +226,7 @@ def update_profile(user, changes, now=None):
                 user=user, priority=10,
                 context={"name": user.name, "new_email": new_email,
                          "confirm_url": f"{settings.get().base_url}/account/email/{token}",
-                         "expires_at": row.expires_at, "lifetime": "24 hours"})
+                         "expires_at": row.expires_at, "lifetime": EMAIL_CHANGE_LIFETIME})
     return profile(user)
 
 
@@ -301,7 +302,7 @@ def confirm_enrolment(user, code, ip, now=None):
     now = now or clock.now()
     row = Totp.get_or_none(Totp.user == user.id, Totp.enabled_at.is_null())
     if row is None:
-        raise Conflict("Start setting up two-factor sign-in first.")
+        raise Conflict(_("Start setting up two-factor sign-in first."))
     key = "2fa:" + user.email
     auth.check_throttle(key[:254], ip, now)
     step = _matching_step(row.secret, code, now)
@@ -404,7 +405,7 @@ def reset_totp(admin, user_id, address="", path="", now=None):
     people.require_role(admin, "admin")
     target = User.get_or_none(User.id == user_id)
     if target is None:
-        raise NotFound("No such user.")
+        raise NotFound(_("No such user."))
     with database.atomic():
         Totp.delete().where(Totp.user == target.id).execute()
         RecoveryCode.delete().where(RecoveryCode.user == target.id).execute()

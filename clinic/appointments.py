@@ -14,6 +14,7 @@ from peewee import IntegrityError
 from clinic import clock, settings, slots
 from clinic.db import database, locked
 from clinic.errors import Conflict, Forbidden, Invalid, NoAccess, NotFound
+from clinic.i18n import _
 from clinic.mail import notices
 from clinic.models import ACTIVE_STATUSES, Appointment, Doctor, Patient, Treatment, User
 
@@ -36,23 +37,24 @@ def parse_start(raw):
         value = datetime.fromisoformat((raw or "").strip().replace("Z", "+00:00"))
     except ValueError:
         raise Invalid("start must be an ISO 8601 date and time, such as "
-                      "2026-03-02T09:30:00+01:00", {"start": "Choose a valid time."}) from None
+                      "2026-03-02T09:30:00+01:00", {"start": _("Choose a valid time.")}) from None
     return clock.to_utc(value)
 
 
 def _check_bookable(doctor, start, now, exclude=None, patient_id=None):
     if doctor is None or not doctor.user.active:
-        raise Invalid("This doctor is not taking bookings.",
-                      {"doctor_id": "This doctor is not taking bookings."})
+        raise Invalid(_("This doctor is not taking bookings."),
+                      {"doctor_id": _("This doctor is not taking bookings.")})
     if start <= now:
-        raise Invalid("That time has already passed.", {"start": "Choose a time in the future."})
+        raise Invalid(_("That time has already passed."),
+                      {"start": _("Choose a time in the future.")})
     if start > now + settings.get().booking_horizon:
-        raise Invalid("That time is too far ahead to book.",
-                      {"start": "Choose a time closer to today."})
+        raise Invalid(_("That time is too far ahead to book."),
+                      {"start": _("Choose a time closer to today.")})
     day = clock.local(start).date()
     if start not in slots.grid(doctor, day):
-        raise Invalid("The doctor does not see patients at that time.",
-                      {"start": "Choose one of the offered times."})
+        raise Invalid(_("The doctor does not see patients at that time."),
+                      {"start": _("Choose one of the offered times.")})
     end = start + timedelta(minutes=doctor.slot_minutes)
     if slots.busy(doctor.user_id, start, end, exclude=exclude):
         raise Conflict(_taken(patient_id, doctor.user_id, start))
@@ -67,7 +69,7 @@ def _check_patient_free(patient_id, start, end, exclude=None):
     if exclude is not None:
         clash = clash.where(Appointment.id != exclude)
     if clash.exists():
-        raise Conflict("You already have an appointment at that time.")
+        raise Conflict(_("You already have an appointment at that time."))
 
 
 def _doctor(doctor_id):
@@ -75,7 +77,7 @@ def _doctor(doctor_id):
         doctor_id = int(doctor_id)
     except (TypeError, ValueError):
         raise Invalid("doctor_id must be a doctor's id",
-                      {"doctor_id": "Choose a doctor."}) from None
+                      {"doctor_id": _("Choose a doctor.")}) from None
     doctor = locked(Doctor.select(Doctor, User).join(User).where(Doctor.user == doctor_id))
     return doctor.first()
 
@@ -86,13 +88,13 @@ def book(patient_id, doctor_id, start, reason="", now=None):
     now = now or clock.now()
     reason = (reason or "").strip()
     if len(reason) > 2000:
-        raise Invalid("The reason is too long.", {"reason": "Keep it under 2000 characters."})
+        raise Invalid(_("The reason is too long."), {"reason": _("Keep it under 2000 characters.")})
     try:
         with database.atomic():
             doctor = _doctor(doctor_id)
             end = _check_bookable(doctor, start, now, patient_id=patient_id)
             if locked(Patient.select().where(Patient.user == patient_id)).first() is None:
-                raise Invalid("Only patients can book appointments.")
+                raise Invalid(_("Only patients can book appointments."))
             _check_patient_free(patient_id, start, end)
             appointment = Appointment.create(
                 patient=patient_id, doctor=doctor.user_id, start=start, end=end, reason=reason,
@@ -117,7 +119,7 @@ def reschedule(appointment, start, user, now=None):
                               Appointment.status.in_(ACTIVE_STATUSES))
                        .execute())
             if not changed:
-                raise Conflict("This appointment can no longer be changed.")
+                raise Conflict(_("This appointment can no longer be changed."))
             appointment = Appointment.get_by_id(appointment.id)
             notices.booked(appointment, "rescheduled")
     except IntegrityError:
@@ -125,18 +127,25 @@ def reschedule(appointment, start, user, now=None):
     return appointment
 
 
+def status_word(status):
+    """An appointment's status as a word in a sentence, in the language in force."""
+    words = {"booked": _("booked"), "confirmed": _("confirmed"), "cancelled": _("cancelled"),
+             "completed": _("completed"), "no_show": _("no show")}
+    return words.get(status, status.replace("_", " "))
+
+
 def _check_changeable(appointment, user, now):
     if appointment.status not in ACTIVE_STATUSES:
-        raise Conflict(f"This appointment is {appointment.status.replace('_', ' ')} and can no "
-                       "longer be changed.")
+        raise Conflict(_("This appointment is %(status)s and can no longer be changed.")
+                       % {"status": status_word(appointment.status)})
     if user is not None and user.role == "patient":
         cutoff = appointment.start - settings.get().cancel_cutoff
         if now > cutoff:
             hours = settings.get().cancel_cutoff.total_seconds() / 3600
-            raise Conflict(f"Appointments can be changed online until {hours:g} hours before "
-                           "they start. Please call the clinic.")
+            raise Conflict(_("Appointments can be changed online until %(hours)s hours before "
+                             "they start. Please call the clinic.") % {"hours": f"{hours:g}"})
     elif appointment.start <= now and (user is None or user.role != "admin"):
-        raise Conflict("This appointment has already started.")
+        raise Conflict(_("This appointment has already started."))
 
 
 def can_change(appointment, user, now=None):
@@ -157,7 +166,7 @@ def cancel(appointment, user, now=None):
                           Appointment.status.in_(ACTIVE_STATUSES))
                    .execute())
         if not changed:
-            raise Conflict("This appointment can no longer be cancelled.")
+            raise Conflict(_("This appointment can no longer be cancelled."))
         appointment = Appointment.get_by_id(appointment.id)
         notices.cancelled(appointment)
     return appointment
@@ -172,7 +181,7 @@ def confirm(appointment, now=None):
                       Appointment.start > now)
                .execute())
     if not changed:
-        raise Conflict("This appointment can no longer be confirmed.")
+        raise Conflict(_("This appointment can no longer be confirmed."))
     return Appointment.get_by_id(appointment.id)
 
 
@@ -185,18 +194,19 @@ def complete(appointment, doctor_user, fields, now=None):
     """Record the treatment and complete the visit: the doctor's own, from its day on."""
     now = now or clock.now()
     if appointment.doctor_id != doctor_user.id:
-        raise Forbidden("Only the appointment's doctor can complete it.")
+        raise Forbidden(_("Only the appointment's doctor can complete it."))
     if appointment.status not in COMPLETABLE:
-        raise Conflict(f"This appointment is {appointment.status.replace('_', ' ')}.")
+        raise Conflict(_("This appointment is %(status)s.")
+                       % {"status": status_word(appointment.status)})
     if clock.local(now).date() < clock.local(appointment.start).date():
-        raise Conflict("A visit can be completed from its day on.")
+        raise Conflict(_("A visit can be completed from its day on."))
     values = {name: str(fields.get(name) or "").strip() for name in TREATMENT_FIELDS}
     errors = {}
     if not values["visit_type"]:
-        errors["visit_type"] = "Enter the type of visit."
+        errors["visit_type"] = _("Enter the type of visit.")
     for name, value in values.items():
         if len(value) > 10_000:
-            errors[name] = "This is too long."
+            errors[name] = _("This is too long.")
     if errors:
         raise Invalid(next(iter(errors.values())) if len(errors) == 1
                       else "Please correct the highlighted fields.", errors)
@@ -206,7 +216,7 @@ def complete(appointment, doctor_user, fields, now=None):
                           Appointment.status.in_(COMPLETABLE))
                    .execute())
         if not changed:
-            raise Conflict("This appointment was changed meanwhile; reload the page.")
+            raise Conflict(_("This appointment was changed meanwhile; reload the page."))
         Treatment.create(appointment=appointment.id, created_at=now, **values)
     return Appointment.get_by_id(appointment.id)
 
@@ -214,17 +224,18 @@ def complete(appointment, doctor_user, fields, now=None):
 def mark_no_show(appointment, user, now=None):
     now = now or clock.now()
     if user.role == "doctor" and appointment.doctor_id != user.id:
-        raise Forbidden("Only the appointment's doctor can mark it.")
+        raise Forbidden(_("Only the appointment's doctor can mark it."))
     if appointment.status not in ACTIVE_STATUSES:
-        raise Conflict(f"This appointment is {appointment.status.replace('_', ' ')}.")
+        raise Conflict(_("This appointment is %(status)s.")
+                       % {"status": status_word(appointment.status)})
     if appointment.start > now:
-        raise Conflict("A visit can be marked as missed only after it was due to start.")
+        raise Conflict(_("A visit can be marked as missed only after it was due to start."))
     changed = (Appointment.update(status="no_show", updated_at=now)
                .where(Appointment.id == appointment.id,
                       Appointment.status.in_(ACTIVE_STATUSES))
                .execute())
     if not changed:
-        raise Conflict("This appointment was changed meanwhile; reload the page.")
+        raise Conflict(_("This appointment was changed meanwhile; reload the page."))
     return Appointment.get_by_id(appointment.id)
 
 
@@ -278,9 +289,9 @@ def appointment_for(user, appointment_id):
     try:
         appointment_id = int(appointment_id)
     except (TypeError, ValueError):
-        raise NotFound("No such appointment.") from None
+        raise NotFound(_("No such appointment.")) from None
     appointment = visible_to(user).where(Appointment.id == appointment_id).first()
     if appointment is None:
-        raise NoAccess("No such appointment.", "appointment", appointment_id)
+        raise NoAccess(_("No such appointment."), "appointment", appointment_id)
     return appointment
 

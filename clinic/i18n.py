@@ -15,11 +15,11 @@ import functools
 import gettext as _gettext
 import io
 import threading
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from babel.core import negotiate_locale
-from babel.dates import format_date, format_datetime, format_skeleton
+from babel.dates import format_date, format_datetime, format_skeleton, format_timedelta
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 
@@ -217,6 +217,14 @@ def _formatted(value, style, lang, tz):
 
 
 
+def duration(delta):
+    """A length of time in words in the language in force: "24 hours", "2 Tage"; anything but
+    a timedelta as str()."""
+    if not isinstance(delta, timedelta):
+        return str(delta)
+    return format_timedelta(delta, threshold=2, locale=language())
+
+
 # -- templates ------------------------------------------------------------------------------------
 
 
@@ -232,4 +240,5 @@ def install(env):
     env.filters["time"] = lambda value: formatted(value, "time")
     env.filters["day"] = lambda value: formatted(value, "day")
     env.filters["isodate"] = lambda value: formatted(value, "iso")
+    env.filters["duration"] = duration
     env.globals["language"] = language

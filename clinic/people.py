@@ -6,9 +6,10 @@ from datetime import date
 
 from peewee import IntegrityError, fn
 
-from clinic import auth
+from clinic import auth, i18n
 from clinic.db import database
 from clinic.errors import Forbidden, Invalid, NoAccess, NotFound, check
+from clinic.i18n import _
 from clinic.models import WEEKDAYS, Appointment, Doctor, Patient, User
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -21,9 +22,9 @@ def _check_identity(errors, email, name, password, password_required=True):
     if problem := email_problem(email):
         errors["email"] = problem
     if not (name or "").strip():
-        errors["name"] = "Enter a name."
+        errors["name"] = _("Enter a name.")
     elif len(name.strip()) > 200:
-        errors["name"] = "The name is too long (200 characters at most)."
+        errors["name"] = _("The name is too long (200 characters at most).")
     if (password_required or password) and (problem := password_problem(password)):
         errors["password"] = problem
     return email
@@ -32,9 +33,9 @@ def _check_identity(errors, email, name, password, password_required=True):
 def email_problem(email):
     """What is wrong with ``email`` (normalised) as a new account's address, or None."""
     if not EMAIL_RE.match(email) or len(email) > 254 or "\r" in email or "\n" in email:
-        return "Enter a valid email address."
+        return _("Enter a valid email address.")
     if User.select().where(User.email == email).exists():
-        return "An account with this email already exists."
+        return _("An account with this email already exists.")
     return None
 
 
@@ -42,9 +43,9 @@ def password_problem(password):
     """What is wrong with ``password`` as a new password, or None: the rule of registration,
     also for resets and changes."""
     if len(password or "") < auth.MIN_PASSWORD_LENGTH:
-        return f"Use at least {auth.MIN_PASSWORD_LENGTH} characters."
+        return _("Use at least %(count)d characters.") % {"count": auth.MIN_PASSWORD_LENGTH}
     if len(password) > 1024:
-        return "The password is too long."  # noqa: S105 (a message)
+        return _("The password is too long.")  # noqa: S105 (a message)
     return None
 
 
@@ -55,7 +56,7 @@ def parse_phone(raw, errors):
     """A phone number in E.164 (+4930123456) once spaces are taken out, or "" for none."""
     phone = re.sub(r"\s+", "", raw or "")
     if phone and not E164_RE.match(phone):
-        errors["phone"] = "Enter the number with its country code, such as +49 30 1234567."
+        errors["phone"] = _("Enter the number with its country code, such as +49 30 1234567.")
     return phone
 
 
@@ -66,33 +67,44 @@ def parse_birth_date(raw, errors):
     try:
         value = date.fromisoformat(raw)
     except ValueError:
-        errors["date_of_birth"] = "Enter the date as YYYY-MM-DD."
+        errors["date_of_birth"] = _("Enter the date as YYYY-MM-DD.")
         return None
     if value > date.today() or value.year < 1900:
-        errors["date_of_birth"] = "Enter a date of birth in the past."
+        errors["date_of_birth"] = _("Enter a date of birth in the past.")
     return value
 
 
-def _create_user(email, name, password, role):
+def parse_language(raw, errors):
+    """A language code CLINIC_LANGUAGES offers, from a form or the API; "" stays "" (not
+    chosen)."""
+    code = (raw or "").strip().lower()
+    if code and not i18n.chosen(code):
+        errors["language"] = _("Choose one of the languages offered: %(codes)s.") % {
+            "codes": ", ".join(i18n.offered())}
+    return code
+
+
+def _create_user(email, name, password, role, language=""):
     try:
         return User.create(email=email, name=name.strip(), role=role,
-                           password_hash=auth.hash_password(password))
+                           password_hash=auth.hash_password(password), language=language)
     except IntegrityError:
         # Two sign-ups with one email at once: the unique index decided.
-        raise Invalid("An account with this email already exists.",
-                      {"email": "An account with this email already exists."}) from None
+        raise Invalid(_("An account with this email already exists."),
+                      {"email": _("An account with this email already exists.")}) from None
 
 
-def register_patient(email, password, name, date_of_birth="", phone=""):
+def register_patient(email, password, name, date_of_birth="", phone="", language=""):
     errors = {}
     email = _check_identity(errors, email, name, password)
+    language = parse_language(language, errors)
     dob = parse_birth_date(date_of_birth, errors)
     phone = (phone or "").strip()
     if len(phone) > 40:
-        errors["phone"] = "The phone number is too long."
+        errors["phone"] = _("The phone number is too long.")
     check(errors)
     with database.atomic():
-        user = _create_user(email, name, password, "patient")
+        user = _create_user(email, name, password, "patient", language)
         Patient.create(user=user, date_of_birth=dob, phone=phone)
     return user
 
@@ -112,7 +124,7 @@ def parse_working_hours(value):
         return working_hours_from_text(value)
     if not isinstance(value, dict):
         raise Invalid("working_hours must be an object of weekdays",
-                      {"working_hours": "Expected weekdays mon..sun with lists of intervals."})
+                      {"working_hours": _("Expected weekdays mon..sun with lists of intervals.")})
     result = {}
     for day, intervals in value.items():
         if day not in WEEKDAYS:
@@ -131,7 +143,7 @@ def parse_working_hours(value):
                               {"working_hours": f"{day}: each interval is HH:MM to a later HH:MM."})
             clean.append([interval[0], interval[1]])
         clean.sort()
-        for (_, end), (start, _) in zip(clean, clean[1:], strict=False):
+        for (_first, end), (start, _last) in zip(clean, clean[1:], strict=False):
             if start < end:
                 raise Invalid(f"{day}: intervals overlap",
                               {"working_hours": f"{day}: the intervals overlap."})
@@ -147,12 +159,12 @@ def working_hours_from_text(text):
         line = line.strip()
         if not line:
             continue
-        day, _, rest = line.partition(" ")
+        day, _space, rest = line.partition(" ")
         day = day.lower()[:3]
         intervals = []
         for part in rest.split(","):
             if part.strip():
-                start, _, end = part.strip().partition("-")
+                start, _dash, end = part.strip().partition("-")
                 intervals.append([start.strip().zfill(5), end.strip().zfill(5)])
         hours.setdefault(day, []).extend(intervals)
     return parse_working_hours(hours)
@@ -167,15 +179,15 @@ def working_hours_to_text(hours):
 def _check_practice(errors, specialization, slot_minutes):
     specialization = (specialization or "").strip()
     if not specialization:
-        errors["specialization"] = "Enter a specialization."
+        errors["specialization"] = _("Enter a specialization.")
     elif len(specialization) > 100:
-        errors["specialization"] = "The specialization is too long."
+        errors["specialization"] = _("The specialization is too long.")
     try:
         slot = int(slot_minutes)
         if not 5 <= slot <= 240:
             raise ValueError
     except (TypeError, ValueError):
-        errors["slot_minutes"] = "Enter a slot length from 5 to 240 minutes."
+        errors["slot_minutes"] = _("Enter a slot length from 5 to 240 minutes.")
         slot = None
     return specialization, slot
 
@@ -200,17 +212,17 @@ def update_doctor(doctor_id, name, specialization, slot_minutes, working_hours, 
                   password=""):
     doctor = Doctor.get_or_none(Doctor.user == doctor_id)
     if doctor is None:
-        raise NotFound("No such doctor.")
+        raise NotFound(_("No such doctor."))
     errors = {}
     if not (name or "").strip():
-        errors["name"] = "Enter a name."
+        errors["name"] = _("Enter a name.")
     specialization, slot = _check_practice(errors, specialization, slot_minutes)
     try:
         hours = parse_working_hours(working_hours or {})
     except Invalid as exc:
         errors.update(exc.fields)
     if password and len(password) < auth.MIN_PASSWORD_LENGTH:
-        errors["password"] = f"Use at least {auth.MIN_PASSWORD_LENGTH} characters."
+        errors["password"] = password_problem(password)
     check(errors)
     with database.atomic():
         changes = {"name": name.strip(), "active": bool(active)}
@@ -258,17 +270,17 @@ def patient_for(user, patient_id):
     patient = (Patient.select(Patient, User).join(User)
                .where(Patient.user == patient_id).first())
     if patient is None:
-        raise NoAccess("No such patient.", "patient", patient_id)
+        raise NoAccess(_("No such patient."), "patient", patient_id)
     if user.role == "admin" or user.id == patient.user_id:
         return patient
     if user.role == "doctor" and is_doctor_of(user.id, patient.user_id):
         return patient
-    raise NoAccess("No such patient.", "patient", patient_id)
+    raise NoAccess(_("No such patient."), "patient", patient_id)
 
 
 def require_role(user, *roles):
     if user is None or user.role not in roles:
-        raise Forbidden("You do not have access to this.")
+        raise Forbidden(_("You do not have access to this."))
 
 
 def search_patients(query="", limit=50, offset=0):
@@ -284,5 +296,5 @@ def get_doctor(doctor_id):
     """The doctor's profile (with ``.user``), active or not, or NotFound."""
     doctor = Doctor.select(Doctor, User).join(User).where(Doctor.user == doctor_id).first()
     if doctor is None:
-        raise NotFound("No such doctor.")
+        raise NotFound(_("No such doctor."))
     return doctor

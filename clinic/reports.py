@@ -33,6 +33,7 @@ from peewee import JOIN, fn
 from clinic import clock
 from clinic.db import database
 from clinic.errors import Invalid, NotFound
+from clinic.i18n import _
 from clinic.jobs import progress
 from clinic.jobs.queue import NORMAL
 from clinic.mail import outbox
@@ -266,7 +267,7 @@ def send_monthly(now=None, progress=None):
 def _active_doctor(doctor_id):
     doctor = active_doctors().where(User.id == doctor_id).first()
     if doctor is None:
-        raise NotFound("No active doctor has that id.")
+        raise NotFound(_("No active doctor has that id."))
     return doctor
 
 

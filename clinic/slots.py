@@ -9,6 +9,7 @@ from datetime import UTC, datetime, time, timedelta
 
 from clinic import clock, settings
 from clinic.errors import NotFound
+from clinic.i18n import _
 from clinic.models import WEEKDAYS, Appointment, Doctor, User
 
 # No visit is this long: an overlap search starts this far before the time asked about, so the
@@ -74,9 +75,9 @@ def bookable_doctor(doctor_id):
     try:
         doctor_id = int(doctor_id)
     except (TypeError, ValueError):
-        raise NotFound("No such doctor.") from None
+        raise NotFound(_("No such doctor.")) from None
     doctor = (Doctor.select(Doctor, User).join(User)
               .where(Doctor.user == doctor_id, User.active).first())
     if doctor is None:
-        raise NotFound("No such doctor.")
+        raise NotFound(_("No such doctor."))
     return doctor

@@ -6,6 +6,7 @@ from peewee import fn
 
 from clinic import filters
 from clinic.errors import NotFound
+from clinic.i18n import _
 from clinic.mail import compose, errors
 from clinic.models import MESSAGE_STATUSES, Message, User
 
@@ -50,7 +51,7 @@ def message_for(message_id):
     """The message with this id, or NotFound."""
     message = Message.get_or_none(Message.id == message_id)
     if message is None:
-        raise NotFound("No such message.")
+        raise NotFound(_("No such message."))
     return message
 
 

@@ -15,6 +15,7 @@ to be sent.
 from clinic import clock, settings, signing
 from clinic.db import database
 from clinic.errors import NotFound
+from clinic.i18n import _
 from clinic.models import OPT_OUT_KINDS, Message, OptOut, User
 
 PURPOSE = "unsubscribe"
@@ -120,7 +121,7 @@ def for_token(raw):
     choice = data.get("k")
     user = User.get_or_none(User.id == data.get("p"), User.role == "patient")
     if user is None or choice not in KINDS:
-        raise NotFound("This link is not valid any more.")
+        raise NotFound(_("This link is not valid any more."))
     return user, choice
 
 

@@ -7,6 +7,7 @@ from bottle import request, response
 
 from clinic import accounts, auth
 from clinic.errors import NotFound, check
+from clinic.i18n import _
 from clinic.web import api_input
 from clinic.web.csrf import csrf_ok
 from clinic.web.decorators import ANYONE_SIGNED_IN, api, json_error
@@ -214,7 +215,7 @@ def totp_confirm():
      returns="TotpReset", description="Recorded in the audit log.")
 def totp_reset(user_id):
     if not (user_id.isascii() and user_id.isdigit() and len(user_id) <= 18):
-        raise NotFound("No such user.")
+        raise NotFound(_("No such user."))
     target = accounts.reset_totp(current_user(), int(user_id), **origin())
     return {"user_id": target.id, "totp_enabled": False}
 

@@ -22,6 +22,7 @@ from clinic import (
     slots,
 )
 from clinic.errors import Forbidden, Invalid, NotFound, check
+from clinic.i18n import _
 from clinic.jobs import progress
 from clinic.models import APPOINTMENT_STATUSES, Appointment, Doctor
 from clinic.web import api_accounts, api_input
@@ -143,7 +144,7 @@ def doctor_list():
 def doctor_slots(doctor_id):
     doctor = people.doctors().where(Doctor.user == api_input.path_id(doctor_id, "doctor")).first()
     if doctor is None:
-        raise NotFound("No such doctor.")
+        raise NotFound(_("No such doctor."))
     day = api_input.day(request.query.get("date"))
     starts = slots.free_slots(doctor, day)
     return {"date": day.isoformat(), "slot_minutes": doctor.slot_minutes,
@@ -203,7 +204,7 @@ def book_appointment():
     if user.role == "admin":
         patient_id = api_input.body_id(data, "patient_id", errors)
     elif data.get("patient_id") not in (None, user.id):
-        raise Forbidden("Patients book for themselves: leave out patient_id.")
+        raise Forbidden(_("Patients book for themselves: leave out patient_id."))
     else:
         patient_id = user.id
     check(errors)

@@ -72,6 +72,7 @@ def render(name, status=200, **context):
         timezone=str(s.timezone),
         path=request.path,
         flash=pop_flash(),
+        languages=i18n.choices(),
     )
     response.status = status
     response.content_type = "text/html; charset=utf-8"

@@ -11,8 +11,9 @@ from datetime import timedelta
 import bottle
 from bottle import request
 
-from clinic import appointments, clock, settings, slots
+from clinic import appointments, clock, i18n, settings, slots
 from clinic.errors import Conflict, Invalid
+from clinic.i18n import _
 from clinic.mail import notices
 from clinic.web.cookies import flash
 from clinic.web.decorators import page, redirect
@@ -24,7 +25,7 @@ routes = bottle.Bottle()
 
 
 def _when(instant):
-    return clock.local(instant).strftime("%a %d %b %Y, %H:%M")
+    return i18n.formatted(instant)
 
 
 def _visit_page(token, appointment, errors=None, status=200):
@@ -130,6 +131,6 @@ def reschedule(token):
             return _visit_page(token, appointment, errors=_banner(exc), status=exc.status)
         return _slot_picker(token, appointment, data.get("date", ""), form=data,
                             errors=_banner(exc), status=exc.status)
-    flash(f"Your appointment is moved to {_when(moved.start)}. We have emailed you the new "
-          "time.")
+    flash(_("Your appointment is moved to %(when)s. We have emailed you the new time.")
+          % {"when": _when(moved.start)})
     redirect(notices.link_path(moved))  # a link valid until the new start

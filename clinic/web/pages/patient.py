@@ -6,8 +6,20 @@ from datetime import timedelta
 import bottle
 from bottle import request
 
-from clinic import appointments, audit, clock, exports, listings, people, reviews, settings, slots
+from clinic import (
+    appointments,
+    audit,
+    clock,
+    exports,
+    i18n,
+    listings,
+    people,
+    reviews,
+    settings,
+    slots,
+)
 from clinic.errors import Conflict, Invalid, NotFound
+from clinic.i18n import _
 from clinic.web.cookies import flash
 from clinic.web.decorators import page, redirect
 from clinic.web.inputs import form
@@ -18,7 +30,7 @@ routes = bottle.Bottle()
 
 
 def _when(instant):
-    return clock.local(instant).strftime("%a %d %b %Y, %H:%M")
+    return i18n.formatted(instant)
 
 
 def _cutoff():
@@ -106,7 +118,7 @@ def book():
             raise exc from None  # no picker to go back to: the error page says why
         return _slot_picker(doctor, data.get("date", ""), form=data, errors=_banner(exc),
                             status=exc.status)
-    flash(f"Booked: {_when(appointment.start)}. See you then!")
+    flash(_("Booked: %(when)s. See you then!") % {"when": _when(appointment.start)})
     redirect(f"/patient/appointments/{appointment.id}")
 
 
@@ -148,8 +160,8 @@ def cancel_confirm(appointment_id):
 @page("patient")
 def cancel(appointment_id):
     def cancelled(appointment):
-        flash(f"Your appointment on {_when(appointment.start)} with {appointment.doctor.name} "
-              "is cancelled.")
+        flash(_("Your appointment on %(when)s with %(doctor)s is cancelled.")
+              % {"when": _when(appointment.start), "doctor": appointment.doctor.name})
         redirect("/patient")
 
     return _on_appointment(appointment_id, appointments.cancel, cancelled)
@@ -182,7 +194,7 @@ def reschedule(appointment_id):
         return _slot_picker(appointment.doctor_profile, data.get("date", ""),
                             appointment=appointment, form=data, errors=_banner(exc),
                             status=exc.status)
-    flash(f"Your appointment is moved to {_when(moved.start)}.")
+    flash(_("Your appointment is moved to %(when)s.") % {"when": _when(moved.start)})
     redirect(f"/patient/appointments/{moved.id}")
 
 
@@ -205,7 +217,7 @@ def export_history():
     record, started = exports.start(current_user())
     # Only the page says how far it is: a flash saying "preparing" would stay beside "Ready".
     if not started:
-        flash("You asked for an export a moment ago: this is it.")
+        flash(_("You asked for an export a moment ago: this is it."))
     redirect(f"/patient/exports/{record.task_id}")
 
 

@@ -10,6 +10,7 @@ cookies, and the token in the address is the only key it needs.
 import bottle
 
 from clinic.errors import ClinicError
+from clinic.i18n import _
 from clinic.mail import preferences
 from clinic.web.cookies import flash
 from clinic.web.decorators import page, redirect
@@ -33,7 +34,7 @@ def save_preferences():
     data = form()
     preferences.save(current_user(), {choice: bool(data.get(choice))
                                       for choice in preferences.KINDS})
-    flash("Your email choices are saved.")
+    flash(_("Your email choices are saved."))
     redirect("/patient/preferences")
 
 
