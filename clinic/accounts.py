@@ -179,16 +179,17 @@ def profile(user):
         "phone": patient.phone if patient else None,
         "date_of_birth": patient.date_of_birth.isoformat() if patient and patient.date_of_birth
         else None,
-        "language": None, "channel": None,  # chosen by the patient in a later version
+        "language": user.language or None,
+        "channel": None,  # chosen by the patient in a later version
         "totp_enabled": totp_enabled(user),
         "pending_email": pending_email(user),
     }
 
 
 def update_profile(user, changes, now=None):
-    """Change the name, and a patient's phone and date of birth, from ``changes`` (only the keys
-    given). A different ``email`` takes effect once the link sent to it is followed. Validates
-    everything before writing anything; returns the profile."""
+    """Change the name, the language, and a patient's phone and date of birth, from ``changes``
+    (only the keys given). A different ``email`` takes effect once the link sent to it is
+    followed. Validates everything before writing anything; returns the profile."""
     now = now or clock.now()
     errors = {}
     user_changes, patient_changes = {}, {}
@@ -199,6 +200,10 @@ def update_profile(user, changes, now=None):
         elif len(name) > 200:
             errors["name"] = _("The name is too long (200 characters at most).")
         user_changes["name"] = name
+    if "language" in changes:
+        user_changes["language"] = people.parse_language(changes["language"], errors)
+        if not user_changes["language"]:
+            errors["language"] = _("Choose a language.")
     for field in ("phone", "date_of_birth"):
         if field in changes and user.role != "patient":
             errors[field] = _("Only a patient's account holds this.")

@@ -120,18 +120,20 @@ def me():
 
 @routes.route("/api/me", method="PATCH")
 @api(*ANYONE_SIGNED_IN)
-@doc("Change the profile: name, and a patient's phone and date of birth; or the email",
+@doc("Change the profile: name, language, and a patient's phone and date of birth; or the "
+     "email",
      body="ProfileChanges", returns="Me",
      description="Only the fields sent change. A phone is E.164 once spaces are taken out "
                  "(+49 30 1234567); a date of birth is in the past. A new email takes effect "
                  "once the link emailed to it is followed (POST /api/me/email/confirm); until "
-                 "then it is `pending_email`.")
+                 "then it is `pending_email`. A language is one of CLINIC_LANGUAGES; it decides "
+                 "the pages and every message the person gets.")
 def me_update():
     if request.environ.get("clinic.auth") == "cookie" and not csrf_ok():
         return json_error(403, "CSRF check failed: send the X-CSRF-Token header.")
     errors = {}
-    changes = api_input.texts(json_body(), ("name", "phone", "date_of_birth", "email"), errors,
-                              present_only=True)
+    changes = api_input.texts(json_body(), ("name", "phone", "date_of_birth", "email",
+                                            "language"), errors, present_only=True)
     check(errors)
     return accounts.update_profile(current_user(), changes)
 
@@ -243,7 +245,9 @@ SCHEMAS.update({
         "role": {"type": "string", "enum": ["patient", "doctor", "admin"]},
         "phone": {"type": "string", "nullable": True, "description": "Patients only."},
         "date_of_birth": {"type": "string", "format": "date", "nullable": True},
-        "language": {"type": "string", "nullable": True, "description": "Not chosen yet: null."},
+        "language": {"type": "string", "nullable": True,
+                     "description": "A code of CLINIC_LANGUAGES, such as de; not chosen yet: "
+                                    "null (the clinic's first language)."},
         "channel": {"type": "string", "nullable": True, "description": "Not chosen yet: null."},
         "totp_enabled": {"type": "boolean"},
         "pending_email": {"type": "string", "nullable": True,
@@ -255,6 +259,8 @@ SCHEMAS.update({
         "phone": {"type": "string", "example": "+49 30 1234567"},
         "date_of_birth": {"type": "string", "format": "date"},
         "email": {"type": "string", "description": "Takes effect once confirmed."},
+        "language": {"type": "string", "example": "de",
+                     "description": "One of CLINIC_LANGUAGES; another is refused with 400."},
     }),
     "EmailConfirm": _object({"token": _STR}, ["token"]),
     "EmailChanged": _object({"email": _STR}, ["email"]),

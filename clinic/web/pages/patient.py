@@ -35,9 +35,7 @@ def _when(instant):
 
 def _cutoff():
     """The cancel cutoff in words, for "online changes close 2 hours before the start"."""
-    minutes = int(settings.get().cancel_cutoff.total_seconds() // 60)
-    count, unit = (minutes // 60, "hour") if minutes % 60 == 0 else (minutes, "minute")
-    return f"{count} {unit}{'' if count == 1 else 's'}"
+    return i18n.duration(settings.get().cancel_cutoff)
 
 
 def _banner(exc):
