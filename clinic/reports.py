@@ -33,7 +33,7 @@ from peewee import JOIN, fn
 from clinic import clock
 from clinic.db import database
 from clinic.errors import Invalid, NotFound
-from clinic.i18n import _
+from clinic.i18n import N_, _
 from clinic.jobs import progress
 from clinic.jobs.queue import NORMAL
 from clinic.mail import outbox
@@ -51,8 +51,9 @@ from huey_config import huey
 log = logging.getLogger("clinic.reports")
 
 TASK_NAME = "monthly-reports"
-STATUS_LABELS = {"completed": "Completed", "no_show": "No-show", "cancelled": "Cancelled",
-                 "booked": "Booked, never recorded", "confirmed": "Confirmed, never recorded"}
+STATUS_LABELS = {"completed": N_("Completed"), "no_show": N_("No-show"),
+                 "cancelled": N_("Cancelled"), "booked": N_("Booked, never recorded"),
+                 "confirmed": N_("Confirmed, never recorded")}  # translated in the email
 
 
 # -- months ---------------------------------------------------------------------------------------
@@ -203,7 +204,7 @@ def _make_one(doctor, month, figures, rows, now):
         if not made:
             return False
         context = {"doctor_name": doctor.name, "month": month,
-                   "month_name": month.strftime("%B %Y"), "figures": figures,
+                   "month": month, "figures": figures,
                    "labels": STATUS_LABELS, "days": by_day(rows)}
         message = outbox.enqueue("monthly_report", key(doctor.id, month), doctor.email,
                                  context=context, user=doctor.id)

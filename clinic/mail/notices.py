@@ -26,7 +26,7 @@ No notice mentions the reason for the visit or anything else medical.
 import re
 from datetime import UTC
 
-from clinic import clock, settings, signing
+from clinic import clock, i18n, settings, signing
 from clinic.errors import NotFound
 from clinic.jobs.queue import URGENT
 from clinic.mail import compose, outbox
@@ -108,7 +108,7 @@ def details(appointment):
         "end": appointment.end,
         "timezone": str(clock.zone()),
         "link": link(appointment),
-        "cutoff": duration_words(settings.get().cancel_cutoff),
+        "cutoff": settings.get().cancel_cutoff,  # the templates say it in the recipient's words
     }
 
 
@@ -140,10 +140,8 @@ def stamp(instant, precise=False):
 
 
 def duration_words(delta):
-    """2 hours, 1 hour, 90 minutes."""
-    minutes = int(delta.total_seconds() // 60)
-    count, unit = (minutes // 60, "hour") if minutes % 60 == 0 else (minutes, "minute")
-    return f"{count} {unit}{'' if count == 1 else 's'}"
+    """2 hours, 1 hour, 90 minutes: in the language in force."""
+    return i18n.duration(delta)
 
 
 # -- the calendar invite (RFC 5545) ---------------------------------------------------------------
