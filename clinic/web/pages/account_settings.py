@@ -134,6 +134,8 @@ def profile():
     data = form()
     fields = ["name", "email"] + (["phone", "date_of_birth"]
                                   if current_user().role == "patient" else [])
+    if data.get("language"):  # offered only when the clinic has more than one language
+        fields.append("language")
     try:
         me = accounts.update_profile(current_user(), {k: data.get(k, "") for k in fields})
     except Invalid as exc:
