@@ -180,7 +180,8 @@ _SKELETONS = {"day": "yMMMEd", "short_day": "MMMEd"}
 STYLES = {  # style -> (date part or None, time pattern or None)
     "long": ("day", "HH:mm"), "seconds": ("day", "HH:mm:ss"),
     "short": ("short_day", "HH:mm"), "short_seconds": ("short_day", "HH:mm:ss"),
-    "day": ("day", None), "time": (None, "HH:mm"), "month": (None, None), "iso": (None, None),
+    "day": ("day", None), "time": (None, "HH:mm"), "time_seconds": (None, "HH:mm:ss"),
+    "month": (None, None), "iso": (None, None), "long_zone": (None, None),
 }
 
 
@@ -200,6 +201,8 @@ def _formatted(value, style, lang, tz):
         value = value.astimezone(tz)
     elif style not in ("day", "month", "iso"):
         style = "day"
+    if style == "long_zone":  # with the zone's abbreviation (CET, CEST), as the tz data has it
+        return f"{_formatted(value, 'long', lang, tz)} {value.strftime('%Z')}"
     if style == "iso":  # YYYY-MM-DD, for forms and links: the same in every language
         return value.strftime("%Y-%m-%d")
     if style == "month":
