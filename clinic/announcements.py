@@ -123,13 +123,16 @@ def describe(audience):
     """The audience in words, for the pages."""
     if audience.get("type") == "doctor":
         doctor = User.get_or_none(User.id == audience.get("doctor_id"))
-        return f"Patients of {doctor.name if doctor else 'a doctor no longer listed'}"
+        return (_("Patients of %(doctor)s") % {"doctor": doctor.name} if doctor
+                else _("Patients of a doctor no longer listed"))
     if audience.get("type") == "appointments":
         first, last = (date.fromisoformat(audience[k]) for k in ("from", "to"))
         if first == last:
-            return f"Patients with an appointment on {first:%a %d %b %Y}"
-        return f"Patients with an appointment from {first:%a %d %b %Y} to {last:%a %d %b %Y}"
-    return "All patients"
+            return (_("Patients with an appointment on %(day)s")
+                    % {"day": i18n.formatted(first, "day")})
+        return (_("Patients with an appointment from %(first)s to %(last)s")
+                % {"first": i18n.formatted(first, "day"), "last": i18n.formatted(last, "day")})
+    return _("All patients")
 
 
 def fingerprint(subject, text, audience):

@@ -203,8 +203,7 @@ def _make_one(doctor, month, figures, rows, now):
                 .on_conflict_ignore().as_rowcount().execute())
         if not made:
             return False
-        context = {"doctor_name": doctor.name, "month": month,
-                   "month": month, "figures": figures,
+        context = {"doctor_name": doctor.name, "month": month, "figures": figures,
                    "labels": STATUS_LABELS, "days": by_day(rows)}
         message = outbox.enqueue("monthly_report", key(doctor.id, month), doctor.email,
                                  context=context, user=doctor.id)

@@ -4,8 +4,9 @@ import bottle
 from bottle import request
 from markupsafe import Markup
 
-from clinic import appointments, audit, clock, listings, people, settings, stats
+from clinic import appointments, audit, i18n, listings, people, settings, stats
 from clinic.errors import Conflict, Invalid
+from clinic.i18n import _
 from clinic.models import APPOINTMENT_STATUSES
 from clinic.web import charts
 from clinic.web.cookies import flash
@@ -124,7 +125,7 @@ def edit_doctor(doctor_id):
     except Invalid as exc:
         data.pop("password", None)
         return _doctor_form(doctor, status=400, form=data, errors=exc.fields)
-    flash(f"The details of {(data.get('name') or '').strip()} are saved.")
+    flash(_("The details of %(name)s are saved.") % {"name": (data.get("name") or "").strip()})
     redirect("/admin/doctors")
 
 
@@ -204,6 +205,6 @@ def cancel_appointment(appointment_id):
         appointments.cancel(appt, user)
     except Conflict as exc:
         return _appointment_page(appt, status=409, errors={"__all__": exc.message})
-    flash(f"The appointment of {appt.patient.name} on "
-          f"{clock.local(appt.start):%a %d %b %Y, %H:%M} is cancelled.")
+    flash(_("The appointment of %(name)s on %(when)s is cancelled.")
+          % {"name": appt.patient.name, "when": i18n.formatted(appt.start)})
     redirect(f"/admin/appointments/{appt.id}")

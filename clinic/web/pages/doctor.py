@@ -9,6 +9,7 @@ from bottle import request
 
 from clinic import appointments, audit, clock, listings
 from clinic.errors import Conflict, Invalid
+from clinic.i18n import _
 from clinic.web.cookies import flash
 from clinic.web.decorators import page, redirect
 from clinic.web.inputs import form
@@ -77,7 +78,8 @@ def complete(appointment_id):
     except Conflict as exc:
         # Keep what was typed: a note written during the visit must not be lost to a refusal.
         return _appointment_page(appt, status=409, form=data, errors={"__all__": exc.message})
-    flash(f"Visit completed: the treatment of {appt.patient.name} is recorded.")
+    flash(_("Visit completed: the treatment of %(name)s is recorded.")
+          % {"name": appt.patient.name})
     redirect(f"/doctor/appointments/{appt.id}")
 
 
