@@ -15,6 +15,7 @@ import bottle
 from bottle import request, response
 
 from clinic import db, i18n, settings
+from clinic.i18n import _
 from clinic.jobs import queue
 from clinic.web import api_accounts, api_admin, api_routes
 from clinic.web.inputs import has_nul
@@ -114,14 +115,15 @@ def _error_page(error):
         if error.status_code >= 500:
             message = "Internal error; it has been logged."
         return json.dumps({"error": message})
-    titles = {404: "Not found", 405: "Not allowed", 413: "Too large", 500: "Something went wrong"}
+    titles = {404: _("Not found"), 405: _("Not allowed"), 413: _("Too large"),
+              500: _("Something went wrong")}
     messages = {
-        404: "There is nothing at this address.",
-        500: "Something went wrong on our side. It has been logged; please try again.",
+        404: _("There is nothing at this address."),
+        500: _("Something went wrong on our side. It has been logged; please try again."),
     }
     try:
         return render("error.html", status=error.status_code,
-                      title=titles.get(error.status_code, "Error"),
+                      title=titles.get(error.status_code, _("Error")),
                       message=messages.get(error.status_code, error.status_line))
     except Exception:  # the error page itself must never fail
         return f"<!doctype html><title>Error</title><p>{error.status_code}</p>"
