@@ -84,3 +84,12 @@ def test_the_machine_s_cpu_use_is_measured():
     if sys.platform == "linux":
         assert busy is not None
     assert busy is None or 0 <= busy <= 1
+
+
+def test_the_language_bench_runs(capsys):
+    """bench/i18n_render.py at one round of one render: it renders both pages in both languages
+    (it checks each answer is a 200 and the German one says so)."""
+    from bench import i18n_render
+
+    i18n_render.main(["--rounds", "1", "--renders", "1"])
+    assert "German / English: median" in capsys.readouterr().out
