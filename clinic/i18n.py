@@ -221,8 +221,10 @@ def _formatted(value, style, lang, tz):
 
 
 def duration(delta):
-    """A length of time in words in the language in force: "24 hours", "2 Tage"; anything but
-    a timedelta as str()."""
+    """A length of time (a timedelta, or seconds) in words in the language in force: "24
+    hours", "2 Tage"; anything else as str()."""
+    if isinstance(delta, (int, float)) and not isinstance(delta, bool):
+        delta = timedelta(seconds=delta)
     if not isinstance(delta, timedelta):
         return str(delta)
     return format_timedelta(delta, threshold=2, locale=language())

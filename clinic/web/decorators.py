@@ -60,13 +60,13 @@ def page(*roles):
                     redirect("/login?" + urlencode({"next": request.fullpath}))
                 if user.role not in roles:
                     audit.refusal(user, kwargs, **origin())
-                    return render("error.html", status=403, title="Not allowed",
+                    return render("error.html", status=403, title=_("Not allowed"),
                                   message=_("Your account does not have access to this page."))
             try:
                 return fn(*args, **kwargs)
             except ClinicError as exc:
                 audit.refusal(user, kwargs, exc, **origin())
-                return render("error.html", status=exc.status, title="Cannot do that",
+                return render("error.html", status=exc.status, title=_("Cannot do that"),
                               message=exc.message)
 
         return wrapper
