@@ -154,12 +154,21 @@ def negotiate(accept_language):
     return negotiate_locale(preferred, offered(), sep="-") or default()
 
 
+def _in_force():
+    """language(), or English (the texts as written) where no settings are loaded: a module
+    used on its own, as in some unit tests."""
+    try:
+        return language()
+    except RuntimeError:  # settings.get() before settings.use()
+        return "en"
+
+
 def gettext(message):
-    return translations(language()).gettext(message)
+    return translations(_in_force()).gettext(message)
 
 
 def ngettext(singular, plural, n):
-    return translations(language()).ngettext(singular, plural, n)
+    return translations(_in_force()).ngettext(singular, plural, n)
 
 
 _ = gettext
@@ -175,12 +184,13 @@ def N_(message):
 
 # English keeps the clinic's own way ("Mon 07 Dec 2026, 09:30"); other languages use their own
 # pattern for the same fields from the CLDR data ("Mo., 7. Dez. 2026").
-_ENGLISH = {"day": "EEE dd MMM y", "short_day": "EEE dd MMM"}
-_SKELETONS = {"day": "yMMMEd", "short_day": "MMMEd"}
+_ENGLISH = {"day": "EEE dd MMM y", "short_day": "EEE dd MMM", "day_month": "d MMM"}
+_SKELETONS = {"day": "yMMMEd", "short_day": "MMMEd", "day_month": "MMMd"}
 STYLES = {  # style -> (date part or None, time pattern or None)
     "long": ("day", "HH:mm"), "seconds": ("day", "HH:mm:ss"),
     "short": ("short_day", "HH:mm"), "short_seconds": ("short_day", "HH:mm:ss"),
-    "day": ("day", None), "time": (None, "HH:mm"), "time_seconds": (None, "HH:mm:ss"),
+    "day": ("day", None), "day_month": ("day_month", None),
+    "time": (None, "HH:mm"), "time_seconds": (None, "HH:mm:ss"),
     "month": (None, None), "iso": (None, None), "long_zone": (None, None),
 }
 
@@ -199,7 +209,7 @@ def _formatted(value, style, lang, tz):
     # Remembered: pages and emails show the same few instants again and again.
     if isinstance(value, datetime):
         value = value.astimezone(tz)
-    elif style not in ("day", "month", "iso"):
+    elif style not in ("day", "day_month", "month", "iso"):
         style = "day"
     if style == "long_zone":  # with the zone's abbreviation (CET, CEST), as the tz data has it
         return f"{_formatted(value, 'long', lang, tz)} {value.strftime('%Z')}"

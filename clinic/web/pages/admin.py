@@ -25,19 +25,20 @@ DEFAULT_HOURS = "\n".join(f"{day} 09:00-13:00, 14:00-17:00" for day in
 
 
 # The charts section as drawn for the chart figures the stats memo keeps (the same dict while
-# they are cached): drawing every doctor's bar and the tables cost more than the rest of the page.
-_drawn = (None, None)
+# they are cached), in one language: drawing every doctor's bar and the tables cost more than
+# the rest of the page.
+_drawn = (None, None, None)
 
 
 def _charts_section(chart_data):
     global _drawn
-    data, html = _drawn
-    if data is not chart_data:
+    data, language, html = _drawn
+    if data is not chart_data or language != i18n.language():
         section = templates.get_template("admin/_dashboard_charts.html")
         html = Markup(section.render(  # noqa: S704 (an autoescaped template's output)
             chart_data=chart_data, charts=charts.dashboard(chart_data),
             statuses=APPOINTMENT_STATUSES))
-        _drawn = (chart_data, html)
+        _drawn = (chart_data, i18n.language(), html)
     return html
 
 
@@ -135,10 +136,10 @@ def set_doctor_active(doctor_id, action):
     doctor = people.get_doctor(doctor_id)
     people.set_active(doctor.user_id, action == "activate")
     if action == "activate":
-        flash(f"{doctor.user.name} is active again and takes bookings.")
+        flash(_("%(name)s is active again and takes bookings.") % {"name": doctor.user.name})
     else:
-        flash(f"{doctor.user.name} is deactivated: no new bookings, and signed out. "
-              "Appointments already booked stay; cancel them if needed.")
+        flash(_("%(name)s is deactivated: no new bookings, and signed out. Appointments already "
+                "booked stay; cancel them if needed.") % {"name": doctor.user.name})
     redirect("/admin/doctors")
 
 
