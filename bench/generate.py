@@ -160,9 +160,9 @@ def generate(data_dir, appointments, seed=1, now=None, quiet=False):
             users.append((uid, email, f"{FIRST[i % 20]} {LAST[(i * 7) % 12]} {i}", "patient",
                           password_hash, 1, created, ""))
             profiles.append((uid, f"{1940 + i % 60}-{1 + i % 12:02d}-{1 + i % 28:02d}",
-                             f"+49 30 555 {i:05d}"))
+                             f"+49 30 555 {i:05d}", "email"))
         insert("user", user_cols, users)
-        insert("patient", ("user_id", "date_of_birth", "phone"), profiles)
+        insert("patient", ("user_id", "date_of_birth", "phone", "channel"), profiles)
         progress.add(len(part), "patients")
 
     # -- appointments: history first (oldest first), then today and tomorrow ------------------
@@ -267,12 +267,13 @@ def generate(data_dir, appointments, seed=1, now=None, quiet=False):
     emails = dict(conn.execute('SELECT id, email FROM "user"').fetchall()) if reminders else {}
     msg_cols = ("key", "kind", "recipient", "user_id", "appointment_id", "subject", "text_body",
                 "html_body", "attachments", "message_id", "status", "attempts", "last_error",
-                "priority", "due_at", "claimed_at", "sent_at", "created_at", "updated_at")
+                "priority", "due_at", "claimed_at", "sent_at", "created_at", "updated_at",
+                "channel", "segments", "gateway_id", "delivery", "price", "price_unit")
     stamp_now = _ts(now)
     insert("message", msg_cols, [
         (key, kind, emails[patient], patient, ident, "Reminder of your appointment", "", "",
          "[]", f"<{uuid.uuid4().hex}@bench.clinic>", "sent", 1, "", 100, stamp_now, stamp_now,
-         stamp_now, stamp_now, stamp_now)
+         stamp_now, stamp_now, stamp_now, "email", 0, "", "", "", "")
         for key, kind, ident, patient in reminders])
     counts["reminders"] = len(reminders)
     db.database.close()

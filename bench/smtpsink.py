@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 
-from aiosmtpd.controller import Controller
+from aiosmtpd.controller import UnthreadedController
 
 MESSAGE_ID = re.compile(rb"^Message-ID:\s*(\S+)", re.I | re.M)
 
@@ -44,22 +44,18 @@ class Handler:
         return "250 Message accepted for delivery"
 
 
-class _Controller(Controller):
-    def _trigger_server(self):
-        self.port = self.server.sockets[0].getsockname()[1]  # bound to port 0
-        super()._trigger_server()
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m bench.smtpsink")
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--delay", type=float, default=0.0)
     args = p.parse_args(argv)
     handler = Handler(args.delay)
-    controller = _Controller(handler, hostname="127.0.0.1", port=args.port)
-    controller.start()
-    print(f"port {controller.port}", flush=True)
-    done = threading.Event()
+    # The unthreaded controller binds in begin() and leaves the event loop to us, so the port
+    # the system chose for port 0 is known before anyone connects.
+    loop = asyncio.new_event_loop()
+    controller = UnthreadedController(handler, hostname="127.0.0.1", port=args.port, loop=loop)
+    controller.begin()
+    print(f"port {controller.server.sockets[0].getsockname()[1]}", flush=True)
 
     def commands():
         for line in sys.stdin:
@@ -68,14 +64,15 @@ def main(argv=None):
                 handler.delay = float(value)
             elif word == "quit":
                 break
-        done.set()
+        loop.call_soon_threadsafe(controller.cancel_tasks)
 
     threading.Thread(target=commands, daemon=True).start()
     try:
-        done.wait()
+        loop.run_forever()
     except KeyboardInterrupt:
         pass
-    controller.stop()
+    controller.end()
+    loop.close()
     return 0
 
 

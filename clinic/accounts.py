@@ -24,11 +24,11 @@ import pyotp
 import segno
 from peewee import IntegrityError
 
-from clinic import audit, auth, clock, people, settings
+from clinic import audit, auth, clock, details, people, settings
 from clinic.db import database
 from clinic.errors import ClinicError, Conflict, Invalid, NotFound, check
 from clinic.i18n import _
-from clinic.mail import outbox
+from clinic.mail import outbox, sms
 from clinic.models import ROLES, AccountToken, LoginAttempt, Patient, RecoveryCode, Totp, User
 
 RESET_LIFETIME = timedelta(hours=1)
@@ -153,7 +153,19 @@ def reset_password(token, password, address="", path="", now=None):
                                     AccountToken.id != row.id).execute()
         audit.record(user, "reset password", _patient_id(user), address=address, path=path,
                      now=now)
+        _tell(user, "The password of your account was reset with an emailed link.", now)
     return user
+
+
+def _tell(user, change, now):
+    """Email the account's own address that ``change`` happened ("Your password was changed."),
+    so a change its owner did not make does not go unnoticed. Inside the change's transaction:
+    no change, no email."""
+    outbox.enqueue(
+        "account_changed", f"account_changed:{user.id}:{secrets.token_hex(8)}", user.email,
+        user=user, priority=10,
+        context={"name": user.name, "change": change, "changed_at": now,
+                 "reset_url": f"{settings.get().base_url}/forgot"})
 
 
 def _patient_id(user):
@@ -180,7 +192,8 @@ def profile(user):
         "date_of_birth": patient.date_of_birth.isoformat() if patient and patient.date_of_birth
         else None,
         "language": user.language or None,
-        "channel": None,  # chosen by the patient in a later version
+        "channel": patient.channel if patient else None,
+        "sms_opted_out": bool(sms.opted_out([sms.e164(patient.phone)])) if patient else None,
         "totp_enabled": totp_enabled(user),
         "pending_email": pending_email(user),
     }
@@ -204,11 +217,13 @@ def update_profile(user, changes, now=None):
         user_changes["language"] = people.parse_language(changes["language"], errors)
         if not user_changes["language"]:
             errors["language"] = _("Choose a language.")
-    for field in ("phone", "date_of_birth"):
+    for field in ("phone", "date_of_birth", "channel"):
         if field in changes and user.role != "patient":
             errors[field] = _("Only a patient's account holds this.")
     if "phone" in changes and user.role == "patient":
         patient_changes["phone"] = people.parse_phone(changes["phone"], errors)
+    if user.role == "patient" and ("channel" in changes or "phone" in changes):
+        patient_changes.update(people.parse_channel(user.id, changes, patient_changes, errors))
     if "date_of_birth" in changes and user.role == "patient":
         patient_changes["date_of_birth"] = people.parse_birth_date(changes["date_of_birth"],
                                                                    errors)
@@ -248,6 +263,8 @@ def confirm_email(token, now=None):
         with database.atomic():
             _use(row, now)
             User.update(email=row.new_email).where(User.id == row.user_id).execute()
+            # To the address it was until now: the one its owner reads.
+            _tell(row.user, f"Your account's email address was changed to {row.new_email}.", now)
     except IntegrityError:  # someone registered the address meanwhile
         message = "An account with this email already exists."
         raise Invalid(message, {"email": message}) from None
@@ -267,6 +284,7 @@ def change_password(user, current_password, new_password, ip, keep_token, now=No
         User.update(password_hash=auth.hash_password(new_password)).where(
             User.id == user.id).execute()
         auth.end_other_sessions(user.id, keep_token)
+        _tell(user, "The password of your account was changed.", now)
 
 
 # -- two-factor sign-in ----------------------------------------------------------------------------
@@ -277,7 +295,7 @@ def totp_enabled(user):
 
 
 def _enrolment(user, secret):
-    uri = pyotp.TOTP(secret).provisioning_uri(name=user.email, issuer_name=settings.get().name)
+    uri = pyotp.TOTP(secret).provisioning_uri(name=user.email, issuer_name=details.current().name)
     return {"secret": secret, "otpauth_uri": uri,
             "qr_svg": segno.make(uri, error="m").svg_inline(scale=4, title="QR code")}
 
@@ -315,15 +333,59 @@ def confirm_enrolment(user, code, ip, now=None):
         _count_failure(key, ip, now)
         message = "The code is not right. Enter the 6 digits the app shows now."
         raise Invalid(message, {"code": message})
+    with database.atomic():
+        Totp.update(enabled_at=now, last_step=step).where(Totp.user == user.id).execute()
+        codes = _replace_recovery_codes(user)
+        _tell(user, "Two-factor sign-in was turned on for your account.", now)
+    return codes
+
+
+def _replace_recovery_codes(user):
+    """Ten new recovery codes for ``user`` in place of any left; only their hashes are kept."""
     codes = ["-".join((c[:5], c[5:])) for c in
              ("".join(secrets.choice(RECOVERY_ALPHABET) for _ in range(10))
               for _ in range(RECOVERY_CODES))]
-    with database.atomic():
-        Totp.update(enabled_at=now, last_step=step).where(Totp.user == user.id).execute()
-        RecoveryCode.delete().where(RecoveryCode.user == user.id).execute()
-        RecoveryCode.insert_many([{"user": user.id, "code_hash": _digest(_plain(c))}
-                                  for c in codes]).execute()
+    RecoveryCode.delete().where(RecoveryCode.user == user.id).execute()
+    RecoveryCode.insert_many([{"user": user.id, "code_hash": _digest(_plain(c))}
+                              for c in codes]).execute()
     return codes
+
+
+def _check_own_code(user, code, ip, now):
+    """A change to a user's own two-factor sign-in needs a code now, not only a sign-in: a
+    browser left signed in must not be enough to weaken the account."""
+    if not totp_enabled(user):
+        raise Conflict("Two-factor sign-in is off.")
+    try:
+        check_code(user, code, ip, now)
+    except CodeRequired as exc:
+        raise Invalid(exc.message, {"code": exc.message}) from None
+
+
+def new_recovery_codes(user, code, ip, now=None):
+    """Ten new recovery codes in place of the old ones (used up, or seen by someone else), with
+    a code from the app or a recovery code; shown this once."""
+    now = now or clock.now()
+    _check_own_code(user, code, ip, now)
+    with database.atomic():
+        codes = _replace_recovery_codes(user)
+        _tell(user, "New recovery codes were made for your account; the old ones no longer "
+                    "work.", now)
+    return codes
+
+
+def turn_off_totp(user, code, ip, now=None):
+    """Turn one's own two-factor sign-in off, with a code from the app or a recovery code.
+    Refused (Conflict) to a role that must have it (CLINIC_REQUIRE_2FA)."""
+    now = now or clock.now()
+    if user.role in roles_required():
+        raise Conflict("Your account must use two-factor sign-in, so it cannot be turned off. "
+                       "For a new phone, ask an admin to reset it, then set it up again.")
+    _check_own_code(user, code, ip, now)
+    with database.atomic():
+        Totp.delete().where(Totp.user == user.id).execute()
+        RecoveryCode.delete().where(RecoveryCode.user == user.id).execute()
+        _tell(user, "Two-factor sign-in was turned off for your account.", now)
 
 
 def _plain(code):
@@ -343,12 +405,17 @@ def _matching_step(secret, code, now):
     return None
 
 
+def roles_required():
+    """The roles that must use two-factor sign-in (CLINIC_REQUIRE_2FA)."""
+    return settings.get().require_2fa
+
+
 def sign_in_step(user):
     """What a sign-in with the right password still needs: None, "totp" (a code), or "enrol"
     (the role must have two-factor sign-in and this account has none)."""
     if totp_enabled(user):
         return "totp"
-    if user.role in settings.get().require_2fa:
+    if user.role in roles_required():
         return "enrol"
     return None
 
@@ -418,6 +485,8 @@ def reset_totp(admin, user_id, address="", path="", now=None):
                      reason=f"two-factor sign-in of {target.name} ({target.role}, id "
                             f"{target.id}) turned off",
                      address=address, path=path, now=now)
+        _tell(target, "Two-factor sign-in was turned off for your account by the clinic.",
+              now or clock.now())
     return target
 
 

@@ -30,6 +30,10 @@ ALLOWED, REFUSED = AUDIT_OUTCOMES
 ACTIONS = ("view history", "export history", "download export", "view patient",
            "view appointment", "change appointment", "view export", "open page", "call API")
 ACTIONS += ("reset password", "reset two-factor")  # clinic/accounts.py: account changes
+ACTIONS += ("amend record",)  # clinic/records.py: a completed visit's record corrected
+# Changes made for a patient by someone else (the desk, an admin, a doctor): on_behalf().
+ACTIONS += ("book appointment", "move appointment", "cancel appointment", "check in",
+            "register patient")
 
 
 def record(user, action, patient_id=None, outcome=ALLOWED, reason="", address="", path="",
@@ -79,6 +83,14 @@ def patient_concerned(what, ident):
 def allowed(user, action, patient_id, address="", path=""):
     """Log that ``user`` is shown (or given) ``patient_id``'s history."""
     return record(user, action, patient_id, address=address, path=path)
+
+
+def on_behalf(user, action, appointment, address="", path=""):
+    """Log that ``user`` booked, moved, cancelled or checked in ``appointment`` for its patient;
+    nothing when the patient did it themself."""
+    if user is None or user.id == appointment.patient_id:
+        return None
+    return record(user, action, appointment.patient_id, address=address, path=path)
 
 
 def opened(user, action, patient_id, address="", path=""):

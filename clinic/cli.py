@@ -83,7 +83,7 @@ def load_demo(out=print):
         out("Creating the demo clinic...")
         counts = demo.create(progress=_progress)
     out("Demo clinic: {doctors} doctors, {patients} patients, {appointments} appointments, "
-        "{treatments} treatments.".format(**counts))
+        "{treatments} treatments, {waitlist} waiting on a waitlist.".format(**counts))
     return True
 
 
@@ -91,7 +91,8 @@ def demo_banner(out=print):
     from clinic import demo
 
     out("Demo sign-ins (password demo1234 for each):")
-    out(f"  admin    {demo.ADMIN}\n  doctor   {demo.DOCTOR}\n  patient  {demo.PATIENT}")
+    out(f"  admin    {demo.ADMIN}\n  desk     {demo.DESK}\n  doctor   {demo.DOCTOR}\n"
+        f"  patient  {demo.PATIENT}")
 
 
 def cmd_serve(args, web=True, jobs=True):
@@ -264,8 +265,7 @@ def cmd_settings(args):
         print(settings_table())
         return 0
     s = _settings()
-    secret = {env for env, _, _ in settings.describe()
-              if settings._BY_NAME[env.removeprefix("CLINIC_").lower()].secret}
+    secret = settings.secrets_named()
     for env, _, _ in settings.describe():
         value = getattr(s, env.removeprefix("CLINIC_").lower())
         shown = "(set)" if env in secret and value else value

@@ -5,7 +5,6 @@ datetimes to the functions that take ``now=``."""
 import functools
 from datetime import UTC, date, datetime, time, timedelta
 
-from clinic import settings
 from clinic.errors import Invalid
 from clinic.i18n import _
 
@@ -16,7 +15,18 @@ def now():
 
 
 def zone():
-    return settings.get().timezone
+    """The clinic's time zone in force: CLINIC_TIMEZONE if set, else the Clinic page's, else the
+    machine's. The one place it is read, so pages and schedules follow a change at once."""
+    from clinic import details  # details reads the database, whose models use this module
+
+    return details.current().timezone
+
+
+def zone_words(tz=None):
+    """The clinic's time zone as patients read it, "Berlin" for Europe/Berlin, "New York" for
+    America/New_York, "UTC" for Etc/UTC: in "10:00 (Berlin time)"."""
+    name = str(tz or zone()).split("/")[-1].replace("_", " ")
+    return "UTC" if name in ("UTC", "UCT", "Universal", "Zulu", "GMT") else name
 
 
 def local(dt=None):

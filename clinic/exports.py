@@ -51,7 +51,7 @@ settings.register(
 
 TASK_NAME = "history export"
 COLUMNS = ("Patient ID", "Patient name", "Doctor", "Date", "Visit type", "Symptoms",
-           "Diagnosis", "Treatment", "Prescription", "Notes")
+           "Diagnosis", "Treatment", "Prescription", "Notes", "Amended")
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 BATCH = 500  # rows read per query, and between progress reports
 # A running export whose record has not moved for this long lost its task (Huey drops a task
@@ -144,7 +144,8 @@ def rows(patient, batch=None):
         query = (Appointment
                  .select(Appointment.id, Appointment.start, DoctorUser.name,
                          Treatment.visit_type, Treatment.symptoms, Treatment.diagnosis,
-                         Treatment.treatment, Treatment.prescription, Treatment.notes)
+                         Treatment.treatment, Treatment.prescription, Treatment.notes,
+                         Treatment.amended_at)
                  .join(Treatment, on=(Treatment.appointment == Appointment.id))
                  .switch(Appointment)
                  .join(DoctorUser, on=(Appointment.doctor == DoctorUser.id))
@@ -156,11 +157,15 @@ def rows(patient, batch=None):
             query = query.where((Appointment.start > start)
                                 | ((Appointment.start == start) & (Appointment.id > ident)))
         seen = 0
-        for ident, start, doctor, *record in query.tuples().iterator():
+        for ident, start, doctor, *record, amended_at in query.tuples().iterator():
             seen += 1
             after = (start, ident)
+            # The record in force; "Amended" says when it was last corrected (the earlier
+            # text stays in the clinic's amendments, clinic/records.py).
+            amended = "" if amended_at is None else (
+                "amended " + amended_at.astimezone(tz).strftime("%Y-%m-%d %H:%M"))
             yield (patient.id, patient.name, doctor,
-                   start.astimezone(tz).strftime("%Y-%m-%d %H:%M"), *record)
+                   start.astimezone(tz).strftime("%Y-%m-%d %H:%M"), *record, amended)
         if seen < batch:
             return
 

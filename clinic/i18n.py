@@ -184,14 +184,18 @@ def N_(message):
 
 # English keeps the clinic's own way ("Mon 07 Dec 2026, 09:30"); other languages use their own
 # pattern for the same fields from the CLDR data ("Mo., 7. Dez. 2026").
-_ENGLISH = {"day": "EEE dd MMM y", "short_day": "EEE dd MMM", "day_month": "d MMM"}
-_SKELETONS = {"day": "yMMMEd", "short_day": "MMMEd", "day_month": "MMMd"}
+_ENGLISH = {"day": "EEE dd MMM y", "short_day": "EEE dd MMM", "day_month": "d MMM",
+            "day_month_padded": "dd MMM"}
+_SKELETONS = {"day": "yMMMEd", "short_day": "MMMEd", "day_month": "MMMd",
+              "day_month_padded": "MMMd"}
 STYLES = {  # style -> (date part or None, time pattern or None)
     "long": ("day", "HH:mm"), "seconds": ("day", "HH:mm:ss"),
     "short": ("short_day", "HH:mm"), "short_seconds": ("short_day", "HH:mm:ss"),
     "day": ("day", None), "day_month": ("day_month", None),
+    "day_month_padded": ("day_month_padded", None),  # "06 Mar", the booking strip's
     "time": (None, "HH:mm"), "time_seconds": (None, "HH:mm:ss"),
     "month": (None, None), "iso": (None, None), "long_zone": (None, None),
+    "weekday": (None, None),
 }
 
 
@@ -209,12 +213,14 @@ def _formatted(value, style, lang, tz):
     # Remembered: pages and emails show the same few instants again and again.
     if isinstance(value, datetime):
         value = value.astimezone(tz)
-    elif style not in ("day", "day_month", "month", "iso"):
+    elif style not in ("day", "day_month", "day_month_padded", "month", "iso", "weekday"):
         style = "day"
     if style == "long_zone":  # with the zone's abbreviation (CET, CEST), as the tz data has it
         return f"{_formatted(value, 'long', lang, tz)} {value.strftime('%Z')}"
     if style == "iso":  # YYYY-MM-DD, for forms and links: the same in every language
         return value.strftime("%Y-%m-%d")
+    if style == "weekday":  # "Mon", "Mo."
+        return format_date(value, "EEE", locale=lang)
     if style == "month":
         return format_date(value, "LLLL y", locale=lang)
     day_part, time_part = STYLES[style]

@@ -23,10 +23,15 @@ from peewee import (
 from clinic.clock import now
 from clinic.db import JSONField, UTCDateTimeField, database
 
-ROLES = ("patient", "doctor", "admin")
-APPOINTMENT_STATUSES = ("booked", "confirmed", "completed", "cancelled", "no_show")
+ROLES = ("patient", "doctor", "admin", "desk")  # desk: the front desk, no medical records
+APPOINTMENT_STATUSES = ("booked", "confirmed", "arrived", "completed", "cancelled", "no_show")
 ACTIVE_STATUSES = ("booked", "confirmed")  # still going to happen
+# "arrived": checked in at the desk, waiting to be seen; it keeps its slot taken.
 MESSAGE_STATUSES = ("pending", "sending", "sent", "failed", "skipped")
+CHANNELS = ("email", "sms")  # how a message goes out
+CHANNEL_CHOICES = ("email", "sms", "both")  # what a patient may choose
+# What the SMS gateway last said of a message it took (its status callbacks).
+DELIVERY_STATES = ("", "queued", "sending", "sent", "delivered", "undelivered", "failed")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -44,7 +49,8 @@ class BaseModel(Model):
 
 class User(BaseModel):
     id = AutoField()
-    email = CharField(max_length=254, unique=True)  # stored lower-cased
+    # Stored lower-cased; None for a patient registered at the desk without an address.
+    email = CharField(max_length=254, unique=True, null=True)
     name = CharField(max_length=200)
     role = CharField(max_length=10, choices=[(r, r) for r in ROLES])
     password_hash = CharField(max_length=200)
@@ -73,6 +79,7 @@ class Patient(BaseModel):
     user = ForeignKeyField(User, primary_key=True, backref="patient_profile", on_delete="CASCADE")
     date_of_birth = DateField(null=True)
     phone = CharField(max_length=40, default="")
+    channel = CharField(max_length=5, default="email")  # CHANNEL_CHOICES
 
 
 class Appointment(BaseModel):
@@ -88,6 +95,9 @@ class Appointment(BaseModel):
     archived = BooleanField(default=False)
     created_at = UTCDateTimeField(default=now)
     updated_at = UTCDateTimeField(default=now)
+    # booked or confirmed: what a no-show was before its mark, so the doctor can undo the mark.
+    prior_status = CharField(max_length=10, null=True)
+    no_show_undone_at = UTCDateTimeField(null=True)  # the no-shows job marks it no more
 
     class Meta:
         indexes = (
@@ -130,6 +140,7 @@ class Treatment(BaseModel):
     prescription = TextField(default="")
     notes = TextField(default="")
     created_at = UTCDateTimeField(default=now)
+    amended_at = UTCDateTimeField(null=True)  # the latest Amendment's time
 
 
 class Session(BaseModel):
@@ -156,7 +167,7 @@ class LoginAttempt(BaseModel):
 
 
 class Message(BaseModel):
-    """The outbox: every email is a row here before anything tries to send it."""
+    """The outbox: every email and SMS is a row here before anything tries to send it."""
 
     key = CharField(max_length=200, unique=True)  # makes a second run harmless
     kind = CharField(max_length=40)
@@ -178,6 +189,13 @@ class Message(BaseModel):
     sent_at = UTCDateTimeField(null=True)
     created_at = UTCDateTimeField(default=now)
     updated_at = UTCDateTimeField(default=now)
+    # An SMS's recipient is an E.164 phone and its text_body the text; subject and html are "".
+    channel = CharField(max_length=5, default="email")  # CHANNELS
+    segments = IntegerField(default=0)  # an SMS's parts, as counted by clinic/mail/sms_text.py
+    gateway_id = CharField(max_length=64, default="", index=True)  # the gateway's message SID
+    delivery = CharField(max_length=12, default="")  # DELIVERY_STATES
+    price = CharField(max_length=20, default="")  # what the gateway charged, if it said
+    price_unit = CharField(max_length=3, default="")
 
     class Meta:
         indexes = ((("status", "due_at"), False), (("kind", "created_at"), False),
@@ -254,6 +272,8 @@ class DailyStat(BaseModel):
     reviews = IntegerField(default=0)
     emails_sent = IntegerField(default=0)
     emails_failed = IntegerField(default=0)
+    sms_sent = IntegerField(default=0)
+    sms_failed = IntegerField(default=0)
     computed_at = UTCDateTimeField(default=now)
 
 
@@ -401,6 +421,158 @@ class RecoveryCode(BaseModel):
     used_at = UTCDateTimeField(null=True)
 
 
+class ClinicSettings(BaseModel):
+    """What the admin saved on the Clinic page: one row (id 1). A CLINIC_ variable that is set
+    wins over its column (clinic/details.py); an empty column means "not set here"."""
+
+    name = CharField(max_length=200, default="")
+    address = CharField(max_length=300, default="")
+    phone = CharField(max_length=20, default="")  # E.164
+    timezone = CharField(max_length=64, default="")  # IANA name
+    website = CharField(max_length=300, default="")
+    # Saved once by an admin: until then an admin's sign-in lands on the Clinic page.
+    timezone_confirmed = BooleanField(default=False)
+    updated_at = UTCDateTimeField(null=True)
+    updated_by = ForeignKeyField(User, null=True, on_delete="SET NULL")
+
+
+WAITLIST_STATUSES = ("waiting", "booked", "left")
+OFFER_STATUSES = ("held", "claimed", "expired")
+
+
+class WaitlistEntry(BaseModel):
+    """A patient waiting for a freed slot with a doctor on a clinic-local day from ``from_day``
+    to ``to_day`` (both included); clinic/waitlist.py holds the rules."""
+
+    patient = ForeignKeyField(User, backref="waitlist_entries", on_delete="CASCADE")
+    doctor = ForeignKeyField(User, backref="waitlisted", on_delete="CASCADE")
+    from_day = DateField()
+    to_day = DateField()
+    status = CharField(max_length=10, default="waiting")  # WAITLIST_STATUSES
+    created_at = UTCDateTimeField(default=now)
+    updated_at = UTCDateTimeField(default=now)
+
+    class Meta:
+        indexes = ((("doctor", "status", "created_at"), False),)
+
+
+class WaitlistOffer(BaseModel):
+    """A freed slot offered to one entry, held for it until ``expires_at``. At most one offer
+    per (doctor, start) is ``held`` (the partial unique index below), and an entry is offered
+    a start once."""
+
+    entry = ForeignKeyField(WaitlistEntry, backref="offers", on_delete="CASCADE")
+    doctor = ForeignKeyField(User, backref="waitlist_offers", on_delete="CASCADE")
+    start = UTCDateTimeField()
+    end = UTCDateTimeField()
+    status = CharField(max_length=10, default="held")  # OFFER_STATUSES
+    expires_at = UTCDateTimeField()
+    # The appointment whose cancellation or move freed the slot, and the one the claim booked.
+    freed_by = ForeignKeyField(Appointment, null=True, backref="waitlist_offers",
+                               on_delete="SET NULL")
+    booked = ForeignKeyField(Appointment, null=True, backref="waitlist_claims",
+                             on_delete="SET NULL")
+    created_at = UTCDateTimeField(default=now)
+    updated_at = UTCDateTimeField(default=now)
+
+    class Meta:
+        indexes = ((("entry", "start"), True), (("status", "expires_at"), False))
+
+
+# One holder per slot: the database refuses a second live hold on the same doctor and start.
+WaitlistOffer.add_index(
+    WaitlistOffer.index(
+        WaitlistOffer.doctor, WaitlistOffer.start, unique=True,
+        where=(SQL("status = 'held'")), name="waitlist_offer_slot_held",
+    )
+)
+
+
+CANCELLATION_STATES = ("queued", "running", "done", "failed")
+
+
+class Cancellation(BaseModel):
+    """Appointments the clinic cancels at once, each patient told why (clinic/cancellations.py):
+    the visits in a doctor's time off, a deactivated doctor's bookings. The list is kept so a
+    run that stopped half-way can be run again."""
+
+    reason = CharField(max_length=300)
+    appointment_ids = JSONField(default=list)
+    author = ForeignKeyField(User, null=True, backref="cancellations", on_delete="SET NULL")
+    state = CharField(max_length=10, default="queued")  # CANCELLATION_STATES
+    task_id = CharField(max_length=64, default="")  # the latest run's progress record
+    cancelled = IntegerField(default=0)  # cancelled by this batch (and told)
+    skipped = IntegerField(default=0)  # cancelled or over already, left alone
+    error = TextField(default="")
+    created_at = UTCDateTimeField(default=now)
+    finished_at = UTCDateTimeField(null=True)
+
+
+TIME_OFF_STATES = ("requested", "approved", "declined")
+
+
+class TimeOff(BaseModel):
+    """A doctor away (``doctor``), or the whole clinic closed (``doctor`` None: a holiday), from
+    ``start`` to ``end``. Only approved time off blocks slots; a doctor's own request waits for an
+    admin."""
+
+    doctor = ForeignKeyField(User, null=True, backref="time_off", on_delete="CASCADE")
+    start = UTCDateTimeField()
+    end = UTCDateTimeField()
+    reason = CharField(max_length=200, default="")
+    status = CharField(max_length=10, default="approved")  # TIME_OFF_STATES
+    requested_by = ForeignKeyField(User, null=True, backref="time_off_requests",
+                                   on_delete="SET NULL")
+    cancellation = ForeignKeyField(Cancellation, null=True, on_delete="SET NULL")
+    created_at = UTCDateTimeField(default=now)
+
+    class Meta:
+        indexes = ((("status", "start"), False), (("doctor", "start"), False))
+
+
+class VisitType(BaseModel):
+    """A kind of visit with its own length (a 60-minute first consultation, a 10-minute
+    injection), offered by the doctors linked to it."""
+
+    name = CharField(max_length=100)
+    minutes = IntegerField()
+    created_at = UTCDateTimeField(default=now)
+
+
+class VisitTypeDoctor(BaseModel):
+    visit_type = ForeignKeyField(VisitType, backref="doctor_links", on_delete="CASCADE")
+    doctor = ForeignKeyField(User, backref="visit_type_links", on_delete="CASCADE")
+
+    class Meta:
+        indexes = ((("visit_type", "doctor"), True),)
+
+
+class Amendment(BaseModel):
+    """One correction of a completed visit's record (clinic/records.py): the Treatment row holds
+    the text in force, and each amendment keeps what the changed fields said before and after,
+    who changed them (and their name then) and when. Only ever added."""
+
+    appointment = ForeignKeyField(Appointment, backref="amendments", on_delete="RESTRICT")
+    author = ForeignKeyField(User, null=True, on_delete="SET NULL")
+    author_name = CharField(max_length=200, default="")
+    at = UTCDateTimeField(default=now)
+    before = JSONField(default=dict)  # {field: the earlier text} of the changed fields
+    after = JSONField(default=dict)  # {field: the new text}
+    reason = TextField(default="")
+
+    class Meta:
+        indexes = ((("appointment", "at"), False),)
+
+
+class SmsOptOut(BaseModel):
+    """A phone number that replied STOP (clinic/mail/sms.py): no SMS goes to it until it replies
+    START. By number, not by patient: the number's owner said it, whoever's account holds it."""
+
+    phone = CharField(max_length=40, unique=True)  # E.164
+    keyword = CharField(max_length=20, default="STOP")
+    created_at = UTCDateTimeField(default=now)
+
+
 MODELS = [
     User, Doctor, Patient, Appointment, Treatment, Session, LoginAttempt, Message, TaskRecord,
     MonthlyReport, Export, Review, DoctorRating, DailyStat, JobState,
@@ -408,4 +580,9 @@ MODELS = [
     AuditEntry,
     Announcement, OptOut,
     AccountToken, Totp, RecoveryCode,
+    ClinicSettings,
+    WaitlistEntry, WaitlistOffer,
+    Cancellation, TimeOff, VisitType, VisitTypeDoctor,
+    Amendment,
+    SmsOptOut,
 ]

@@ -4,13 +4,14 @@ see a patient's records."""
 import re
 from datetime import date
 
+import phonenumbers
 from peewee import IntegrityError, fn
 
-from clinic import auth, i18n
+from clinic import auth, details, i18n
 from clinic.db import database
 from clinic.errors import Forbidden, Invalid, NoAccess, NotFound, check
-from clinic.i18n import _
-from clinic.models import WEEKDAYS, Appointment, Doctor, Patient, User
+from clinic.i18n import N_, _
+from clinic.models import CHANNEL_CHOICES, WEEKDAYS, Appointment, Doctor, Patient, User
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 TIME_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
@@ -49,15 +50,70 @@ def password_problem(password):
     return None
 
 
-E164_RE = re.compile(r"^\+[1-9]\d{1,14}$")
+PHONE_EXAMPLE = "+49 30 1234567"
 
 
-def parse_phone(raw, errors):
-    """A phone number in E.164 (+4930123456) once spaces are taken out, or "" for none."""
-    phone = re.sub(r"\s+", "", raw or "")
-    if phone and not E164_RE.match(phone):
-        errors["phone"] = _("Enter the number with its country code, such as +49 30 1234567.")
-    return phone
+def parse_phone(raw, errors, region=None):
+    """A phone number in E.164 (+4930123456), or "" for none; what is wrong goes in
+    ``errors["phone"]``. The ONE check of every phone the clinic keeps (registration, the
+    profile, the front desk, the Clinic page), by libphonenumber: a number in national format
+    (030 1234567) is read as one of ``region`` (default: the clinic's, clinic/details.py), so a
+    number of another country needs its +code."""
+    text = " ".join((raw or "").split())
+    if not text:
+        return ""
+    if region is None:
+        region = details.current().phone_region
+    example = _example(region)
+    if len(text) > 40:
+        errors["phone"] = _("The phone number is too long.")
+        return text
+    try:
+        number = phonenumbers.parse(text, region or None)
+    except phonenumbers.NumberParseException:
+        if not text.startswith("+") and not region and any(c.isdigit() for c in text):
+            errors["phone"] = (_("Enter the number with its country code, such as %(example)s.")
+                               % {"example": example})
+        else:
+            errors["phone"] = (_("This is not a phone number: enter it with its country code, "
+                                 "such as %(example)s.") % {"example": example})
+        return text
+    if not phonenumbers.is_valid_number(number):
+        errors["phone"] = (_("This is not a phone number in use: check the digits and the "
+                             "country code (such as %(example)s).") % {"example": example})
+        return text
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _example(region):
+    number = phonenumbers.example_number(region) if region else None
+    if number is None:
+        return PHONE_EXAMPLE
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+
+
+def parse_channel(patient_id, changes, patient_changes, errors):
+    """``{"channel": ...}`` from ``changes`` (the profile form, PATCH /api/me, the desk) for the
+    patient ``patient_id``, or {} when it does not change; checks that a channel with SMS has
+    a phone, the one in ``patient_changes`` (already parsed) or else the stored one. Problems go
+    into ``errors``, beside the field that was sent."""
+    current = Patient.get_or_none(Patient.user == patient_id)
+    channel = (changes.get("channel") or "").strip().lower() if "channel" in changes else (
+        current.channel if current else "email")
+    if channel not in CHANNEL_CHOICES:
+        errors["channel"] = _("Choose email, sms or both.")
+        return {}
+    if "phone" in errors:
+        return {}
+    phone = patient_changes.get("phone", current.phone if current else "")
+    if channel != "email" and not phone:
+        if "channel" in changes:
+            errors["channel"] = _("SMS needs a phone number: enter yours with its country "
+                                  "code.")
+        else:
+            errors["phone"] = _("Your messages go by SMS: keep a phone number, or choose email "
+                                "first.")
+    return {"channel": channel} if "channel" in changes else {}
 
 
 def parse_birth_date(raw, errors):
@@ -99,13 +155,90 @@ def register_patient(email, password, name, date_of_birth="", phone="", language
     email = _check_identity(errors, email, name, password)
     language = parse_language(language, errors)
     dob = parse_birth_date(date_of_birth, errors)
-    phone = (phone or "").strip()
-    if len(phone) > 40:
-        errors["phone"] = _("The phone number is too long.")
+    phone = parse_phone(phone, errors)
     check(errors)
     with database.atomic():
         user = _create_user(email, name, password, "patient", language)
         Patient.create(user=user, date_of_birth=dob, phone=phone)
+    return user
+
+
+# A password no one can type: argon2 refuses to verify it. A patient registered at the desk
+# sets a real one through "Forgot your password?", once they have an email address.
+NO_PASSWORD = "!"  # noqa: S105 (a marker, not a password)
+
+
+def register_at_desk(name, email="", date_of_birth="", phone=""):
+    """A patient registered by the front desk: a name, and an email, a date of birth and a
+    phone number if the patient has them. A patient without an email gets no email at all."""
+    errors = {}
+    email = auth.normalize_email(email or "")
+    if email and (problem := email_problem(email)):
+        errors["email"] = problem
+    if not (name or "").strip():
+        errors["name"] = _("Enter the patient's name.")
+    elif len(name.strip()) > 200:
+        errors["name"] = _("The name is too long (200 characters at most).")
+    dob = parse_birth_date(date_of_birth, errors)
+    phone = parse_phone(phone, errors)
+    check(errors)
+    with database.atomic():
+        try:
+            user = User.create(email=email or None, name=name.strip(), role="patient",
+                               password_hash=NO_PASSWORD)
+        except IntegrityError:
+            raise Invalid(_("An account with this email already exists."),
+                          {"email": _("An account with this email already exists.")}) from None
+        Patient.create(user=user, date_of_birth=dob, phone=phone)
+    return user
+
+
+def patient_to_book(patient_id):
+    """The patient user with this id, for the desk and admins to book for: the person only,
+    nothing of their records. NotFound when there is none."""
+    user = User.get_or_none(User.id == patient_id, User.role == "patient")
+    if user is None:
+        raise NotFound(_("No such patient."))
+    return user
+
+
+# -- staff: the front desk and admins ------------------------------------------------------------
+
+STAFF_ROLES = ("desk", "admin")
+
+
+def create_staff(name, email, password, role):
+    """A desk or admin account. Raises Invalid with the fields at fault."""
+    errors = {}
+    email = _check_identity(errors, email, name, password)
+    if role not in STAFF_ROLES:
+        errors["role"] = _("Choose desk or admin.")
+    check(errors)
+    return _create_user(email, name, password, role)
+
+
+def staff():
+    """Every desk and admin account, active ones first, by name."""
+    return (User.select().where(User.role.in_(STAFF_ROLES))
+            .order_by(User.active.desc(), User.name, User.id))
+
+
+def staff_member(user_id):
+    user = User.get_or_none(User.id == user_id, User.role.in_(STAFF_ROLES))
+    if user is None:
+        raise NotFound(_("No such staff member."))
+    return user
+
+
+def reset_staff_password(user_id, password):
+    """Give a staff member a new password; their sign-ins end, so the old one stops working
+    everywhere at once."""
+    user = staff_member(user_id)
+    if problem := password_problem(password):
+        raise Invalid(problem, {"password": problem})
+    with database.atomic():
+        User.update(password_hash=auth.hash_password(password)).where(User.id == user.id).execute()
+        auth.end_all_sessions(user.id)
     return user
 
 
@@ -116,64 +249,88 @@ def create_admin(email, password, name="Administrator"):
     return _create_user(email, name, password, "admin")
 
 
+# Marked for the catalog; translated where shown (templates: _(WEEKDAY_NAMES[day])).
+WEEKDAY_NAMES = dict(zip(WEEKDAYS, (N_("Monday"), N_("Tuesday"), N_("Wednesday"),
+                                     N_("Thursday"), N_("Friday"), N_("Saturday"),
+                                     N_("Sunday")), strict=True))
+RANGES_A_DAY = 2  # the admin form's ranges a weekday (morning and afternoon)
+
+
 def parse_working_hours(value):
-    """Validate ``{"mon": [["09:00","13:00"], ...], ...}``; returns it normalised or raises
-    Invalid. Intervals must be ordered, non-empty and not overlap. Text in the admin form's
-    format (see working_hours_from_text) is accepted too, so its errors come with the others."""
-    if isinstance(value, str):
-        return working_hours_from_text(value)
+    """Validate ``{"mon": [["09:00","13:00"], ...], ...}``; returns it normalised (each day's
+    ranges in order) or raises Invalid. Ranges must end after they start and not overlap.
+    Every day's problem is told: under "working_hours" (the first) and "working_hours.<day>",
+    so the weekly editor says it beside the day."""
     if not isinstance(value, dict):
         raise Invalid("working_hours must be an object of weekdays",
                       {"working_hours": _("Expected weekdays mon..sun with lists of intervals.")})
-    result = {}
+    result, errors = {}, {}
     for day, intervals in value.items():
         if day not in WEEKDAYS:
             raise Invalid(f"unknown weekday {day!r}; use mon..sun",
-                          {"working_hours": f"Unknown weekday {day!r}; use mon..sun."})
-        if not isinstance(intervals, list):
-            raise Invalid(f"{day}: expected a list of [start, end] pairs",
-                          {"working_hours": f"{day}: expected a list of [start, end] pairs."})
-        clean = []
-        for interval in intervals:
-            ok = (isinstance(interval, list | tuple) and len(interval) == 2
-                  and all(isinstance(t, str) and TIME_RE.match(t) for t in interval)
-                  and interval[0] < interval[1])
-            if not ok:
-                raise Invalid(f"{day}: {interval!r} is not a [\"HH:MM\", \"HH:MM\"] interval",
-                              {"working_hours": f"{day}: each interval is HH:MM to a later HH:MM."})
-            clean.append([interval[0], interval[1]])
-        clean.sort()
-        for (_first, end), (start, _last) in zip(clean, clean[1:], strict=False):
-            if start < end:
-                raise Invalid(f"{day}: intervals overlap",
-                              {"working_hours": f"{day}: the intervals overlap."})
+                          {"working_hours": _("Unknown weekday %(day)s; use mon..sun.")
+                           % {"day": repr(day)}})
+        if problem := _day_problem(day, intervals):
+            errors[f"working_hours.{day}"] = problem
+            continue
+        clean = sorted([a, b] for a, b in intervals)
         if clean:
             result[day] = clean
+    if errors:
+        first = errors[min(errors, key=lambda key: WEEKDAYS.index(key.split(".")[1]))]
+        raise Invalid(first, {"working_hours": first, **errors})
     return result
 
 
-def working_hours_from_text(text):
-    """The admin form's one-line-per-day format: ``mon 09:00-13:00, 14:00-17:00``."""
+def _day_problem(day, intervals):
+    """What is wrong with one weekday's ranges, or None."""
+    if not isinstance(intervals, list):
+        return _("%(day)s: expected a list of [start, end] pairs.") % {"day": day}
+    for interval in intervals:
+        if not (isinstance(interval, list | tuple) and len(interval) == 2
+                and all(isinstance(t, str) and TIME_RE.match(t) for t in interval)):
+            return _("%(day)s: enter each time as HH:MM, such as 09:00.") % {"day": day}
+        if interval[0] >= interval[1]:
+            return (_("%(day)s: a range must end after it starts (%(start)s to %(end)s).")
+                    % {"day": day, "start": interval[0], "end": interval[1]})
+    ordered = sorted(tuple(i) for i in intervals)
+    for (a, b), (c, d) in zip(ordered, ordered[1:], strict=False):
+        if c < b:
+            return (_("%(day)s: the ranges %(first)s and %(second)s overlap.")
+                    % {"day": day, "first": f"{a}-{b}", "second": f"{c}-{d}"})
+    return None
+
+
+def working_hours_from_form(data):
+    """The weekly editor's fields (``hours-mon-1-from``, ``hours-mon-1-to``, ``hours-mon-2-from``
+    ...) in the stored shape ``{"mon": [["09:00", "13:00"]]}``, to be checked by
+    parse_working_hours. A range with both times empty is left out: a day without one is a day
+    off. An old browser's text input may send 9:00 or 09:00:00; both mean 09:00."""
     hours = {}
-    for line in (text or "").splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        day, _space, rest = line.partition(" ")
-        day = day.lower()[:3]
-        intervals = []
-        for part in rest.split(","):
-            if part.strip():
-                start, _dash, end = part.strip().partition("-")
-                intervals.append([start.strip().zfill(5), end.strip().zfill(5)])
-        hours.setdefault(day, []).extend(intervals)
-    return parse_working_hours(hours)
+    for day in WEEKDAYS:
+        n = 1
+        while n <= RANGES_A_DAY or f"hours-{day}-{n}-from" in data:
+            start = _hhmm(data.get(f"hours-{day}-{n}-from"))
+            end = _hhmm(data.get(f"hours-{day}-{n}-to"))
+            if start or end:
+                hours.setdefault(day, []).append([start, end])
+            n += 1
+    return hours
 
 
-def working_hours_to_text(hours):
-    return "\n".join(
-        f"{day} " + ", ".join(f"{a}-{b}" for a, b in hours[day]) for day in WEEKDAYS if day in hours
-    )
+def working_hours_to_form(hours):
+    """The stored hours as the weekly editor's fields (the inverse of working_hours_from_form)."""
+    fields = {}
+    for day, ranges in (hours or {}).items():
+        for n, (start, end) in enumerate(ranges, start=1):
+            fields[f"hours-{day}-{n}-from"], fields[f"hours-{day}-{n}-to"] = start, end
+    return fields
+
+
+def _hhmm(raw):
+    text = (raw or "").strip()
+    match = re.fullmatch(r"(\d{1,2}):(\d\d)(:\d\d)?", text)
+    return f"{int(match.group(1)):02d}:{match.group(2)}" if match else text
 
 
 def _check_practice(errors, specialization, slot_minutes):
@@ -284,11 +441,23 @@ def require_role(user, *roles):
 
 
 def search_patients(query="", limit=50, offset=0):
-    q = (Patient.select(Patient, User).join(User).order_by(User.name))
+    """Patients whose name, email or phone contains ``query`` (phone: spaces ignored), or
+    born on it when it is a date (YYYY-MM-DD)."""
+    q = (Patient.select(Patient, User).join(User).order_by(User.name, User.id))
     needle = (query or "").strip().lower()
     if needle:
-        q = q.where(fn.LOWER(User.name).contains(needle) | fn.LOWER(User.email).contains(needle)
-                    | Patient.phone.contains(needle))
+        match = (fn.LOWER(User.name).contains(needle) | fn.LOWER(User.email).contains(needle))
+        if digits := re.sub(r"\s+", "", needle):
+            match |= fn.REPLACE(Patient.phone, " ", "").contains(digits)
+        # A whole number typed as people say it (030 1234567) is found by its E.164 form.
+        problems = {}
+        if (phone := parse_phone(needle, problems)) and not problems:
+            match |= Patient.phone == phone
+        try:
+            match |= Patient.date_of_birth == date.fromisoformat(needle)
+        except ValueError:
+            pass
+        q = q.where(match)
     return q.limit(limit).offset(offset)
 
 

@@ -219,7 +219,8 @@ def make(month, doctors, now=None, step=None):
     """Make ``month``'s report for each of ``doctors`` (Users) that has none yet; returns counts:
     sent (made and queued in the outbox now), already_sent (made before, not sent again) and
     failed (could not be made: logged, and left for a re-run to make). ``step(done, total,
-    doctor, outcome)`` is called after each doctor."""
+    doctor, outcome, error)`` is called after each doctor (``error`` the reason a report
+    failed, else "")."""
     now = now or clock.now()
     doctors = list(doctors)
     made_before = {doctor_id for (doctor_id,) in MonthlyReport
@@ -231,6 +232,7 @@ def make(month, doctors, now=None, step=None):
     rows = visits(month, todo[0].id if len(todo) == 1 else None) if todo else {}
     counts = {"sent": 0, "already_sent": 0, "failed": 0}
     for done, doctor in enumerate(doctors, 1):
+        error = ""
         if doctor.id in made_before:
             outcome = "already_sent"
         else:
@@ -238,12 +240,12 @@ def make(month, doctors, now=None, step=None):
                 made = _make_one(doctor, month, figures.get(doctor.id) or _empty(),
                                  rows.get(doctor.id, []), now)
                 outcome = "sent" if made else "already_sent"
-            except Exception:  # one doctor's failure must not cost the others their report
+            except Exception as exc:  # one doctor's failure must not cost the others theirs
                 log.exception("monthly report %s for doctor %s failed", label(month), doctor.id)
-                outcome = "failed"
+                outcome, error = "failed", f"{type(exc).__name__}: {exc}"
         counts[outcome] += 1
         if step is not None:
-            step(done, len(doctors), doctor, outcome)
+            step(done, len(doctors), doctor, outcome, error)
     return counts
 
 
@@ -256,7 +258,7 @@ def send_monthly(now=None, progress=None):
     doctors = list(active_doctors())
     step = None
     if progress is not None:
-        def step(done, total, doctor, outcome):
+        def step(done, total, doctor, outcome, error):
             progress(done, total, "doctors")
     return {"month": label(month), "doctors": len(doctors), **make(month, doctors, now, step)}
 
@@ -294,10 +296,12 @@ def start(user, month_year, doctor_id=None, now=None):
 
 def run_task(task_id, month_year, doctor_id=None, now=None):
     """The body of the ``make_monthly_reports`` task: make the reports, stepping the task's
-    progress after each doctor, and finish with the summary ``{"total", "successful", "failed",
-    "success_rate", "sent", "already_sent", "month_year"}``. "successful" counts the doctors
-    who have their report: made now (sent) or by an earlier run (already_sent, not emailed
-    again). Anything raised marks the task FAILURE with the reason, then goes on up."""
+    progress after each doctor, and finish with the result ``{"total", "successful", "failed",
+    "success_rate", "sent", "already_sent", "month_year", "summary", "results"}``:
+    "successful" counts the doctors who have their report, made now (sent) or by an earlier run
+    (already_sent, not emailed again); ``summary`` repeats the four figures on their own, and
+    ``results`` has one entry per doctor, ``{"id", "name", "outcome", "error"}``. Anything
+    raised marks the task FAILURE with the reason, then goes on up."""
     try:
         month = date.fromisoformat(month_year + "-01")
         doctors = active_doctors()
@@ -306,7 +310,11 @@ def run_task(task_id, month_year, doctor_id=None, now=None):
         doctors = list(doctors)
         progress.step(task_id, 0, len(doctors), f"Counting {month:%B %Y}'s appointments")
 
-        def step(done, total, doctor, outcome):
+        results = []
+
+        def step(done, total, doctor, outcome, error):
+            results.append({"id": doctor.id, "name": doctor.name, "outcome": outcome,
+                            "error": error})
             said = {"sent": "report sent", "already_sent": "already had the report",
                     "failed": "report failed"}[outcome]
             progress.step(task_id, done, total, f"{done} of {total} doctors: {doctor.name}, "
@@ -319,6 +327,9 @@ def run_task(task_id, month_year, doctor_id=None, now=None):
                    "failed": counts["failed"],
                    "success_rate": round(successful / total, 4) if total else 1.0,
                    "sent": counts["sent"], "already_sent": counts["already_sent"]}
+        summary["summary"] = {name: summary[name]
+                              for name in ("total", "successful", "failed", "success_rate")}
+        summary["results"] = results
         status = (f"{month:%B %Y}: {counts['sent']} reports sent, {counts['already_sent']} "
                   f"already sent before (not sent again), {counts['failed']} failed.")
         progress.succeed(task_id, summary, status=status)

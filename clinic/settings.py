@@ -94,6 +94,13 @@ def _name(raw):
     return value
 
 
+def _region(raw):
+    value = raw.strip().upper()
+    if value and not re.fullmatch(r"[A-Z]{2}", value):
+        raise ValueError("expected a two-letter country code such as DE")
+    return value
+
+
 def _machine_timezone():
     """The machine's zone: $TZ, then /etc/localtime's target, then /etc/timezone, then UTC."""
     candidates = [os.environ.get("TZ", "").lstrip(":")]
@@ -140,7 +147,8 @@ SETTINGS = [
             "The queue's name in CLINIC_QUEUE_URL: clinics that share one Redis or PostgreSQL "
             "database need different names."),
     Setting("timezone", None, _timezone,
-            "The clinic's time zone (IANA name). Default: the machine's."),
+            "The clinic's time zone (IANA name). When set, it wins over the admin's Clinic page. "
+            "Default: the Clinic page's, else the machine's."),
     Setting("secret_key", None, text,
             "Key that signs links and CSRF tokens. Default: generated once into "
             "<data_dir>/secret_key.", secret=True),
@@ -148,8 +156,17 @@ SETTINGS = [
     Setting("admin_password", "", text,
             "Password of that admin. Default: a one-time password printed at the first start.",
             secret=True),
-    Setting("name", "Clinic", text, "The clinic's name, shown on pages and in emails."),
+    Setting("name", "Clinic", text,
+            "The clinic's name, shown on pages and in emails. When set, it wins over the "
+            "admin's Clinic page (as do the address, phone, website and time zone)."),
     Setting("address", "", text, "The clinic's street address, shown in emails and invites."),
+    Setting("phone", "", text,
+            "The clinic's phone number, given wherever a patient is told to call and in every "
+            "email's footer."),
+    Setting("website", "", text, "The clinic's own website, shown in every email's footer."),
+    Setting("phone_region", "", _region,
+            "The country (ISO code such as DE) of phone numbers typed without a country code. "
+            "Default: the clinic phone's country; without one, numbers need their +code."),
     Setting("base_url", None, text,
             "Public address used in links in emails. Default: http://<host>:<port>."),
     Setting("cancel_cutoff", "2h", duration,
@@ -183,6 +200,9 @@ class Settings:
     """Typed settings. Build with ``load()``; tests may pass overrides."""
 
     values: dict = field(default_factory=dict)
+    # The names set in the environment (or by a test's override) rather than by default: these
+    # win over what the admin saves on the Clinic page (clinic/details.py).
+    given: frozenset = frozenset()
 
     def __getattr__(self, name):
         try:
@@ -191,7 +211,7 @@ class Settings:
             raise AttributeError(name) from None
 
     def replace(self, **changes):
-        return Settings({**self.values, **changes})
+        return Settings({**self.values, **changes}, self.given | set(changes))
 
     @property
     def data_path(self):
@@ -216,7 +236,7 @@ def register(*settings):
 # so that every setting is known (and documented) whichever module was imported first.
 SETTING_MODULES = ("clinic.i18n", "clinic.mail.compose", "clinic.mail.sender",
                    "clinic.mail.ratelimit", "clinic.jobs.scheduler", "clinic.exports",
-                   "clinic.reminders", "clinic.accounts")
+                   "clinic.reminders", "clinic.accounts", "clinic.waitlist")
 
 
 def _import_setting_modules():
@@ -234,11 +254,15 @@ def load(environ=None, **overrides):
     _import_setting_modules()
     environ = os.environ if environ is None else environ
     values = {}
+    given = set()
     for setting in SETTINGS:
         if setting.name in overrides:
             values[setting.name] = overrides.pop(setting.name)
+            given.add(setting.name)
             continue
         raw = environ.get(setting.env)
+        if raw is not None and raw.strip():
+            given.add(setting.name)
         if raw is None or (raw.strip() == "" and setting.default is None):
             raw = setting.default
         if raw is None:
@@ -250,7 +274,7 @@ def load(environ=None, **overrides):
             raise SettingsError(f"{setting.env}={raw!r} is invalid: {exc}") from None
     if overrides:
         raise SettingsError("unknown settings: " + ", ".join(sorted(overrides)))
-    return Settings(_derive(values))
+    return Settings(_derive(values), frozenset(given))
 
 
 def _derive(values):
@@ -301,6 +325,12 @@ def describe():
                      key=lambda pair: (rank.get(_ORIGIN.get(pair[1].name), 0), pair[0]))
     for _, setting in ordered:
         yield setting.env, setting.default, setting.help
+
+
+def secrets_named():
+    """The variables whose values are secrets (keys, passwords): shown as "(set)", never printed."""
+    _import_setting_modules()
+    return {setting.env for setting in SETTINGS if setting.secret}
 
 
 # The settings of the running process, set once by create_app() / the CLI.

@@ -117,17 +117,22 @@ def day_figures(day):
     who registered, reviews written, emails sent and emails that failed that day."""
     lo, hi = day_bounds(day)
     figures = _by_status(lo, hi)
+    # A visit checked in but not yet seen is passing through: DailyStat keeps no column for it.
+    figures.pop("arrived")
     figures["new_patients"] = (Patient.select(fn.COUNT(Patient.user)).join(User)
                                .where(User.created_at >= lo, User.created_at < hi).scalar())
     figures["reviews"] = (Review.select(fn.COUNT(Review.id))
                           .where(Review.created_at >= lo, Review.created_at < hi).scalar())
-    figures["emails_sent"] = (Message.select(fn.COUNT(Message.id))
-                              .where(Message.status == "sent", Message.sent_at >= lo,
-                                     Message.sent_at < hi).scalar())
-    # A failed message last changed when it failed (the clean-up keeps its times).
-    figures["emails_failed"] = (Message.select(fn.COUNT(Message.id))
-                                .where(Message.status == "failed", Message.updated_at >= lo,
-                                       Message.updated_at < hi).scalar())
+    for channel, name in (("email", "emails"), ("sms", "sms")):
+        figures[f"{name}_sent"] = (Message.select(fn.COUNT(Message.id))
+                                   .where(Message.status == "sent", Message.sent_at >= lo,
+                                          Message.sent_at < hi, Message.channel == channel)
+                                   .scalar())
+        # A failed message last changed when it failed (the clean-up keeps its times).
+        figures[f"{name}_failed"] = (Message.select(fn.COUNT(Message.id))
+                                     .where(Message.status == "failed", Message.updated_at >= lo,
+                                            Message.updated_at < hi, Message.channel == channel)
+                                     .scalar())
     return figures
 
 
@@ -157,7 +162,9 @@ def record_day(now=None, backfill=BACKFILL_DAYS):
 # -- the dashboard's charts -----------------------------------------------------------------------
 
 CHART_DAYS = 30
-DAY_FIGURES = (*APPOINTMENT_STATUSES, "emails_sent", "emails_failed")
+# The statuses a day's DailyStat row counts: "arrived" passes within the day.
+DAY_STATUSES = tuple(s for s in APPOINTMENT_STATUSES if s != "arrived")
+DAY_FIGURES = (*DAY_STATUSES, "emails_sent", "emails_failed", "sms_sent", "sms_failed")
 
 
 def no_show_rates(lo, hi):

@@ -6,8 +6,9 @@ get her reminder?".
 Everything comes from what is stored: the appointment, its outbox rows (clinic/mail/outbox.py), its
 treatment record's time and its review's. Reminders that have no row yet are worked out from the
 settings with ``reminders.due_at`` (the rule the reminder jobs follow) and the daily-reminders
-job's schedule: planned while the visit is to come, not sent once it was cancelled, completed or
-missed before their time.
+job's schedule: planned while the visit is to come (or "will not be sent" with the reason when
+CLINIC_REMINDER_GAP will skip it), not sent once it was cancelled, completed or missed before
+their time.
 
 Nothing medical: not the reason for the visit, not the treatment, not the review's words.
 """
@@ -16,7 +17,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from clinic import clock, i18n, reminders, settings
+from clinic import clock, i18n, reminders, settings, waitlist
 from clinic.jobs import scheduler
 from clinic.mail import notices
 from clinic.models import ACTIVE_STATUSES, Message, Review, Treatment
@@ -37,7 +38,8 @@ ADVANCE_JOB = "advance-reminders"
 _KEY = re.compile(r"(?P<prefix>[a-z0-9_]+):\d+:(?P<start>\d{4}-\d\d-\d\dT\d\d:\d\dZ)")
 _LISTED = (Message.id, Message.key, Message.kind, Message.recipient, Message.status,
            Message.attempts, Message.last_error, Message.due_at, Message.claimed_at,
-           Message.sent_at, Message.created_at, Message.updated_at)
+           Message.sent_at, Message.created_at, Message.updated_at, Message.channel,
+           Message.segments, Message.delivery, Message.price, Message.price_unit)
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,13 @@ def for_appointment(appointment, now=None):
     changes = [Event(appointment.created_at, "Booked", _booked(appointment, messages))]
     emails = []
     ended_at = None
+    told = set()  # the changes told of: an email and the SMS beside it tell of one change
     for message in messages:
+        change = message.key.removesuffix(f":{message.channel}")
+        if change in told:
+            emails.append(_email(message, appointment, now))
+            continue
+        told.add(change)
         if message.kind == "rescheduled":
             start = _start(message.key)
             changes.append(Event(message.created_at, "Moved",
@@ -83,11 +91,39 @@ def for_appointment(appointment, now=None):
     review = Review.get_or_none(Review.appointment == appointment.id)
     if review is not None:
         changes.append(Event(review.created_at, "Reviewed by the patient"))
-    written = {message.key for message in messages}
-    emails += _reminders_to_come(appointment, written, ended_at, now)
+    changes += _waitlist(appointment)
+    emails += _reminders_to_come(appointment, messages, ended_at, now)
     ranked = [(event.at, 0, i, event) for i, event in enumerate(changes)]
     ranked += [(event.at, 1, i, event) for i, event in enumerate(emails)]
     return [event for *_, event in sorted(ranked, key=lambda row: row[:3])]
+
+
+def _waitlist(appointment):
+    """The waitlist's part: each offer of the slot this appointment freed (its email, then
+    claimed or expired), and, for one booked from the waitlist, that. No other patient is
+    named: the offers go to whoever is first in line."""
+    events = []
+    for offer in waitlist.offers(freed_by=appointment.id):
+        when = _when(offer.start)
+        message = offer.message
+        if message is not None and message.status == "sent":
+            events.append(Event(message.sent_at, "Waitlist offer sent",
+                                f"{when}, to the next patient in line", "sent"))
+        elif message is not None:
+            events.append(Event(offer.created_at, f"Waitlist offer {message.status}",
+                                f"{when}: {message.last_error}".rstrip(": "), message.status))
+        else:
+            events.append(Event(offer.created_at, "Waitlist offer made", when, "done"))
+        if offer.status == "claimed":
+            events.append(Event(offer.updated_at, "Waitlist offer claimed",
+                                f"{when} is booked again"))
+        elif offer.status == "expired":
+            events.append(Event(offer.expires_at, "Waitlist offer expired",
+                                f"{when} goes to the next in line", "skipped"))
+    for offer in waitlist.offers(booked=appointment.id):
+        events.append(Event(offer.updated_at, "Booked from the waitlist",
+                            f"the offer sent {_when(offer.created_at)}"))
+    return events
 
 
 def _booked(appointment, messages):
@@ -111,6 +147,10 @@ def _email(message, appointment, now):
                if moved and message.kind != "rescheduled" else "")
     to = f"to {message.recipient or 'no address'}{earlier}"
     status, error = message.status, message.last_error
+    if message.channel == "sms" and status == "sent":
+        word = "delivered" if message.delivery == "delivered" else "sent"
+        return Event(message.sent_at, f"{name} {word}",
+                     f"{to}{sms_facts(message)}", status, message.id)
     if status == "sent":
         return Event(message.sent_at, f"{name} sent", to, status, message.id)
     if status == "failed":
@@ -127,9 +167,16 @@ def _email(message, appointment, now):
     return Event(message.due_at, f"{name} {waiting}", to, status, message.id)
 
 
-def _reminders_to_come(appointment, written, ended_at, now):
-    """The reminders of the appointment's present time that have no outbox row yet."""
+def _reminders_to_come(appointment, messages, ended_at, now):
+    """The reminders of the appointment's present time that have no outbox row yet. A planned
+    one that CLINIC_REMINDER_GAP will skip (reminders.gap_reason, the jobs' rule: another
+    reminder of this time goes out less than the gap before it) is shown as such."""
     stamp = notices.stamp(appointment.start)
+    written = {message.key for message in messages}
+    # When this time's reminders went out or will, as the jobs' gap check sees them.
+    earlier = [message.created_at for message in messages
+               if message.kind in reminders.KINDS and message.status != "skipped"
+               and message.key.endswith(f":{stamp}")]
     tz = clock.zone()
     due = []
     for offset in settings.get().reminder_offsets:
@@ -141,12 +188,17 @@ def _reminders_to_come(appointment, written, ended_at, now):
         due.append((f"reminder_daily:{appointment.id}:{stamp}", NAMES["reminder_daily"], daily,
                     DAILY_JOB))
     events = []
-    for key, name, at, job in due:
+    for key, name, at, job in sorted(due, key=lambda item: item[2]):
         if key in written:
             continue
         if appointment.status in ACTIVE_STATUSES:
             if at > now:
-                events.append(Event(at, f"{name} planned", "", "planned"))
+                reason = reminders.gap_reason(at, earlier)
+                if reason is None:
+                    earlier.append(at)
+                    events.append(Event(at, f"{name} planned", "", "planned"))
+                else:
+                    events.append(Event(at, f"{name} will not be sent", reason, "skipped"))
             else:
                 events.append(Event(at, f"{name} due", f"the next run of the {job} job sends it "
                                     "or records why not", "pending"))
@@ -170,12 +222,25 @@ def _daily_due(start, tz):
     return first if first < hi else None
 
 
+def sms_facts(message):
+    """", 2 parts, 0.0075 USD": what the gateway said of a sent SMS."""
+    facts = f", {message.segments} part{'' if message.segments == 1 else 's'}" \
+        if message.segments else ""
+    if message.price:
+        facts += f", {message.price.lstrip('-')} {message.price_unit}".rstrip()
+    return facts
+
+
 def _name(message):
+    sms = " SMS" if message.channel == "sms" else ""
     if message.kind == "reminder_advance":
         match = _KEY.match(message.key)
         label = match.group("prefix").removeprefix("reminder_") if match else ""
-        return f"{_words(label)} reminder".lstrip()
-    return NAMES.get(message.kind, message.kind.replace("_", " ").capitalize() + " email")
+        return f"{_words(label)} reminder{sms}".lstrip()
+    if message.kind.startswith("reminder_"):
+        return NAMES.get(message.kind, message.kind) + sms
+    name = NAMES.get(message.kind, message.kind.replace("_", " ").capitalize() + " email")
+    return name.replace(" email", " SMS") if sms else name
 
 
 def _words(label):

@@ -8,7 +8,7 @@ def test_register_creates_patient_and_signs_in(client, app):
     client.get("/register")
     response = client.post("/register", {"name": "Zoë Zimmer", "email": "ZOE@example.com",
                                           "password": "long enough", "date_of_birth": "1990-01-02",
-                                          "phone": "+49 1"})
+                                          "phone": "+49 30 7654321"})
     assert response.status == 303
     assert response.location.endswith("/patient/doctors")
     user = User.get(User.email == "zoe@example.com")

@@ -137,6 +137,7 @@ def test_only_the_catalogue_and_sign_up_are_public(app):
     assert public == {
         ("POST", "/api/login"), ("POST", "/api/register"), ("GET", "/api/doctors"),
         ("GET", "/api/doctors/<doctor_id>/slots"), ("GET", "/api/openapi.json"),
+        ("GET", "/api/doctors/<doctor_id>/visit-types"),
         # Accounts: asking for a reset link, and following an emailed link (its token is all).
         ("POST", "/api/password-reset"), ("POST", "/api/password-reset/confirm"),
         ("POST", "/api/me/email/confirm"),
@@ -162,7 +163,7 @@ def test_admin_routes_are_forbidden_to_patients_and_doctors(app, api_as, everyon
 def test_register_creates_a_patient_who_can_sign_in(client, app):
     response = client.post_json("/api/register", {
         "email": "Zoe@Example.com", "password": "long enough", "name": "Zoë Zimmer",
-        "date_of_birth": "1990-01-02", "phone": "+49 1"})
+        "date_of_birth": "1990-01-02", "phone": "+49 30 7654321"})
     assert response.status == 201, response
     body = response.json()
     user = User.get(User.email == "zoe@example.com")
@@ -299,6 +300,7 @@ def test_an_appointment_is_shown_only_to_its_people_and_admins(api_as, everyone,
         "end": local_iso(slot(1, "10:30")), "reason": "", "doctor_id": everyone["carol"].id,
         "patient_id": everyone["alice"].id, "patient_name": "Alice Adams",
         "doctor_name": "Dr Carol Clark", "specialization": "Cardiology", "treatment": None,
+        "amendments": [],
     }
 
 
@@ -478,7 +480,8 @@ def test_doctor_completes_a_visit_with_the_treatment(api_as, carol, diary, tomor
                                        TREATMENT)
     assert response.status == 200, response
     body = response.json()
-    assert body["status"] == "completed" and body["treatment"] == TREATMENT
+    assert body["status"] == "completed"
+    assert body["treatment"] == {**TREATMENT, "amended_at": None}
     assert Treatment.get_by_id(appointment.id).diagnosis == "Angina"
     assert_error(api_as(carol).post_json(f"/api/appointments/{appointment.id}/complete",
                                          TREATMENT), 409)
@@ -504,6 +507,34 @@ def test_a_visit_cannot_be_completed_before_its_day(api_as, dave, diary, tomorro
     assert_error(api_as(dave).post_json(f"/api/appointments/{appointment.id}/complete",
                                         TREATMENT), 409)
     assert Treatment.select().count() == 0
+
+
+def test_a_visit_cannot_be_completed_before_its_start_on_its_day(api_as, carol, diary):
+    appointment = diary["alice_carol"]  # tomorrow 10:00
+    client = api_as(carol)
+    url = f"/api/appointments/{appointment.id}/complete"
+    with time_machine.travel(slot(1, "09:45")):
+        body = assert_error(client.post_json(url, TREATMENT), 409)
+        assert "from its start on" in body["error"]
+    with time_machine.travel(slot(1, "10:00")):
+        assert client.post_json(url, TREATMENT).status == 200
+
+
+def test_the_doctor_completes_or_undoes_a_no_show_through_the_api(api_as, carol, diary,
+                                                                   tomorrow_noon):
+    client = api_as(carol)
+    missed, seen = diary["alice_carol"], diary["alice_carol"]
+    assert client.post_json(f"/api/appointments/{missed.id}/no-show").json()["status"] == (
+        "no_show")
+    response = client.post_json(f"/api/appointments/{missed.id}/undo-no-show")
+    assert response.status == 200, response
+    assert response.json()["status"] == "booked"
+    assert_error(client.post_json(f"/api/appointments/{missed.id}/undo-no-show"), 409)
+    client.post_json(f"/api/appointments/{seen.id}/no-show")
+    with time_machine.travel(slot(1, "19:00")):  # the next day (now is the visit's day)
+        assert_error(client.post_json(f"/api/appointments/{seen.id}/undo-no-show"), 409)
+        response = client.post_json(f"/api/appointments/{seen.id}/complete", TREATMENT)
+        assert response.status == 200 and response.json()["status"] == "completed"
 
 
 @pytest.mark.parametrize("name, key", [("carol", "alice_carol"), ("erin", "bob_dave")])
@@ -546,11 +577,12 @@ def test_history_is_shown_to_the_patient_their_doctors_and_admins(api_as, everyo
     body = response.json()
     assert body["patient"] == {"id": alice.id, "name": "Alice Adams",
                                "email": "alice@example.com", "date_of_birth": "1980-05-17",
-                               "phone": "+49 30 1234567"}
+                               "phone": "+49301234567"}
     assert body["visits"] == [{
         "appointment_id": visit.id, "date": slot(-1).astimezone(TZ).date().isoformat(),
         "start": local_iso(slot(-1, "10:00")), "doctor": "Dr Carol Clark",
-        "doctor_id": everyone["carol"].id, "specialization": "Cardiology", **TREATMENT}]
+        "doctor_id": everyone["carol"].id, "specialization": "Cardiology", **TREATMENT,
+        "amended_at": None}]
 
 
 def test_a_doctor_sees_the_history_once_the_patient_books_with_them(api_as, alice, dave, visit):
@@ -621,7 +653,7 @@ def test_dashboard_stats_say_whether_they_were_cached(api_as, erin, diary):
     assert body["cached"] is False
     assert body["patients"] == 2 and body["doctors"] == 2
     assert sum(body["this_month"].values()) <= 3 and set(body["today"]) == {
-        "booked", "confirmed", "completed", "cancelled", "no_show"}
+        "booked", "confirmed", "arrived", "completed", "cancelled", "no_show"}
     assert datetime.fromisoformat(body["computed_at"]).utcoffset() is not None
     second = client.get("/api/admin/dashboard-stats").json()
     assert second["cached"] is True and second["computed_at"] == body["computed_at"]

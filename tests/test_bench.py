@@ -93,3 +93,13 @@ def test_the_language_bench_runs(capsys):
 
     i18n_render.main(["--rounds", "1", "--renders", "1"])
     assert "German / English: median" in capsys.readouterr().out
+
+
+def test_the_sms_bench_runs_at_a_tiny_size(capsys):
+    from bench import sms as sms_bench
+
+    assert sms_bench.main(["--n", "20", "--runs", "1"]) == 0
+    out = capsys.readouterr().out
+    for row in ("gateway alone", "emails to the SMTP sink", "SMS to the gateway",
+                "emails and SMS in one sweep"):
+        assert f"| {row}" in out

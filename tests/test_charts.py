@@ -156,7 +156,8 @@ def test_the_days_come_from_the_daily_statistics_with_unrecorded_days_empty(app)
     days = dict(data["days"])
     assert list(days) == [FIRST + timedelta(days=n) for n in range(30)]
     assert days[LAST] == {"booked": 1, "confirmed": 0, "completed": 3, "cancelled": 0,
-                          "no_show": 2, "emails_sent": 5, "emails_failed": 1}
+                          "no_show": 2, "emails_sent": 5, "emails_failed": 1, "sms_sent": 0,
+                          "sms_failed": 0}
     assert [day for day, figures in days.items() if figures is None] == list(days)[:-1]
 
 
@@ -205,7 +206,8 @@ def table(page, table_id):
 
 
 def test_the_dashboard_shows_the_three_charts_with_their_numbers(admin, alice, bob, carol, dave):
-    DailyStat.create(day=LAST, booked=2, completed=5, no_show=1, emails_sent=7, emails_failed=2)
+    DailyStat.create(day=LAST, booked=2, completed=5, no_show=1, emails_sent=7, emails_failed=2,
+                     sms_sent=6, sms_failed=1)
     DailyStat.create(day=LAST - timedelta(days=1), cancelled=3, emails_sent=4)
     visit(alice, carol, at(LAST), "completed")
     visit(bob, carol, at(LAST, 11), "no_show")
@@ -224,8 +226,9 @@ def test_the_dashboard_shows_the_three_charts_with_their_numbers(admin, alice, b
 
     emails = chart(page, "chart-emails")
     assert {(r.get("data-series"), r.get("data-value")) for r in bars(emails)} == {
-        ("emails_sent", "7"), ("emails_failed", "2"), ("emails_sent", "4")}
-    assert {"sent", "failed", "Emails"} <= set(texts(emails))
+        ("emails_sent", "7"), ("emails_failed", "2"), ("emails_sent", "4"), ("sms_sent", "6"),
+        ("sms_failed", "1")}
+    assert {"sent", "failed", "SMS sent", "SMS failed", "Emails and SMS"} <= set(texts(emails))
 
     no_shows = chart(page, "chart-no-shows")
     assert {"Dr Carol Clark", "50% (1 of 2)", "Dr Dave Davis", "0% (0 of 1)"} <= set(
@@ -235,7 +238,7 @@ def test_the_dashboard_shows_the_three_charts_with_their_numbers(admin, alice, b
     assert rows[0] == ["Day", "booked", "confirmed", "completed", "cancelled", "no show"]
     assert rows[-1] == ["Wed 12 Mar 2031", "2", "0", "5", "0", "1"]
     assert rows[1] == ["Tue 11 Feb 2031", "not recorded"]
-    assert table(page, "table-emails")[-1] == ["Wed 12 Mar 2031", "7", "2"]
+    assert table(page, "table-emails")[-1] == ["Wed 12 Mar 2031", "7", "2", "6", "1"]
     assert table(page, "table-no-shows")[1:] == [["Dr Carol Clark", "1", "2", "50%"],
                                                  ["Dr Dave Davis", "0", "1", "0%"]]
     assert "<details>" in page and "From Tue 11 Feb 2031 to Wed 12 Mar 2031" in page

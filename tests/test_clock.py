@@ -40,3 +40,12 @@ def test_instants_dates_and_the_rest_are_formatted_for_people(app):
     assert clock.formatted(date(2026, 7, 5), "%d.%m.%Y") == "05.07.2026"
     assert clock.formatted(None, "%H:%M") == ""
     assert clock.formatted(42, "%H:%M") == "42"
+
+
+@pytest.mark.parametrize("name, words", [("Europe/Berlin", "Berlin"),
+                                         ("America/New_York", "New York"),
+                                         ("Etc/UTC", "UTC"), ("UTC", "UTC")])
+def test_the_time_zone_in_words_is_the_city(name, words):
+    from zoneinfo import ZoneInfo
+
+    assert clock.zone_words(ZoneInfo(name)) == words

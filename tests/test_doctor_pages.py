@@ -149,7 +149,8 @@ def test_patient_record_shows_details_visits_and_history_with_every_doctor(
     with_dave = book(alice, dave, slot(0, "09:00"), "Itchy skin")
     appointments.complete(with_dave, dave, {"visit_type": "Consultation",
                                             "diagnosis": "Contact dermatitis",
-                                            "prescription": "Hydrocortisone cream"})
+                                            "prescription": "Hydrocortisone cream"},
+                          now=with_dave.end)
     book(alice, carol, slot(2, "10:00"), "Heart check")
     browser = doctor_client(new_client, carol)
 
@@ -168,7 +169,8 @@ def test_patient_record_shows_details_visits_and_history_with_every_doctor(
 def test_doctor_cannot_see_the_record_of_another_doctors_patient(morning, new_client, bob,
                                                                   carol, dave):
     visit = book(bob, dave, slot(0, "09:00"), "Mole check")
-    appointments.complete(visit, dave, {"visit_type": "Check-up", "diagnosis": "Benign naevus"})
+    appointments.complete(visit, dave, {"visit_type": "Check-up", "diagnosis": "Benign naevus"},
+                          now=visit.end)
     browser = doctor_client(new_client, carol)
 
     response = browser.get(f"/doctor/patients/{bob.id}")
@@ -181,7 +183,8 @@ def test_doctor_cannot_see_the_record_of_another_doctors_patient(morning, new_cl
 def test_a_booking_with_the_doctor_opens_the_patients_record_to_them(morning, new_client, bob,
                                                                       carol, dave):
     visit = book(bob, dave, slot(0, "09:00"))
-    appointments.complete(visit, dave, {"visit_type": "Check-up", "diagnosis": "Benign naevus"})
+    appointments.complete(visit, dave, {"visit_type": "Check-up", "diagnosis": "Benign naevus"},
+                          now=visit.end)
     browser = doctor_client(new_client, carol)
     assert browser.get(f"/doctor/patients/{bob.id}").status == 404
 
@@ -207,28 +210,35 @@ def test_doctor_cannot_open_complete_or_mark_another_doctors_appointment(morning
     assert browser.get("/doctor/appointments/999999").status == 404
 
 
-def test_appointment_page_shows_the_visit_and_offers_the_form_on_its_day(morning, new_client,
-                                                                         alice, carol):
+def test_appointment_page_shows_the_visit_and_offers_the_form_from_its_start(morning, new_client,
+                                                                           alice, carol):
     appt = book(alice, carol, slot(0, "10:00"), "Shortness of breath")
-    page = doctor_client(new_client, carol).get(f"/doctor/appointments/{appt.id}").text
+    browser = doctor_client(new_client, carol)
+    page = browser.get(f"/doctor/appointments/{appt.id}").text
     assert "Shortness of breath" in page and "Alice Adams" in page
+    assert f'action="/doctor/appointments/{appt.id}/complete"' not in page  # 08:00: too early
+    assert "can be recorded from Wed 12 Mar 2031, 10:00 on" in page
+    assert f"/doctor/appointments/{appt.id}/no-show" not in page  # not started yet
+
+    morning.move_to(datetime(2031, 3, 12, 10, 0, tzinfo=TZ))
+    page = browser.get(f"/doctor/appointments/{appt.id}").text
     assert f'action="/doctor/appointments/{appt.id}/complete"' in page
     for name in TREATMENT:
         assert f'name="{name}"' in page
-    assert f"/doctor/appointments/{appt.id}/no-show" not in page  # not started yet
 
 
-def test_completing_before_the_visits_day_is_refused(morning, new_client, alice, carol):
-    appt = book(alice, carol, slot(1, "10:00"))
+@pytest.mark.parametrize("when", [datetime(2031, 3, 12, 9, 59, tzinfo=TZ),  # that morning
+                                  datetime(2031, 3, 11, 16, 0, tzinfo=TZ)])  # the day before
+def test_completing_before_the_visit_starts_is_refused(morning, new_client, alice, carol, when):
+    appt = book(alice, carol, slot(0, "10:00"))
     browser = doctor_client(new_client, carol)
-    page = browser.get(f"/doctor/appointments/{appt.id}").text
-    assert "can be recorded from Thu 13 Mar 2031 on" in page
-    assert f'action="/doctor/appointments/{appt.id}/complete"' not in page
+    browser.get("/doctor")
+    morning.move_to(when)
 
     response = browser.post(f"/doctor/appointments/{appt.id}/complete", TREATMENT)
 
     assert response.status == 409
-    assert "A visit can be completed from its day on." in response.text
+    assert "A visit can be completed from its start on: Wed 12 Mar 2031, 10:00." in response.text
     assert "Chest pain when climbing stairs" in response.text  # what was typed is not lost
     assert state(appt) == ("booked", False)
 
@@ -258,6 +268,7 @@ def test_completing_on_the_visits_day_records_the_treatment(morning, new_client,
 
 def test_completing_without_a_visit_type_keeps_what_was_typed(morning, new_client, alice, carol):
     appt = book(alice, carol, slot(0, "10:00"))
+    morning.move_to(datetime(2031, 3, 12, 10, 20, tzinfo=TZ))
     browser = doctor_client(new_client, carol)
     browser.get(f"/doctor/appointments/{appt.id}")
 
@@ -295,7 +306,89 @@ def test_no_show_after_the_start_marks_the_appointment(morning, new_client, alic
     assert state(appt) == ("no_show", False)
     page = browser.get(response.location).text
     assert "status-no_show" in page and "marked as a no-show: they did not come" in page
+    # The patient may have come after all: the record can still be written, the mark undone.
+    assert f'action="/doctor/appointments/{appt.id}/complete"' in page
+    assert f'action="/doctor/appointments/{appt.id}/undo-no-show"' in page
+
+
+# -- a no-show completed later, or undone -------------------------------------------------------
+
+
+def test_a_visit_the_job_marked_can_be_completed_that_evening_and_the_next_day(
+        morning, new_client, alice, carol):
+    appt = book(alice, carol, slot(0, "10:00"))
+    assert appointments.mark_no_shows(now=datetime(2031, 3, 12, 11, 15, tzinfo=TZ)) == {
+        "marked": 1}
+    morning.move_to(datetime(2031, 3, 13, 18, 0, tzinfo=TZ))  # the next evening
+    browser = doctor_client(new_client, carol)
+    page = browser.get(f"/doctor/appointments/{appt.id}").text
+    assert "If the patient came after all, record the visit" in page
+    assert f'action="/doctor/appointments/{appt.id}/complete"' in page
+    assert f'action="/doctor/appointments/{appt.id}/undo-no-show"' not in page  # not its day
+
+    response = browser.post(f"/doctor/appointments/{appt.id}/complete", TREATMENT)
+
+    assert response.status == 303
+    assert state(appt) == ("completed", True)
+    assert "Stable angina" in browser.get(f"/doctor/patients/{alice.id}").text
+
+
+def test_a_no_show_cannot_be_completed_two_days_later(morning, new_client, alice, carol):
+    appt = book(alice, carol, slot(0, "10:00"))
+    appointments.mark_no_shows(now=datetime(2031, 3, 12, 11, 15, tzinfo=TZ))
+    # 00:30 Berlin on the 14th is still the 13th in UTC: the clinic's days count.
+    morning.move_to(datetime(2031, 3, 14, 0, 30, tzinfo=TZ))
+    browser = doctor_client(new_client, carol)
+    page = browser.get(f"/doctor/appointments/{appt.id}").text
     assert f'action="/doctor/appointments/{appt.id}/complete"' not in page
+
+    response = browser.post(f"/doctor/appointments/{appt.id}/complete", TREATMENT)
+
+    assert response.status == 409
+    assert "can be completed on its day and the next only" in response.text
+    assert state(appt) == ("no_show", False)
+
+
+@pytest.mark.parametrize("was", ["booked", "confirmed"])
+def test_the_doctor_undoes_a_no_show_mark_that_day_and_the_job_leaves_it(
+        morning, new_client, alice, carol, was):
+    appt = book(alice, carol, slot(0, "10:00"))
+    if was == "confirmed":
+        appointments.confirm(appt)
+    morning.move_to(datetime(2031, 3, 12, 10, 10, tzinfo=TZ))
+    browser = doctor_client(new_client, carol)
+    browser.get(f"/doctor/appointments/{appt.id}")
+    assert browser.post(f"/doctor/appointments/{appt.id}/no-show").status == 303
+    morning.move_to(datetime(2031, 3, 12, 10, 40, tzinfo=TZ))
+    page = browser.get(f"/doctor/appointments/{appt.id}").text
+    assert f"The visit goes back to {was}." in page
+
+    response = browser.post(f"/doctor/appointments/{appt.id}/undo-no-show")
+
+    assert response.status == 303
+    assert state(appt) == (was, False)
+    assert "The no-show mark is undone" in browser.get(response.location).text
+    # The no-shows job would mark it again an hour after its start: not a visit undone.
+    assert appointments.mark_no_shows(now=datetime(2031, 3, 12, 12, 0, tzinfo=TZ)) == {
+        "marked": 0}
+    assert state(appt) == (was, False)
+
+
+def test_a_no_show_mark_cannot_be_undone_the_next_day_or_by_another_doctor(
+        morning, new_client, alice, carol, dave):
+    appt = book(alice, carol, slot(0, "10:00"))
+    appointments.mark_no_shows(now=datetime(2031, 3, 12, 11, 15, tzinfo=TZ))
+    other = doctor_client(new_client, dave)
+    other.get("/doctor")
+    assert other.post(f"/doctor/appointments/{appt.id}/undo-no-show").status == 404
+    morning.move_to(datetime(2031, 3, 13, 9, 0, tzinfo=TZ))
+    browser = doctor_client(new_client, carol)
+    browser.get("/doctor")
+
+    response = browser.post(f"/doctor/appointments/{appt.id}/undo-no-show")
+
+    assert response.status == 409 and "undone on the visit&#39;s day only" in response.text
+    assert state(appt) == ("no_show", False)
 
 
 def test_post_without_csrf_token_changes_nothing(morning, new_client, alice, carol):

@@ -18,10 +18,11 @@ from clinic import (
     reminders,
     reports,
     reviews,
+    waitlist,
 )
 from clinic.mail import outbox
 from clinic.models import Message
-from tests.conftest import TZ, slot
+from tests.conftest import PASSWORD, TZ, make_patient, slot
 
 SECRET = "Xanthogranuloma"  # the distinctive diagnosis
 RECORD = {"visit_type": "Consultation", "symptoms": f"{SECRET} on the left eyelid",
@@ -55,10 +56,13 @@ def test_no_subject_and_no_patients_email_names_the_diagnosis(app, alice, carol,
 
 def make_every_kind(alice, carol, erin):
     now = clock.now()
-    # Booked, moved and cancelled: confirmation, rescheduled, cancellation.
+    # Booked, moved and cancelled: confirmation, rescheduled, cancellation, waitlist offer.
     moved = appointments.book(alice.id, carol.id, slot(3, "10:00"), reason=SECRET)
     appointments.reschedule(moved, slot(3, "11:00"), alice)
     cancelled = appointments.book(alice.id, carol.id, slot(4, "10:00"), reason=SECRET)
+    # A patient waiting for that day: the freed slot's waitlist offer.
+    day = clock.local(cancelled.start).date().isoformat()
+    waitlist.join(make_patient("wanda@example.com", "Wanda Wait").id, carol.id, day, day)
     appointments.cancel(cancelled, alice)
     # A visit this afternoon, booked last week: the daily reminder; and one tomorrow: its
     # advance reminder (this afternoon's would fall within CLINIC_REMINDER_GAP of the daily).
@@ -88,3 +92,5 @@ def make_every_kind(alice, carol, erin):
     # What a patient asks for about the account: a reset link, a new address's confirmation.
     accounts.request_reset(alice.email, "127.0.0.1")
     accounts.update_profile(alice, {"email": "alice.other@example.com"})
+    # What the account's owner is told of a change: here, a new password.
+    accounts.change_password(alice, PASSWORD, "another good password", "127.0.0.1", None)

@@ -195,19 +195,19 @@ def test_the_queued_task_writes_every_completed_visit_as_a_row(alice, bob, carol
     header, *rows = read_csv(data)
     assert tuple(header) == exports.COLUMNS == (
         "Patient ID", "Patient name", "Doctor", "Date", "Visit type", "Symptoms", "Diagnosis",
-        "Treatment", "Prescription", "Notes")
+        "Treatment", "Prescription", "Notes", "Amended")
     assert rows == [  # oldest first; the date in the clinic's zone
         [str(alice.id), "Alice Adams", "Dr Carol Clark",
          first.start.astimezone(TZ).strftime("%Y-%m-%d %H:%M"), "Consultation",
          "Racing heart at night", "Benign ectopic beats", "Reassurance",
-         "Magnesium 400 mg daily", "Come back in 6 months"],
+         "Magnesium 400 mg daily", "Come back in 6 months", ""],
         [str(alice.id), "Alice Adams", "Dr Dave Davis",
          later.start.astimezone(TZ).strftime("%Y-%m-%d %H:%M"), "Skin check",
          "Racing heart at night", "Mole, benign", "Reassurance", "Magnesium 400 mg daily",
-         "Come back in 6 months"],
+         "Come back in 6 months", ""],
     ]
     assert rows[0][3].endswith(" 10:00")  # 10:00 Berlin time, whatever UTC says
-    assert data.count(b'"') == 2 * 10 * 3  # every cell quoted
+    assert data.count(b'"') == 2 * 11 * 3  # every cell quoted
     export = export_of(record.task_id)
     assert export.rows == 2
     assert (os.stat(file_of(record.task_id)).st_mode & 0o777) == 0o600
@@ -242,7 +242,7 @@ def test_formula_cells_come_out_harmless_and_the_rest_unchanged(carol):
     raw_visit(mallory, carol, slot(-2, "10:00"), notes="-5 mg", symptoms="5 - 3 = 2")
     header, first, second = read_csv(file_of(built(mallory)).read_bytes())
     assert first[1] == "'=cmd|'/C calc'!A0"
-    assert first[4:] == ["'\rx", "'+x", "'-x", "'@x", "'\tx", "'=1+1"]
+    assert first[4:-1] == ["'\rx", "'+x", "'-x", "'@x", "'\tx", "'=1+1"]
     assert second[9] == "'-5 mg"  # OWASP: a leading minus too, also before a number
     assert second[5] == "5 - 3 = 2"
     for row in (first, second):
@@ -257,7 +257,7 @@ def test_quotes_commas_newlines_and_unicode_round_trip(carol):
     raw_visit(zoe, carol, slot(-1, "10:00"), **tricky)
     header, row = read_csv(file_of(built(zoe)).read_bytes())
     assert row[1] == "Zoë O'Brien, \"Zo\""
-    assert row[4:] == [tricky[name] for name in appointments.TREATMENT_FIELDS]
+    assert row[4:-1] == [tricky[name] for name in appointments.TREATMENT_FIELDS]
 
 
 def test_a_patient_without_visits_gets_the_header_only(alice):

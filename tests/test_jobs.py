@@ -223,8 +223,10 @@ def test_first_tick_runs_only_jobs_that_always_catch_up(tick, queued):
     assert fired == {
         "advance-reminders": local(2026, 11, 15, 12),
         "outbox-sweep": local(2026, 11, 15, 12),
+        "cancellation-sweep": local(2026, 11, 15, 12),
         "retry-failed": local(2026, 11, 15, 12),
         "no-shows": local(2026, 11, 15, 12),
+        "waitlist-holds": local(2026, 11, 15, 12),
         "monthly-reports": local(2026, 11, 1, 9),  # October's report must still be made
         "review-requests": local(2026, 11, 15, 10),
         "daily-stats": local(2026, 11, 15, 1),
@@ -232,7 +234,8 @@ def test_first_tick_runs_only_jobs_that_always_catch_up(tick, queued):
     # The others are recorded as due, so they wait for their next time instead of firing late.
     assert JobState.get_by_id("daily-reminders").last_due_at == local(2026, 11, 15, 8)
     assert JobState.get_by_id("cleanup").last_due_at == local(2026, 11, 9, 2)
-    assert tick(now + timedelta(minutes=1)) == [("outbox-sweep", local(2026, 11, 15, 12, 1))]
+    assert tick(now + timedelta(minutes=1)) == [("outbox-sweep", local(2026, 11, 15, 12, 1)),
+                                                ("waitlist-holds", local(2026, 11, 15, 12, 1))]
     assert dict(tick(local(2026, 11, 16, 8)))["daily-reminders"] == local(2026, 11, 16, 8)
 
 

@@ -196,7 +196,7 @@ def test_a_message_shows_its_headers_bodies_attachments_and_appointment(
                         ("Message-ID", confirmation.message_id.replace("<", "&lt;")
                          .replace(">", "&gt;"))):
         assert f'<th scope="row">{name}</th><td>{value}' in page, name
-    assert "your appointment is booked." in page  # the text body
+    assert "Your appointment is booked." in page  # the text body
     assert "appointment.ics" in page and "text/calendar" in page
     assert f'<a href="/admin/appointments/{appt.id}">appointment {appt.id}</a>' in page
     assert (f'<iframe class="email-html" sandbox src="/admin/messages/{confirmation.id}/html"'
@@ -380,3 +380,28 @@ def test_the_html_body_renders_with_its_styles_and_without_its_scripts(
     assert body.get_attribute("data-ran") is None
     browser.switch_to.default_content()
     screenshot(browser, "admin-message")
+
+
+# -- kinds in words -------------------------------------------------------------------------------
+
+
+def test_the_pages_say_each_kind_in_words(morning, admin, alice, carol):
+    from clinic import reminders
+
+    book(alice, carol)
+    with time_machine.travel(datetime(2031, 3, 13, 10, 0, tzinfo=TZ), tick=False):
+        assert reminders.send_advance()["sent"] == 1
+    reminder = Message.get(Message.kind == "reminder_advance")
+
+    page = admin.get("/admin/messages").text
+    assert "Reminder before the visit" in page and "Booking confirmation" in page
+    assert "reminder advance" not in page and "reminder_advance</option>" not in page
+    assert '<option value="reminder_advance"' in page  # the filter still sends the kind
+    detail = admin.get(f"/admin/messages/{reminder.id}").text
+    assert "<dt>Kind</dt><dd>Reminder before the visit</dd>" in detail
+    assert lookup.kind_words("something_new") == "Something new"
+    # Every kind of email the clinic writes has its words.
+    from pathlib import Path
+    templates = Path(__file__).resolve().parent.parent / "templates" / "emails"
+    kinds = {path.name.split(".")[0] for path in templates.iterdir()} - {"base"}
+    assert kinds <= set(lookup.KIND_WORDS)

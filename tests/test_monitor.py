@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from clinic.server import Process, prepare
 from huey_config import huey
 from tests import backends
 from tests.conftest import TZ
+from tests.waiting import until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -436,11 +436,11 @@ def test_a_starting_process_interrupts_the_runs_its_killed_predecessor_left(clin
         return row and row.last_started_at
 
     def drive(lines):
-        _until(lambda: any("worker is running" in line for line in lines))
+        until(lambda: any("worker is running" in line for line in lines))
         with db.database.connection_context():
             beats.append(beating())
             first = last_beat()
-            beats.append(_until(lambda: (last_beat() or first) > first))
+            beats.append(until(lambda: (last_beat() or first) > first))
         os.kill(os.getpid(), signal.SIGTERM)
 
     run_process(drive, app=app)
@@ -466,12 +466,12 @@ def stop_while_held(run_process, shutdown_timeout, during_stop=lambda: None):
     _hold.clear()
 
     def drive(lines):
-        _until(lambda: any("worker is running" in line for line in lines))
+        until(lambda: any("worker is running" in line for line in lines))
         ids.append(held().id)
         with db.database.connection_context():
-            assert _until(lambda: run_of(ids[0]).state == "running")
+            assert until(lambda: run_of(ids[0]).state == "running")
             os.kill(os.getpid(), signal.SIGTERM)
-            _until(lambda: any("received" in line for line in lines))
+            until(lambda: any("received" in line for line in lines))
             during_stop()
 
     run_process(drive, shutdown_timeout=shutdown_timeout)
@@ -505,7 +505,7 @@ def test_a_process_goes_on_beating_while_its_workers_finish(clinic_settings, mon
 
     def during_stop():
         first = last_beat()
-        moved.append(_until(lambda: (last_beat() or first) > first))
+        moved.append(until(lambda: (last_beat() or first) > first))
         _hold.set()
 
     task_id = stop_while_held(run_process, timedelta(seconds=30), during_stop)
@@ -534,11 +534,11 @@ def test_a_failed_health_check_does_not_stop_the_heartbeat(clinic_settings, monk
         return row and row.last_started_at
 
     def drive(lines):
-        _until(lambda: any("worker is running" in line for line in lines))
+        until(lambda: any("worker is running" in line for line in lines))
         with db.database.connection_context():
-            assert _until(lambda: len(failed) >= 2)
+            assert until(lambda: len(failed) >= 2)
             first = last_beat()
-            moved.append(_until(lambda: (last_beat() or first) > first))
+            moved.append(until(lambda: (last_beat() or first) > first))
         os.kill(os.getpid(), signal.SIGTERM)
 
     run_process(drive)
@@ -612,13 +612,6 @@ def test_heartbeats_a_day_old_are_deleted_and_nothing_else(app):
     heartbeats.interrupt_orphans(now)
     assert beating() == ["old pid 1"]
     assert JobState.get_or_none(JobState.name == runs.HEARTBEAT) is not None
-
-
-def _until(predicate, timeout=10):
-    deadline = time.monotonic() + timeout
-    while not predicate() and time.monotonic() < deadline:
-        threading.Event().wait(0.01)
-    return predicate()
 
 
 # -- what a run says about itself -----------------------------------------------------------------

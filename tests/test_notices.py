@@ -100,7 +100,7 @@ def test_booking_returns_before_the_confirmation_is_sent(smtp_settings, smtp, cl
     local = clock.local(start)
     assert message["Subject"] == f"Your appointment on {local:%a %d %b %Y} at 10:30 is booked"
     text = text_of(message)
-    assert f"{local:%a %d %b %Y}, 10:30–11:00 (Europe/Berlin time)" in text
+    assert f"{local:%a %d %b %Y}, 10:30–11:00 (Berlin time)" in text
     assert "Dr Carol Clark, Cardiology" in text
     assert "Test Clinic, 1 Test Street, Berlin" in text
     assert "Dr Carol Clark, Cardiology" in html_of(message)
@@ -211,7 +211,7 @@ def test_rescheduling_sends_the_new_time_and_updates_the_same_invite(smtp_settin
     last = smtp.messages[-1].message
     local = clock.local(first)
     assert last["Subject"] == f"Your appointment is moved to {local:%a %d %b %Y} at 09:00"
-    assert f"{local:%a %d %b %Y}, 09:00–09:30 (Europe/Berlin time)" in text_of(last)
+    assert f"{local:%a %d %b %Y}, 09:00–09:30 (Berlin time)" in text_of(last)
 
 
 def test_rescheduling_withdraws_what_was_waiting_for_the_old_time(smtp_settings, smtp, alice,

@@ -182,6 +182,8 @@ class Recorder:
         path = template.format(**params) + query
         if method == "get":
             response = client.get(path)
+        elif method == "delete":
+            response = client.request("DELETE", path)
         elif method == "patch":
             response = client.request("PATCH", path, body=json.dumps(body).encode(),
                                       headers={"Content-Type": "application/json"})
@@ -278,6 +280,17 @@ def test_every_operation_answers_as_documented(spec, new_client, everyone):
           appointment_id=seen.id)
     check(d, "post", "/api/appointments/{appointment_id}/complete", 404, treatment,
           appointment_id=seen.id)
+    check(c, "post", "/api/appointments/{appointment_id}/amend", 200,
+          {"diagnosis": "Healthy, mild anaemia", "reason": "Blood test came back"},
+          appointment_id=seen.id)
+    check(c, "post", "/api/appointments/{appointment_id}/amend", 400,
+          {"diagnosis": "Healthy, mild anaemia"}, appointment_id=seen.id)  # nothing changes
+    check(c, "post", "/api/appointments/{appointment_id}/amend", 409, treatment,
+          appointment_id=upcoming["id"])
+    check(a, "post", "/api/appointments/{appointment_id}/amend", 403, treatment,
+          appointment_id=seen.id)
+    check(d, "post", "/api/appointments/{appointment_id}/amend", 404, treatment,
+          appointment_id=seen.id)
     check(a, "get", "/api/appointments/{appointment_id}", 200, appointment_id=seen.id)
     check(c, "post", "/api/appointments/{appointment_id}/no-show", 200,
           appointment_id=missed.id)
@@ -286,6 +299,12 @@ def test_every_operation_answers_as_documented(spec, new_client, everyone):
     check(d, "post", "/api/appointments/{appointment_id}/no-show", 404,
           appointment_id=missed.id)
     check(a, "post", "/api/appointments/{appointment_id}/no-show", 403,
+          appointment_id=missed.id)
+    check(c, "post", "/api/appointments/{appointment_id}/undo-no-show", 409,  # not its day
+          appointment_id=missed.id)
+    check(d, "post", "/api/appointments/{appointment_id}/undo-no-show", 404,
+          appointment_id=missed.id)
+    check(a, "post", "/api/appointments/{appointment_id}/undo-no-show", 403,
           appointment_id=missed.id)
     for who in (a, c, e):
         history = check(who, "get", "/api/patients/{patient_id}/history", 200,
@@ -332,13 +351,119 @@ def test_every_operation_answers_as_documented(spec, new_client, everyone):
     check(e, "get", "/api/admin/reports/summary", 400, query="?month_year=2020-13")
     check(c, "get", "/api/admin/reports/summary", 403, query="?month_year=2020-01")
 
+    check(e, "get", "/api/admin/clinic", 200)
+    check(a, "get", "/api/admin/clinic", 403)
+    check(e, "patch", "/api/admin/clinic", 200, {"phone": "+49 30 1234567"})
+    check(e, "patch", "/api/admin/clinic", 400, {"phone": "call me maybe"})
+    check(e, "patch", "/api/admin/clinic", 409, {"timezone": "Asia/Tokyo"})  # set by the tests
+    check(anon, "patch", "/api/admin/clinic", 401, {"name": "x"})
+    exercise_waitlist(check, a, b, c, e, alice, bob, carol)
     exercise_accounts(check, anon, a, c, e, bob, carol, dave)
+    exercise_calendar(check, anon, a, c, e, alice, carol, dave)
+    exercise_desk(check, new_client, a, e, alice, carol)
 
     check(a, "post", "/api/logout", 200)
     check(a, "post", "/api/logout", 401)
 
     exercised = {(method, template) for method, template, _ in check.seen}
     assert exercised == {(method, path) for path, method, _ in operations(spec)}
+
+
+def exercise_calendar(check, anon, a, c, e, alice, carol, dave):
+    """The calendar's routes (clinic/web/api_calendar.py): time off, visit types, deactivating
+    a doctor."""
+    def at(days, hhmm):
+        return slot(days, hhmm).astimezone(TZ).strftime("%Y-%m-%dT%H:%M")
+
+    visit = appointments.book(alice.id, carol.id, slot(4, "10:00"))
+    entered = check(e, "post", "/api/admin/time-off", 201, {
+        "doctor_id": carol.id, "start": at(4, "09:00"), "end": at(4, "12:00"),
+        "reason": "Conference", "cancel_affected": True})
+    assert entered["affected"] == [visit.id]
+    check(e, "post", "/api/admin/time-off", 400, {"doctor_id": carol.id, "start": at(4, "12:00"),
+                                                  "end": at(4, "11:00")})
+    check(e, "post", "/api/admin/time-off", 409, {"doctor_id": carol.id, "start": at(4, "10:00"),
+                                                  "end": at(4, "11:00")})
+    check(a, "post", "/api/admin/time-off", 403, {"start": at(4, "10:00"),
+                                                  "end": at(4, "11:00")})
+    check(e, "get", "/api/admin/time-off", 200)
+    check(c, "get", "/api/admin/time-off", 403)
+    asked = check(c, "post", "/api/doctor/time-off", 201, {"start": at(5, "09:00"),
+                                                           "end": at(5, "10:00"),
+                                                           "reason": "Dentist"})
+    check(c, "post", "/api/doctor/time-off", 400, {"start": "soon", "end": at(5, "10:00")})
+    check(c, "post", "/api/doctor/time-off", 409, {"start": at(4, "09:00"),
+                                                   "end": at(4, "10:00")})
+    check(a, "post", "/api/doctor/time-off", 403, {"start": at(5, "09:00"),
+                                                   "end": at(5, "10:00")})
+    check(e, "post", "/api/admin/time-off/{time_off_id}/approve", 200, {},
+          time_off_id=asked["id"])
+    check(e, "post", "/api/admin/time-off/{time_off_id}/decline", 409, {},
+          time_off_id=asked["id"])
+    check(e, "post", "/api/admin/time-off/{time_off_id}/approve", 400,
+          {"cancel_affected": "yes"}, time_off_id=asked["id"])
+    check(e, "post", "/api/admin/time-off/{time_off_id}/decline", 404, {}, time_off_id=999_999)
+    check(c, "post", "/api/admin/time-off/{time_off_id}/approve", 403, {},
+          time_off_id=asked["id"])
+    check(e, "delete", "/api/admin/time-off/{time_off_id}", 200, time_off_id=asked["id"])
+    check(e, "delete", "/api/admin/time-off/{time_off_id}", 404, time_off_id=asked["id"])
+    check(c, "delete", "/api/admin/time-off/{time_off_id}", 403, time_off_id=entered["id"])
+
+    kind = check(e, "post", "/api/admin/visit-types", 201, {"name": "First consultation",
+                                                            "minutes": 60,
+                                                            "doctor_ids": [carol.id]})
+    check(e, "post", "/api/admin/visit-types", 400, {"name": "Day", "minutes": 600,
+                                                     "doctor_ids": [carol.id]})
+    check(a, "post", "/api/admin/visit-types", 403, {"name": "x", "minutes": 10,
+                                                     "doctor_ids": [carol.id]})
+    check(e, "get", "/api/admin/visit-types", 200)
+    check(c, "get", "/api/admin/visit-types", 403)
+    check(anon, "get", "/api/doctors/{doctor_id}/visit-types", 200, doctor_id=carol.id)
+    check(anon, "get", "/api/doctors/{doctor_id}/visit-types", 404, doctor_id=alice.id)
+    day = slot(1).astimezone(TZ).date().isoformat()
+    check(anon, "get", "/api/doctors/{doctor_id}/slots", 200,
+          query=f"?date={day}&visit_type={kind['id']}", doctor_id=carol.id)
+    check(a, "post", "/api/appointments", 201, {
+        "doctor_id": carol.id, "start": slot(6, "14:00").astimezone(TZ).isoformat(),
+        "visit_type_id": kind["id"]})
+
+    check(e, "post", "/api/admin/doctors/{doctor_id}/deactivate", 400,
+          {"cancel_upcoming": True}, doctor_id=dave.id)
+    check(e, "post", "/api/admin/doctors/{doctor_id}/deactivate", 404, {},
+          doctor_id=alice.id)
+    check(c, "post", "/api/admin/doctors/{doctor_id}/deactivate", 403, {},
+          doctor_id=dave.id)
+    left = check(e, "post", "/api/admin/doctors/{doctor_id}/deactivate", 200,
+                 {"cancel_upcoming": True, "reason": "Dr Davis has left the clinic"},
+                 doctor_id=dave.id)
+    check(e, "post", "/api/admin/cancellations/{batch_id}/resume", 202,
+          batch_id=left["cancellation"]["id"])
+    check(e, "post", "/api/admin/cancellations/{batch_id}/resume", 404, batch_id=999_999)
+    check(c, "post", "/api/admin/cancellations/{batch_id}/resume", 403,
+          batch_id=left["cancellation"]["id"])
+def exercise_desk(check, new_client, a, e, alice, carol):
+    """The front desk's routes (clinic/web/api_desk.py)."""
+    staff = {"name": "Dana Desk", "email": "dana@example.com", "password": PASSWORD,
+             "role": "desk"}
+    check(e, "post", "/api/admin/staff", 201, staff)
+    check(e, "post", "/api/admin/staff", 400, staff)  # the email is taken
+    check(a, "post", "/api/admin/staff", 403, {**staff, "email": "x@example.com"})
+    desk = new_client()
+    desk.api_login("dana@example.com")
+    check(desk, "get", "/api/patients", 200, query="?q=alice")
+    check(a, "get", "/api/patients", 403, query="?q=alice")
+    new = check(desk, "post", "/api/patients", 201, {"name": "Walk In"})
+    assert new["email"] is None
+    check(desk, "post", "/api/patients", 400, {"name": ""})
+    today = datetime.now(TZ).replace(hour=9, minute=0, second=0, microsecond=0)
+    visit = appointments.book(new["id"], carol.id, today, now=today - timedelta(hours=1))
+    check(desk, "post", "/api/appointments/{appointment_id}/check-in", 200,
+          appointment_id=visit.id)
+    later = appointments.book(alice.id, carol.id, slot(3, "09:00"))
+    check(desk, "post", "/api/appointments/{appointment_id}/check-in", 409,
+          appointment_id=later.id)
+    check(a, "post", "/api/appointments/{appointment_id}/check-in", 403,
+          appointment_id=later.id)
 
 
 def exercise_accounts(check, anon, a, c, e, bob, carol, dave):
@@ -373,6 +498,12 @@ def exercise_accounts(check, anon, a, c, e, bob, carol, dave):
     check(anon, "post", "/api/login", 401, {"email": carol.email, "password": PASSWORD})
     check(anon, "post", "/api/login", 200, {"email": carol.email, "password": PASSWORD,
                                             "totp": codes[0]})
+    check(c, "post", "/api/me/totp/recovery-codes", 400, {"code": "000000"})
+    codes = check(c, "post", "/api/me/totp/recovery-codes", 200,
+                  {"code": codes[1]})["recovery_codes"]
+    check(c, "post", "/api/me/totp/disable", 400, {"code": "000000"})
+    check(c, "post", "/api/me/totp/disable", 200, {"code": codes[0]})
+    check(c, "post", "/api/me/totp/disable", 409, {"code": codes[1]})
     check(c, "post", "/api/admin/users/{user_id}/totp-reset", 403, user_id=carol.id)
     check(e, "post", "/api/admin/users/{user_id}/totp-reset", 200, user_id=carol.id)
     check(e, "post", "/api/admin/users/{user_id}/totp-reset", 404, user_id=10**12)
@@ -384,11 +515,41 @@ def exercise_accounts(check, anon, a, c, e, bob, carol, dave):
         settings.use(current)
 
 
+def exercise_waitlist(check, a, b, c, e, alice, bob, carol):
+    """The waitlist's routes (clinic/web/api_waitlist.py): join, list, claim, leave."""
+    day = slot(3).astimezone(TZ).date().isoformat()
+    start = slot(3, "12:00").astimezone(TZ).isoformat()
+    taken = check(a, "post", "/api/appointments", 201, {"doctor_id": carol.id, "start": start})
+    waiting = check(b, "post", "/api/waitlist", 201, {"doctor_id": carol.id, "from": day,
+                                                      "to": day})
+    check(b, "post", "/api/waitlist", 400, {"doctor_id": carol.id, "from": day,
+                                            "to": "2020-01-01"})
+    check(b, "post", "/api/waitlist", 409, {"doctor_id": carol.id, "from": day, "to": day})
+    check(b, "post", "/api/waitlist", 404, {"doctor_id": alice.id, "from": day, "to": day})
+    check(c, "post", "/api/waitlist", 403, {"doctor_id": carol.id, "from": day, "to": day})
+    check(e, "post", "/api/waitlist", 201, {"doctor_id": carol.id, "from": day, "to": day,
+                                            "patient_id": alice.id})
+    check(b, "post", "/api/waitlist/{entry_id}/claim", 409, entry_id=waiting["id"])
+    a.post_json(f"/api/appointments/{taken['id']}/cancel")
+    check(b, "get", "/api/waitlist", 200)
+    check(e, "get", "/api/waitlist", 200, query=f"?patient_id={bob.id}&status=waiting")
+    check(e, "get", "/api/waitlist", 400, query="?status=gone")
+    held = check(b, "get", "/api/waitlist/{entry_id}", 200, entry_id=waiting["id"])
+    assert held["offer"]["status"] == "held"
+    check(a, "get", "/api/waitlist/{entry_id}", 404, entry_id=waiting["id"])
+    check(a, "post", "/api/waitlist/{entry_id}/claim", 404, entry_id=waiting["id"])
+    check(b, "post", "/api/waitlist/{entry_id}/claim", 201, entry_id=waiting["id"])
+    again = check(b, "post", "/api/waitlist", 201, {"doctor_id": carol.id, "from": day,
+                                                    "to": day})
+    check(b, "delete", "/api/waitlist/{entry_id}", 200, entry_id=again["id"])
+    check(b, "delete", "/api/waitlist/{entry_id}", 409, entry_id=again["id"])
+
+
 def link_token(text, prefix):
     return re.search(re.escape(prefix) + r"(\S+)", text).group(1)
 
 
-def test_documented_query_parameters_are_read(spec, new_client, carol, erin):
+def test_documented_query_parameters_are_read(spec, new_client, alice, carol, erin):
     """A query parameter in the document that the route ignored would be a lie: each changes
     the answer or is refused when wrong."""
     admin = new_client()
@@ -403,6 +564,8 @@ def test_documented_query_parameters_are_read(spec, new_client, carol, erin):
             bad = "not-a-" + param["name"]
             if param["name"] == "specialization":
                 assert admin.get(f"{url}?{param['name']}={bad}").json() == {"doctors": []}
+            elif param["name"] == "q":  # a search: nothing matches, where everyone would
+                assert admin.get(f"{url}?q={bad}").json() == {"patients": []}
             else:
                 response = admin.get(f"{url}?{param['name']}={bad}")
                 assert response.status == 400, (path, param["name"], response)

@@ -100,8 +100,26 @@ def test_one_key_is_one_row_and_one_email(smtp_settings, smtp):
     assert smtp.message_ids() == [first.message_id]
 
 
+def test_a_user_without_an_address_gets_a_skipped_row_and_no_email(smtp_settings, smtp):
+    """None is a patient registered at the desk without email: not a failure to look into."""
+    message = add("test:1", recipient=None)
+    assert (message.status, message.last_error) == ("skipped", outbox.NO_EMAIL)
+    assert queued() == []
+    assert sweeper.sweep() == 0
+    assert smtp.messages == []
+
+
+def test_many_at_once_skip_the_users_without_an_address(smtp_settings, smtp):
+    counts = outbox.enqueue_many("test", [
+        {"key": "test:1", "recipient": None, "context": {}},
+        {"key": "test:2", "recipient": "bob@example.com", "context": {}}])
+    assert (counts["queued"], counts["skipped"]) == (1, 1)
+    skipped = Message.get(Message.key == "test:1")
+    assert (skipped.status, skipped.last_error) == ("skipped", outbox.NO_EMAIL)
+
+
 @pytest.mark.parametrize("recipient, reason", [
-    ("", "no address"), (None, "no address"),
+    ("", "no address"),
     ("alice@example.com\r\nBcc: evil@example.com", "invalid address")])
 def test_without_a_usable_address_the_message_fails_at_once(smtp_settings, smtp, recipient,
                                                             reason):

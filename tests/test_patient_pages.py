@@ -477,7 +477,7 @@ def test_history_shows_each_completed_visit_with_its_treatment(as_alice, alice, 
     record = {"visit_type": "Consultation", "symptoms": "Racing heart at night",
               "diagnosis": "Benign <ectopic> beats", "treatment": "Reassurance",
               "prescription": "Magnesium 400 mg daily", "notes": "Come back in 6 months"}
-    with time_machine.travel(visit.start + timedelta(minutes=20), tick=False):
+    with time_machine.travel(bobs.start + timedelta(minutes=20), tick=False):
         appointments.complete(visit, carol, record)
         appointments.complete(bobs, carol, {"visit_type": "Bob's visit",
                                             "diagnosis": "Bob's diagnosis"})

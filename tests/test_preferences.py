@@ -43,7 +43,7 @@ def test_a_patient_chooses_their_emails_on_their_page(client, alice):
     assert 'href="/patient/preferences"' in home.text
     page = client.get("/patient/preferences")
     assert page.status == 200
-    assert page.text.count("checked") == 3  # everything, until they say otherwise
+    assert page.text.count('value="1" checked') == 3  # everything, until they say otherwise
     saved = client.post("/patient/preferences", {"reviews": "1"}, follow=True)
     assert "Your email choices are saved." in saved.text
     assert opted_out(alice) == {"reminders", "announcements"}

@@ -19,8 +19,9 @@ def test_me_answers_the_signed_in_user(client, alice):
     client.api_login(alice.email)
     me = client.get("/api/me").json()
     assert me == {"id": alice.id, "name": "Alice Adams", "email": alice.email, "role": "patient",
-                  "phone": "+49 30 1234567", "date_of_birth": "1980-05-17", "language": None,
-                  "channel": None, "totp_enabled": False, "pending_email": None}
+                  "phone": "+49301234567", "date_of_birth": "1980-05-17", "language": None,
+                  "channel": "email", "sms_opted_out": False, "totp_enabled": False,
+                  "pending_email": None}
 
 
 def test_a_doctor_has_no_phone_or_birth_date_here(client, carol):
@@ -53,7 +54,7 @@ def test_bad_fields_are_refused_and_nothing_changes(client, alice):
         assert answer.status == 400, changes
         assert field in answer.json()["fields"], changes
     me = client.get("/api/me").json()
-    assert (me["name"], me["phone"], me["date_of_birth"]) == ("Alice Adams", "+49 30 1234567",
+    assert (me["name"], me["phone"], me["date_of_birth"]) == ("Alice Adams", "+49301234567",
                                                               "1980-05-17")
 
 

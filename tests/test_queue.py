@@ -11,6 +11,7 @@ from clinic.jobs import queue
 from clinic.server import make_consumer
 from huey_config import huey
 from tests import backends
+from tests.waiting import until
 
 _ran = threading.Event()
 
@@ -31,21 +32,11 @@ def consumer(app, clinic_settings, restore_signals):
     worker_pool.stop(graceful=True)
 
 
-def _until(predicate, timeout=10):
-    """Wait for ``predicate()`` to hold, looking every 10 ms; False after ``timeout`` s."""
-    done = threading.Event()
-    for _ in range(int(timeout / 0.01)):
-        if predicate():
-            return True
-        done.wait(0.01)
-    return predicate()
-
-
 def _all_asleep(consumer, backend):
     """Until every worker has found the queue empty and waits for its minute on the wake-up
     (SQLite; Redis's and PostgreSQL's workers wait inside dequeue() instead)."""
     if backend == backends.SQLITE:
-        assert _until(lambda: huey.wakeup.waiting == consumer.workers)
+        assert until(lambda: huey.wakeup.waiting == consumer.workers)
 
 
 def test_an_idle_worker_is_woken_by_enqueue(consumer, backend):
@@ -65,7 +56,7 @@ def test_wakeup_counts_its_waiters():
     wakeup = queue.Wakeup()
     waiter = threading.Thread(target=wakeup.wait, args=(wakeup.generation, 30))
     waiter.start()
-    assert _until(lambda: wakeup.waiting == 1)
+    assert until(lambda: wakeup.waiting == 1)
     wakeup.notify()
     waiter.join(10)
     assert not waiter.is_alive() and wakeup.waiting == 0

@@ -114,8 +114,8 @@ def test_the_figures_count_every_status_treatments_patients_and_the_no_show_rate
     assert report.month == "2026-10"
     assert report.totals == {
         "appointments": 7,
-        "by_status": {"booked": 1, "confirmed": 1, "completed": 3, "cancelled": 1,
-                      "no_show": 1},
+        "by_status": {"booked": 1, "confirmed": 1, "arrived": 0, "completed": 3,
+                      "cancelled": 1, "no_show": 1},
         "treatments": 3,
         "patients": 2,
         "no_show_rate": 0.25,  # 1 / (3 + 1)

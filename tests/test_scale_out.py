@@ -25,7 +25,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -40,6 +39,7 @@ from clinic.web import create_app
 from tests import backends
 from tests.client import Client
 from tests.conftest import PASSWORD, TZ, make_doctor, make_patient
+from tests.waiting import until
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "scale-out-secret-key-0123456789abcdef"
@@ -94,16 +94,6 @@ class Proc:
         except subprocess.TimeoutExpired:
             self.popen.kill()
             return self.popen.wait()
-
-
-def until(condition, timeout=30, every=0.1, what="the condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def api(port, method, path, token, payload=None):
@@ -213,10 +203,11 @@ def test_many_processes_send_every_email_once_and_book_every_slot_once(servers, 
         assert outcomes == [[201, 409]] * 3
 
         # -- kill worker 1 while the SMTP server holds its messages unanswered ----------------
-        until(lambda: smtp.handler.waiting, what="worker 1 to be sending")
+        until(lambda: smtp.handler.waiting, timeout=30, what="worker 1 to be sending")
         victim.popen.kill()
         victim.popen.wait()
-        until(lambda: smtp.handler.abandoned, what="the SMTP server to see worker 1 go")
+        until(lambda: smtp.handler.abandoned, timeout=30,
+              what="the SMTP server to see worker 1 go")
         with db.database.connection_context():
             stuck = {m.id for m in Message.select().where(Message.status == "sending")}
         assert stuck, "worker 1 died holding nothing: the test proved nothing"
@@ -263,7 +254,8 @@ def test_many_processes_send_every_email_once_and_book_every_slot_once(servers, 
             statuses = Counter(m.status for m in Message.select())
             reports = MonthlyReport.select().count()
             recovered = [m.message_id for m in Message.select().where(Message.id.in_(stuck))]
-        until(lambda: len(smtp.messages) >= len(sent), what="the SMTP server to get them all")
+        until(lambda: len(smtp.messages) >= len(sent), timeout=30,
+              what="the SMTP server to get them all")
         assert statuses["failed"] == 0, statuses
         kinds = Counter(m.kind for m in sent.values())
         assert kinds["monthly_report"] == reports == 2  # one per doctor, however many runs

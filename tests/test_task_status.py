@@ -92,7 +92,7 @@ def test_an_admin_starts_a_months_reports_and_gets_202_with_the_task(admin, queu
 
 
 def test_the_task_reports_progress_per_doctor_then_the_summary(admin, queue, october,
-                                                               monkeypatch):
+                                                               monkeypatch, carol, dave):
     task_id = admin.post_json(URL, {"month_year": "2026-10"}).json()["task_id"]
     assert status_of(admin, task_id) == {
         "task_id": task_id, "name": "monthly-reports", "state": "PENDING", "current": 0,
@@ -113,8 +113,12 @@ def test_the_task_reports_progress_per_doctor_then_the_summary(admin, queue, oct
     assert seen[1]["status"] == "1 of 2 doctors: Dr Carol Clark, report sent"
     done = status_of(admin, task_id)
     assert done["state"] == "SUCCESS" and done["current"] == done["total"] == 2
-    assert done["result"] == {"month_year": "2026-10", "total": 2, "successful": 2, "failed": 0,
-                              "success_rate": 1.0, "sent": 2, "already_sent": 0}
+    assert done["result"] == {
+        "month_year": "2026-10", "total": 2, "successful": 2, "failed": 0, "success_rate": 1.0,
+        "sent": 2, "already_sent": 0,
+        "summary": {"total": 2, "successful": 2, "failed": 0, "success_rate": 1.0},
+        "results": [{"id": carol.id, "name": "Dr Carol Clark", "outcome": "sent", "error": ""},
+                    {"id": dave.id, "name": "Dr Dave Davis", "outcome": "sent", "error": ""}]}
     assert done["status"] == ("October 2026: 2 reports sent, 0 already sent before (not sent "
                               "again), 0 failed.")
     assert Message.select().where(Message.kind == "monthly_report").count() == 2
@@ -124,9 +128,12 @@ def test_running_a_month_again_emails_nobody_twice_and_says_so(admin, queue, oct
     reports.send_monthly()  # the job on 1 November... here run on the 15th: October
     task_id = admin.post_json(URL, {"month_year": "2026-10"}).json()["task_id"]
     run_queued(queue)
-    assert status_of(admin, task_id)["result"] == {
+    result = status_of(admin, task_id)["result"]
+    assert {name: result[name] for name in ("month_year", "total", "successful", "failed",
+                                            "success_rate", "sent", "already_sent")} == {
         "month_year": "2026-10", "total": 2, "successful": 2, "failed": 0, "success_rate": 1.0,
         "sent": 0, "already_sent": 2}
+    assert [r["outcome"] for r in result["results"]] == ["already_sent", "already_sent"]
     assert Message.select().where(Message.kind == "monthly_report").count() == 2
 
 
@@ -140,7 +147,7 @@ def test_one_doctors_report_on_demand(admin, queue, october, carol, dave):
     assert "You had no appointments" in Message.get().text_body
 
 
-def test_a_failed_doctor_counts_as_failed_in_the_summary(admin, queue, october, dave,
+def test_a_failed_doctor_counts_as_failed_in_the_summary(admin, queue, october, carol, dave,
                                                          monkeypatch):
     enqueue = reports.outbox.enqueue
 
@@ -154,8 +161,16 @@ def test_a_failed_doctor_counts_as_failed_in_the_summary(admin, queue, october, 
     run_queued(queue)
     done = status_of(admin, task_id)
     assert done["state"] == "SUCCESS"
-    assert done["result"] == {"month_year": "2026-10", "total": 2, "successful": 1, "failed": 1,
-                              "success_rate": 0.5, "sent": 1, "already_sent": 0}
+    result = done["result"]
+    assert {name: result[name] for name in ("month_year", "total", "successful", "failed",
+                                            "success_rate", "sent", "already_sent")} == {
+        "month_year": "2026-10", "total": 2, "successful": 1, "failed": 1, "success_rate": 0.5,
+        "sent": 1, "already_sent": 0}
+    assert result["summary"] == {"total": 2, "successful": 1, "failed": 1, "success_rate": 0.5}
+    assert result["results"] == [
+        {"id": carol.id, "name": "Dr Carol Clark", "outcome": "sent", "error": ""},
+        {"id": dave.id, "name": "Dr Dave Davis", "outcome": "failed",
+         "error": "OSError: disk full"}]
 
 
 def test_a_task_that_raises_ends_as_failure_with_the_reason(admin, erin, app):

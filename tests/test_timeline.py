@@ -70,8 +70,11 @@ def test_a_new_booking_shows_its_confirmation_and_the_reminders_to_come(booked, 
         ("12 08:00", "Confirmation email sent", "sent"),
         ("13 10:00", "24 h reminder planned", "planned"),
         ("14 08:00", "2 h reminder planned", "planned"),
-        ("14 08:00", "Reminder on the day planned", "planned"),
+        # CLINIC_REMINDER_GAP (6 h): one reminder at 08:00, not two.
+        ("14 08:00", "Reminder on the day will not be sent", "skipped"),
     ]
+    assert find(booked, now, "Reminder on the day will not be sent").detail == (
+        "a reminder went out at 08:00, less than 6 h before")
     assert find(booked, now, "Booked").detail == "for Fri 14 Mar 2031, 10:00 with Dr Carol Clark"
     assert find(booked, now, "Confirmation email sent").detail == "to alice@example.com"
     assert in_order(booked, now)
@@ -89,6 +92,34 @@ def test_a_reminder_is_sent_once_the_job_ran(booked, smtp):
     assert sent.message_id == Message.get(Message.kind == "reminder_advance").id
     assert "24 h reminder planned" not in [e.what for e in events(booked, due)]
     assert in_order(booked, due)
+
+
+def test_planned_reminders_the_gap_will_skip_are_shown_as_such(booked):
+    settings.use(settings.get().replace(reminder_gap=timedelta(hours=23)))
+    now = MORNING + timedelta(minutes=1)
+    assert story(booked, now)[2:] == [
+        ("13 10:00", "24 h reminder planned", "planned"),
+        ("14 08:00", "2 h reminder will not be sent", "skipped"),
+        ("14 08:00", "Reminder on the day will not be sent", "skipped"),
+    ]
+    # Once the 24 h one went out, its row is what the later ones are measured from.
+    due = local(2031, 3, 13, 10, 0)
+    assert at(due, reminders.send_advance) == {"sent": 1, "skipped": 0}
+    later = story(booked, due + timedelta(minutes=5))
+    assert ("14 08:00", "2 h reminder will not be sent", "skipped") in later
+    assert find(booked, due, "2 h reminder will not be sent").detail == (
+        "a reminder went out at 10:00, less than 23 h before")
+    # And the job does skip it when its time comes, for the same reason.
+    assert at(local(2031, 3, 14, 8, 0), reminders.send_advance) == {"sent": 0, "skipped": 1}
+
+
+def test_with_a_short_gap_only_reminders_at_the_same_moment_are_skipped(booked):
+    settings.use(settings.get().replace(reminder_gap=timedelta(minutes=30),
+                                        reminder_offsets=[timedelta(days=1),
+                                                          timedelta(hours=1)]))
+    whats = [what for _, what, _ in story(booked, MORNING + timedelta(minutes=1))]
+    assert whats[2:] == ["24 h reminder planned", "Reminder on the day planned",
+                         "1 h reminder planned"]  # 08:00 and 09:00: more than 30 min apart
 
 
 def test_a_reminder_due_but_not_yet_run_says_the_job_will_decide(booked):

@@ -1,6 +1,7 @@
 """Two-factor sign-in (TOTP, RFC 6238) through POST /api/me/totp[/confirm] and POST /api/login:
 real HTTP, time-machine for the 30-second windows and the 15-minute throttle."""
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pyotp
@@ -167,3 +168,62 @@ def test_the_demo_opens_with_its_printed_passwords(client):
     for email in (demo.DOCTOR, demo.ADMIN, demo.PATIENT):
         answer = client.post_json("/api/login", {"email": email, "password": demo.PASSWORD})
         assert answer.status == 200, (email, answer)
+
+
+# -- the owner's own changes -----------------------------------------------------------------------
+
+
+def test_new_recovery_codes_need_a_code_and_replace_the_old_ones(frozen, client, new_client,
+                                                                 carol):
+    totp, old_codes = enrol(client, carol)
+    wrong = client.post_json("/api/me/totp/recovery-codes", {"code": "000000"})
+    assert wrong.status == 400 and wrong.json()["fields"]["code"]
+    assert client.post_json("/api/me/totp/recovery-codes", {}).status == 400
+    frozen.shift(30)
+    answer = client.post_json("/api/me/totp/recovery-codes", {"code": totp.now()})
+    assert answer.status == 200
+    codes = answer.json()["recovery_codes"]
+    assert len(codes) == 10 and not set(codes) & set(old_codes)
+    assert login(new_client(), carol, old_codes[0]).status == 401
+    assert login(new_client(), carol, codes[0]).status == 200
+
+
+def test_the_owner_turns_two_factor_off_with_a_code(frozen, client, new_client, carol):
+    totp, codes = enrol(client, carol)
+    assert client.post_json("/api/me/totp/disable", {"code": "123456"}).status == 400
+    assert client.get("/api/me").json()["totp_enabled"] is True
+    answer = client.post_json("/api/me/totp/disable", {"code": codes[0]})
+    assert answer.status == 200 and answer.json() == {"user_id": carol.id, "totp_enabled": False}
+    assert Totp.select().count() == RecoveryCode.select().count() == 0
+    assert login(new_client(), carol).status == 200  # the password alone again
+    assert client.post_json("/api/me/totp/disable", {"code": codes[1]}).status == 409
+
+
+def test_a_role_that_must_have_it_cannot_turn_it_off(frozen, client, carol):
+    totp, _ = enrol(client, carol)
+    settings.use(settings.get().replace(require_2fa=("doctor",)))
+    frozen.shift(30)
+    refused = client.post_json("/api/me/totp/disable", {"code": totp.now()})
+    assert refused.status == 409 and "cannot be turned off" in refused.json()["error"]
+    assert Totp.get(Totp.user == carol.id).enabled_at is not None
+
+
+def test_the_page_makes_new_codes_and_turns_it_off(frozen, client, carol):
+    from clinic import accounts
+
+    client.login(carol.email)
+    secret = accounts.start_enrolment(carol)["secret"]
+    accounts.confirm_enrolment(carol, pyotp.TOTP(secret).now(), "127.0.0.1")
+    page = client.get("/account/2fa")
+    assert "Make new recovery codes" in page.text and "Turn two-factor sign-in off" in page.text
+    wrong = client.post("/account/2fa/codes", {"code": "000000", "change": "codes"})
+    assert wrong.status == 400 and "The code is not right" in wrong.text
+    frozen.shift(30)
+    made = client.post("/account/2fa/codes", {"code": pyotp.TOTP(secret).now(),
+                                              "change": "codes"})
+    assert made.status == 200
+    assert len(re.findall(r"<li><code>[a-z0-9]{5}-[a-z0-9]{5}</code></li>", made.text)) == 10
+    frozen.shift(30)
+    off = client.post("/account/2fa/codes", {"code": pyotp.TOTP(secret).now(), "change": "off"})
+    assert off.status == 303
+    assert "Off." in client.get("/account/2fa").text

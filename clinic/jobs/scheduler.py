@@ -126,6 +126,9 @@ declare("advance-reminders", "advance_reminder_sweep", "every 5m", "clinic.remin
         URGENT, "Sends the reminders due before each visit (24 h and 2 h by default).")
 declare("outbox-sweep", "outbox_sweep", "every 1m", "clinic.mail.sweeper.sweep",
         URGENT, "Re-queues emails left waiting or stuck while being sent.")
+declare("cancellation-sweep", "cancellation_sweep", "every 5m", "clinic.cancellations.sweep",
+        URGENT, "Runs again a batch of cancellations (time off, a doctor who left) whose task "
+        "was lost.")
 declare("monthly-reports", "monthly_report_at", "1 09:00", "clinic.reports.send_monthly",
         NORMAL, "Sends each active doctor a report on the previous month.")
 declare("review-requests", "review_request_at", "10:00", "clinic.reviews.send_requests",
@@ -137,6 +140,8 @@ declare("retry-failed", "retry_sweep", "every 1h", "clinic.mail.sweeper.retry_fa
         NORMAL, "Retries emails that failed for a passing reason.")
 declare("no-shows", "no_show_sweep", "every 15m", "clinic.appointments.mark_no_shows",
         NORMAL, "Marks visits still booked well after their start as no-shows.")
+declare("waitlist-holds", "waitlist_sweep", "every 1m", "clinic.waitlist.sweep",
+        URGENT, "Ends waitlist holds that ran out and offers each slot to the next in line.")
 declare("daily-stats", "daily_stats_at", "01:00", "clinic.stats.record_day",
         HOUSEKEEPING, "Records yesterday's figures for the dashboard's charts.")
 declare("cleanup", "cleanup_at", "mon 02:00", "clinic.cleanup.run",

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import jinja2
 
-from clinic import clock, i18n, settings
+from clinic import clock, details, i18n, settings
 from clinic.mail import preferences
 from clinic.mail.errors import PermanentError
 from clinic.settings import Setting
@@ -97,8 +97,11 @@ def valid_address(addr):
 
 
 def from_address(s=None):
-    """The sender as an Address: CLINIC_MAIL_FROM, or the clinic's name at noreply@localhost."""
-    s = s or settings.get()
+    """The sender as an Address: CLINIC_MAIL_FROM, or the clinic's name (in force, for the
+    running clinic's settings) at noreply@localhost."""
+    if s is None or s is settings.get():
+        s = settings.get()
+        return _sender(s.mail_from, details.current().name)
     return _sender(s.mail_from, s.name)
 
 
@@ -113,7 +116,7 @@ def new_message_id(s=None):
     """A Message-ID for a new outbox row, kept for every attempt and resend of it, so mail
     systems can recognise a message that arrives twice."""
     s = s or settings.get()
-    return f"<{uuid.uuid4().hex}@{_sender(s.mail_from, s.name).domain}>"
+    return f"<{uuid.uuid4().hex}@{from_address(s).domain}>"
 
 
 # -- rendering ------------------------------------------------------------------------------------
@@ -148,13 +151,16 @@ SECRET_LINK_KINDS = ("password_reset", "email_change")
 def render(kind, language=None, **context):
     """``(subject, text, html)`` of the email ``kind`` from templates/emails/<kind>.subject.txt,
     <kind>.txt and <kind>.html, in ``language`` (the recipient's: i18n.of(user); an unknown or
-    missing one is the clinic's first). The context always has clinic_name, clinic_address and
-    base_url."""
+    missing one is the clinic's first). The context always has the clinic's details in force
+    (clinic_name, clinic_address, clinic_phone, clinic_website: see clinic/details.py) and
+    base_url, for every email's footer."""
     if not _KIND.fullmatch(kind):
         raise ValueError(f"not an email kind: {kind!r}")
     s = settings.get()
-    context = {"clinic_name": s.name, "clinic_address": s.address, "base_url": s.base_url,
-               **context}
+    clinic = details.current()
+    context = {"clinic_name": clinic.name, "clinic_address": clinic.address,
+               "clinic_phone": clinic.phone_text, "clinic_website": clinic.website,
+               "base_url": s.base_url, **context}
     with i18n.using(i18n.chosen(language) or i18n.default()):
         subject, text, html = [template.render(context) for template in _templates_of(kind)]
     return " ".join(subject.split()), text.strip() + "\n", html

@@ -1,10 +1,12 @@
-"""Delivering outbox rows: claim them, send each over one SMTP connection, mark each at once.
+"""Delivering outbox rows: claim them, send each over one connection per channel (SMTP for email,
+the SMS gateway's HTTP for SMS: SENDERS_BY_CHANNEL), mark each at once.
 
 A row is claimed with a conditional UPDATE (pending -> sending) just before it is sent, so of two
 deliveries of the same rows one wins each row. It is marked sent as soon as the server took it;
 failed with the reason for a permanent error; pending again, due later (RETRY_DELAYS), for a
-passing one, until MAX_ATTEMPTS. Under CLINIC_MAIL_RATE (clinic/mail/ratelimit.py) what has no
-room waits, pending, and send_due_messages is queued for when there is room again.
+passing one, until MAX_ATTEMPTS. Under CLINIC_MAIL_RATE or CLINIC_SMS_RATE
+(clinic/mail/ratelimit.py) what has no room waits, pending, and send_due_messages is queued for
+when there is room again.
 
 send_messages is the task the outbox queues after a row commits (clinic/mail/outbox.py); the
 sweeper (clinic/mail/sweeper.py) delivers what a lost task or a retry leaves pending.
@@ -20,7 +22,7 @@ from peewee import JOIN
 from clinic import clock, db, settings
 from clinic.db import database
 from clinic.jobs.queue import URGENT
-from clinic.mail import compose, errors, ratelimit, sender
+from clinic.mail import compose, errors, gateway, ratelimit, sender
 from clinic.models import Message, User
 from huey_config import huey
 
@@ -33,25 +35,66 @@ BATCH = 100
 
 def stuck_after():
     """How long a row may stay in ``sending`` before the sweeper takes its sender for dead: far
-    longer than one send can take, each of whose steps is bounded by the SMTP timeout."""
-    return max(timedelta(minutes=10), 20 * settings.get().smtp_timeout)
+    longer than one send can take, each of whose steps is bounded by the SMTP or SMS timeout."""
+    s = settings.get()
+    return max(timedelta(minutes=10), 20 * s.smtp_timeout, 20 * s.sms_timeout)
 
 
-def claim(message_id, now):
+class _Mailer:
+    """The email channel: builds each row into a MIME message and sends it over SMTP."""
+
+    def __init__(self):
+        self.sender = sender.Sender()
+
+    def __enter__(self):
+        self.sender.__enter__()
+        return self
+
+    def __exit__(self, *exc_info):
+        return self.sender.__exit__(*exc_info)
+
+    def send(self, message, at):
+        self.sender.send(compose.build(message, now=at))
+        return {}
+
+
+class _Texter:
+    """The SMS channel: posts each row to the gateway; returns what to record of its answer."""
+
+    def __init__(self):
+        self.gateway = gateway.Gateway()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.gateway.close()
+
+    def send(self, message, at):
+        receipt = self.gateway.send(message)
+        return {"gateway_id": receipt.sid, "segments": receipt.segments or message.segments,
+                "price": receipt.price, "price_unit": receipt.price_unit,
+                "delivery": receipt.status if receipt.status in ("queued", "sent") else ""}
+
+
+SENDERS_BY_CHANNEL = {"email": _Mailer, "sms": _Texter}
+
+
+def claim(message_id, now, channel="email"):
     """Take a pending, due message for sending. True only for the one caller whose conditional
-    UPDATE changed the row; everyone else must leave it alone. Under CLINIC_MAIL_RATE, also
+    UPDATE changed the row; everyone else must leave it alone. Under the channel's rate, also
     False while ``limited()`` says the message must wait (checked and claimed in one
     transaction, so senders in other threads and processes cannot both take the last place)."""
     update = (Message.update(status="sending", claimed_at=now, attempts=Message.attempts + 1,
                              updated_at=now)
               .where(Message.id == message_id, Message.status == "pending",
                      Message.due_at <= now))
-    if not ratelimit.rate():
+    if not ratelimit.rate(channel):
         return update.execute() == 1
     with database.atomic():
         ratelimit.take_turn()
         row = Message.select(Message.priority).where(Message.id == message_id).first()
-        if row is None or ratelimit.limited(now, row.priority) is not None:
+        if row is None or ratelimit.limited(now, row.priority, channel) is not None:
             return False
         return update.execute() == 1
 
@@ -60,7 +103,9 @@ CLAIM_BATCH = 20  # messages claimed by one UPDATE
 
 
 def deliver(ids, now=None):
-    """Send the messages ``ids`` over one SMTP connection; returns counts: sent, failed, retry
+    """Send the messages ``ids``, the emails over one SMTP connection and the SMS over one
+    connection to the gateway, each channel on its own (a gateway that is away does not hold up
+    email); returns counts: sent, failed, retry
     (pending again, for later), passed (not pending and due, or claimed by someone else) and
     deferred (left pending because the server could not be reached, or for CLINIC_MAIL_RATE).
 
@@ -84,27 +129,35 @@ def deliver(ids, now=None):
     """
     ids = list(ids)
     counts = dict.fromkeys(("sent", "failed", "retry", "passed", "deferred"), 0)
-    messages = _pending(ids)
-    step = 1 if ratelimit.rate() else CLAIM_BATCH
-    with sender.Sender() as mailer:
+    pending = _pending(ids)
+    for channel, make in SENDERS_BY_CHANNEL.items():
+        messages = [message for message in pending if message.channel == channel]
+        if messages:
+            _deliver_channel(channel, make, messages, now, counts)
+    counts["passed"] = len(ids) - sum(counts.values())
+    return counts
+
+
+def _deliver_channel(channel, make, messages, now, counts):
+    """deliver()'s steps for the ``messages`` of one channel, over one ``make()`` sender."""
+    step = 1 if ratelimit.rate(channel) else CLAIM_BATCH
+    with make() as mailer:
         for lo in range(0, len(messages), step):
             at = now or clock.now()  # a long batch claims each chunk at its own time
             chunk = messages[lo:lo + step]
             if step == 1:
-                claimed = [chunk[0]] if claim(chunk[0].id, at) else []
-                wait = None if claimed else ratelimit.limited(at, chunk[0].priority)
-                if wait is not None:  # CLINIC_MAIL_RATE: the rest waits, pending, till then
-                    counts["deferred"] = _hold([m.id for m in messages[lo:]], wait, at)
+                claimed = [chunk[0]] if claim(chunk[0].id, at, channel) else []
+                wait = None if claimed else ratelimit.limited(at, chunk[0].priority, channel)
+                if wait is not None:  # the channel's rate: the rest waits, pending, till then
+                    counts["deferred"] += _hold([m.id for m in messages[lo:]], wait, at)
                     break
             else:
                 taken = _claim_many([m.id for m in chunk], at)
                 claimed = [m for m in chunk if m.id in taken]
             stopped_at = _send_claimed(mailer, claimed, at, counts)
             if stopped_at is not None:  # the server is away: the rest stay pending
-                counts["deferred"] = len(messages) - messages.index(stopped_at) - 1
+                counts["deferred"] += len(messages) - messages.index(stopped_at) - 1
                 break
-    counts["passed"] = len(ids) - sum(counts.values())
-    return counts
 
 
 @huey.task(priority=URGENT)
@@ -151,7 +204,7 @@ def _send_claimed(mailer, claimed, at, counts):
                 return None
             tried += 1
             try:
-                mailer.send(compose.build(message, now=at))
+                receipt = mailer.send(message, at)
             except errors.PermanentError as error:
                 _mark(message, at, "failed", str(error))
                 counts["failed"] += 1
@@ -163,7 +216,7 @@ def _send_claimed(mailer, claimed, at, counts):
                 log.error("building message %s failed", message.id, exc_info=error)
                 counts[_retry_later(message, at, f"internal error: {error!r}")] += 1
             else:
-                _mark(message, at, "sent")
+                _mark(message, at, "sent", receipt=receipt)
                 counts["sent"] += 1
         return None
     finally:
@@ -183,11 +236,11 @@ def _release(ids, at):
 _marking = threading.Lock()
 
 
-def _mark(message, at, status, error=""):
+def _mark(message, at, status, error="", receipt=None):
     # Guarded by the claim: a row the sweeper handed to someone else is theirs to mark.
     with _marking:
         changes = {"status": status, "last_error": error, "updated_at": at,
-                   "sent_at": at if status == "sent" else None}
+                   "sent_at": at if status == "sent" else None, **(receipt or {})}
         if status == "sent" and message.kind in compose.SECRET_LINK_KINDS:
             changes.update(text_body="", html_body="")  # its link is nobody else's to read
         (Message.update(changes)
@@ -218,7 +271,7 @@ def deliver_due(at, now, batch, which):
     cores takes them side by side. Returns the summed counts of deliver() and how many were
     tried."""
     totals = dict.fromkeys(("tried", "sent", "failed", "retry", "passed", "deferred"), 0)
-    senders = 1 if ratelimit.rate() else SENDERS
+    senders = 1 if ratelimit.rate("email") or ratelimit.rate("sms") else SENDERS
     while True:
         ids = [row.id for row in Message.select(Message.id)
                .where(Message.status == "pending", Message.due_at <= at, which)

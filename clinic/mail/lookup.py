@@ -7,18 +7,21 @@ from peewee import fn
 from clinic import filters
 from clinic.errors import NotFound
 from clinic.i18n import _
-from clinic.mail import compose, errors
-from clinic.models import MESSAGE_STATUSES, Message, User
+from clinic.mail import compose, errors, gateway
+from clinic.models import CHANNELS, MESSAGE_STATUSES, Message, User
 
 LISTED = (Message.id, Message.kind, Message.recipient, Message.user, Message.appointment,
           Message.subject, Message.status, Message.attempts, Message.last_error, Message.due_at,
-          Message.sent_at, Message.created_at)  # not the bodies: a page lists 25 of them
+          Message.sent_at, Message.created_at, Message.channel, Message.segments,
+          Message.price, Message.price_unit, Message.delivery)  # not the bodies: a page lists 25
 
 
-def search(status="", kind="", recipient="", day_from="", day_to="", limit=25, offset=0):
+def search(status="", kind="", recipient="", day_from="", day_to="", limit=25, offset=0,
+           channel=""):
     """Messages for the admin's outbox page, newest first, without their bodies. Filters: a
-    status, a kind, part of the recipient's address or name, clinic-local days created (both
-    included). Raises Invalid (with the field) for a status or a date it does not know.
+    status, a kind, a channel (email, sms), part of the recipient's address, phone or name,
+    clinic-local days created (both included). Raises Invalid (with the field) for a status, a
+    channel or a date it does not know.
 
     Newest first, in an order an index gives, so a page never sorts the table: with a kind by
     creation (the (kind, created_at) index), with a status by when they were last due (the
@@ -33,12 +36,40 @@ def search(status="", kind="", recipient="", day_from="", day_to="", limit=25, o
         order = (Message.id.desc(),)
     return filters.page(
         Message.select(*LISTED), Message.created_at, day_from, day_to,
-        choices={"status": (status, MESSAGE_STATUSES, "Choose a status from the list.")},
+        choices={"status": (status, MESSAGE_STATUSES, "Choose a status from the list."),
+                 "channel": (channel, CHANNELS, "Choose email or sms.")},
         where=[Message.status == status if status else None,
+               Message.channel == channel if channel else None,
                Message.kind == kind if kind else None,
                (fn.LOWER(Message.recipient).contains(needle) | Message.user.in_(named))
                if needle else None],
         order=order, limit=limit, offset=offset)
+
+
+# Each kind of email in words, for the Messages pages (one place: the list, its filter and a
+# message's page all say the same).
+KIND_WORDS = {
+    "confirmation": "Booking confirmation",
+    "rescheduled": "New time",
+    "cancellation": "Cancellation",
+    "reminder_daily": "Reminder on the day",
+    "reminder_advance": "Reminder before the visit",
+    "review_request": "Review request",
+    "review_reminder": "Review reminder",
+    "announcement": "Announcement",
+    "history_export": "History export",
+    "monthly_report": "Monthly report",
+    "password_reset": "Password reset",
+    "email_change": "New email address",
+    "account_changed": "Account change notice",
+    "waitlist_offer": "Waitlist offer",
+    "test": "Test email",
+}
+
+
+def kind_words(kind):
+    """``kind`` as the Messages pages say it; an unknown kind with its underscores as spaces."""
+    return KIND_WORDS.get(kind) or kind.replace("_", " ").capitalize()
 
 
 def kinds():
@@ -58,7 +89,18 @@ def message_for(message_id):
 def headers(message):
     """The message's headers as ``[(name, value)]``, as delivery writes them (dated when it was
     sent, or is due). A message that cannot be built (no valid address, an attachment gone)
-    shows what the row says."""
+    shows what the row says. An SMS: what the gateway is sent and said."""
+    if message.channel == "sms":
+        c = gateway.config()
+        rows = [("To", message.recipient), ("From", c.sender if c else "(no gateway: a file)"),
+                ("Segments", str(message.segments))]
+        if message.gateway_id:
+            rows.append(("Gateway SID", message.gateway_id))
+        if message.delivery:
+            rows.append(("Delivery", message.delivery))
+        if message.price:
+            rows.append(("Price", f"{message.price.lstrip('-')} {message.price_unit}".strip()))
+        return rows
     try:
         built = compose.build(message, now=message.sent_at or message.due_at)
     except errors.PermanentError:

@@ -27,6 +27,7 @@ import re
 from datetime import UTC
 
 from clinic import clock, i18n, settings, signing
+from clinic import details as clinic_details
 from clinic.errors import NotFound
 from clinic.jobs.queue import URGENT
 from clinic.mail import compose, outbox
@@ -57,7 +58,7 @@ def appointment_for_link(token, now=None):
     data = signing.open_link(
         LINK_PURPOSE, token, now=now,
         expired="This link has expired: the appointment has started or is over. Sign in to see "
-                "your appointments, or call the clinic.",
+                "your appointments, or " + clinic_details.call_us(capital=False),
         invalid="This link is not valid. Please use the link in your latest email from the "
                 "clinic, or sign in.")
     appointment = (Appointment.with_people()
@@ -87,14 +88,17 @@ def booked(appointment, event="booked"):
               sequence)
 
 
-def cancelled(appointment):
+def cancelled(appointment, why=""):
     """Queue the cancellation notice and withdraw whatever about the appointment is still
-    waiting to be sent. Runs inside the cancelling transaction."""
+    waiting to be sent. Runs inside the cancelling transaction. ``why`` is the clinic's reason
+    when the clinic cancelled it (time off, a doctor who left): the notice says so and links
+    to the doctor's free times."""
     appointment = _with_people(appointment.id)
     sequence = _sequence(appointment)
     outbox.withdraw(appointment.id, REMINDERS + ("confirmation", "rescheduled"),
                     reason="appointment cancelled")
-    _send("cancellation", f"cancellation:{appointment.id}", appointment, "CANCEL", sequence)
+    _send("cancellation", f"cancellation:{appointment.id}", appointment, "CANCEL", sequence,
+          why=why)
 
 
 def details(appointment):
@@ -106,17 +110,19 @@ def details(appointment):
         "specialization": appointment.doctor_profile.specialization,
         "start": appointment.start,
         "end": appointment.end,
-        "timezone": str(clock.zone()),
+        "timezone": clock.zone_words(),
         "link": link(appointment),
         "cutoff": settings.get().cancel_cutoff,  # the templates say it in the recipient's words
     }
 
 
-def _send(kind, key, appointment, method, sequence):
+def _send(kind, key, appointment, method, sequence, why=""):
     attachment = {"filename": "appointment.ics",
                   "content_type": f"text/calendar; method={method}; charset=utf-8",
                   "text": invite(appointment, method, sequence)}
-    return outbox.enqueue(kind, key, appointment.patient.email, details(appointment),
+    context = {**details(appointment), "why": why,
+               "rebook_url": f"{settings.get().base_url}/patient/doctors/{appointment.doctor_id}"}
+    return outbox.enqueue(kind, key, appointment.patient.email, context,
                           user=appointment.patient, appointment=appointment, priority=URGENT,
                           attachments=[attachment])
 
@@ -126,9 +132,11 @@ def _with_people(appointment_id):
 
 
 def _sequence(appointment):
-    """How many notices were written about the appointment before: the invite's SEQUENCE."""
+    """How many notice emails were written about the appointment before: the invite's
+    SEQUENCE (an SMS beside an email is not another notice)."""
     return (Message.select(Message.id)
-            .where(Message.appointment == appointment.id, Message.kind.in_(NOTICES))
+            .where(Message.appointment == appointment.id, Message.kind.in_(NOTICES),
+                   Message.channel == "email")
             .count())
 
 
@@ -150,8 +158,8 @@ def duration_words(delta):
 def invite(appointment, method="REQUEST", sequence=0, now=None):
     """The .ics text for an appointment (from with_people()): CRLF line ends, TEXT values
     escaped, lines folded at 75 octets."""
-    s = settings.get()
-    organizer = compose.from_address(s)
+    s = clinic_details.current()
+    organizer = compose.from_address()
     patient = appointment.patient
     summary = f"Appointment with {appointment.doctor.name} at {s.name}"
     description = (f"Your appointment with {appointment.doctor.name} at {s.name}.\n"

@@ -1,6 +1,10 @@
-"""The outbox: every email is a row in ``message`` before anything tries to send it, so a crash, a
-restart or a lost queue task loses nothing, and the row's unique key makes a job that runs twice
-send nothing twice. This module writes the rows and queues their delivery.
+"""The outbox: every email and SMS is a row in ``message`` before anything tries to send it, so a
+crash, a restart or a lost queue task loses nothing, and the row's unique key makes a job that
+runs twice send nothing twice. This module writes the rows and queues their delivery.
+
+A kind that has an SMS (clinic/mail/sms.py) goes by the channels the patient chose
+(``channels_for``): the first channel's row takes the message's key, another's the key with
+``:<channel>`` after it, so a job that looks for the key finds it whichever way it went.
 
 A message's life::
 
@@ -29,26 +33,111 @@ from peewee import chunked
 
 from clinic import clock, settings
 from clinic.db import database
-from clinic.mail import compose, preferences
+from clinic.mail import compose, preferences, sms
 from clinic.mail.delivery import send_messages
-from clinic.models import Message, User
+from clinic.models import Message, Patient, User
 
 log = logging.getLogger("clinic.mail.outbox")
+
+NO_EMAIL = "the patient has no email address"
+
+
+# -- channels -------------------------------------------------------------------------------------
+
+
+def channels_for(user):
+    """The channels a message to ``user`` (a User, an id, or None) goes by, in order: ("email",),
+    ("sms",) or ("email", "sms"), as the patient chose; email for anyone else, and for a
+    patient whose phone is gone."""
+    return channels_of([user]).get(getattr(user, "id", user), (("email",), ""))[0]
+
+
+def channels_of(users):
+    """``{user id: (channels, phone)}`` for the patients among ``users`` (Users or ids) who
+    chose SMS: one query. Everyone left out goes by email only."""
+    ids = {getattr(u, "id", u) for u in users if u is not None}
+    if not ids:
+        return {}
+    found = {}
+    for user_id, channel, phone in (Patient.select(Patient.user, Patient.channel, Patient.phone)
+                                    .where(Patient.user.in_(ids), Patient.channel != "email",
+                                           Patient.phone != "").tuples()):
+        found[user_id] = (("sms",) if channel == "sms" else ("email", "sms"), sms.e164(phone))
+    return found
+
+
+def _routes(kind, key, user):
+    """``[(channel, key, phone)]``: where a message of ``kind`` under ``key`` goes (as
+    _by_channel spreads many)."""
+    chosen, phone = channels_of([user]).get(getattr(user, "id", user), (("email",), "")) \
+        if sms.has_text(kind) else (("email",), "")
+    return [(channel, key if n == 0 else f"{key}:{channel}", phone)
+            for n, channel in enumerate(chosen)]
 
 
 def enqueue(kind, key, recipient, context=None, user=None, appointment=None, priority=0,
             due_at=None, attachments=()):
+    """Write the message ``kind`` under the unique ``key`` by each channel the patient ``user``
+    chose (channels_for: the email to ``recipient``, the SMS to their phone); returns the first
+    channel's new Message, or None when a message with that key exists already (it is not sent
+    again)."""
+    first = None
+    for n, (channel, row_key, phone) in enumerate(_routes(kind, key, user)):
+        if channel == "sms":
+            message = _enqueue_sms(kind, row_key, phone, context, user, appointment, priority,
+                                   due_at)
+        else:
+            message = _enqueue_email(kind, row_key, recipient, context, user, appointment,
+                                     priority, due_at, attachments)
+        first = message if n == 0 else first
+    return first
+
+
+def _enqueue_sms(kind, key, phone, context, user, appointment, priority, due_at):
+    """The SMS of ``kind`` to ``phone``: skipped with the reason when the patient said no to
+    the kind or the number replied STOP."""
+    now = clock.now()
+    choice = preferences.choice_of(kind)
+    if choice and preferences.opted_out(kind, [user]):
+        return skip(key, kind, phone, preferences.reason(choice), user=user,
+                    appointment=appointment, now=now, channel="sms")
+    if sms.opted_out([phone]):
+        return skip(key, kind, phone, sms.stop_reason(phone), user=user,
+                    appointment=appointment, now=now, channel="sms")
+    text, segments = sms.render(kind, context, getattr(appointment, "id", appointment),
+                                getattr(user, "id", user))
+    due_at = due_at or now
+    with database.atomic():
+        inserted = Message.insert(
+            key=key, kind=kind, channel="sms", recipient=phone, user=user,
+            appointment=appointment, subject="", text_body=text, segments=segments,
+            message_id=compose.new_message_id(), status="pending", priority=priority,
+            due_at=due_at, created_at=now, updated_at=now,
+        ).on_conflict_ignore().as_rowcount().execute()
+        if not inserted:
+            return None
+        message = Message.get(Message.key == key)
+    if due_at <= now:
+        _send_after_commit([message.id])
+    return message
+
+
+def _enqueue_email(kind, key, recipient, context=None, user=None, appointment=None, priority=0,
+                   due_at=None, attachments=()):
     """Render the email ``kind`` now and store it under the unique ``key``; returns the new
     Message, or None when a message with that key exists already (it is not sent again).
 
     Delivery is queued after the surrounding transaction commits (nothing if it rolls back); a
-    message due later is left to the sweeper. With no ``recipient`` the row is stored as failed,
-    "no address", so the admin sees what could not be sent.
+    message due later is left to the sweeper. With an empty ``recipient`` the row is stored as
+    failed, "no address", so the admin sees what could not be sent; ``None`` (a user whose email
+    is NULL: a patient without an address) is stored as skipped, NO_EMAIL.
 
     An optional kind (reminders, review requests, announcements: clinic/preferences.py) that
     the patient ``user`` said no to is stored as skipped with the reason, and that row is
     returned; one they want carries their one-click unsubscribe link."""
     now = clock.now()
+    if recipient is None:  # the user has no address (registered at the desk without one)
+        return skip(key, kind, "", NO_EMAIL, user=user, appointment=appointment, now=now)
     choice = preferences.choice_of(kind)
     if choice and preferences.opted_out(kind, [user]):
         return skip(key, kind, recipient, preferences.reason(choice), user=user,
@@ -98,13 +187,13 @@ def _address_status(recipient):
     return "pending", ""
 
 
-def skip(key, kind, recipient, reason, user=None, appointment=None, now=None):
+def skip(key, kind, recipient, reason, user=None, appointment=None, now=None, channel="email"):
     """Record that the message ``key`` will not be sent, and why (a reminder whose moment passed).
     Returns the new row, or None when the key was taken already."""
     now = now or clock.now()
     with database.atomic():
         inserted = Message.insert(
-            key=key, kind=kind, recipient=(recipient or "")[:254], user=user,
+            key=key, kind=kind, channel=channel, recipient=(recipient or "")[:254], user=user,
             appointment=appointment, subject="", message_id=compose.new_message_id(),
             status="skipped", last_error=reason, due_at=now, created_at=now, updated_at=now,
         ).on_conflict_ignore().as_rowcount().execute()
@@ -129,7 +218,7 @@ def resend(message_id, now=None):
     now = now or clock.now()
     with database.atomic():
         changed = (Message.update(status="pending", attempts=0, last_error="", due_at=now,
-                                  claimed_at=None, updated_at=now)
+                                  claimed_at=None, updated_at=now, gateway_id="", delivery="")
                    .where(Message.id == message_id, Message.status == "failed",
                           (Message.text_body != "") | (Message.html_body != ""))
                    .execute())
@@ -193,24 +282,37 @@ def enqueue_many(kind, items, priority=0, task_priority=None, now=None, batch=No
     ``batch`` ids (default: one task for them all), with ``task_priority``. Returns counts:
     queued, skipped, failed, existing."""
     now = now or clock.now()
-    items = list(items)
+    items = _by_channel(kind, list(items))
     choice = preferences.choice_of(kind)
     keys = [item["key"] for item in items]
     taken = {key for (key,) in Message.select(Message.key).where(Message.key.in_(keys)).tuples()}
     fresh = [item for item in items if item["key"] not in taken]
     refused = preferences.opted_out(kind, [item.get("user") for item in fresh
                                            if not item.get("reason")])
+    stopped = sms.opted_out([item["recipient"] for item in fresh if item["channel"] == "sms"])
     s = settings.get()
     language = languages_of([item.get("user") for item in fresh])
     rows = []
     for item in fresh:  # rendered before the transaction: it holds the write lock meanwhile
         user, recipient = item.get("user"), (item.get("recipient") or "").strip()
-        row = {"key": item["key"], "kind": kind, "recipient": recipient[:254], "user": user,
+        channel = item["channel"]
+        row = {"key": item["key"], "kind": kind, "channel": channel, "segments": 0,
+               "recipient": recipient[:254], "user": user,
                "appointment": item.get("appointment"), "message_id": compose.new_message_id(s),
                "priority": priority, "due_at": now, "created_at": now, "updated_at": now}
-        if item.get("reason") or (user is not None and user in refused):
+        reason = item.get("reason") or (preferences.reason(choice)
+                                        if user is not None and user in refused else None)
+        if not reason and item.get("recipient", "") is None:
+            reason = NO_EMAIL  # a patient the desk registered without an address
+        if not reason and channel == "sms" and recipient in stopped:
+            reason = sms.stop_reason(recipient)
+        if reason:
             row.update(subject="", text_body="", html_body="", status="skipped",
-                       last_error=item.get("reason") or preferences.reason(choice))
+                       last_error=reason)
+        elif channel == "sms":
+            text, segments = sms.render(kind, item.get("context"), item.get("appointment"), user)
+            row.update(subject="", text_body=text, html_body="", segments=segments,
+                       status="pending", last_error="")
         else:
             context = dict(item.get("context") or {})
             if choice and user is not None:
@@ -237,4 +339,20 @@ def enqueue_many(kind, items, priority=0, task_priority=None, now=None, batch=No
         if pending:
             _send_after_commit(pending, task_priority, batch=batch or len(pending))
     return counts
+
+
+def _by_channel(kind, items):
+    """``items`` with one item per channel each patient chose (its ``channel``, key and
+    recipient set): an SMS item goes to the patient's phone under the key ``_routes`` gives."""
+    if not sms.has_text(kind):
+        return [{**item, "channel": "email"} for item in items]
+    chosen = channels_of([item.get("user") for item in items])
+    spread = []
+    for item in items:
+        channels, phone = chosen.get(item.get("user"), (("email",), ""))
+        for n, channel in enumerate(channels):
+            spread.append({**item, "channel": channel,
+                           "key": item["key"] if n == 0 else f"{item['key']}:{channel}",
+                           "recipient": phone if channel == "sms" else item.get("recipient")})
+    return spread
 

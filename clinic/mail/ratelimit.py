@@ -1,5 +1,6 @@
-"""The sending rate, CLINIC_MAIL_RATE: no more messages in any minute than a mail provider's
-quota allows.
+"""The sending rates, CLINIC_MAIL_RATE for email and CLINIC_SMS_RATE for SMS (registered in
+clinic/mail/gateway.py): no more messages of a channel in any minute than the provider's quota
+allows.
 
 A sliding minute counted from the outbox's own claim times (a sent message's sent_at is its claim
 time), so it holds across threads, processes and restarts. A message over the limit is not
@@ -34,31 +35,36 @@ PAUSE = timedelta(seconds=2)  # how long bulk mail waits while more urgent mail 
 _RATE_LOCK = 7_400_117  # PostgreSQL advisory lock: one claimer at a time under a rate
 
 
-def rate():
-    """CLINIC_MAIL_RATE: the most messages sent in any minute; 0 for no limit."""
-    return settings.get().values.get("mail_rate") or 0
+RATES = {"email": "mail_rate", "sms": "sms_rate"}
 
 
-def limited(now, priority=0):
-    """None when a message of ``priority`` may be sent at ``now``; else when to try again:
+def rate(channel="email"):
+    """The channel's rate (CLINIC_MAIL_RATE, CLINIC_SMS_RATE): the most messages sent in any
+    minute; 0 for no limit."""
+    return settings.get().values.get(RATES[channel]) or 0
+
+
+def limited(now, priority=0, channel="email"):
+    """None when a message of ``priority`` may be sent by ``channel`` at ``now``; else when to
+    try again (the claims and messages of that channel only):
 
     1. The last minute's claims (every attempt counts: the provider counts them too) have used
        the rate: again when the oldest of the latest ``rate`` claims leaves the minute.
     2. A message of higher priority that was never tried is due: it goes first, and this one
        waits PAUSE (the sender of that message, or send_due(), takes the place meanwhile).
     """
-    limit = rate()
+    limit = rate(channel)
     if not limit:
         return None
     latest = (Message.select(Message.claimed_at)
-              .where(Message.claimed_at > now - WINDOW)
+              .where(Message.claimed_at > now - WINDOW, Message.channel == channel)
               .order_by(Message.claimed_at.desc())
               .offset(limit - 1).limit(1).first())
     if latest is not None:
         return max(latest.claimed_at + WINDOW, now)
     urgent = (Message.select(Message.id)
               .where(Message.status == "pending", Message.due_at <= now, Message.attempts == 0,
-                     Message.priority > priority)
+                     Message.priority > priority, Message.channel == channel)
               .exists())
     return now + PAUSE if urgent else None
 

@@ -17,7 +17,7 @@ from bottle import request, response
 from clinic import db, i18n, settings
 from clinic.i18n import _
 from clinic.jobs import queue
-from clinic.web import api_accounts, api_admin, api_routes
+from clinic.web import api_accounts, api_admin, api_calendar, api_desk, api_routes, api_waitlist
 from clinic.web.inputs import has_nul
 from clinic.web.pages import (
     account,
@@ -25,6 +25,9 @@ from clinic.web.pages import (
     admin,
     announcements,
     audit,
+    calendar,
+    clinic,
+    desk,
     doctor,
     jobs,
     link,
@@ -33,6 +36,9 @@ from clinic.web.pages import (
     preferences,
     reports,
     review,
+    sms,
+    staff,
+    waitlist,
 )
 from clinic.web.rendering import STATIC, page_language, render
 
@@ -55,16 +61,17 @@ bottle.BaseRequest.MEMFILE_MAX = 1024 * 1024
 
 # The order routes are tried in; account_settings holds forgot/reset password, the profile and
 # the two-factor sign-in.
-ROUTE_MODULES = (account, patient, doctor, admin, jobs, messages, review, link, audit,
-                 api_accounts, api_routes, api_admin, announcements, preferences, reports,
-                 account_settings)
+ROUTE_MODULES = (account, patient, doctor, admin, clinic, calendar, jobs, messages, review, link,
+                 audit, api_accounts, api_routes, api_admin, api_calendar, api_desk, announcements,
+                 preferences, reports, account_settings, api_waitlist, waitlist, desk, staff, sms)
 
 
 # Pages and answers no browser or proxy may keep: personal data, the pages that an emailed link
 # opens (a visit, an unsubscribe, a review: each names the patient), and the pages of a sign-in
 # link or a half-done sign-in.
-PRIVATE_PATHS = ("/api/", "/patient", "/doctor", "/admin", "/account", "/visit/", "/unsubscribe/",
-                 "/review/", "/reset/", "/login/code")
+PRIVATE_PATHS = ("/api/", "/patient", "/doctor", "/admin", "/desk", "/account", "/visit/",
+                 "/unsubscribe/", "/review/", "/reset/", "/login/code", "/waitlist/", "/s/",
+                 "/sms/")
 
 
 class ClinicApp:

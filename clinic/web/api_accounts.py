@@ -120,11 +120,12 @@ def me():
 
 @routes.route("/api/me", method="PATCH")
 @api(*ANYONE_SIGNED_IN)
-@doc("Change the profile: name, language, and a patient's phone and date of birth; or the "
-     "email",
+@doc("Change the profile: name, language, and a patient's phone, date of birth and channel; "
+     "or the email",
      body="ProfileChanges", returns="Me",
      description="Only the fields sent change. A phone is E.164 once spaces are taken out "
-                 "(+49 30 1234567); a date of birth is in the past. A new email takes effect "
+                 "(+49 30 1234567); a date of birth is in the past; `channel` (email, sms or "
+                 "both) needs a phone for SMS. A new email takes effect "
                  "once the link emailed to it is followed (POST /api/me/email/confirm); until "
                  "then it is `pending_email`. A language is one of CLINIC_LANGUAGES; it decides "
                  "the pages and every message the person gets.")
@@ -133,7 +134,7 @@ def me_update():
         return json_error(403, "CSRF check failed: send the X-CSRF-Token header.")
     errors = {}
     changes = api_input.texts(json_body(), ("name", "phone", "date_of_birth", "email",
-                                            "language"), errors, present_only=True)
+                                            "language", "channel"), errors, present_only=True)
     check(errors)
     return accounts.update_profile(current_user(), changes)
 
@@ -211,6 +212,41 @@ def totp_confirm():
     return {"recovery_codes": codes}
 
 
+def _own_code_change(change):
+    """Run ``change(user, code, ip)`` for the signed-in user with the body's ``code``; too many
+    wrong codes answer 429."""
+    errors = {}
+    data = api_input.texts(json_body(), ("code",), errors)
+    check(errors)
+    try:
+        return change(current_user(), data["code"], client_ip())
+    except auth.Throttled as exc:
+        raise api_input.throttled(exc, "Too many tries.") from None
+
+
+@routes.post("/api/me/totp/recovery-codes")
+@api(*ANYONE_SIGNED_IN)
+@doc("Make new recovery codes in place of the old ones", body="TotpCode",
+     returns="RecoveryCodes",
+     errors={400: "The code is not right.", 409: "Two-factor sign-in is off.", 429: None},
+     description="Needs a code from the app (or a recovery code). The old codes stop working; "
+                 "the new ten are shown this once.")
+def totp_new_codes():
+    return {"recovery_codes": _own_code_change(accounts.new_recovery_codes)}
+
+
+@routes.post("/api/me/totp/disable")
+@api(*ANYONE_SIGNED_IN)
+@doc("Turn one's own two-factor sign-in off", body="TotpCode", returns="TotpReset",
+     errors={400: "The code is not right.",
+             409: "It is off already, or the account's role must have it.", 429: None},
+     description="Needs a code from the app (or a recovery code). Refused to the roles "
+                 "CLINIC_REQUIRE_2FA names.")
+def totp_disable():
+    _own_code_change(accounts.turn_off_totp)
+    return {"user_id": current_user().id, "totp_enabled": False}
+
+
 @routes.post("/api/admin/users/<user_id>/totp-reset")
 @api("admin")
 @doc("Turn off a user's two-factor sign-in (their authenticator is lost)",
@@ -242,18 +278,23 @@ SCHEMAS.update({
     "PasswordChanged": _object({"password_changed": {"type": "boolean"}}, ["password_changed"]),
     "Me": _object({
         "id": {"type": "integer", "minimum": 1}, "name": _STR, "email": _STR,
-        "role": {"type": "string", "enum": ["patient", "doctor", "admin"]},
+        "role": {"type": "string", "enum": ["patient", "doctor", "admin", "desk"]},
         "phone": {"type": "string", "nullable": True, "description": "Patients only."},
         "date_of_birth": {"type": "string", "format": "date", "nullable": True},
         "language": {"type": "string", "nullable": True,
                      "description": "A code of CLINIC_LANGUAGES, such as de; not chosen yet: "
                                     "null (the clinic's first language)."},
-        "channel": {"type": "string", "nullable": True, "description": "Not chosen yet: null."},
+        "channel": {"type": "string", "nullable": True, "enum": ["email", "sms", "both"],
+                    "description": "How a patient gets confirmations, cancellations and "
+                                   "reminders; null for other roles."},
+        "sms_opted_out": {"type": "boolean", "nullable": True,
+                          "description": "The patient's phone replied STOP: no SMS until it "
+                                         "replies START. Null for other roles."},
         "totp_enabled": {"type": "boolean"},
         "pending_email": {"type": "string", "nullable": True,
                           "description": "A new address waiting for its confirmation."},
     }, ["id", "name", "email", "role", "phone", "date_of_birth", "language", "channel",
-        "totp_enabled"]),
+        "sms_opted_out", "totp_enabled"]),
     "ProfileChanges": _object({
         "name": {"type": "string", "maxLength": 200},
         "phone": {"type": "string", "example": "+49 30 1234567"},
@@ -261,6 +302,8 @@ SCHEMAS.update({
         "email": {"type": "string", "description": "Takes effect once confirmed."},
         "language": {"type": "string", "example": "de",
                      "description": "One of CLINIC_LANGUAGES; another is refused with 400."},
+        "channel": {"type": "string", "enum": ["email", "sms", "both"],
+                    "description": "Patients only; sms and both need a phone."},
     }),
     "EmailConfirm": _object({"token": _STR}, ["token"]),
     "EmailChanged": _object({"email": _STR}, ["email"]),

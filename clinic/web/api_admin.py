@@ -1,21 +1,61 @@
-"""The admin's JSON API under /api/admin/: adding doctors, the dashboard's figures, monthly
-reports and their summary, announcements. create_app() merges these routes with api_routes', so
-/api/openapi.json describes them too."""
+"""The admin's JSON API under /api/admin/: the clinic's details, adding doctors, the
+dashboard's figures, monthly reports and their summary, announcements. create_app() merges
+these routes with api_routes', so /api/openapi.json describes them too."""
 
 import bottle
 from bottle import request, response
 
-from clinic import announcements, clock, people, reports, stats
-from clinic.errors import check
+from clinic import announcements, clock, details, people, reports, stats
+from clinic.errors import Invalid, check
 from clinic.i18n import _
 from clinic.models import WEEKDAYS, Doctor
 from clinic.web import api_input, api_routes
-from clinic.web.decorators import api
+from clinic.web.csrf import csrf_ok
+from clinic.web.decorators import api, json_error
 from clinic.web.inputs import json_body
 from clinic.web.openapi import doc, query_param
 from clinic.web.sessions import current_user
 
 routes = bottle.Bottle()
+
+
+# -- the clinic ----------------------------------------------------------------------------------
+
+
+@routes.get("/api/admin/clinic")
+@api("admin")
+@doc("The clinic's details in force", returns="Clinic",
+     description="Name, address, phone (E.164), time zone and website as pages, emails and "
+                 "schedules use them now. `from_environment` names those set by a CLINIC_ "
+                 "variable: these win over what is saved here, and cannot be changed here.")
+def clinic_details():
+    return details.current().as_json()
+
+
+@routes.route("/api/admin/clinic", method="PATCH")
+@api("admin")
+@doc("Change the clinic's details", body="ClinicChanges", returns="Clinic",
+     errors={400: "A field is wrong (see `fields`): a time zone we do not know, a phone that is "
+                  "not one, an empty name, a website that is not an address. Nothing is saved.",
+             409: "A field is set by its CLINIC_ variable in the environment (see `fields`), "
+                  "which wins: change it there. Nothing is saved."},
+     description="Only the fields sent change, at once, in every page, email and schedule "
+                 "(other processes within 10 seconds), without a restart. A phone may be "
+                 "written in the clinic's national format; it is kept in E.164. Sending the "
+                 "time zone confirms it (a new clinic's admin is asked to).")
+def clinic_update():
+    if request.environ.get("clinic.auth") == "cookie" and not csrf_ok():
+        return json_error(403, "CSRF check failed: send the X-CSRF-Token header.")
+    data = json_body()
+    errors = {}
+    unknown = sorted(set(data) - set(details.FIELDS))
+    if unknown:
+        raise Invalid(f"Unknown field {unknown[0]!r}; the fields are "
+                      + ", ".join(details.FIELDS) + ".",
+                      dict.fromkeys(unknown, "Not a field of the clinic."))
+    changes = api_input.texts(data, details.FIELDS, errors, present_only=True)
+    check(errors)
+    return details.update(changes, current_user()).as_json()
 
 
 # -- doctors and the dashboard --------------------------------------------------------------------
@@ -69,7 +109,9 @@ def dashboard_stats():
              404: "No active doctor has that doctor_id."},
      description="For every active doctor, or only the one `doctor_id`. The reports are made in "
                  "the background: follow GET /api/tasks/{task_id}, whose result is the summary "
-                 "`{total, successful, failed, success_rate, sent, already_sent}`. A doctor "
+                 "`{total, successful, failed, success_rate, sent, already_sent}` with "
+                 "`summary` (the first four) and `results` (one `{id, name, outcome, error}` "
+                 "per doctor). A doctor "
                  "gets one report a month: one already made (by the monthly job or an earlier "
                  "request) is not emailed again and counts as successful and `already_sent`.")
 def start_monthly_reports():

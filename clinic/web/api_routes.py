@@ -18,8 +18,10 @@ from clinic import (
     exports,
     listings,
     people,
+    records,
     settings,
     slots,
+    visit_types,
 )
 from clinic.errors import Forbidden, Invalid, NotFound, check
 from clinic.i18n import _
@@ -64,8 +66,17 @@ def _shown(appointment, treatment=False):
     if treatment:
         record = listings.treatment_of(appointment)
         data["treatment"] = None if record is None else {
-            name: getattr(record, name) for name in appointments.TREATMENT_FIELDS}
+            **{name: getattr(record, name) for name in appointments.TREATMENT_FIELDS},
+            "amended_at": _instant(record.amended_at)}
+        data["amendments"] = [] if record is None else [
+            {"at": _instant(a.at), "author_id": a.author_id, "author_name": a.author_name,
+             "reason": a.reason, "before": a.before, "after": a.after}
+            for a in records.amendments_of(appointment.id)]
     return data
+
+
+def _instant(value):
+    return None if value is None else clock.local(value).isoformat()
 
 
 # -- signing in -----------------------------------------------------------------------------------
@@ -138,16 +149,25 @@ def doctor_list():
 @api()
 @doc("A doctor's free slots on a day", returns="Slots", errors=(400,),
      query=[query_param("date", {"type": "string", "format": "date"},
-                        "The clinic-local day, YYYY-MM-DD.", required=True)],
+                        "The clinic-local day, YYYY-MM-DD.", required=True),
+            query_param("visit_type", {"type": "integer", "minimum": 1},
+                        "A visit type the doctor offers (GET /api/doctors/{doctor_id}/"
+                        "visit-types): only starts where the whole visit fits.")],
      description="Starts a patient may book now: in the future, within the booking horizon, "
-                 "on the doctor's grid and not taken. 404 for an unknown or inactive doctor.")
+                 "on the doctor's grid, clear of other visits and of time off. 404 for an "
+                 "unknown or inactive doctor.")
 def doctor_slots(doctor_id):
     doctor = people.doctors().where(Doctor.user == api_input.path_id(doctor_id, "doctor")).first()
     if doctor is None:
         raise NotFound(_("No such doctor."))
     day = api_input.day(request.query.get("date"))
-    starts = slots.free_slots(doctor, day)
+    visit_type = visit_types.offered(doctor.user_id, request.query.get("visit_type") or None)
+    minutes = visit_type.minutes if visit_type else None
+    user = current_user()  # a slot held for a patient on the waitlist is free to them
+    starts = slots.free_slots(doctor, day, minutes=minutes,
+                              patient_id=user.id if user else None)
     return {"date": day.isoformat(), "slot_minutes": doctor.slot_minutes,
+            "minutes": minutes or doctor.slot_minutes,
             "slots": [clock.local(start).isoformat() for start in starts]}
 
 
@@ -156,7 +176,7 @@ def doctor_slots(doctor_id):
 
 @routes.get("/api/appointments")
 @api(*ANYONE_SIGNED_IN)
-@doc("Appointments: a patient's own, a doctor's own, every one for an admin",
+@doc("Appointments: a patient's own, a doctor's own, every one for an admin or the desk",
      returns="AppointmentList", errors=(400,),
      query=[query_param("status", {"type": "string", "enum": list(APPOINTMENT_STATUSES)},
                         "Only appointments with this status."),
@@ -183,17 +203,20 @@ def appointment_list():
 
 @routes.get("/api/appointments/<appointment_id>")
 @api(*ANYONE_SIGNED_IN)
-@doc("One appointment, with its treatment once completed", returns="Appointment")
+@doc("One appointment, with its treatment once completed", returns="Appointment",
+     description="The desk gets the appointment without `treatment`: no medical record.")
 def appointment_detail(appointment_id):
-    return _shown(_visible(appointment_id), treatment=True)
+    # The desk sees the visit, never its medical record.
+    return _shown(_visible(appointment_id), treatment=current_user().role != "desk")
 
 
 @routes.post("/api/appointments")
-@api("patient", "admin")
+@api("patient", "admin", "desk")
 @doc("Book an appointment", body="Booking", returns="Appointment", ok=201, errors=(404, 409),
-     description="A patient books for themselves. An admin books for a patient and must send "
-                 "patient_id (404 if there is no such patient). 409 when the slot was taken "
-                 "or the patient already has an appointment at that time.")
+     description="A patient books for themselves. An admin or the desk books for a patient "
+                 "and must send patient_id (404 if there is no such patient); that booking is "
+                 "in the audit log. 409 when the slot was taken or the patient already has an "
+                 "appointment at that time.")
 def book_appointment():
     user = current_user()
     data = json_body()
@@ -201,16 +224,23 @@ def book_appointment():
     doctor_id = api_input.body_id(data, "doctor_id", errors)
     start = api_input.start(data, errors)
     reason = api_input.texts(data, ("reason",), errors)["reason"]
-    if user.role == "admin":
+    if user.role in ("admin", "desk"):
         patient_id = api_input.body_id(data, "patient_id", errors)
     elif data.get("patient_id") not in (None, user.id):
         raise Forbidden(_("Patients book for themselves: leave out patient_id."))
     else:
         patient_id = user.id
+    visit_type_id = data.get("visit_type_id")
+    if visit_type_id is not None:
+        visit_type_id = api_input.body_id(data, "visit_type_id", errors)
     check(errors)
     if user.role == "admin":
         people.patient_for(user, patient_id)
-    appointment = appointments.book(patient_id, doctor_id, start, reason)
+    elif user.role == "desk":
+        people.patient_to_book(patient_id)
+    appointment = appointments.book(patient_id, doctor_id, start, reason,
+                                    visit_type_id=visit_type_id)
+    audit.on_behalf(user, "book appointment", appointment, **origin())
     response.status = 201
     return _shown(appointment)
 
@@ -219,9 +249,12 @@ def book_appointment():
 @api(*ANYONE_SIGNED_IN)
 @doc("Cancel an appointment", returns="Appointment", errors=(409,),
      description="Patients may cancel until the clinic's cutoff before the start (409 after); "
-                 "doctors until the start; admins any time while it is booked or confirmed.")
+                 "doctors until the start; admins and the desk any time while it is booked or "
+                 "confirmed (audited).")
 def cancel_appointment(appointment_id):
-    return _shown(appointments.cancel(_visible(appointment_id), current_user()))
+    cancelled = appointments.cancel(_visible(appointment_id), current_user())
+    audit.on_behalf(current_user(), "cancel appointment", cancelled, **origin())
+    return _shown(cancelled)
 
 
 @routes.post("/api/appointments/<appointment_id>/reschedule")
@@ -234,14 +267,18 @@ def reschedule_appointment(appointment_id):
     errors = {}
     start = api_input.start(json_body(), errors)
     check(errors)
-    return _shown(appointments.reschedule(appointment, start, current_user()))
+    moved = appointments.reschedule(appointment, start, current_user())
+    audit.on_behalf(current_user(), "move appointment", moved, **origin())
+    return _shown(moved)
 
 
 @routes.post("/api/appointments/<appointment_id>/complete")
 @api("doctor")
 @doc("Record the treatment and complete the visit", body="Treatment", returns="Appointment",
      errors=(409,),
-     description="Only the appointment's doctor, from the appointment's day on (409 before).")
+     description="Only the appointment's doctor, from the visit's start on (409 before). A "
+                 "visit marked as a no-show can be completed on its clinic-local day and the "
+                 "next (409 after).")
 def complete_appointment(appointment_id):
     appointment = _visible(appointment_id)
     errors = {}
@@ -257,6 +294,36 @@ def complete_appointment(appointment_id):
      description="Only once the appointment was due to start (409 before).")
 def no_show_appointment(appointment_id):
     return _shown(appointments.mark_no_show(_visible(appointment_id), current_user()))
+
+
+@routes.post("/api/appointments/<appointment_id>/undo-no-show")
+@api("doctor")
+@doc("Undo a no-show mark: the visit is booked or confirmed again, as it was",
+     returns="Appointment", errors=(409,),
+     description="Only the appointment's doctor, on the visit's clinic-local day (409 on "
+                 "another day, or when the visit is not marked as a no-show). The no-shows "
+                 "job does not mark it again.")
+def undo_no_show_appointment(appointment_id):
+    return _shown(appointments.undo_no_show(_visible(appointment_id), current_user()))
+
+
+@routes.post("/api/appointments/<appointment_id>/amend")
+@api("doctor")
+@doc("Amend the record of a completed visit: the earlier text is kept", body="Amendment",
+     returns="Appointment", errors=(409,),
+     description="Only the visit's doctor. Fields left out keep their text; the changed ones "
+                 "are stored with their earlier text, the author and the time (`amendments`), "
+                 "the record's `amended_at` is set, and the change is audited. 400 when "
+                 "nothing changes, 409 for a visit not completed.")
+def amend_appointment(appointment_id):
+    appointment = _visible(appointment_id)
+    errors = {}
+    body = json_body()
+    fields = api_input.texts(body, appointments.TREATMENT_FIELDS, errors, present_only=True)
+    reason = api_input.texts(body, ("reason",), errors)["reason"]
+    check(errors)
+    records.amend(appointment, current_user(), fields, reason, **origin())
+    return _shown(appointment, treatment=True)
 
 
 # -- patients -------------------------------------------------------------------------------------
@@ -282,7 +349,8 @@ def patient_history(patient_id):
                     "doctor": visit.doctor.name, "doctor_id": visit.doctor_id,
                     "specialization": visit.doctor_profile.specialization,
                     **{name: getattr(visit.record, name)
-                       for name in appointments.TREATMENT_FIELDS}}
+                       for name in appointments.TREATMENT_FIELDS},
+                    "amended_at": _instant(visit.record.amended_at)}
                    for visit in visits],
     }
 

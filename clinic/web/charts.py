@@ -25,6 +25,7 @@ GRID = "#dde2e7"
 STATUS_COLOURS = {"booked": "#0072B2", "confirmed": "#56B4E9", "completed": "#009E73",
                   "cancelled": "#999999", "no_show": "#D55E00"}
 SENT, FAILED = "#009E73", "#D55E00"
+SMS_SENT, SMS_FAILED = "#56B4E9", "#CC79A7"
 NO_DATA = N_("No data yet.")  # translated where it is drawn
 
 
@@ -196,10 +197,11 @@ def appointments_per_day(data):
 
 
 def emails_per_day(data):
-    series = [("emails_sent", _("sent"), SENT), ("emails_failed", _("failed"), FAILED)]
+    series = [("emails_sent", _("sent"), SENT), ("emails_failed", _("failed"), FAILED),
+              ("sms_sent", _("SMS sent"), SMS_SENT), ("sms_failed", _("SMS failed"), SMS_FAILED)]
     columns = [(_day(day), figures) for day, figures in data["days"]]
-    return stacked_bars("chart-emails", _("Emails sent and failed per day"), columns, series,
-                        _("Day"), _("Emails"),
+    return stacked_bars("chart-emails", _("Emails and SMS sent and failed per day"), columns,
+                        series, _("Day"), _("Emails and SMS"),
                         empty=_("The daily-stats job records each day's figures every night."))
 
 

@@ -16,7 +16,7 @@ from clinic.web.csrf import csrf_ok
 from clinic.web.rendering import render
 from clinic.web.sessions import current_user, origin
 
-ANYONE_SIGNED_IN = ("patient", "doctor", "admin")
+ANYONE_SIGNED_IN = ("patient", "doctor", "admin", "desk")
 
 
 def json_error(status, message, **extra):

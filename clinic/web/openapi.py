@@ -142,7 +142,7 @@ _ID = {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
 _INSTANT = {"type": "string", "format": "date-time",
             "description": "ISO 8601 with offset, in the clinic's time zone."}
 _HHMM = {"type": "string", "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$"}
-_STATUSES = ["booked", "confirmed", "completed", "cancelled", "no_show"]
+_STATUSES = ["booked", "confirmed", "arrived", "completed", "cancelled", "no_show"]
 _TREATMENT = {name: _STR for name in ("visit_type", "symptoms", "diagnosis", "treatment",
                                       "prescription", "notes")}
 
@@ -161,8 +161,10 @@ SCHEMAS = {
                    "description": "Input field -> what is wrong with it."},
     }, ["error"]),
     "Credentials": _object({"email": _STR, "password": _STR}, ["email", "password"]),
-    "User": _object({"id": _ID, "email": _STR, "name": _STR,
-                     "role": {"type": "string", "enum": ["patient", "doctor", "admin"]}},
+    "User": _object({"id": _ID, "name": _STR,
+                     "email": {"type": "string", "nullable": True,
+                               "description": "null for a patient registered without one."},
+                     "role": {"type": "string", "enum": ["patient", "doctor", "admin", "desk"]}},
                     ["id", "email", "name", "role"]),
     "Token": _object({
         "token": {"type": "string", "description": "Send as Authorization: Bearer <token>; "
@@ -214,10 +216,24 @@ SCHEMAS = {
         "id": _ID, "status": {"type": "string", "enum": _STATUSES}, "start": _INSTANT,
         "end": _INSTANT, "reason": _STR, "doctor_id": _ID, "patient_id": _ID,
         "patient_name": _STR, "doctor_name": _STR, "specialization": _STR,
-        "treatment": {"allOf": [ref("Treatment")], "nullable": True,
+        "treatment": {"allOf": [ref("Record")], "nullable": True,
                       "description": "Only on a single appointment; null until completed."},
+        "amendments": {"type": "array", "items": ref("AmendmentMade"),
+                       "description": "Only on a single appointment: the record's "
+                                      "corrections, oldest first."},
     }, ["id", "status", "start", "end", "reason", "doctor_id", "patient_id", "patient_name",
         "doctor_name", "specialization"]),
+    "Record": _object({**_TREATMENT, "amended_at": {**_INSTANT, "nullable": True}},
+                      [*_TREATMENT, "amended_at"]),
+    "Amendment": _object({**_TREATMENT, "reason": {"type": "string", "maxLength": 2000}}),
+    "AmendmentMade": _object({
+        "at": _INSTANT, "author_id": {**_ID, "nullable": True}, "author_name": _STR,
+        "reason": _STR,
+        "before": {"type": "object", "additionalProperties": _STR,
+                   "description": "Each changed field's earlier text."},
+        "after": {"type": "object", "additionalProperties": _STR,
+                  "description": "Each changed field's new text."},
+    }, ["at", "author_id", "author_name", "reason", "before", "after"]),
     "AppointmentList": _object({
         "appointments": {"type": "array", "items": ref("Appointment")},
         "limit": _INT, "offset": _INT,
@@ -226,20 +242,37 @@ SCHEMAS = {
         "doctor_id": _ID,
         "start": {**_INSTANT, "description": "One of the doctor's free slots, with offset."},
         "reason": {"type": "string", "maxLength": 2000},
-        "patient_id": {**_ID, "description": "Admins only, and required for them: the patient "
-                                             "booked for. Patients book for themselves."},
+        "patient_id": {**_ID, "description": "Admins and the desk only, and required for them: "
+                                             "the patient booked for. Patients book for "
+                                             "themselves."},
     }, ["doctor_id", "start"]),
     "Reschedule": _object({"start": _INSTANT}, ["start"]),
     "Patient": _object({
-        "id": _ID, "name": _STR, "email": _STR,
+        "id": _ID, "name": _STR,
+        "email": {"type": "string", "nullable": True,
+                  "description": "null: the patient has no email address and gets no email."},
         "date_of_birth": {"type": "string", "format": "date", "nullable": True},
         "phone": _STR,
     }, ["id", "name", "email", "date_of_birth", "phone"]),
+    "PatientList": _object({"patients": {"type": "array", "items": ref("Patient")}},
+                           ["patients"]),
+    "NewPatient": _object({
+        "name": _STR,
+        "email": {"type": "string", "description": "Optional: without one, no email is sent."},
+        "date_of_birth": {"type": "string", "format": "date"},
+        "phone": {"type": "string", "description": "With its country code, e.g. +49 30 1234567."},
+    }, ["name"]),
+    "NewStaff": _object({
+        "name": _STR, "email": _STR, "password": {"type": "string", "minLength": 8},
+        "role": {"type": "string", "enum": ["desk", "admin"]},
+    }, ["name", "email", "password", "role"]),
     "Visit": _object({
         "appointment_id": _ID, "date": {"type": "string", "format": "date"}, "start": _INSTANT,
         "doctor": _STR, "doctor_id": _ID, "specialization": _STR, **_TREATMENT,
+        "amended_at": {**_INSTANT, "nullable": True,
+                       "description": "When the record was last amended; null if never."},
     }, ["appointment_id", "date", "start", "doctor", "doctor_id", "specialization",
-        *_TREATMENT]),
+        *_TREATMENT, "amended_at"]),
     "History": _object({"patient": ref("Patient"),
                         "visits": {"type": "array", "items": ref("Visit"),
                                    "description": "Completed visits, newest first."}},
@@ -277,7 +310,10 @@ SCHEMAS = {
         "result": {"type": "object", "nullable": True,
                    "description": "Once SUCCESS: what the task made. Monthly reports: "
                                   "{month_year, total, successful, failed, success_rate (0 to "
-                                  "1), sent, already_sent}; successful = sent + already_sent."},
+                                  "1), sent, already_sent, summary: {total, successful, "
+                                  "failed, success_rate}, results: [{id, name, outcome (sent, "
+                                  "already_sent or failed), error}]}; successful = sent + "
+                                  "already_sent."},
     }, ["task_id", "name", "state", "current", "total", "status", "result"]),
     "OpenAPI": {"type": "object", "description": "This document."},
 }
@@ -335,3 +371,129 @@ SCHEMAS.update({
             "totals"])},
     }, ["month_year", "counts", "doctors"]),
 })
+
+
+# -- the clinic's details -------------------------------------------------------------------------
+
+_CLINIC_FIELDS = {
+    "name": {"type": "string", "maxLength": 200},
+    "address": {"type": "string", "maxLength": 300},
+    "phone": {"type": "string", "example": "+49 30 1234567",
+              "description": "E.164 in answers; the clinic's national format is accepted in "
+                             "changes."},
+    "timezone": {"type": "string", "example": "Europe/Berlin", "description": "An IANA name."},
+    "website": {"type": "string", "example": "https://example.com"},
+}
+
+SCHEMAS.update({
+    "Clinic": _object({
+        **_CLINIC_FIELDS,
+        "timezone_confirmed": {"type": "boolean",
+                               "description": "An admin saved the time zone (or it is set in "
+                                              "the environment)."},
+        "from_environment": {"type": "array",
+                             "items": {"type": "string", "enum": list(_CLINIC_FIELDS)},
+                             "description": "The fields set by CLINIC_ variables, which win "
+                                            "over saved ones."},
+    }, ["name", "address", "phone", "timezone", "website", "timezone_confirmed",
+        "from_environment"]),
+    "ClinicChanges": _object(_CLINIC_FIELDS),
+})
+
+
+# -- the waitlist ---------------------------------------------------------------------------------
+
+SCHEMAS.update({
+    "WaitlistJoin": _object({
+        "doctor_id": _ID,
+        "from": {**_DAY, "description": "The first day the patient could come."},
+        "to": {**_DAY, "description": "The last day (included), not before `from`."},
+        "patient_id": {**_ID, "description": "Desk and admins only, and required for them."},
+    }, ["doctor_id", "from", "to"]),
+    "WaitlistOffer": _object({
+        "id": _ID, "start": _INSTANT, "end": _INSTANT,
+        "status": {"type": "string", "enum": ["held", "claimed", "expired"]},
+        "expires_at": {**_INSTANT, "description": "Until when the slot is held; claim it "
+                                                  "before."},
+    }, ["id", "start", "end", "status", "expires_at"]),
+    "WaitlistEntry": _object({
+        "id": _ID, "doctor_id": _ID, "doctor_name": _STR, "patient_id": _ID,
+        "from": _DAY, "to": _DAY,
+        "status": {"type": "string", "enum": ["waiting", "booked", "left"]},
+        "created_at": _INSTANT,
+        "offer": {"allOf": [ref("WaitlistOffer")], "nullable": True,
+                  "description": "The slot held for this entry now, or null."},
+    }, ["id", "doctor_id", "doctor_name", "patient_id", "from", "to", "status", "created_at",
+        "offer"]),
+    "WaitlistList": _object({"entries": {"type": "array", "items": ref("WaitlistEntry")}},
+                            ["entries"]),
+})
+# -- the calendar: time off, visit types, cancelling a doctor's bookings --------------------------
+
+_LOCAL = {"type": "string", "description": "Clinic-local wall time, YYYY-MM-DDTHH:MM (an offset "
+                                           "is honoured), or a date alone for the whole day."}
+
+SCHEMAS.update({
+    "NewTimeOff": _object({
+        "doctor_id": {**_ID, "nullable": True,
+                      "description": "The doctor away; null closes the whole clinic."},
+        "start": _LOCAL,
+        "end": {**_LOCAL, "description": _LOCAL["description"] + " A date alone ends after "
+                                                                  "that day."},
+        "reason": {"type": "string", "maxLength": 200},
+        "cancel_affected": {"type": "boolean", "default": False,
+                            "description": "Cancel the visits inside and email each patient "
+                                           "the reason (needs a reason)."},
+    }, ["start", "end"]),
+    "TimeOffRequest": _object({"start": _LOCAL, "end": _LOCAL,
+                               "reason": {"type": "string", "maxLength": 200}},
+                              ["start", "end"]),
+    "TimeOffDecision": _object({"cancel_affected": {"type": "boolean", "default": False}}),
+    "Cancellation": _object({
+        "id": _ID, "reason": _STR,
+        "appointment_ids": {"type": "array", "items": _ID},
+        "state": {"type": "string", "enum": ["queued", "running", "done", "failed"]},
+        "task_id": {"type": "string", "description": "Follow it with GET /api/tasks/{task_id}."},
+        "cancelled": _INT, "skipped": _INT, "error": _STR,
+    }, ["id", "reason", "appointment_ids", "state", "task_id", "cancelled", "skipped",
+        "error"]),
+    "TimeOff": _object({
+        "id": _ID,
+        "doctor_id": {**_ID, "nullable": True, "description": "null: the whole clinic."},
+        "start": _INSTANT, "end": _INSTANT, "reason": _STR,
+        "status": {"type": "string", "enum": ["requested", "approved", "declined"]},
+        "affected": {"type": "array", "items": _ID,
+                     "description": "Visits booked inside when it was entered (now, on a list)."},
+        "cancellation_id": {**_ID, "nullable": True},
+        "cancellation": {"allOf": [ref("Cancellation")], "nullable": True},
+    }, ["id", "doctor_id", "start", "end", "reason", "status", "affected", "cancellation"]),
+    "TimeOffList": _object({"time_off": {"type": "array", "items": ref("TimeOff")}},
+                           ["time_off"]),
+    "TimeOffRemoved": _object({"id": _ID, "removed": {"type": "boolean"}}, ["id", "removed"]),
+    "NewVisitType": _object({
+        "name": {"type": "string", "maxLength": 100},
+        "minutes": {"type": "integer", "minimum": 5, "maximum": 480},
+        "doctor_ids": {"type": "array", "items": _ID, "minItems": 1},
+    }, ["name", "minutes", "doctor_ids"]),
+    "VisitType": _object({"id": _ID, "name": _STR, "minutes": _INT,
+                          "doctor_ids": {"type": "array", "items": _ID}},
+                         ["id", "name", "minutes", "doctor_ids"]),
+    "VisitTypeList": _object({"visit_types": {"type": "array", "items": ref("VisitType")}},
+                             ["visit_types"]),
+    "Deactivation": _object({
+        "cancel_upcoming": {"type": "boolean", "default": False},
+        "reason": {"type": "string", "maxLength": 300,
+                   "description": "What the patients are told; needed with cancel_upcoming."},
+    }),
+    "Deactivated": _object({
+        "id": _ID, "active": {"type": "boolean"},
+        "upcoming": {"type": "array", "items": _ID,
+                     "description": "The doctor's visits still to come."},
+        "cancellation": {"allOf": [ref("Cancellation")], "nullable": True},
+    }, ["id", "active", "upcoming", "cancellation"]),
+})
+SCHEMAS["Slots"]["properties"]["minutes"] = {
+    "type": "integer", "description": "The length of the visit the starts are for."}
+SCHEMAS["Booking"]["properties"]["visit_type_id"] = {
+    **_ID, "description": "A visit type the doctor offers: the visit lasts its minutes. "
+                          "Without it, one of the doctor's slots."}

@@ -7,7 +7,8 @@ from urllib.parse import quote, urlencode
 import jinja2
 from bottle import request, response
 
-from clinic import i18n, settings
+from clinic import clock, details, i18n
+from clinic.mail import lookup
 from clinic.web.cookies import pop_flash
 from clinic.web.csrf import csrf_token
 from clinic.web.sessions import current_user
@@ -44,6 +45,8 @@ def make_templates():
         auto_reload=False,
     )
     i18n.install(env)
+    env.filters["phone"] = details.format_phone  # E.164 as people write it: +49 30 1234567
+    env.filters["kind"] = lookup.kind_words  # an email's kind in words
     env.globals.update(static_url=_static_url, query=_query)
     return env
 
@@ -62,14 +65,17 @@ def page_language():
 
 def render(name, status=200, **context):
     """Render ``templates/<name>`` with the request's user, CSRF token and clinic name."""
-    s = settings.get()
+    clinic = details.current()
     context.setdefault("errors", {})
     context.setdefault("form", {})
     context.update(
         user=current_user(),
         csrf_token=csrf_token(),
-        clinic_name=s.name,
-        timezone=str(s.timezone),
+        clinic_name=clinic.name,
+        clinic_phone=clinic.phone_text,
+        clinic_phone_uri="tel:" + clinic.phone if clinic.phone else "",
+        timezone=str(clinic.timezone),
+        timezone_words=clock.zone_words(clinic.timezone),
         path=request.path,
         flash=pop_flash(),
         languages=i18n.choices(),

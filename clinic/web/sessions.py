@@ -4,7 +4,7 @@ from, as the audit log records it."""
 
 from bottle import request, response
 
-from clinic import auth, settings
+from clinic import auth, details, settings
 from clinic.web import csrf
 from clinic.web.cookies import set_cookie
 
@@ -51,5 +51,10 @@ def sign_out():
 
 
 def home_for(user):
-    return {"patient": "/patient", "doctor": "/doctor", "admin": "/admin"}.get(
+    """Where ``user`` lands after signing in. An admin of a clinic whose time zone nobody has
+    confirmed lands on the Clinic page: a rented server's zone (UTC) is rarely the clinic's."""
+    if getattr(user, "role", None) == "admin" and not details.current().timezone_confirmed:
+        return "/admin/clinic"
+    return {"patient": "/patient", "doctor": "/doctor", "admin": "/admin",
+            "desk": "/desk"}.get(
         getattr(user, "role", None), "/")

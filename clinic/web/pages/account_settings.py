@@ -19,7 +19,7 @@ from clinic.web.sessions import SESSION_COOKIE, client_ip, current_user, home_fo
 
 routes = bottle.Bottle()
 
-ANYONE_SIGNED_IN = ("patient", "doctor", "admin")
+ANYONE_SIGNED_IN = ("patient", "doctor", "admin", "desk")
 ENROL_COOKIE = "clinic_enrol"
 TICKET = "sign-in-code"  # the signed purpose of the code step's hidden field
 TICKET_LIFETIME = timedelta(minutes=5)
@@ -212,9 +212,36 @@ def _enrolling():
 @page()
 def totp_page():
     user = _enrolling()
-    return render("account/2fa.html", me=user, enabled=accounts.totp_enabled(user),
-                  codes_left=accounts.recovery_codes_left(user),
-                  required=accounts.sign_in_step(user) == "enrol")
+    enabled = accounts.totp_enabled(user)
+    required = (user.role in accounts.roles_required() if enabled
+                else accounts.sign_in_step(user) == "enrol")
+    return render("account/2fa.html", me=user, enabled=enabled,
+                  codes_left=accounts.recovery_codes_left(user), required=required)
+
+
+@routes.post("/account/2fa/codes")
+@page(*ANYONE_SIGNED_IN)
+def totp_change():
+    """New recovery codes, or two-factor sign-in off: both need a code from the app."""
+    user = current_user()
+    data = form()
+    turn_off = data.get("change") == "off"
+    try:
+        if turn_off:
+            accounts.turn_off_totp(user, data.get("code"), client_ip())
+        else:
+            codes = accounts.new_recovery_codes(user, data.get("code"), client_ip())
+    except (Invalid, Conflict, auth.Throttled) as exc:
+        message = _wait(exc) if isinstance(exc, auth.Throttled) else exc.message
+        status = 429 if isinstance(exc, auth.Throttled) else exc.status
+        return render("account/2fa.html", status=status, me=user, enabled=True,
+                      codes_left=accounts.recovery_codes_left(user),
+                      required=user.role in accounts.roles_required(), form={},
+                      errors={"code": message})
+    if turn_off:
+        flash("Two-factor sign-in is off. Signing in asks for the password only.")
+        redirect("/account/2fa")
+    return render("account/2fa_codes.html", codes=codes, home="/account/2fa")
 
 
 @routes.post("/account/2fa/start")

@@ -4,9 +4,18 @@ import bottle
 from bottle import request
 from markupsafe import Markup
 
-from clinic import appointments, audit, i18n, listings, people, settings, stats
+from clinic import (
+    appointments,
+    audit,
+    cancellations,
+    i18n,
+    listings,
+    people,
+    settings,
+    stats,
+)
 from clinic.errors import Conflict, Invalid
-from clinic.i18n import _
+from clinic.i18n import _, ngettext
 from clinic.models import APPOINTMENT_STATUSES
 from clinic.web import charts
 from clinic.web.cookies import flash
@@ -17,8 +26,9 @@ from clinic.web.sessions import current_user, origin
 
 routes = bottle.Bottle()
 
-DEFAULT_HOURS = "\n".join(f"{day} 09:00-13:00, 14:00-17:00" for day in
-                          ("mon", "tue", "wed", "thu", "fri"))
+# A new doctor's week to start from: weekdays 09:00-13:00 and 14:00-17:00.
+DEFAULT_HOURS = {day: [["09:00", "13:00"], ["14:00", "17:00"]]
+                 for day in ("mon", "tue", "wed", "thu", "fri")}
 
 
 # -- dashboard ------------------------------------------------------------------------------------
@@ -37,7 +47,7 @@ def _charts_section(chart_data):
         section = templates.get_template("admin/_dashboard_charts.html")
         html = Markup(section.render(  # noqa: S704 (an autoescaped template's output)
             chart_data=chart_data, charts=charts.dashboard(chart_data),
-            statuses=APPOINTMENT_STATUSES))
+            statuses=stats.DAY_STATUSES))
         _drawn = (chart_data, i18n.language(), html)
     return html
 
@@ -73,17 +83,36 @@ def doctors():
     return render("admin/doctors.html", doctors=list(people.doctors(active_only=False)))
 
 
-def _doctor_form(doctor, status=200, **context):
+def _doctor_form(doctor, status=200, form=None, errors=None, **context):
     # For a doctor being deactivated: their booked appointments stay, and the admin should know.
     upcoming = listings.upcoming(doctor.user).count() if doctor else 0
+    errors = errors or {}
+    # A problem with the hours that no weekday's row says (there is none from this form).
+    by_day = any(key.startswith("working_hours.") for key in errors)
+    context.setdefault("deactivation", {})
+    context.setdefault("deactivation_errors", {})
     return render("admin/doctor_form.html", status=status, doctor=doctor, upcoming=upcoming,
-                  **context)
+                  form=form, errors=errors, week=_week(form), **context,
+                  week_error=None if by_day else errors.get("working_hours"))
+
+
+def _week(form):
+    """The weekly editor's rows: (day, its name, how many ranges to offer): two, or more for
+    a day that already has more (set through the API)."""
+    rows = []
+    for day, name in people.WEEKDAY_NAMES.items():
+        n = people.RANGES_A_DAY
+        while f"hours-{day}-{n + 1}-from" in form:
+            n += 1
+        rows.append((day, name, n))
+    return rows
 
 
 @routes.get("/admin/doctors/new")
 @page("admin")
 def new_doctor_form():
-    return _doctor_form(None, form={"slot_minutes": "30", "working_hours": DEFAULT_HOURS})
+    return _doctor_form(None, form={"slot_minutes": "30",
+                                    **people.working_hours_to_form(DEFAULT_HOURS)})
 
 
 @routes.post("/admin/doctors/new")
@@ -93,7 +122,7 @@ def create_doctor():
     try:
         user = people.create_doctor(data.get("name"), data.get("email"), data.get("password"),
                                     data.get("specialization"), data.get("slot_minutes"),
-                                    data.get("working_hours"))
+                                    people.working_hours_from_form(data))
     except Invalid as exc:
         data.pop("password", None)
         return _doctor_form(None, status=400, form=data, errors=exc.fields)
@@ -105,13 +134,17 @@ def create_doctor():
 @page("admin")
 def edit_doctor_form(doctor_id):
     doctor = people.get_doctor(doctor_id)
-    return _doctor_form(doctor, form={
+    return _doctor_form(doctor, form=_doctor_fields(doctor))
+
+
+def _doctor_fields(doctor):
+    return {
         "name": doctor.user.name,
         "specialization": doctor.specialization,
         "slot_minutes": str(doctor.slot_minutes),
-        "working_hours": people.working_hours_to_text(doctor.working_hours),
+        **people.working_hours_to_form(doctor.working_hours),
         "active": "1" if doctor.user.active else "",
-    })
+    }
 
 
 @routes.post("/admin/doctors/<doctor_id:int>/edit")
@@ -121,7 +154,7 @@ def edit_doctor(doctor_id):
     data = form()
     try:
         people.update_doctor(doctor_id, data.get("name"), data.get("specialization"),
-                             data.get("slot_minutes"), data.get("working_hours"),
+                             data.get("slot_minutes"), people.working_hours_from_form(data),
                              active=bool(data.get("active")), password=data.get("password"))
     except Invalid as exc:
         data.pop("password", None)
@@ -134,10 +167,24 @@ def edit_doctor(doctor_id):
 @page("admin")
 def set_doctor_active(doctor_id, action):
     doctor = people.get_doctor(doctor_id)
-    people.set_active(doctor.user_id, action == "activate")
+    data = form()
     if action == "activate":
+        people.set_active(doctor.user_id, True)
         flash(_("%(name)s is active again and takes bookings.") % {"name": doctor.user.name})
+    elif data.get("cancel_upcoming"):
+        try:
+            upcoming, _emailed = cancellations.deactivate_doctor(
+                doctor.user_id, True, data.get("reason"), user=current_user())
+        except Invalid as exc:
+            return _doctor_form(doctor, status=400, form=_doctor_fields(doctor),
+                                deactivation=data, deactivation_errors=exc.fields)
+        flash(ngettext("%(name)s is deactivated and signed out. %(num)d upcoming appointment is "
+                       "being cancelled and the patient emailed the reason.",
+                       "%(name)s is deactivated and signed out. %(num)d upcoming appointments "
+                       "are being cancelled and each patient emailed the reason.",
+                       len(upcoming)) % {"name": doctor.user.name, "num": len(upcoming)})
     else:
+        people.set_active(doctor.user_id, False)
         flash(_("%(name)s is deactivated: no new bookings, and signed out. Appointments already "
                 "booked stay; cancel them if needed.") % {"name": doctor.user.name})
     redirect("/admin/doctors")
@@ -203,9 +250,10 @@ def cancel_appointment(appointment_id):
     user = current_user()
     appt = appointments.appointment_for(user, appointment_id)
     try:
-        appointments.cancel(appt, user)
+        cancelled = appointments.cancel(appt, user)
     except Conflict as exc:
         return _appointment_page(appt, status=409, errors={"__all__": exc.message})
+    audit.on_behalf(user, "cancel appointment", cancelled, **origin())
     flash(_("The appointment of %(name)s on %(when)s is cancelled.")
           % {"name": appt.patient.name, "when": i18n.formatted(appt.start)})
     redirect(f"/admin/appointments/{appt.id}")

@@ -7,7 +7,7 @@ from itertools import groupby
 import bottle
 from bottle import request
 
-from clinic import appointments, audit, clock, listings
+from clinic import appointments, audit, clock, listings, records
 from clinic.errors import Conflict, Invalid
 from clinic.i18n import _
 from clinic.web.cookies import flash
@@ -52,10 +52,17 @@ def patient_record(patient_id):
 
 
 def _appointment_page(appointment, status=200, **context):
+    treatment = listings.treatment_of(appointment)
+    context.setdefault("amend_form", None)
     return render("doctor/appointment.html", status=status, appointment=appointment,
-                  treatment=listings.treatment_of(appointment),
+                  treatment=treatment,
+                  amendments=records.amendments_of(appointment.id) if treatment else [],
+                  amendment_changes=records.changes,
+                  record_form={name: getattr(treatment, name)
+                               for name in appointments.TREATMENT_FIELDS} if treatment else {},
                   can_complete=appointments.can_complete(appointment),
                   can_mark_no_show=appointments.can_mark_no_show(appointment),
+                  can_undo_no_show=appointments.can_undo_no_show(appointment),
                   visit_types=VISIT_TYPES, **context)
 
 
@@ -83,6 +90,25 @@ def complete(appointment_id):
     redirect(f"/doctor/appointments/{appt.id}")
 
 
+@routes.post("/doctor/appointments/<appointment_id:int>/amend")
+@page("doctor")
+def amend(appointment_id):
+    user = current_user()
+    appt = appointments.appointment_for(user, appointment_id)
+    data = form()
+    try:
+        records.amend(appt, user, {name: data.get(name) for name in appointments.TREATMENT_FIELDS},
+                      data.get("reason"), **origin())
+    except Invalid as exc:
+        return _appointment_page(appt, status=400, amend_form=data,
+                                 errors=exc.fields or {"__all__": exc.message})
+    except Conflict as exc:
+        return _appointment_page(appt, status=409, amend_form=data,
+                                 errors={"__all__": exc.message})
+    flash("The record is amended; the earlier text is kept below.")
+    redirect(f"/doctor/appointments/{appt.id}")
+
+
 @routes.post("/doctor/appointments/<appointment_id:int>/no-show")
 @page("doctor")
 def no_show(appointment_id):
@@ -93,5 +119,18 @@ def no_show(appointment_id):
     except Conflict as exc:
         return _appointment_page(appt, status=409, errors={"__all__": exc.message})
     flash(f"{appt.patient.name} is marked as a no-show: they did not come.")
+    redirect(f"/doctor/appointments/{appt.id}")
+
+
+@routes.post("/doctor/appointments/<appointment_id:int>/undo-no-show")
+@page("doctor")
+def undo_no_show(appointment_id):
+    user = current_user()
+    appt = appointments.appointment_for(user, appointment_id)
+    try:
+        appointments.undo_no_show(appt, user)
+    except Conflict as exc:
+        return _appointment_page(appt, status=409, errors={"__all__": exc.message})
+    flash(f"The no-show mark is undone: {appt.patient.name}'s visit is open again.")
     redirect(f"/doctor/appointments/{appt.id}")
 

@@ -4,6 +4,7 @@ details with Retry and Revoke, and the banner that says when background jobs are
 import bottle
 from bottle import request
 
+from clinic import waitlist
 from clinic.errors import Conflict, Invalid
 from clinic.jobs import monitor
 from clinic.models import TASK_RUN_STATES
@@ -35,7 +36,8 @@ def jobs_page():
     return render("admin/jobs.html", status=400 if errors else 200, jobs=monitor.overview(),
                   runs=runs, more=more, page=number, form=filters, errors=errors,
                   job_names=monitor.job_names(), states=TASK_RUN_STATES,
-                  runtime=monitor.format_runtime, stats_days=monitor.STATS_DAYS)
+                  runtime=monitor.format_runtime, stats_days=monitor.STATS_DAYS,
+                  offers=waitlist.offers(50))
 
 
 @routes.post("/admin/jobs/<name>/run")

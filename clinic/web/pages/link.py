@@ -11,7 +11,7 @@ from datetime import timedelta
 import bottle
 from bottle import request
 
-from clinic import appointments, clock, i18n, settings, slots
+from clinic import appointments, clock, details, i18n, settings, slots
 from clinic.errors import Conflict, Invalid
 from clinic.i18n import _
 from clinic.mail import notices
@@ -43,7 +43,7 @@ def _visit_page(token, appointment, errors=None, status=200):
                   changeable=appointments.can_change(appointment, appointment.patient, now=now),
                   confirmable=appointment.status == "booked" and appointment.start > now,
                   cutoff=notices.duration_words(settings.get().cancel_cutoff),
-                  address=settings.get().address, errors=errors or {})
+                  address=details.current().address, errors=errors or {})
 
 
 def _banner(exc):
@@ -106,13 +106,18 @@ def _slot_picker(token, appointment, raw_day, form=None, errors=None, status=200
     except Invalid as exc:
         errors.update(exc.fields)
         day, status = None, 400 if status == 200 else status
-    times = []
-    if day is not None:
-        times = [clock.local(s) for s in slots.free_slots(
-            appointment.doctor_profile, day, now=now, exclude=appointment.id)]
+    last_day = clock.local(now + settings.get().booking_horizon).date()
+    # One query over the booking horizon: the day's times, the strip and the next free time.
+    # A move keeps the visit's own length, and may take a slot held for its patient.
+    doctor = appointment.doctor_profile
+    by_day = slots.free_by_day(doctor, today, last_day, now=now, exclude=appointment.id,
+                               minutes=slots.moved_minutes(appointment, doctor),
+                               patient_id=appointment.patient_id)
+    strip, earlier, later = slots.strip(by_day, day, today, last_day)
     return render("link/reschedule.html", status=status, a=appointment, token=token, day=day,
-                  today=today, last_day=clock.local(now + settings.get().booking_horizon).date(),
-                  one_day=timedelta(days=1), slots=times,
+                  today=today, last_day=last_day, one_day=timedelta(days=1),
+                  slots=[clock.local(s) for s in by_day.get(day, [])], strip=strip,
+                  earlier=earlier, later=later, next_free=slots.next_free(by_day),
                   form={"date": raw_day or "", **(form or {})}, errors=errors)
 
 

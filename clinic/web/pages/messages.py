@@ -12,13 +12,13 @@ from datetime import timedelta
 import bottle
 from bottle import request, response
 
-from clinic import clock, health, settings, timeline
+from clinic import clock, details, health, settings, timeline
 from clinic.errors import Invalid
 from clinic.i18n import _
 from clinic.jobs import scheduler
 from clinic.jobs.queue import URGENT
-from clinic.mail import compose, lookup, outbox
-from clinic.models import MESSAGE_STATUSES
+from clinic.mail import compose, gateway, lookup, outbox
+from clinic.models import CHANNELS, MESSAGE_STATUSES
 from clinic.web.cookies import flash
 from clinic.web.decorators import page, redirect
 from clinic.web.inputs import one_page, paging
@@ -31,7 +31,7 @@ routes = bottle.Bottle()
 # appointment is checked by their routes (appointments.appointment_for).
 templates.globals["appointment_timeline"] = timeline.for_appointment
 
-FILTERS = ("status", "kind", "q", "from", "to")
+FILTERS = ("status", "kind", "channel", "q", "from", "to")
 
 # The frame's own policy: the email's inline styles and data: images, nothing else; sandboxed
 # even when opened on its own; framed only by the clinic's pages.
@@ -40,15 +40,22 @@ BODY_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; ba
 
 # What the settings page shows, in this order. Never a secret, nor a URL that may hold one
 # (CLINIC_DATABASE_URL, CLINIC_QUEUE_URL).
-SHOWN = ("name", "address", "base_url", "timezone", "cancel_cutoff", "booking_horizon",
-         "no_show_after", "reminder_offsets", "session_lifetime", "mail_from", "smtp_host",
-         "smtp_port", "smtp_security", "smtp_user", "smtp_timeout")
+SHOWN = ("name", "address", "phone", "website", "phone_region", "base_url", "timezone",
+         "cancel_cutoff", "booking_horizon", "no_show_after", "reminder_offsets",
+         "session_lifetime", "mail_from", "smtp_host", "smtp_port", "smtp_security", "smtp_user",
+         "smtp_timeout", "sms_rate", "sms_timeout")
 
 
 def _outbox_folder():
     """Where emails are written instead of sent, or None when an SMTP server is set."""
     s = settings.get()
     return None if s.smtp_host else s.data_path / "outbox"
+
+
+def _sms_folder():
+    """Where SMS are written instead of sent, or None when a gateway is set."""
+    s = settings.get()
+    return None if gateway.config(s) else s.data_path / "outbox"
 
 
 # -- the outbox -----------------------------------------------------------------------------------
@@ -62,18 +69,20 @@ def messages_page():
     errors = {}
     try:
         rows, more = one_page(lookup.search(filters["status"], filters["kind"], filters["q"],
-                                            filters["from"], filters["to"], **window))
+                                            filters["from"], filters["to"], **window,
+                                            channel=filters["channel"]))
     except Invalid as exc:
         rows, more, errors = [], False, exc.fields
     return render("admin/messages.html", status=400 if errors else 200, messages=rows,
                   more=more, page=number, form=filters, errors=errors,
-                  statuses=MESSAGE_STATUSES, kinds=lookup.kinds(),
-                  outbox_folder=_outbox_folder())
+                  statuses=MESSAGE_STATUSES, kinds=lookup.kinds(), channels=CHANNELS,
+                  outbox_folder=_outbox_folder(), sms_folder=_sms_folder())
 
 
 def _message_page(message, status=200, **context):
+    folder = _sms_folder() if message.channel == "sms" else _outbox_folder()
     return render("admin/messages_detail.html", status=status, message=message,
-                  headers=lookup.headers(message), outbox_folder=_outbox_folder(),
+                  headers=lookup.headers(message), outbox_folder=folder,
                   secret=message.kind in compose.SECRET_LINK_KINDS, **context)
 
 
@@ -117,10 +126,13 @@ def resend(message_id):
 def settings_page():
     s = settings.get()
     declared = {setting.name: setting for setting in settings.SETTINGS}
-    shown = [(declared[name].env, declared[name].help, _value(name, s.values.get(name)))
+    clinic = details.current()
+    shown = [(declared[name].env, declared[name].help, _in_force(name, s, clinic))
              for name in SHOWN if name in declared and not declared[name].secret]
     return render("admin/settings.html", smtp=health.smtp_check(s), jobs=scheduler.listing(),
-                  now=clock.now(), shown=shown, outbox_folder=_outbox_folder())
+                  now=clock.now(), shown=shown, outbox_folder=_outbox_folder(),
+                  sms_gateway=gateway.config(s), sms_folder=_sms_folder(),
+                  base_url=s.base_url)
 
 
 @routes.post("/admin/settings/test-email")
@@ -133,6 +145,15 @@ def send_test_email():
     flash(_("A test email is on its way to %(email)s: check your inbox, or the Messages page "
             "to see whether it went.") % {"email": user.email})
     redirect("/admin/settings")
+
+
+def _in_force(name, s, clinic):
+    """A setting's value in force: the clinic's details not set in the environment are the
+    Clinic page's."""
+    if name in details.FIELDS and name not in clinic.from_environment:
+        value = clinic.phone_text if name == "phone" else getattr(clinic, name)
+        return _value(name, value) + " (on the Clinic page)"
+    return _value(name, s.values.get(name))
 
 
 def _value(name, value):

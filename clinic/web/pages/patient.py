@@ -17,6 +17,7 @@ from clinic import (
     reviews,
     settings,
     slots,
+    visit_types,
 )
 from clinic.errors import Conflict, Invalid, NotFound
 from clinic.i18n import _
@@ -77,11 +78,14 @@ def _slot_picker(doctor, raw_day, appointment=None, form=None, errors=None, stat
     except Invalid as exc:
         errors.update(exc.fields)
         day, status = None, 400 if status == 200 else status
-    times = []
-    if day is not None:
-        exclude = appointment.id if appointment else None
-        times = [clock.local(s) for s in
-                 slots.free_slots(doctor, day, now=now, exclude=exclude)]
+    kinds, kind, minutes = _visit_type(doctor, appointment, form, errors)
+    # One query for the doctor over the whole booking horizon gives the day's times, the
+    # two-week strip of days with free times and the next free time.
+    by_day = slots.free_by_day(doctor, today, last_day, now=now,
+                               exclude=appointment.id if appointment else None,
+                               minutes=minutes, patient_id=current_user().id)
+    times = [clock.local(s) for s in by_day.get(day, [])]
+    strip, earlier, later = slots.strip(by_day, day, today, last_day)
     if appointment:
         picker_url = f"/patient/appointments/{appointment.id}/reschedule"
         post_url = picker_url
@@ -90,8 +94,24 @@ def _slot_picker(doctor, raw_day, appointment=None, form=None, errors=None, stat
         post_url = "/patient/appointments"
     return render("patient/slots.html", status=status, doctor=doctor, appointment=appointment,
                   day=day, today=today, last_day=last_day, one_day=timedelta(days=1),
-                  slots=times, picker_url=picker_url, post_url=post_url,
+                  slots=times, picker_url=picker_url, post_url=post_url, strip=strip,
+                  earlier=earlier, later=later, next_free=slots.next_free(by_day),
+                  visit_types=kinds, visit_type=kind,
                   form={"date": raw_day or "", **(form or {})}, errors=errors)
+
+
+def _visit_type(doctor, appointment, form, errors):
+    """The visit types the doctor offers, the one chosen (None: one slot) and the visit's
+    length for the free times. A move keeps the appointment's own length."""
+    if appointment:
+        return [], None, slots.moved_minutes(appointment, doctor)
+    raw = (form or {}).get("visit_type_id") or request.query.getunicode("visit_type", "")
+    try:
+        kind = visit_types.offered(doctor.user_id, raw or None)
+    except Invalid as exc:
+        errors.update(exc.fields)
+        kind = None
+    return visit_types.for_doctor(doctor.user_id), kind, kind.minutes if kind else None
 
 
 @routes.get("/patient/doctors/<doctor_id:int>")
@@ -108,7 +128,8 @@ def book():
     try:
         start = appointments.parse_start(data.get("start"))
         appointment = appointments.book(current_user().id, data.get("doctor_id"), start,
-                                        data.get("reason"))
+                                        data.get("reason"),
+                                        visit_type_id=data.get("visit_type_id") or None)
     except (Invalid, Conflict) as exc:
         try:
             doctor = slots.bookable_doctor(data.get("doctor_id"))

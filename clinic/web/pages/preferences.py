@@ -22,11 +22,33 @@ from clinic.web.sessions import current_user
 routes = bottle.Bottle()
 
 
+CHANNEL_WORDS = {"email": "By email", "sms": "By SMS (text message)", "both": "By email and SMS"}
+
+
+def _page(status=200, errors=None, form=None):
+    user = current_user()
+    return render("patient/preferences.html", status=status,
+                  choices=preferences.choices(user), words=preferences.WORDS,
+                  profile=accounts.profile(user), channel_words=CHANNEL_WORDS,
+                  errors=errors or {}, form=form or {})
+
+
 @routes.get("/patient/preferences")
 @page("patient")
 def preferences_page():
-    return render("patient/preferences.html", choices=preferences.choices(current_user()),
-                  words=preferences.WORDS)
+    return _page()
+
+
+@routes.post("/patient/preferences/channel")
+@page("patient")
+def save_channel():
+    data = form()
+    try:
+        accounts.update_profile(current_user(), {"channel": data.get("channel") or ""})
+    except Invalid as exc:
+        return _page(status=400, errors=exc.fields, form=data)
+    flash("Your choice of how we reach you is saved.")
+    redirect("/patient/preferences")
 
 
 @routes.post("/patient/preferences")

@@ -1,0 +1,146 @@
+"""The front desk in a real headless Chromium with JavaScript off, at phone (412 px) and tablet
+(820 px) width: the day sheet, booking a walk-in patient registered in the same step, finding a
+patient to book for, checking in, and the printed sheet. Screenshots go to
+tests.browser.SCREENSHOTS."""
+
+from datetime import datetime
+
+import pytest
+import time_machine
+
+from clinic import appointments, people
+from clinic.models import Appointment, User
+from tests.browser import browser, screenshot  # noqa: F401 (fixture)
+from tests.conftest import PASSWORD, TZ
+
+pytestmark = pytest.mark.browser
+
+MORNING = datetime(2031, 3, 12, 8, 0, tzinfo=TZ)  # a Wednesday, before the 09:00 start
+WIDTHS = {"phone": 412, "tablet": 820}
+
+
+@pytest.fixture(autouse=True)
+def clinic_morning():
+    with time_machine.travel(MORNING, tick=True):
+        yield
+
+
+@pytest.fixture
+def dana(app):
+    return people.create_staff("Dana Desk", "dana@example.com", PASSWORD, "desk")
+
+
+def _sign_in(driver, server, email):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(f"{server}/login")
+    driver.find_element(By.NAME, "email").send_keys(email)
+    driver.find_element(By.NAME, "password").send_keys(PASSWORD)
+    driver.find_element(By.CSS_SELECTOR, "form.card button[type=submit]").click()
+    WebDriverWait(driver, 15).until(lambda d: "/login" not in d.current_url)
+
+
+def _go(driver, element):
+    """Click ``element`` and wait until the page it leads to has replaced this one."""
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    page = driver.find_element("tag name", "html")
+    element.click()
+    WebDriverWait(driver, 15).until(expected_conditions.staleness_of(page))
+
+
+def _flash(driver):
+    """The flash line of the page a click led to, once that page has loaded."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, 15).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, ".flash"))[0].text
+
+
+def _column(driver, name):
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.CSS_SELECTOR, f"section.sheet-column[aria-label='{name}']")
+
+
+@pytest.mark.parametrize("device", WIDTHS)
+def test_the_desk_books_a_walk_in_and_checks_in_a_patient(browser, server, dana, alice,  # noqa: F811
+                                                         carol, dave, device):
+    from selenium.webdriver.common.by import By
+
+    browser.set_window_size(WIDTHS[device], 1000)
+    browser.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": True})
+    visit = appointments.book(alice.id, carol.id, MORNING.replace(hour=9, minute=30))
+    _sign_in(browser, server, dana.email)
+    assert browser.current_url.endswith("/desk")
+    columns = browser.find_elements(By.CSS_SELECTOR, "section.sheet-column")
+    assert [c.get_attribute("aria-label") for c in columns] == ["Dr Carol Clark", "Dr Dave Davis"]
+    if device == "tablet":  # side by side at the counter
+        assert columns[0].location["y"] == columns[1].location["y"]
+    else:  # stacked on a phone, each the width of the screen
+        assert columns[1].location["y"] > columns[0].location["y"]
+    free = _column(browser, "Dr Carol Clark").find_elements(By.CSS_SELECTOR, "button.free")
+    assert free[0].size["height"] >= 40  # a finger's worth
+    assert browser.execute_script("return document.documentElement.scrollWidth") <= WIDTHS[device]
+    screenshot(browser, f"desk-sheet-{device}")
+
+    # Check Alice in.
+    _go(browser, _column(browser, "Dr Carol Clark").find_element(
+        By.XPATH, ".//button[normalize-space()='Check in']"))
+    assert "Alice Adams is checked in" in _flash(browser)
+    assert Appointment.get_by_id(visit.id).status == "arrived"
+
+    # Book Dr Dave's 10:00 for a walk-in with no email, registered in the same form.
+    _go(browser, _column(browser, "Dr Dave Davis").find_element(
+        By.XPATH, ".//button[normalize-space()='10:00']"))
+    assert "Book 10:00 with Dr Dave Davis" in browser.find_element(By.TAG_NAME, "h1").text
+    form = browser.find_element(By.CSS_SELECTOR, "form.new-patient")
+    assert "gets no email" in form.text
+    form.find_element(By.NAME, "name").send_keys("Walter Walk-in")
+    form.find_element(By.NAME, "phone").send_keys("+49 170 1234567")
+    screenshot(browser, f"desk-new-patient-{device}")
+    _go(browser, form.find_element(By.CSS_SELECTOR, "button[type=submit]"))
+    assert "no email address" in _flash(browser)
+    assert "Walter Walk-in" in _column(browser, "Dr Dave Davis").text
+    walter = User.get(User.name == "Walter Walk-in")
+    assert Appointment.get(Appointment.patient == walter.id).doctor_id == dave.id
+    screenshot(browser, f"desk-sheet-booked-{device}")
+
+
+@pytest.mark.parametrize("device", WIDTHS)
+def test_the_desk_finds_a_patient_and_books_for_them(browser, server, dana, alice, carol,  # noqa: F811
+                                                    device):
+    from selenium.webdriver.common.by import By
+
+    browser.set_window_size(WIDTHS[device], 1000)
+    browser.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": True})
+    _sign_in(browser, server, dana.email)
+    _go(browser, _column(browser, "Dr Carol Clark").find_element(
+        By.XPATH, ".//button[normalize-space()='11:00']"))
+    browser.find_element(By.NAME, "q").send_keys("1980-05-17")
+    _go(browser, browser.find_element(By.CSS_SELECTOR, "form.search button[type=submit]"))
+    choice = browser.find_element(By.XPATH, "//button[normalize-space()='Book for Alice Adams']")
+    screenshot(browser, f"desk-find-patient-{device}")
+    _go(browser, choice)
+    assert "Booked Alice Adams at 11:00" in _flash(browser)
+    column = _column(browser, "Dr Carol Clark")
+    assert "Alice Adams" in column.text
+    assert "11:00" not in [a.text for a in column.find_elements(By.CSS_SELECTOR, "button.free")]
+
+
+def test_the_printed_sheet_is_each_doctors_list(browser, server, dana, alice, carol):  # noqa: F811
+    from selenium.webdriver.common.by import By
+
+    appointments.book(alice.id, carol.id, MORNING.replace(hour=9, minute=30))
+    _sign_in(browser, server, dana.email)
+    browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": "print"})
+    assert not browser.find_element(By.CSS_SELECTOR, "header.top").is_displayed()
+    column = _column(browser, "Dr Carol Clark")
+    assert "Alice Adams" in column.text
+    assert not column.find_element(By.CSS_SELECTOR, "button.free").is_displayed()
+    assert not column.find_element(By.XPATH, ".//button[normalize-space()='Cancel']"
+                                   ).is_displayed()
+    screenshot(browser, "desk-sheet-print")

@@ -1,0 +1,278 @@
+"""The front desk's pages through HTTP: the day sheet, booking for a found or a new patient,
+moving, cancelling, checking in, and the admin's staff page. Dana works at the desk; Erin is
+the admin; Alice is a patient; Dr Carol and Dr Dave are doctors."""
+
+import re
+from datetime import datetime, timedelta
+from urllib.parse import quote
+
+import pytest
+import time_machine
+
+from clinic import appointments, people
+from clinic.models import Appointment, AuditEntry, Session, User
+from tests.conftest import PASSWORD, TZ, login
+
+MORNING = datetime(2031, 3, 12, 8, 0, tzinfo=TZ)  # a Wednesday, before the first slot
+
+
+def at(hhmm, days=0):
+    hour, minute = map(int, hhmm.split(":"))
+    return (MORNING + timedelta(days=days)).replace(hour=hour, minute=minute)
+
+
+@pytest.fixture
+def morning():
+    with time_machine.travel(MORNING, tick=False) as traveller:
+        yield traveller
+
+
+@pytest.fixture
+def dana(app):
+    return people.create_staff("Dana Desk", "dana@example.com", PASSWORD, "desk")
+
+
+@pytest.fixture
+def desk(morning, new_client, dana):
+    browser = new_client()
+    login(browser, dana)
+    browser.get("/desk")  # the forms' CSRF token, as a browser has it
+    return browser
+
+
+def test_the_desk_lands_on_the_day_sheet(morning, new_client, dana):
+    browser = new_client()
+    response = browser.login(dana.email)
+    assert response.location.endswith("/desk")
+    sheet = browser.get("/desk")
+    assert sheet.headers["cache-control"] == "no-store"  # patients' names: kept out of caches
+    page = sheet.text
+    assert 'href="/desk">Day sheet</a>' in page
+    assert "/admin/doctors" not in page and "/doctor/upcoming" not in page
+
+
+def test_the_sheet_has_a_column_per_working_doctor_with_visits_and_free_times(
+        desk, alice, carol, dave):
+    appointments.book(alice.id, carol.id, at("10:00"), "Knee")
+    people.create_doctor("Dr Olga Off", "olga@example.com", PASSWORD, "Surgery", 30,
+                         {"sun": [["09:00", "12:00"]]})  # not on Wednesdays
+    page = desk.get("/desk").text
+    columns = re.findall(r'<section class="sheet-column card" aria-label="([^"]+)"', page)
+    assert columns == ["Dr Carol Clark", "Dr Dave Davis"]
+    carol_column = page.split('aria-label="Dr Carol Clark"')[1].split("</section>")[0]
+    assert "Alice Adams" in carol_column and "status-booked" in carol_column
+    assert "Knee" not in page  # the reason stays with the doctor
+    assert 'action="/desk/book"' in carol_column
+    assert f'name="doctor_id" value="{carol.id}"' in carol_column
+    free = re.findall(r'class="small free" type="submit" name="start" value="([^"]+)">'
+                      r'(\d\d:\d\d)<', carol_column)
+    assert [t for _, t in free][:3] == ["09:00", "09:30", "10:30"]  # 10:00 is taken
+    assert free[0][0] == at("09:00").isoformat()
+
+
+def test_the_sheet_reads_the_day_in_few_queries(desk, alice, carol, dave, statements):
+    for hhmm in ("09:00", "10:00", "11:00"):
+        appointments.book(alice.id, carol.id, at(hhmm))
+        appointments.book(alice.id, dave.id, at(hhmm, days=1))
+    from clinic import desk as day_sheet_module
+
+    statements.clear()
+    columns = day_sheet_module.day_sheet(MORNING.date())
+    assert [len(c.visits) for c in columns] == [3, 0]
+    # The doctors, and the day's appointments, time off and waitlist holds of all of them.
+    assert len(statements) == 4
+
+
+def test_the_day_picker_shows_another_day(desk, alice, dave):
+    appointments.book(alice.id, dave.id, at("09:00", days=1))
+    page = desk.get(f"/desk?date={at('09:00', days=1).date().isoformat()}").text
+    assert "Alice Adams" in page
+    assert desk.get("/desk?date=tomorrow").status == 400
+
+
+def _book_url(doctor, start, q=""):
+    return (f"/desk/book?doctor_id={doctor.id}&start={quote(start.isoformat())}"
+            + (f"&q={quote(q)}" if q else ""))
+
+
+def test_booking_for_a_found_patient(desk, dana, alice, carol):
+    page = desk.get(_book_url(carol, at("10:00"), "adams")).text
+    assert "Book for Alice Adams" in page
+    response = desk.post("/desk/book", {"doctor_id": carol.id, "start": at("10:00").isoformat(),
+                                        "patient_id": alice.id})
+    assert response.status == 303, response
+    assert response.location.endswith(f"/desk?date={MORNING.date().isoformat()}")
+    visit = Appointment.get(Appointment.patient == alice.id)
+    assert visit.start == at("10:00")
+    assert AuditEntry.get(AuditEntry.action == "book appointment").user_id == dana.id
+    assert "Booked Alice Adams at 10:00" in desk.get(response.location).text
+
+
+def test_booking_for_a_new_patient_without_email_says_so(desk, carol):
+    response = desk.post("/desk/book", {"doctor_id": carol.id, "start": at("10:00").isoformat(),
+                                        "name": "Walter Walk-in", "email": "", "phone": ""})
+    assert response.status == 303, response
+    walter = User.get(User.name == "Walter Walk-in")
+    assert walter.email is None
+    page = desk.get(response.location).text
+    assert "no email address" in page
+    assert "no email</small>" in page
+
+
+def test_a_bad_new_patient_books_nothing_and_keeps_what_was_typed(desk, carol):
+    response = desk.post("/desk/book", {"doctor_id": carol.id, "start": at("10:00").isoformat(),
+                                        "name": "Walter Walk-in", "phone": "0170 1234"})
+    assert response.status == 400
+    assert 'id="e-phone"' in response.text and 'value="Walter Walk-in"' in response.text
+    assert not User.select().where(User.name == "Walter Walk-in").exists()
+    assert Appointment.select().count() == 0
+
+
+def test_a_taken_time_registers_nobody(desk, alice, carol):
+    appointments.book(alice.id, carol.id, at("10:00"))
+    response = desk.post("/desk/book", {"doctor_id": carol.id, "start": at("10:00").isoformat(),
+                                        "name": "Walter Walk-in"})
+    assert response.status == 409
+    assert "just taken" in response.text
+    assert not User.select().where(User.name == "Walter Walk-in").exists()
+
+
+def test_moving_cancelling_and_checking_in_from_the_sheet(desk, dana, alice, carol):
+    visit = appointments.book(alice.id, carol.id, at("09:30"))
+    page = desk.get(f"/desk/appointments/{visit.id}/move").text
+    assert f'value="{at("11:00").isoformat()}"' in page
+    response = desk.post(f"/desk/appointments/{visit.id}/move",
+                         {"start": at("11:00").isoformat()})
+    assert response.status == 303, response
+    assert Appointment.get_by_id(visit.id).start == at("11:00")
+    assert desk.post(f"/desk/appointments/{visit.id}/check-in").status == 303
+    assert Appointment.get_by_id(visit.id).status == "arrived"
+    assert "status-arrived" in desk.get("/desk").text
+    other = appointments.book(alice.id, carol.id, at("12:00"))
+    assert desk.post(f"/desk/appointments/{other.id}/cancel").status == 303
+    assert Appointment.get_by_id(other.id).status == "cancelled"
+    actions = [e.action for e in AuditEntry.select().where(AuditEntry.user_id == dana.id)
+               .order_by(AuditEntry.id)]
+    assert actions == ["move appointment", "check in", "cancel appointment"]
+
+
+def test_an_arrived_visit_shows_on_the_doctors_today_page(desk, new_client, alice, carol):
+    visit = appointments.book(alice.id, carol.id, at("10:00"))
+    desk.post(f"/desk/appointments/{visit.id}/check-in")
+    doctor = new_client()
+    login(doctor, carol)
+    assert "status-arrived" in doctor.get("/doctor").text
+
+
+def test_the_desk_may_not_open_records_and_the_refusals_are_logged(desk, dana, alice, carol):
+    for path in (f"/doctor/patients/{alice.id}", f"/admin/patients/{alice.id}",
+                 "/patient/history", "/admin/audit"):
+        assert desk.get(path).status in (403, 404), path
+    refusals = AuditEntry.select().where(AuditEntry.user_id == dana.id,
+                                         AuditEntry.outcome == "refused")
+    assert refusals.count() == 4
+    assert {e.patient_id for e in refusals} == {alice.id, None}
+
+
+def test_patients_and_doctors_may_not_open_the_desk(morning, new_client, alice, carol):
+    for user in (alice, carol):
+        browser = new_client()
+        login(browser, user)
+        assert browser.get("/desk").status == 403
+
+
+# -- the admin's staff page -------------------------------------------------------------------
+
+
+@pytest.fixture
+def admin(morning, new_client, erin):
+    browser = new_client()
+    login(browser, erin)
+    browser.get("/admin/staff")
+    return browser
+
+
+def test_an_admin_adds_deactivates_and_resets_a_desk_account(admin, new_client):
+    response = admin.post("/admin/staff", {"name": "Dana Desk", "email": "dana@example.com",
+                                           "password": PASSWORD, "role": "desk"})
+    assert response.status == 303, response
+    page = admin.get("/admin/staff").text
+    assert "Dana Desk" in page and "Erin Admin" in page
+    dana = User.get(User.email == "dana@example.com")
+    browser = new_client()
+    login(browser, dana)
+    assert browser.get("/desk").status == 200
+
+    assert admin.post(f"/admin/staff/{dana.id}/password", {"password": "short"}).status == 400
+    assert admin.post(f"/admin/staff/{dana.id}/password",
+                      {"password": "a new long one"}).status == 303
+    assert not Session.select().where(Session.user == dana.id).exists()
+    assert browser.get("/desk").status == 303  # signed out: back to sign in
+    browser.login(dana.email, "a new long one")
+
+    assert admin.post(f"/admin/staff/{dana.id}/deactivate").status == 303
+    assert browser.get("/desk").status == 303
+    assert not User.get_by_id(dana.id).active
+
+
+def test_a_bad_staff_member_is_refused_beside_the_field(admin, alice):
+    response = admin.post("/admin/staff", {"name": "X", "email": "alice@example.com",
+                                           "password": PASSWORD, "role": "desk"})
+    assert response.status == 400 and 'id="e-email"' in response.text
+    response = admin.post("/admin/staff", {"name": "X", "email": "x@example.com",
+                                           "password": PASSWORD, "role": "doctor"})
+    assert response.status == 400 and 'id="e-role"' in response.text
+    assert not User.select().where(User.email == "x@example.com").exists()
+
+
+def test_the_staff_page_does_not_touch_patients_or_doctors(admin, alice, carol):
+    assert admin.post(f"/admin/staff/{alice.id}/deactivate").status == 404
+    assert admin.post(f"/admin/staff/{carol.id}/password",
+                      {"password": "a new long one"}).status == 404
+    assert User.get_by_id(alice.id).active
+
+
+def test_the_demo_has_a_desk_sign_in(morning, new_client, app):
+    from clinic import demo
+
+    demo.create()
+    browser = new_client()
+    assert browser.login(demo.DESK, demo.PASSWORD).location.endswith("/desk")
+    assert browser.get("/desk").text.count('class="sheet-column card"') >= 1
+
+
+def test_the_desk_has_its_account_page(desk):
+    page = desk.get("/account")
+    assert page.status == 200 and "Dana Desk" in page.text
+
+
+def test_a_patient_without_email_reads_so_on_the_admins_pages(admin, carol):
+    walter = people.register_at_desk("Walter Walk-in")
+    visit = appointments.book(walter.id, carol.id, at("10:00"))
+    assert "no email" in admin.get("/admin/patients?q=walter").text
+    assert "None" not in admin.get(f"/admin/appointments/{visit.id}").text
+    assert "the patient gets no email" in admin.get(f"/admin/patients/{walter.id}").text
+
+
+def test_the_desk_finds_and_registers_patients_on_their_page(desk, dana, alice):
+    page = desk.get("/desk/patients?q=1980-05-17").text
+    assert "Alice Adams" in page and "+49 30 1234567" in page
+    assert 'href="/desk/patients">Patients</a>' in page
+    assert "No patient matches" in desk.get("/desk/patients?q=nobody").text
+    response = desk.post("/desk/patients", {"name": "Walter Walk-in", "phone": "+49 170 1234567"})
+    assert response.status == 303, response
+    page = desk.get(response.location).text
+    assert "the clinic will send them no email" in page and "+491701234567" in page
+    walter = User.get(User.name == "Walter Walk-in")
+    assert AuditEntry.get(AuditEntry.action == "register patient").patient_id == walter.id
+    response = desk.post("/desk/patients", {"name": "", "email": "alice@example.com"})
+    assert response.status == 400
+    assert 'id="e-name"' in response.text and 'id="e-email"' in response.text
+
+
+def test_an_admins_cancellation_from_the_appointment_page_is_audited(admin, erin, alice, carol):
+    visit = appointments.book(alice.id, carol.id, at("10:00"))
+    admin.get(f"/admin/appointments/{visit.id}")
+    assert admin.post(f"/admin/appointments/{visit.id}/cancel").status == 303
+    entry = AuditEntry.get(AuditEntry.action == "cancel appointment")
+    assert (entry.user_id, entry.patient_id) == (erin.id, alice.id)
