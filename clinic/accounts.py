@@ -27,7 +27,7 @@ from peewee import IntegrityError
 from clinic import audit, auth, clock, details, people, settings
 from clinic.db import database
 from clinic.errors import ClinicError, Conflict, Invalid, NotFound, check
-from clinic.i18n import _
+from clinic.i18n import N_, _
 from clinic.mail import outbox, sms
 from clinic.models import ROLES, AccountToken, LoginAttempt, Patient, RecoveryCode, Totp, User
 
@@ -153,18 +153,19 @@ def reset_password(token, password, address="", path="", now=None):
                                     AccountToken.id != row.id).execute()
         audit.record(user, "reset password", _patient_id(user), address=address, path=path,
                      now=now)
-        _tell(user, "The password of your account was reset with an emailed link.", now)
+        _tell(user, N_("The password of your account was reset with an emailed link."), now)
     return user
 
 
-def _tell(user, change, now):
+def _tell(user, change, now, **values):
     """Email the account's own address that ``change`` happened ("Your password was changed."),
     so a change its owner did not make does not go unnoticed. Inside the change's transaction:
-    no change, no email."""
+    no change, no email. ``change`` is marked with N_ and translated in the email, in the
+    user's language, with ``values`` for its %(name)s."""
     outbox.enqueue(
         "account_changed", f"account_changed:{user.id}:{secrets.token_hex(8)}", user.email,
         user=user, priority=10,
-        context={"name": user.name, "change": change, "changed_at": now,
+        context={"name": user.name, "change": change, "change_values": values, "changed_at": now,
                  "reset_url": f"{settings.get().base_url}/forgot"})
 
 
@@ -264,7 +265,8 @@ def confirm_email(token, now=None):
             _use(row, now)
             User.update(email=row.new_email).where(User.id == row.user_id).execute()
             # To the address it was until now: the one its owner reads.
-            _tell(row.user, f"Your account's email address was changed to {row.new_email}.", now)
+            _tell(row.user, N_("Your account's email address was changed to %(email)s."), now,
+                  email=row.new_email)
     except IntegrityError:  # someone registered the address meanwhile
         message = "An account with this email already exists."
         raise Invalid(message, {"email": message}) from None
@@ -284,7 +286,7 @@ def change_password(user, current_password, new_password, ip, keep_token, now=No
         User.update(password_hash=auth.hash_password(new_password)).where(
             User.id == user.id).execute()
         auth.end_other_sessions(user.id, keep_token)
-        _tell(user, "The password of your account was changed.", now)
+        _tell(user, N_("The password of your account was changed."), now)
 
 
 # -- two-factor sign-in ----------------------------------------------------------------------------
@@ -336,7 +338,7 @@ def confirm_enrolment(user, code, ip, now=None):
     with database.atomic():
         Totp.update(enabled_at=now, last_step=step).where(Totp.user == user.id).execute()
         codes = _replace_recovery_codes(user)
-        _tell(user, "Two-factor sign-in was turned on for your account.", now)
+        _tell(user, N_("Two-factor sign-in was turned on for your account."), now)
     return codes
 
 
@@ -369,8 +371,8 @@ def new_recovery_codes(user, code, ip, now=None):
     _check_own_code(user, code, ip, now)
     with database.atomic():
         codes = _replace_recovery_codes(user)
-        _tell(user, "New recovery codes were made for your account; the old ones no longer "
-                    "work.", now)
+        _tell(user, N_("New recovery codes were made for your account; the old ones no longer "
+                       "work."), now)
     return codes
 
 
@@ -385,7 +387,7 @@ def turn_off_totp(user, code, ip, now=None):
     with database.atomic():
         Totp.delete().where(Totp.user == user.id).execute()
         RecoveryCode.delete().where(RecoveryCode.user == user.id).execute()
-        _tell(user, "Two-factor sign-in was turned off for your account.", now)
+        _tell(user, N_("Two-factor sign-in was turned off for your account."), now)
 
 
 def _plain(code):
@@ -485,7 +487,7 @@ def reset_totp(admin, user_id, address="", path="", now=None):
                      reason=f"two-factor sign-in of {target.name} ({target.role}, id "
                             f"{target.id}) turned off",
                      address=address, path=path, now=now)
-        _tell(target, "Two-factor sign-in was turned off for your account by the clinic.",
+        _tell(target, N_("Two-factor sign-in was turned off for your account by the clinic."),
               now or clock.now())
     return target
 

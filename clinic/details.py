@@ -23,6 +23,7 @@ from peewee import DatabaseError
 from clinic import settings
 from clinic.db import database
 from clinic.errors import Conflict, check
+from clinic.i18n import _
 
 log = logging.getLogger("clinic.details")
 
@@ -185,11 +186,11 @@ def update(changes, who=None, confirm=False):
         value = " ".join((raw or "").split())  # one line: headers and footers hold it
         if name == "name":
             if not value:
-                errors["name"] = "Enter the clinic's name."
+                errors["name"] = _("Enter the clinic's name.")
             elif len(value) > 200:
-                errors["name"] = "The name is too long (200 characters at most)."
+                errors["name"] = _("The name is too long (200 characters at most).")
         elif name == "address" and len(value) > 300:
-            errors["address"] = "The address is too long (300 characters at most)."
+            errors["address"] = _("The address is too long (300 characters at most).")
         elif name == "phone":
             found = {}
             value = people.parse_phone(value, found, region=now_in_force.phone_region)
@@ -197,13 +198,13 @@ def update(changes, who=None, confirm=False):
                 errors["phone"] = found["phone"]
         elif name == "timezone":
             if value not in time_zones():
-                errors["timezone"] = ("Not a time zone we know: choose one from the list, such "
-                                      "as Europe/Berlin or America/New_York.")
+                errors["timezone"] = (_("Not a time zone we know: choose one from the list, such "
+                                      "as Europe/Berlin or America/New_York."))
         elif name == "website" and value:
             if "://" not in value:
                 value = "https://" + value
             if len(value) > 300 or not _WEBSITE.fullmatch(value):
-                errors["website"] = "Enter the website's address, such as https://example.com."
+                errors["website"] = _("Enter the website's address, such as https://example.com.")
         clean[name] = value
     check(errors)
     if confirm or "timezone" in clean:

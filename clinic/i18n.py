@@ -262,4 +262,6 @@ def install(env):
     env.filters["day"] = lambda value: formatted(value, "day")
     env.filters["isodate"] = lambda value: formatted(value, "iso")
     env.filters["duration"] = duration
+    # A text marked with N_ elsewhere (or typed by a person: left as it is), in the language.
+    env.filters["translated"] = gettext
     env.globals["language"] = language

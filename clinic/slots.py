@@ -118,8 +118,8 @@ def free_by_day(doctor, first, last, now=None, exclude=None, minutes=None, patie
     if not doctor.user.active or not days:
         return dict.fromkeys(days, [])
     length = timedelta(minutes=minutes or doctor.slot_minutes)
-    lo, _ = clock.day_bounds(first)
-    _, hi = clock.day_bounds(last)
+    lo, _end = clock.day_bounds(first)
+    _start, hi = clock.day_bounds(last)
     free = clear_of(busy(doctor.user_id, lo, hi + length, exclude=exclude)
                     + waitlist.held(doctor.user_id, lo, hi + length, patient_id),
                     [(t.start, t.end) for t in away(doctor.user_id, lo, hi + length)], length)

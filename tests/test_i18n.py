@@ -94,6 +94,9 @@ CONTEXT = {  # every name some email's templates use
                 "no_show_rate": 0.0},
     "subject": "Closed on Friday", "text": "The clinic is closed on Friday.",
     "unsubscribe_url": "http://clinic.test/unsubscribe/t",
+    "why": "", "rebook_url": "http://clinic.test/patient/doctors",
+    "change": "The password of your account was changed.", "change_values": {},
+    "changed_at": START,
 }
 KINDS = sorted(p.name.removesuffix(".subject.txt")
                for p in (ROOT / "templates" / "emails").glob("*.subject.txt"))

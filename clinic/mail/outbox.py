@@ -105,7 +105,8 @@ def _enqueue_sms(kind, key, phone, context, user, appointment, priority, due_at)
         return skip(key, kind, phone, sms.stop_reason(phone), user=user,
                     appointment=appointment, now=now, channel="sms")
     text, segments = sms.render(kind, context, getattr(appointment, "id", appointment),
-                                getattr(user, "id", user))
+                                getattr(user, "id", user),
+                                language=languages_of([user]).get(_id(user)))
     due_at = due_at or now
     with database.atomic():
         inserted = Message.insert(
@@ -310,7 +311,8 @@ def enqueue_many(kind, items, priority=0, task_priority=None, now=None, batch=No
             row.update(subject="", text_body="", html_body="", status="skipped",
                        last_error=reason)
         elif channel == "sms":
-            text, segments = sms.render(kind, item.get("context"), item.get("appointment"), user)
+            text, segments = sms.render(kind, item.get("context"), item.get("appointment"), user,
+                                        language=language.get(user))
             row.update(subject="", text_body=text, html_body="", segments=segments,
                        status="pending", last_error="")
         else:

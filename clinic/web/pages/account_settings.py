@@ -239,7 +239,7 @@ def totp_change():
                       required=user.role in accounts.roles_required(), form={},
                       errors={"code": message})
     if turn_off:
-        flash("Two-factor sign-in is off. Signing in asks for the password only.")
+        flash(_("Two-factor sign-in is off. Signing in asks for the password only."))
         redirect("/account/2fa")
     return render("account/2fa_codes.html", codes=codes, home="/account/2fa")
 
@@ -288,5 +288,6 @@ def totp_list():
 @page("admin")
 def totp_reset(user_id):
     target = accounts.reset_totp(current_user(), user_id, **origin())
-    flash(f"Two-factor sign-in of {target.name} is off; they can set it up again.")
+    flash(_("Two-factor sign-in of %(name)s is off; they can set it up again.")
+          % {"name": target.name})
     redirect("/admin/2fa")

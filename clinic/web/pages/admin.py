@@ -126,7 +126,8 @@ def create_doctor():
     except Invalid as exc:
         data.pop("password", None)
         return _doctor_form(None, status=400, form=data, errors=exc.fields)
-    flash(f"{user.name} can now sign in as a doctor with {user.email}.")
+    flash(_("%(name)s can now sign in as a doctor with %(email)s.")
+          % {"name": user.name, "email": user.email})
     redirect("/admin/doctors")
 
 

@@ -47,7 +47,7 @@ def save_channel():
         accounts.update_profile(current_user(), {"channel": data.get("channel") or ""})
     except Invalid as exc:
         return _page(status=400, errors=exc.fields, form=data)
-    flash("Your choice of how we reach you is saved.")
+    flash(_("Your choice of how we reach you is saved."))
     redirect("/patient/preferences")
 
 
