@@ -72,8 +72,9 @@ class Details:
 def call_us(capital=True):
     """"Please call the clinic on +49 30 1234567.", or without the number when none is set."""
     phone = current().phone_text
-    text = f"please call the clinic on {phone}." if phone else "please call the clinic."
-    return text[0].upper() + text[1:] if capital else text
+    text = (_("Please call the clinic on %(phone)s.") % {"phone": phone} if phone
+            else _("Please call the clinic."))
+    return text if capital else text[:1].lower() + text[1:]
 
 
 def format_phone(e164):
@@ -174,12 +175,12 @@ def update(changes, who=None, confirm=False):
     from clinic.models import ClinicSettings
 
     now_in_force = current()
-    locked = {name: f"Set by CLINIC_{name.upper()} in the environment; change it there "
-                    "(the environment wins over this page)."
+    locked = {name: _("Set by %(variable)s in the environment; change it there (the "
+                      "environment wins over this page).") % {"variable": f"CLINIC_{name.upper()}"}
               for name in changes if name in now_in_force.from_environment}
     if locked:
         raise Conflict(next(iter(locked.values())) if len(locked) == 1
-                       else "Some of these are set in the environment.", locked)
+                       else _("Some of these are set in the environment."), locked)
     errors = {}
     clean = {}
     for name, raw in changes.items():

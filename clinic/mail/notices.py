@@ -29,6 +29,7 @@ from datetime import UTC
 from clinic import clock, i18n, settings, signing
 from clinic import details as clinic_details
 from clinic.errors import NotFound
+from clinic.i18n import _
 from clinic.jobs.queue import URGENT
 from clinic.mail import compose, outbox
 from clinic.models import Appointment, Message
@@ -57,10 +58,10 @@ def appointment_for_link(token, now=None):
     not made by us, LinkExpired once the appointment has started."""
     data = signing.open_link(
         LINK_PURPOSE, token, now=now,
-        expired="This link has expired: the appointment has started or is over. Sign in to see "
-                "your appointments, or " + clinic_details.call_us(capital=False),
-        invalid="This link is not valid. Please use the link in your latest email from the "
-                "clinic, or sign in.")
+        expired=_("This link has expired: the appointment has started or is over. Sign in to "
+                  "see your appointments, or %(call)s") % {"call": clinic_details.call_us(False)},
+        invalid=_("This link is not valid. Please use the link in your latest email from the "
+                  "clinic, or sign in."))
     appointment = (Appointment.with_people()
                    .where(Appointment.id == data.get("a"), Appointment.patient == data.get("p"))
                    .first())
