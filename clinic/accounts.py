@@ -268,7 +268,7 @@ def confirm_email(token, now=None):
             _tell(row.user, N_("Your account's email address was changed to %(email)s."), now,
                   email=row.new_email)
     except IntegrityError:  # someone registered the address meanwhile
-        message = "An account with this email already exists."
+        message = _("An account with this email already exists.")
         raise Invalid(message, {"email": message}) from None
     return User.get_by_id(row.user_id)
 
@@ -278,7 +278,7 @@ def change_password(user, current_password, new_password, ip, keep_token, now=No
     auth.Throttled); success ends every sign-in but the one made with ``keep_token``."""
     now = now or clock.now()
     if auth.authenticate(user.email, current_password, ip, now=now) is None:
-        message = "The current password is not right."  # noqa: S105 (a message)
+        message = _("The current password is not right.")  # noqa: S105 (a message)
         raise Invalid(message, {"current_password": message})
     if problem := people.password_problem(new_password):
         raise Invalid(problem, {"new_password": problem})
@@ -306,8 +306,8 @@ def start_enrolment(user, now=None):
     """A new secret for ``user``, not yet in force: its ``secret``, ``otpauth_uri`` and the
     QR code as ``qr_svg``. Conflict when two-factor sign-in is on already."""
     if totp_enabled(user):
-        raise Conflict("Two-factor sign-in is on already. An admin can reset it if your "
-                       "authenticator is lost.")
+        raise Conflict(_("Two-factor sign-in is on already. An admin can reset it if your "
+                       "authenticator is lost."))
     secret = pyotp.random_base32()
     with database.atomic():
         Totp.delete().where(Totp.user == user.id).execute()
@@ -333,7 +333,7 @@ def confirm_enrolment(user, code, ip, now=None):
     step = _matching_step(row.secret, code, now)
     if step is None:
         _count_failure(key, ip, now)
-        message = "The code is not right. Enter the 6 digits the app shows now."
+        message = _("The code is not right. Enter the 6 digits the app shows now.")
         raise Invalid(message, {"code": message})
     with database.atomic():
         Totp.update(enabled_at=now, last_step=step).where(Totp.user == user.id).execute()
@@ -357,7 +357,7 @@ def _check_own_code(user, code, ip, now):
     """A change to a user's own two-factor sign-in needs a code now, not only a sign-in: a
     browser left signed in must not be enough to weaken the account."""
     if not totp_enabled(user):
-        raise Conflict("Two-factor sign-in is off.")
+        raise Conflict(_("Two-factor sign-in is off."))
     try:
         check_code(user, code, ip, now)
     except CodeRequired as exc:
@@ -381,8 +381,8 @@ def turn_off_totp(user, code, ip, now=None):
     Refused (Conflict) to a role that must have it (CLINIC_REQUIRE_2FA)."""
     now = now or clock.now()
     if user.role in roles_required():
-        raise Conflict("Your account must use two-factor sign-in, so it cannot be turned off. "
-                       "For a new phone, ask an admin to reset it, then set it up again.")
+        raise Conflict(_("Your account must use two-factor sign-in, so it cannot be turned off. "
+                       "For a new phone, ask an admin to reset it, then set it up again."))
     _check_own_code(user, code, ip, now)
     with database.atomic():
         Totp.delete().where(Totp.user == user.id).execute()
