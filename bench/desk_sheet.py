@@ -50,19 +50,21 @@ def build(appointments, doctors, seed=1):
         with db.database.atomic():
             conn.executemany(sql, rows)
 
-    user_cols = ("id", "email", "name", "role", "password_hash", "active", "created_at")
+    # language "": not chosen, the clinic's first (clinic/i18n.py)
+    user_cols = ("id", "email", "name", "role", "password_hash", "active", "created_at",
+                 "language")
     doctor_ids = list(range(2, 2 + doctors))
     n_patients = max(10, appointments // 20)
     patient_ids = list(range(2 + doctors, 2 + doctors + n_patients))
-    insert("user", user_cols, [(1, DESK, "Bench Desk", "desk", password_hash, 1, created)]
+    insert("user", user_cols, [(1, DESK, "Bench Desk", "desk", password_hash, 1, created, "")]
            + [(uid, f"doctor{uid}@bench.clinic", f"Dr Bench {uid}", "doctor", password_hash, 1,
-               created) for uid in doctor_ids])
+               created, "") for uid in doctor_ids])
     insert("doctor", ("user_id", "specialization", "slot_minutes", "working_hours"),
            [(uid, "General practice", 30, json.dumps(HOURS)) for uid in doctor_ids])
     for lo in range(0, n_patients, CHUNK):
         part = patient_ids[lo:lo + CHUNK]
         insert("user", user_cols, [(uid, f"patient{uid}@bench.clinic", f"Patient {uid}",
-                                    "patient", password_hash, 1, created) for uid in part])
+                                    "patient", password_hash, 1, created, "") for uid in part])
         insert("patient", ("user_id", "date_of_birth", "phone", "channel"),
                [(uid, "1970-01-01", f"+4930{uid:07d}", "email") for uid in part])
 

@@ -135,12 +135,14 @@ def generate(data_dir, appointments, seed=1, now=None, quiet=False):
             sql = f'INSERT INTO "{table}" ({names}) VALUES ({marks})'  # noqa: S608 (names: ours)
             conn.executemany(sql, rows)
 
-    user_cols = ("id", "email", "name", "role", "password_hash", "active", "created_at")
-    insert("user", user_cols, [(1, ADMIN, "Bench Admin", "admin", password_hash, 1, created)])
+    # language "": not chosen, the clinic's first (clinic/i18n.py)
+    user_cols = ("id", "email", "name", "role", "password_hash", "active", "created_at",
+                 "language")
+    insert("user", user_cols, [(1, ADMIN, "Bench Admin", "admin", password_hash, 1, created, "")])
     doctor_ids = list(range(2, 2 + n_doctors))
     insert("user", user_cols, [
         (uid, f"doctor{i + 1}@bench.clinic", f"Dr {FIRST[i % 20]} {LAST[(i * 5) % 12]} {i + 1}",
-         "doctor", password_hash, 1, created) for i, uid in enumerate(doctor_ids)])
+         "doctor", password_hash, 1, created, "") for i, uid in enumerate(doctor_ids)])
     hours = json.dumps(HOURS, separators=(",", ":"), sort_keys=True)
     insert("doctor", ("user_id", "specialization", "slot_minutes", "working_hours"),
            [(uid, SPECIALIZATIONS[i % len(SPECIALIZATIONS)], 30, hours)
@@ -156,7 +158,7 @@ def generate(data_dir, appointments, seed=1, now=None, quiet=False):
             i = uid - first_patient
             email = {0: EXPORTER, 1: PATIENT}.get(i, f"patient{i}@bench.clinic")
             users.append((uid, email, f"{FIRST[i % 20]} {LAST[(i * 7) % 12]} {i}", "patient",
-                          password_hash, 1, created))
+                          password_hash, 1, created, ""))
             profiles.append((uid, f"{1940 + i % 60}-{1 + i % 12:02d}-{1 + i % 28:02d}",
                              f"+49 30 555 {i:05d}", "email"))
         insert("user", user_cols, users)

@@ -27,6 +27,7 @@ from peewee import IntegrityError
 from clinic import audit, auth, clock, details, people, settings
 from clinic.db import database
 from clinic.errors import ClinicError, Conflict, Invalid, NotFound, check
+from clinic.i18n import N_, _
 from clinic.mail import outbox, sms
 from clinic.models import ROLES, AccountToken, LoginAttempt, Patient, RecoveryCode, Totp, User
 
@@ -128,7 +129,7 @@ def request_reset(email, ip, now=None):
             "password_reset", f"password_reset:{user.id}:{secrets.token_hex(8)}", user.email,
             user=user, priority=10,
             context={"name": user.name, "reset_url": f"{settings.get().base_url}/reset/{token}",
-                     "expires_at": row.expires_at, "lifetime": "1 hour"})
+                     "expires_at": row.expires_at, "lifetime": RESET_LIFETIME})
 
 
 def check_reset_link(token, now=None):
@@ -152,18 +153,19 @@ def reset_password(token, password, address="", path="", now=None):
                                     AccountToken.id != row.id).execute()
         audit.record(user, "reset password", _patient_id(user), address=address, path=path,
                      now=now)
-        _tell(user, "The password of your account was reset with an emailed link.", now)
+        _tell(user, N_("The password of your account was reset with an emailed link."), now)
     return user
 
 
-def _tell(user, change, now):
+def _tell(user, change, now, **values):
     """Email the account's own address that ``change`` happened ("Your password was changed."),
     so a change its owner did not make does not go unnoticed. Inside the change's transaction:
-    no change, no email."""
+    no change, no email. ``change`` is marked with N_ and translated in the email, in the
+    user's language, with ``values`` for its %(name)s."""
     outbox.enqueue(
         "account_changed", f"account_changed:{user.id}:{secrets.token_hex(8)}", user.email,
         user=user, priority=10,
-        context={"name": user.name, "change": change, "changed_at": now,
+        context={"name": user.name, "change": change, "change_values": values, "changed_at": now,
                  "reset_url": f"{settings.get().base_url}/forgot"})
 
 
@@ -190,7 +192,7 @@ def profile(user):
         "phone": patient.phone if patient else None,
         "date_of_birth": patient.date_of_birth.isoformat() if patient and patient.date_of_birth
         else None,
-        "language": None,  # chosen by the patient in a later version
+        "language": user.language or None,
         "channel": patient.channel if patient else None,
         "sms_opted_out": bool(sms.opted_out([sms.e164(patient.phone)])) if patient else None,
         "totp_enabled": totp_enabled(user),
@@ -199,22 +201,26 @@ def profile(user):
 
 
 def update_profile(user, changes, now=None):
-    """Change the name, and a patient's phone and date of birth, from ``changes`` (only the keys
-    given). A different ``email`` takes effect once the link sent to it is followed. Validates
-    everything before writing anything; returns the profile."""
+    """Change the name, the language, and a patient's phone and date of birth, from ``changes``
+    (only the keys given). A different ``email`` takes effect once the link sent to it is
+    followed. Validates everything before writing anything; returns the profile."""
     now = now or clock.now()
     errors = {}
     user_changes, patient_changes = {}, {}
     if "name" in changes:
         name = (changes["name"] or "").strip()
         if not name:
-            errors["name"] = "Enter a name."
+            errors["name"] = _("Enter a name.")
         elif len(name) > 200:
-            errors["name"] = "The name is too long (200 characters at most)."
+            errors["name"] = _("The name is too long (200 characters at most).")
         user_changes["name"] = name
+    if "language" in changes:
+        user_changes["language"] = people.parse_language(changes["language"], errors)
+        if not user_changes["language"]:
+            errors["language"] = _("Choose a language.")
     for field in ("phone", "date_of_birth", "channel"):
         if field in changes and user.role != "patient":
-            errors[field] = "Only a patient's account holds this."
+            errors[field] = _("Only a patient's account holds this.")
     if "phone" in changes and user.role == "patient":
         patient_changes["phone"] = people.parse_phone(changes["phone"], errors)
     if user.role == "patient" and ("channel" in changes or "phone" in changes):
@@ -241,7 +247,7 @@ def update_profile(user, changes, now=None):
                 user=user, priority=10,
                 context={"name": user.name, "new_email": new_email,
                          "confirm_url": f"{settings.get().base_url}/account/email/{token}",
-                         "expires_at": row.expires_at, "lifetime": "24 hours"})
+                         "expires_at": row.expires_at, "lifetime": EMAIL_CHANGE_LIFETIME})
     return profile(user)
 
 
@@ -259,9 +265,10 @@ def confirm_email(token, now=None):
             _use(row, now)
             User.update(email=row.new_email).where(User.id == row.user_id).execute()
             # To the address it was until now: the one its owner reads.
-            _tell(row.user, f"Your account's email address was changed to {row.new_email}.", now)
+            _tell(row.user, N_("Your account's email address was changed to %(email)s."), now,
+                  email=row.new_email)
     except IntegrityError:  # someone registered the address meanwhile
-        message = "An account with this email already exists."
+        message = _("An account with this email already exists.")
         raise Invalid(message, {"email": message}) from None
     return User.get_by_id(row.user_id)
 
@@ -271,7 +278,7 @@ def change_password(user, current_password, new_password, ip, keep_token, now=No
     auth.Throttled); success ends every sign-in but the one made with ``keep_token``."""
     now = now or clock.now()
     if auth.authenticate(user.email, current_password, ip, now=now) is None:
-        message = "The current password is not right."  # noqa: S105 (a message)
+        message = _("The current password is not right.")  # noqa: S105 (a message)
         raise Invalid(message, {"current_password": message})
     if problem := people.password_problem(new_password):
         raise Invalid(problem, {"new_password": problem})
@@ -279,7 +286,7 @@ def change_password(user, current_password, new_password, ip, keep_token, now=No
         User.update(password_hash=auth.hash_password(new_password)).where(
             User.id == user.id).execute()
         auth.end_other_sessions(user.id, keep_token)
-        _tell(user, "The password of your account was changed.", now)
+        _tell(user, N_("The password of your account was changed."), now)
 
 
 # -- two-factor sign-in ----------------------------------------------------------------------------
@@ -299,8 +306,8 @@ def start_enrolment(user, now=None):
     """A new secret for ``user``, not yet in force: its ``secret``, ``otpauth_uri`` and the
     QR code as ``qr_svg``. Conflict when two-factor sign-in is on already."""
     if totp_enabled(user):
-        raise Conflict("Two-factor sign-in is on already. An admin can reset it if your "
-                       "authenticator is lost.")
+        raise Conflict(_("Two-factor sign-in is on already. An admin can reset it if your "
+                       "authenticator is lost."))
     secret = pyotp.random_base32()
     with database.atomic():
         Totp.delete().where(Totp.user == user.id).execute()
@@ -320,18 +327,18 @@ def confirm_enrolment(user, code, ip, now=None):
     now = now or clock.now()
     row = Totp.get_or_none(Totp.user == user.id, Totp.enabled_at.is_null())
     if row is None:
-        raise Conflict("Start setting up two-factor sign-in first.")
+        raise Conflict(_("Start setting up two-factor sign-in first."))
     key = "2fa:" + user.email
     auth.check_throttle(key[:254], ip, now)
     step = _matching_step(row.secret, code, now)
     if step is None:
         _count_failure(key, ip, now)
-        message = "The code is not right. Enter the 6 digits the app shows now."
+        message = _("The code is not right. Enter the 6 digits the app shows now.")
         raise Invalid(message, {"code": message})
     with database.atomic():
         Totp.update(enabled_at=now, last_step=step).where(Totp.user == user.id).execute()
         codes = _replace_recovery_codes(user)
-        _tell(user, "Two-factor sign-in was turned on for your account.", now)
+        _tell(user, N_("Two-factor sign-in was turned on for your account."), now)
     return codes
 
 
@@ -350,7 +357,7 @@ def _check_own_code(user, code, ip, now):
     """A change to a user's own two-factor sign-in needs a code now, not only a sign-in: a
     browser left signed in must not be enough to weaken the account."""
     if not totp_enabled(user):
-        raise Conflict("Two-factor sign-in is off.")
+        raise Conflict(_("Two-factor sign-in is off."))
     try:
         check_code(user, code, ip, now)
     except CodeRequired as exc:
@@ -364,8 +371,8 @@ def new_recovery_codes(user, code, ip, now=None):
     _check_own_code(user, code, ip, now)
     with database.atomic():
         codes = _replace_recovery_codes(user)
-        _tell(user, "New recovery codes were made for your account; the old ones no longer "
-                    "work.", now)
+        _tell(user, N_("New recovery codes were made for your account; the old ones no longer "
+                       "work."), now)
     return codes
 
 
@@ -374,13 +381,13 @@ def turn_off_totp(user, code, ip, now=None):
     Refused (Conflict) to a role that must have it (CLINIC_REQUIRE_2FA)."""
     now = now or clock.now()
     if user.role in roles_required():
-        raise Conflict("Your account must use two-factor sign-in, so it cannot be turned off. "
-                       "For a new phone, ask an admin to reset it, then set it up again.")
+        raise Conflict(_("Your account must use two-factor sign-in, so it cannot be turned off. "
+                       "For a new phone, ask an admin to reset it, then set it up again."))
     _check_own_code(user, code, ip, now)
     with database.atomic():
         Totp.delete().where(Totp.user == user.id).execute()
         RecoveryCode.delete().where(RecoveryCode.user == user.id).execute()
-        _tell(user, "Two-factor sign-in was turned off for your account.", now)
+        _tell(user, N_("Two-factor sign-in was turned off for your account."), now)
 
 
 def _plain(code):
@@ -472,7 +479,7 @@ def reset_totp(admin, user_id, address="", path="", now=None):
     people.require_role(admin, "admin")
     target = User.get_or_none(User.id == user_id)
     if target is None:
-        raise NotFound("No such user.")
+        raise NotFound(_("No such user."))
     with database.atomic():
         Totp.delete().where(Totp.user == target.id).execute()
         RecoveryCode.delete().where(RecoveryCode.user == target.id).execute()
@@ -480,7 +487,7 @@ def reset_totp(admin, user_id, address="", path="", now=None):
                      reason=f"two-factor sign-in of {target.name} ({target.role}, id "
                             f"{target.id}) turned off",
                      address=address, path=path, now=now)
-        _tell(target, "Two-factor sign-in was turned off for your account by the clinic.",
+        _tell(target, N_("Two-factor sign-in was turned off for your account by the clinic."),
               now or clock.now())
     return target
 

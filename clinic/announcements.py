@@ -18,10 +18,12 @@ import json
 import logging
 from datetime import date
 
+from babel.numbers import format_decimal
 from peewee import fn
 
-from clinic import clock, people, settings
+from clinic import clock, i18n, people, settings
 from clinic.errors import Conflict, NotFound, check
+from clinic.i18n import _
 from clinic.jobs import progress
 from clinic.jobs.queue import BULK
 from clinic.mail import compose, outbox, preferences
@@ -51,7 +53,7 @@ def _day(raw, name, errors):
     try:
         return date.fromisoformat(str(raw or "").strip())
     except ValueError:
-        errors[name] = "Enter a date as YYYY-MM-DD."
+        errors[name] = _("Enter a date as YYYY-MM-DD.")
         return None
 
 
@@ -64,30 +66,32 @@ def parse(subject, text, audience):
     subject = " ".join(str(subject or "").split())
     text = str(text or "").replace("\r\n", "\n").strip()
     if not subject:
-        errors["subject"] = "Write a subject."
+        errors["subject"] = _("Write a subject.")
     elif len(subject) > MAX_SUBJECT:
-        errors["subject"] = f"Keep the subject under {MAX_SUBJECT} characters."
+        errors["subject"] = (_("Keep the subject under %(count)d characters.")
+                             % {"count": MAX_SUBJECT})
     if not text:
-        errors["text"] = "Write the message."
+        errors["text"] = _("Write the message.")
     elif len(text) > MAX_TEXT:
-        errors["text"] = f"Keep the message under {MAX_TEXT:,} characters."
+        errors["text"] = (_("Keep the message under %(count)s characters.")
+                          % {"count": format_decimal(MAX_TEXT, locale=i18n.language())})
     audience = audience if isinstance(audience, dict) else {}
     kind = audience.get("type")
     chosen = {"type": kind}
     if kind == "doctor":
         raw = str(audience.get("doctor_id") or "").strip()
         if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
-            errors["doctor_id"] = "Choose a doctor."
+            errors["doctor_id"] = _("Choose a doctor.")
         else:
             try:
                 chosen["doctor_id"] = people.get_doctor(int(raw)).user_id
             except NotFound:
-                errors["doctor_id"] = "Choose a doctor from the list."
+                errors["doctor_id"] = _("Choose a doctor from the list.")
     elif kind == "appointments":
         first, last = (_day(audience.get("from"), "from", errors),
                        _day(audience.get("to"), "to", errors))
         if first and last and last < first:
-            errors["to"] = "The last day comes before the first."
+            errors["to"] = _("The last day comes before the first.")
         elif first and last:
             chosen.update({"from": first.isoformat(), "to": last.isoformat()})
     elif kind != "all":
@@ -108,8 +112,8 @@ def recipients(audience):
     if audience["type"] == "doctor":
         query = query.where(fn.EXISTS(visits.where(Appointment.doctor == audience["doctor_id"])))
     elif audience["type"] == "appointments":
-        lo, _ = clock.day_bounds(date.fromisoformat(audience["from"]))
-        _, hi = clock.day_bounds(date.fromisoformat(audience["to"]))
+        lo, _end = clock.day_bounds(date.fromisoformat(audience["from"]))
+        _start, hi = clock.day_bounds(date.fromisoformat(audience["to"]))
         query = query.where(fn.EXISTS(visits.where(Appointment.start >= lo,
                                                    Appointment.start < hi)))
     return query
@@ -119,13 +123,16 @@ def describe(audience):
     """The audience in words, for the pages."""
     if audience.get("type") == "doctor":
         doctor = User.get_or_none(User.id == audience.get("doctor_id"))
-        return f"Patients of {doctor.name if doctor else 'a doctor no longer listed'}"
+        return (_("Patients of %(doctor)s") % {"doctor": doctor.name} if doctor
+                else _("Patients of a doctor no longer listed"))
     if audience.get("type") == "appointments":
         first, last = (date.fromisoformat(audience[k]) for k in ("from", "to"))
         if first == last:
-            return f"Patients with an appointment on {first:%a %d %b %Y}"
-        return f"Patients with an appointment from {first:%a %d %b %Y} to {last:%a %d %b %Y}"
-    return "All patients"
+            return (_("Patients with an appointment on %(day)s")
+                    % {"day": i18n.formatted(first, "day")})
+        return (_("Patients with an appointment from %(first)s to %(last)s")
+                % {"first": i18n.formatted(first, "day"), "last": i18n.formatted(last, "day")})
+    return _("All patients")
 
 
 def fingerprint(subject, text, audience):
@@ -149,7 +156,7 @@ def preview(subject, text, audience):
     first = recipients(audience).first()  # first() would put a LIMIT 1 on ``query`` itself
     name = first.name if first else SAMPLE_NAME
     example = f"{settings.get().base_url}/unsubscribe/…"  # each patient's own link
-    rendered_subject, rendered_text, _ = compose.render(
+    rendered_subject, rendered_text, _html = compose.render(
         KIND, **_context(subject, text, name), unsubscribe_url=example)
     opted_out = (OptOut.select(OptOut.id)
                  .where(OptOut.kind == preferences.choice_of(KIND),
@@ -183,7 +190,7 @@ def resume(user, announcement_id):
     time writes nothing twice either."""
     announcement = get(announcement_id)
     if announcement.state == "written":
-        raise Conflict("This announcement is sent already: every recipient has their email.")
+        raise Conflict(_("This announcement is sent already: every recipient has their email."))
     total = recipients(announcement.audience).count()
     return _queue(announcement, user, total)
 
@@ -295,7 +302,7 @@ def delivery(announcement_id):
 def get(announcement_id):
     announcement = Announcement.get_or_none(Announcement.id == announcement_id)
     if announcement is None:
-        raise NotFound("No such announcement.")
+        raise NotFound(_("No such announcement."))
     return announcement
 
 

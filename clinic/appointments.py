@@ -13,9 +13,10 @@ from datetime import datetime, timedelta
 
 from peewee import IntegrityError
 
-from clinic import clock, details, settings, slots, visit_types, waitlist
+from clinic import clock, details, i18n, settings, slots, visit_types, waitlist
 from clinic.db import database, locked
 from clinic.errors import Conflict, Forbidden, Invalid, NoAccess, NotFound
+from clinic.i18n import _
 from clinic.mail import notices
 from clinic.models import ACTIVE_STATUSES, Appointment, Doctor, Patient, Treatment, User
 
@@ -38,31 +39,37 @@ def parse_start(raw):
         value = datetime.fromisoformat((raw or "").strip().replace("Z", "+00:00"))
     except ValueError:
         raise Invalid("start must be an ISO 8601 date and time, such as "
-                      "2026-03-02T09:30:00+01:00", {"start": "Choose a valid time."}) from None
+                      "2026-03-02T09:30:00+01:00", {"start": _("Choose a valid time.")}) from None
     return clock.to_utc(value)
 
 
 def _check_bookable(doctor, start, now, exclude=None, patient_id=None, minutes=None):
     if doctor is None or not doctor.user.active:
-        raise Invalid("This doctor is not taking bookings.",
-                      {"doctor_id": "This doctor is not taking bookings."})
+        raise Invalid(_("This doctor is not taking bookings."),
+                      {"doctor_id": _("This doctor is not taking bookings.")})
     if start <= now:
-        raise Invalid("That time has already passed.", {"start": "Choose a time in the future."})
+        raise Invalid(_("That time has already passed."),
+                      {"start": _("Choose a time in the future.")})
     if start > now + settings.get().booking_horizon:
-        raise Invalid("That time is too far ahead to book.",
-                      {"start": "Choose a time closer to today."})
+        raise Invalid(_("That time is too far ahead to book."),
+                      {"start": _("Choose a time closer to today.")})
     day = clock.local(start).date()
     if start not in slots.grid(doctor, day, minutes=minutes):
-        raise Invalid("The doctor does not see patients at that time"
-                      + (" for a visit this long." if minutes else "."),
-                      {"start": "Choose one of the offered times."})
+        raise Invalid(_("The doctor does not see patients at that time for a visit this long.")
+                      if minutes else _("The doctor does not see patients at that time."),
+                      {"start": _("Choose one of the offered times.")})
     end = start + timedelta(minutes=minutes or doctor.slot_minutes)
     away = slots.away(doctor.user_id, start, end)
     if away:
-        who = "The clinic is closed" if away[0].doctor_id is None else "The doctor is away"
-        why = f" ({away[0].reason})" if away[0].reason else ""
-        raise Invalid(f"{who} at that time{why}. Please choose another time.",
-                      {"start": "Choose one of the offered times."})
+        closed, reason = away[0].doctor_id is None, away[0].reason
+        if closed:
+            who = (_("The clinic is closed at that time (%(reason)s).") % {"reason": reason}
+                   if reason else _("The clinic is closed at that time."))
+        else:
+            who = (_("The doctor is away at that time (%(reason)s).") % {"reason": reason}
+                   if reason else _("The doctor is away at that time."))
+        raise Invalid(who + " " + _("Please choose another time."),
+                      {"start": _("Choose one of the offered times.")})
     if slots.busy(doctor.user_id, start, end, exclude=exclude):
         raise Conflict(_taken(patient_id, doctor.user_id, start))
     waitlist.check_not_held(doctor.user_id, start, end, patient_id)
@@ -77,7 +84,7 @@ def _check_patient_free(patient_id, start, end, exclude=None):
     if exclude is not None:
         clash = clash.where(Appointment.id != exclude)
     if clash.exists():
-        raise Conflict("You already have an appointment at that time.")
+        raise Conflict(_("You already have an appointment at that time."))
 
 
 def _doctor(doctor_id):
@@ -85,7 +92,7 @@ def _doctor(doctor_id):
         doctor_id = int(doctor_id)
     except (TypeError, ValueError):
         raise Invalid("doctor_id must be a doctor's id",
-                      {"doctor_id": "Choose a doctor."}) from None
+                      {"doctor_id": _("Choose a doctor.")}) from None
     doctor = locked(Doctor.select(Doctor, User).join(User).where(Doctor.user == doctor_id))
     return doctor.first()
 
@@ -97,7 +104,7 @@ def book(patient_id, doctor_id, start, reason="", now=None, visit_type_id=None):
     now = now or clock.now()
     reason = (reason or "").strip()
     if len(reason) > 2000:
-        raise Invalid("The reason is too long.", {"reason": "Keep it under 2000 characters."})
+        raise Invalid(_("The reason is too long."), {"reason": _("Keep it under 2000 characters.")})
     try:
         with database.atomic():
             doctor = _doctor(doctor_id)
@@ -105,7 +112,7 @@ def book(patient_id, doctor_id, start, reason="", now=None, visit_type_id=None):
             end = _check_bookable(doctor, start, now, patient_id=patient_id,
                                   minutes=visit_type.minutes if visit_type else None)
             if locked(Patient.select().where(Patient.user == patient_id)).first() is None:
-                raise Invalid("Only patients can book appointments.")
+                raise Invalid(_("Only patients can book appointments."))
             _check_patient_free(patient_id, start, end)
             appointment = Appointment.create(
                 patient=patient_id, doctor=doctor.user_id, start=start, end=end, reason=reason,
@@ -131,7 +138,7 @@ def reschedule(appointment, start, user, now=None):
                               Appointment.status.in_(ACTIVE_STATUSES))
                        .execute())
             if not changed:
-                raise Conflict("This appointment can no longer be changed.")
+                raise Conflict(_("This appointment can no longer be changed."))
             waitlist.slot_freed(appointment.doctor_id, appointment.start, appointment.end, now,
                                 freed_by=appointment.id)
             appointment = Appointment.get_by_id(appointment.id)
@@ -141,18 +148,25 @@ def reschedule(appointment, start, user, now=None):
     return appointment
 
 
+def status_word(status):
+    """An appointment's status as a word in a sentence, in the language in force."""
+    words = {"booked": _("booked"), "confirmed": _("confirmed"), "cancelled": _("cancelled"),
+             "completed": _("completed"), "no_show": _("no show"), "arrived": _("arrived")}
+    return words.get(status, status.replace("_", " "))
+
+
 def _check_changeable(appointment, user, now):
     if appointment.status not in ACTIVE_STATUSES:
-        raise Conflict(f"This appointment is {appointment.status.replace('_', ' ')} and can no "
-                       "longer be changed.")
+        raise Conflict(_("This appointment is %(status)s and can no longer be changed.")
+                       % {"status": status_word(appointment.status)})
     if user is not None and user.role == "patient":
         cutoff = appointment.start - settings.get().cancel_cutoff
         if now > cutoff:
             hours = settings.get().cancel_cutoff.total_seconds() / 3600
-            raise Conflict(f"Appointments can be changed online until {hours:g} hours before "
-                           "they start. " + details.call_us())
+            raise Conflict(_("Appointments can be changed online until %(hours)s hours before "
+                             "they start.") % {"hours": f"{hours:g}"} + " " + details.call_us())
     elif appointment.start <= now and (user is None or user.role not in ("admin", "desk")):
-        raise Conflict("This appointment has already started.")
+        raise Conflict(_("This appointment has already started."))
 
 
 def can_change(appointment, user, now=None):
@@ -173,7 +187,7 @@ def cancel(appointment, user, now=None):
                           Appointment.status.in_(ACTIVE_STATUSES))
                    .execute())
         if not changed:
-            raise Conflict("This appointment can no longer be cancelled.")
+            raise Conflict(_("This appointment can no longer be cancelled."))
         appointment = Appointment.get_by_id(appointment.id)
         notices.cancelled(appointment)
         waitlist.slot_freed(appointment.doctor_id, appointment.start, appointment.end, now,
@@ -190,7 +204,7 @@ def confirm(appointment, now=None):
                       Appointment.start > now)
                .execute())
     if not changed:
-        raise Conflict("This appointment can no longer be confirmed.")
+        raise Conflict(_("This appointment can no longer be confirmed."))
     return Appointment.get_by_id(appointment.id)
 
 
@@ -204,15 +218,15 @@ NO_SHOW_COMPLETABLE_DAYS = 2  # the visit's clinic-local day and the next
 def _why_not_completable(appointment, now):
     """Why complete() refuses the appointment now (a sentence), or None when it may."""
     if appointment.status not in COMPLETABLE:
-        return f"This appointment is {appointment.status.replace('_', ' ')}."
+        return _("This appointment is %(status)s.") % {"status": status_word(appointment.status)}
     if now < appointment.start:
-        return ("A visit can be completed from its start on: "
-                f"{clock.local(appointment.start).strftime('%a %d %b %Y, %H:%M')}.")
+        return (_("A visit can be completed from its start on: %(start)s.")
+                % {"start": i18n.formatted(appointment.start)})
     if appointment.status == "no_show":
         days = (clock.local(now).date() - clock.local(appointment.start).date()).days
         if days >= NO_SHOW_COMPLETABLE_DAYS:
-            return ("A visit marked as a no-show can be completed on its day and the next "
-                    "only.")
+            return _("A visit marked as a no-show can be completed on its day and the next "
+                     "only.")
     return None
 
 
@@ -223,14 +237,14 @@ def check_in(appointment, now=None):
     if appointment.status == "arrived":
         return appointment
     if clock.local(now).date() != clock.local(appointment.start).date():
-        raise Conflict("A patient can be checked in on the day of the visit only.")
+        raise Conflict(_("A patient can be checked in on the day of the visit only."))
     changed = (Appointment.update(status="arrived", updated_at=now)
                .where(Appointment.id == appointment.id,
                       Appointment.status.in_(ACTIVE_STATUSES))
                .execute())
     if not changed:
-        raise Conflict(f"This appointment is {appointment.status.replace('_', ' ')} and cannot "
-                       "be checked in.")
+        raise Conflict(_("This appointment is %(status)s and cannot be checked in.")
+                       % {"status": status_word(appointment.status)})
     return Appointment.get_by_id(appointment.id)
 
 
@@ -239,7 +253,7 @@ def complete(appointment, doctor_user, fields, now=None):
     marked as a no-show on its day and the next)."""
     now = now or clock.now()
     if appointment.doctor_id != doctor_user.id:
-        raise Forbidden("Only the appointment's doctor can complete it.")
+        raise Forbidden(_("Only the appointment's doctor can complete it."))
     if (why := _why_not_completable(appointment, now)) is not None:
         raise Conflict(why)
     values = treatment_values(fields)
@@ -249,7 +263,7 @@ def complete(appointment, doctor_user, fields, now=None):
                           Appointment.status.in_(COMPLETABLE))
                    .execute())
         if not changed:
-            raise Conflict("This appointment was changed meanwhile; reload the page.")
+            raise Conflict(_("This appointment was changed meanwhile; reload the page."))
         Treatment.create(appointment=appointment.id, created_at=now, **values)
     return Appointment.get_by_id(appointment.id)
 
@@ -260,39 +274,40 @@ def treatment_values(fields):
     values = {name: str(fields.get(name) or "").strip() for name in TREATMENT_FIELDS}
     errors = {}
     if not values["visit_type"]:
-        errors["visit_type"] = "Enter the type of visit."
+        errors["visit_type"] = _("Enter the type of visit.")
     for name, value in values.items():
         if len(value) > 10_000:
-            errors[name] = "This is too long."
+            errors[name] = _("This is too long.")
     if errors:
         raise Invalid(next(iter(errors.values())) if len(errors) == 1
-                      else "Please correct the highlighted fields.", errors)
+                      else _("Please correct the highlighted fields."), errors)
     return values
 
 
 def mark_no_show(appointment, user, now=None):
     now = now or clock.now()
     if user.role == "doctor" and appointment.doctor_id != user.id:
-        raise Forbidden("Only the appointment's doctor can mark it.")
+        raise Forbidden(_("Only the appointment's doctor can mark it."))
     if appointment.status not in ACTIVE_STATUSES:
-        raise Conflict(f"This appointment is {appointment.status.replace('_', ' ')}.")
+        raise Conflict(_("This appointment is %(status)s.")
+                       % {"status": status_word(appointment.status)})
     if appointment.start > now:
-        raise Conflict("A visit can be marked as missed only after it was due to start.")
+        raise Conflict(_("A visit can be marked as missed only after it was due to start."))
     changed = (Appointment.update(status="no_show", prior_status=Appointment.status,
                                   updated_at=now)
                .where(Appointment.id == appointment.id,
                       Appointment.status.in_(ACTIVE_STATUSES))
                .execute())
     if not changed:
-        raise Conflict("This appointment was changed meanwhile; reload the page.")
+        raise Conflict(_("This appointment was changed meanwhile; reload the page."))
     return Appointment.get_by_id(appointment.id)
 
 
 def _why_not_undoable(appointment, now):
     if appointment.status != "no_show":
-        return "This appointment is not marked as a no-show."
+        return _("This appointment is not marked as a no-show.")
     if clock.local(now).date() != clock.local(appointment.start).date():
-        return "A no-show mark can be undone on the visit's day only."
+        return _("A no-show mark can be undone on the visit's day only.")
     return None
 
 
@@ -302,7 +317,7 @@ def undo_no_show(appointment, user, now=None):
     then on (``no_show_undone_at``)."""
     now = now or clock.now()
     if appointment.doctor_id != user.id:
-        raise Forbidden("Only the appointment's doctor can undo the mark.")
+        raise Forbidden(_("Only the appointment's doctor can undo the mark."))
     if (why := _why_not_undoable(appointment, now)) is not None:
         raise Conflict(why)
     back = appointment.prior_status if appointment.prior_status in ACTIVE_STATUSES else "booked"
@@ -311,7 +326,7 @@ def undo_no_show(appointment, user, now=None):
                .where(Appointment.id == appointment.id, Appointment.status == "no_show")
                .execute())
     if not changed:
-        raise Conflict("This appointment was changed meanwhile; reload the page.")
+        raise Conflict(_("This appointment was changed meanwhile; reload the page."))
     return Appointment.get_by_id(appointment.id)
 
 
@@ -370,9 +385,9 @@ def appointment_for(user, appointment_id):
     try:
         appointment_id = int(appointment_id)
     except (TypeError, ValueError):
-        raise NotFound("No such appointment.") from None
+        raise NotFound(_("No such appointment.")) from None
     appointment = visible_to(user).where(Appointment.id == appointment_id).first()
     if appointment is None:
-        raise NoAccess("No such appointment.", "appointment", appointment_id)
+        raise NoAccess(_("No such appointment."), "appointment", appointment_id)
     return appointment
 

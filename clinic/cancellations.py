@@ -18,6 +18,7 @@ from peewee import JOIN
 from clinic import clock, people
 from clinic.db import database
 from clinic.errors import Conflict, Invalid, NotFound
+from clinic.i18n import _
 from clinic.jobs import progress
 from clinic.jobs.queue import URGENT
 from clinic.mail import notices
@@ -44,11 +45,11 @@ def check_reason(reason):
     """The reason tidied, or Invalid: the patients are told it, so it must be there."""
     reason = " ".join(str(reason or "").split())
     if not reason:
-        raise Invalid("Say why the appointments are cancelled: the patients are told.",
-                      {"reason": "Enter the reason the patients are told."})
+        raise Invalid(_("Say why the appointments are cancelled: the patients are told."),
+                      {"reason": _("Enter the reason the patients are told.")})
     if len(reason) > MAX_REASON:
-        raise Invalid("The reason is too long.",
-                      {"reason": f"Keep it under {MAX_REASON} characters."})
+        raise Invalid(_("The reason is too long."),
+                      {"reason": _("Keep it under %(count)s characters.") % {"count": MAX_REASON}})
     return reason
 
 
@@ -56,7 +57,7 @@ def resume(batch_id, user=None):
     """Run a batch again after it stopped: the appointments it cancelled already are skipped."""
     batch = get(batch_id)
     if batch.state == "done":
-        raise Conflict("These appointments are cancelled already and every patient was told.")
+        raise Conflict(_("These appointments are cancelled already and every patient was told."))
     return _queue(batch, user)
 
 
@@ -175,7 +176,7 @@ def batches(batch_ids):
 def get(batch_id):
     batch = Cancellation.get_or_none(Cancellation.id == batch_id)
     if batch is None:
-        raise NotFound("No such cancellation.")
+        raise NotFound(_("No such cancellation."))
     return batch
 
 

@@ -6,6 +6,7 @@ import functools
 from datetime import UTC, date, datetime, time, timedelta
 
 from clinic.errors import Invalid
+from clinic.i18n import _
 
 
 def now():
@@ -70,7 +71,7 @@ def days_between(day_from, day_to, errors):
     ``errors`` under "from" or "to"."""
     first, last = _form_day(day_from, "from", errors), _form_day(day_to, "to", errors)
     if first and last and last < first:
-        errors["to"] = "The last day comes before the first."
+        errors["to"] = _("The last day comes before the first.")
     return (midnight(first) if first else None,
             midnight(last + timedelta(days=1)) if last else None)
 
@@ -84,7 +85,7 @@ def parse_day(raw, default=None):
         return date.fromisoformat(raw.strip())
     except ValueError:
         raise Invalid("date must be YYYY-MM-DD",
-                      {"date": "Enter the date as YYYY-MM-DD."}) from None
+                      {"date": _("Enter the date as YYYY-MM-DD.")}) from None
 
 
 def _form_day(raw, field, errors):
@@ -93,7 +94,7 @@ def _form_day(raw, field, errors):
     try:
         return date.fromisoformat(raw.strip())
     except ValueError:
-        errors[field] = "Enter a date as YYYY-MM-DD."
+        errors[field] = _("Enter a date as YYYY-MM-DD.")
         return None
 
 

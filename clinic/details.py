@@ -23,6 +23,7 @@ from peewee import DatabaseError
 from clinic import settings
 from clinic.db import database
 from clinic.errors import Conflict, check
+from clinic.i18n import _
 
 log = logging.getLogger("clinic.details")
 
@@ -71,8 +72,9 @@ class Details:
 def call_us(capital=True):
     """"Please call the clinic on +49 30 1234567.", or without the number when none is set."""
     phone = current().phone_text
-    text = f"please call the clinic on {phone}." if phone else "please call the clinic."
-    return text[0].upper() + text[1:] if capital else text
+    text = (_("Please call the clinic on %(phone)s.") % {"phone": phone} if phone
+            else _("Please call the clinic."))
+    return text if capital else text[:1].lower() + text[1:]
 
 
 def format_phone(e164):
@@ -173,23 +175,23 @@ def update(changes, who=None, confirm=False):
     from clinic.models import ClinicSettings
 
     now_in_force = current()
-    locked = {name: f"Set by CLINIC_{name.upper()} in the environment; change it there "
-                    "(the environment wins over this page)."
+    locked = {name: _("Set by %(variable)s in the environment; change it there (the "
+                      "environment wins over this page).") % {"variable": f"CLINIC_{name.upper()}"}
               for name in changes if name in now_in_force.from_environment}
     if locked:
         raise Conflict(next(iter(locked.values())) if len(locked) == 1
-                       else "Some of these are set in the environment.", locked)
+                       else _("Some of these are set in the environment."), locked)
     errors = {}
     clean = {}
     for name, raw in changes.items():
         value = " ".join((raw or "").split())  # one line: headers and footers hold it
         if name == "name":
             if not value:
-                errors["name"] = "Enter the clinic's name."
+                errors["name"] = _("Enter the clinic's name.")
             elif len(value) > 200:
-                errors["name"] = "The name is too long (200 characters at most)."
+                errors["name"] = _("The name is too long (200 characters at most).")
         elif name == "address" and len(value) > 300:
-            errors["address"] = "The address is too long (300 characters at most)."
+            errors["address"] = _("The address is too long (300 characters at most).")
         elif name == "phone":
             found = {}
             value = people.parse_phone(value, found, region=now_in_force.phone_region)
@@ -197,13 +199,13 @@ def update(changes, who=None, confirm=False):
                 errors["phone"] = found["phone"]
         elif name == "timezone":
             if value not in time_zones():
-                errors["timezone"] = ("Not a time zone we know: choose one from the list, such "
-                                      "as Europe/Berlin or America/New_York.")
+                errors["timezone"] = (_("Not a time zone we know: choose one from the list, such "
+                                      "as Europe/Berlin or America/New_York."))
         elif name == "website" and value:
             if "://" not in value:
                 value = "https://" + value
             if len(value) > 300 or not _WEBSITE.fullmatch(value):
-                errors["website"] = "Enter the website's address, such as https://example.com."
+                errors["website"] = _("Enter the website's address, such as https://example.com.")
         clean[name] = value
     check(errors)
     if confirm or "timezone" in clean:

@@ -2,6 +2,8 @@
 form error or a 4xx JSON ``{"error": ...}``; nothing half-written is left behind because each
 domain function validates before it writes, inside one transaction."""
 
+from clinic.i18n import _
+
 
 class ClinicError(Exception):
     status = 400
@@ -38,9 +40,10 @@ class Conflict(ClinicError):
     status = 409
 
 
-def check(errors, message="Please correct the highlighted fields."):
+def check(errors, message=None):
     """Raise Invalid if the ``errors`` dict collected by a validator is not empty."""
     if errors:
+        message = message or _("Please correct the highlighted fields.")
         raise Invalid(message if len(errors) > 1 else next(iter(errors.values())), errors)
 
 

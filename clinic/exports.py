@@ -30,9 +30,10 @@ import os
 import secrets
 from datetime import timedelta
 
-from clinic import clock, settings
+from clinic import clock, i18n, settings
 from clinic.db import database, locked
 from clinic.errors import ClinicError, Forbidden, NoAccess, NotFound
+from clinic.i18n import _
 from clinic.jobs import progress
 from clinic.jobs.queue import NORMAL
 from clinic.mail import outbox
@@ -92,7 +93,7 @@ def start(user, now=None):
        committed: a rolled-back start queues nothing, and the task never finds them missing.
     """
     if user is None or user.role != "patient":
-        raise Forbidden("Only patients can export their history.")
+        raise Forbidden(_("Only patients can export their history."))
     now = now or clock.now()
     with database.atomic():
         locked(User.select(User.id).where(User.id == user.id)).execute()
@@ -248,7 +249,7 @@ def _finish(export, name, written, now=None):
             "history_export", f"history_export:{export.id}", patient.email,
             context={"name": patient.name, "rows": written, "expires_at": expires_at,
                      "download_url": s.base_url + download_path(export.task_id),
-                     "lifetime": _in_words(ttl())},
+                     "lifetime": ttl()},
             user=patient.id,
             attachments=[{"filename": download_name(export), "content_type": "text/csv",
                           "path": f"exports/{name}"}])
@@ -264,12 +265,7 @@ def download_name(export):
 
 
 def _in_words(delta):
-    hours = int(delta.total_seconds() // 3600)
-    if hours >= 48 and hours % 24 == 0:
-        return f"{hours // 24} days"
-    if hours >= 1:
-        return f"{hours} hour{'' if hours == 1 else 's'}"
-    return f"{int(delta.total_seconds() // 60)} minutes"
+    return i18n.duration(delta)
 
 
 # -- seeing and downloading -----------------------------------------------------------------------
@@ -283,7 +279,7 @@ def export_for(user, task_id):
     record = TaskRecord.get_or_none(TaskRecord.task_id == task_id)
     if (user is None or export is None or record is None or user.role != "patient"
             or export.patient_id != user.id):
-        raise NoAccess("No such export.", "export", task_id)
+        raise NoAccess(_("No such export."), "export", task_id)
     return export, record
 
 
@@ -298,11 +294,11 @@ def download(user, task_id, now=None):
     it is not ready, Gone once its download period is over."""
     export, record = export_for(user, task_id)
     if record.state != "SUCCESS" or not export.filename:
-        raise NotFound("This export is not ready yet.")
+        raise NotFound(_("This export is not ready yet."))
     path = folder() / export.filename
     if not available(export, now) or not path.is_file():
-        raise Gone(f"This export is no longer available: downloads work for "
-                   f"{_in_words(ttl())}. Start a new export from your history page.")
+        raise Gone(_("This export is no longer available: downloads work for %(lifetime)s. "
+                     "Start a new export from your history page.") % {"lifetime": _in_words(ttl())})
     return path, download_name(export)
 
 

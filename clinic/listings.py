@@ -9,6 +9,7 @@ from peewee import fn
 
 from clinic import appointments, clock
 from clinic.errors import Invalid
+from clinic.i18n import _
 from clinic.models import (
     ACTIVE_STATUSES,
     APPOINTMENT_STATUSES,
@@ -112,12 +113,12 @@ def search(query="", status="", doctor_id="", day="", limit=50, offset=0):
         if status in APPOINTMENT_STATUSES:
             result = result.where(Appointment.status == status)
         else:
-            errors["status"] = "Choose a status from the list."
+            errors["status"] = _("Choose a status from the list.")
     if doctor_id:
         try:
             result = result.where(Appointment.doctor == int(doctor_id))
         except ValueError:
-            errors["doctor"] = "Choose a doctor from the list."
+            errors["doctor"] = _("Choose a doctor from the list.")
     order = Appointment.start.desc()
     if day:
         try:
@@ -125,7 +126,7 @@ def search(query="", status="", doctor_id="", day="", limit=50, offset=0):
             result = result.where(Appointment.start >= lo, Appointment.start < hi)
             order = Appointment.start
         except ValueError:
-            errors["date"] = "Enter the date as YYYY-MM-DD."
+            errors["date"] = _("Enter the date as YYYY-MM-DD.")
     if errors:
         raise Invalid(next(iter(errors.values())) if len(errors) == 1
                       else "Please correct the highlighted filters.", errors)

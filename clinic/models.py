@@ -56,6 +56,8 @@ class User(BaseModel):
     password_hash = CharField(max_length=200)
     active = BooleanField(default=True)
     created_at = UTCDateTimeField(default=now)
+    # A code of CLINIC_LANGUAGES for their pages and every message they get; "": not chosen.
+    language = CharField(max_length=10, default="")
 
     def __str__(self):
         return self.name

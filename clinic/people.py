@@ -7,9 +7,10 @@ from datetime import date
 import phonenumbers
 from peewee import IntegrityError, fn
 
-from clinic import auth, details
+from clinic import auth, details, i18n
 from clinic.db import database
 from clinic.errors import Forbidden, Invalid, NoAccess, NotFound, check
+from clinic.i18n import N_, _
 from clinic.models import CHANNEL_CHOICES, WEEKDAYS, Appointment, Doctor, Patient, User
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -22,9 +23,9 @@ def _check_identity(errors, email, name, password, password_required=True):
     if problem := email_problem(email):
         errors["email"] = problem
     if not (name or "").strip():
-        errors["name"] = "Enter a name."
+        errors["name"] = _("Enter a name.")
     elif len(name.strip()) > 200:
-        errors["name"] = "The name is too long (200 characters at most)."
+        errors["name"] = _("The name is too long (200 characters at most).")
     if (password_required or password) and (problem := password_problem(password)):
         errors["password"] = problem
     return email
@@ -33,9 +34,9 @@ def _check_identity(errors, email, name, password, password_required=True):
 def email_problem(email):
     """What is wrong with ``email`` (normalised) as a new account's address, or None."""
     if not EMAIL_RE.match(email) or len(email) > 254 or "\r" in email or "\n" in email:
-        return "Enter a valid email address."
+        return _("Enter a valid email address.")
     if User.select().where(User.email == email).exists():
-        return "An account with this email already exists."
+        return _("An account with this email already exists.")
     return None
 
 
@@ -43,9 +44,9 @@ def password_problem(password):
     """What is wrong with ``password`` as a new password, or None: the rule of registration,
     also for resets and changes."""
     if len(password or "") < auth.MIN_PASSWORD_LENGTH:
-        return f"Use at least {auth.MIN_PASSWORD_LENGTH} characters."
+        return _("Use at least %(count)d characters.") % {"count": auth.MIN_PASSWORD_LENGTH}
     if len(password) > 1024:
-        return "The password is too long."  # noqa: S105 (a message)
+        return _("The password is too long.")  # noqa: S105 (a message)
     return None
 
 
@@ -65,20 +66,21 @@ def parse_phone(raw, errors, region=None):
         region = details.current().phone_region
     example = _example(region)
     if len(text) > 40:
-        errors["phone"] = "The phone number is too long."
+        errors["phone"] = _("The phone number is too long.")
         return text
     try:
         number = phonenumbers.parse(text, region or None)
     except phonenumbers.NumberParseException:
         if not text.startswith("+") and not region and any(c.isdigit() for c in text):
-            errors["phone"] = f"Enter the number with its country code, such as {example}."
+            errors["phone"] = (_("Enter the number with its country code, such as %(example)s.")
+                               % {"example": example})
         else:
-            errors["phone"] = (f"This is not a phone number: enter it with its country code, "
-                               f"such as {example}.")
+            errors["phone"] = (_("This is not a phone number: enter it with its country code, "
+                                 "such as %(example)s.") % {"example": example})
         return text
     if not phonenumbers.is_valid_number(number):
-        errors["phone"] = (f"This is not a phone number in use: check the digits and the "
-                           f"country code (such as {example}).")
+        errors["phone"] = (_("This is not a phone number in use: check the digits and the "
+                             "country code (such as %(example)s).") % {"example": example})
         return text
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
@@ -99,17 +101,18 @@ def parse_channel(patient_id, changes, patient_changes, errors):
     channel = (changes.get("channel") or "").strip().lower() if "channel" in changes else (
         current.channel if current else "email")
     if channel not in CHANNEL_CHOICES:
-        errors["channel"] = "Choose email, sms or both."
+        errors["channel"] = _("Choose email, sms or both.")
         return {}
     if "phone" in errors:
         return {}
     phone = patient_changes.get("phone", current.phone if current else "")
     if channel != "email" and not phone:
         if "channel" in changes:
-            errors["channel"] = "SMS needs a phone number: enter yours with its country code."
+            errors["channel"] = _("SMS needs a phone number: enter yours with its country "
+                                  "code.")
         else:
-            errors["phone"] = ("Your messages go by SMS: keep a phone number, or choose email "
-                               "first.")
+            errors["phone"] = _("Your messages go by SMS: keep a phone number, or choose email "
+                                "first.")
     return {"channel": channel} if "channel" in changes else {}
 
 
@@ -120,31 +123,42 @@ def parse_birth_date(raw, errors):
     try:
         value = date.fromisoformat(raw)
     except ValueError:
-        errors["date_of_birth"] = "Enter the date as YYYY-MM-DD."
+        errors["date_of_birth"] = _("Enter the date as YYYY-MM-DD.")
         return None
     if value > date.today() or value.year < 1900:
-        errors["date_of_birth"] = "Enter a date of birth in the past."
+        errors["date_of_birth"] = _("Enter a date of birth in the past.")
     return value
 
 
-def _create_user(email, name, password, role):
+def parse_language(raw, errors):
+    """A language code CLINIC_LANGUAGES offers, from a form or the API; "" stays "" (not
+    chosen)."""
+    code = (raw or "").strip().lower()
+    if code and not i18n.chosen(code):
+        errors["language"] = _("Choose one of the languages offered: %(codes)s.") % {
+            "codes": ", ".join(i18n.offered())}
+    return code
+
+
+def _create_user(email, name, password, role, language=""):
     try:
         return User.create(email=email, name=name.strip(), role=role,
-                           password_hash=auth.hash_password(password))
+                           password_hash=auth.hash_password(password), language=language)
     except IntegrityError:
         # Two sign-ups with one email at once: the unique index decided.
-        raise Invalid("An account with this email already exists.",
-                      {"email": "An account with this email already exists."}) from None
+        raise Invalid(_("An account with this email already exists."),
+                      {"email": _("An account with this email already exists.")}) from None
 
 
-def register_patient(email, password, name, date_of_birth="", phone=""):
+def register_patient(email, password, name, date_of_birth="", phone="", language=""):
     errors = {}
     email = _check_identity(errors, email, name, password)
+    language = parse_language(language, errors)
     dob = parse_birth_date(date_of_birth, errors)
     phone = parse_phone(phone, errors)
     check(errors)
     with database.atomic():
-        user = _create_user(email, name, password, "patient")
+        user = _create_user(email, name, password, "patient", language)
         Patient.create(user=user, date_of_birth=dob, phone=phone)
     return user
 
@@ -162,9 +176,9 @@ def register_at_desk(name, email="", date_of_birth="", phone=""):
     if email and (problem := email_problem(email)):
         errors["email"] = problem
     if not (name or "").strip():
-        errors["name"] = "Enter the patient's name."
+        errors["name"] = _("Enter the patient's name.")
     elif len(name.strip()) > 200:
-        errors["name"] = "The name is too long (200 characters at most)."
+        errors["name"] = _("The name is too long (200 characters at most).")
     dob = parse_birth_date(date_of_birth, errors)
     phone = parse_phone(phone, errors)
     check(errors)
@@ -173,8 +187,8 @@ def register_at_desk(name, email="", date_of_birth="", phone=""):
             user = User.create(email=email or None, name=name.strip(), role="patient",
                                password_hash=NO_PASSWORD)
         except IntegrityError:
-            raise Invalid("An account with this email already exists.",
-                          {"email": "An account with this email already exists."}) from None
+            raise Invalid(_("An account with this email already exists."),
+                          {"email": _("An account with this email already exists.")}) from None
         Patient.create(user=user, date_of_birth=dob, phone=phone)
     return user
 
@@ -184,7 +198,7 @@ def patient_to_book(patient_id):
     nothing of their records. NotFound when there is none."""
     user = User.get_or_none(User.id == patient_id, User.role == "patient")
     if user is None:
-        raise NotFound("No such patient.")
+        raise NotFound(_("No such patient."))
     return user
 
 
@@ -198,7 +212,7 @@ def create_staff(name, email, password, role):
     errors = {}
     email = _check_identity(errors, email, name, password)
     if role not in STAFF_ROLES:
-        errors["role"] = "Choose desk or admin."
+        errors["role"] = _("Choose desk or admin.")
     check(errors)
     return _create_user(email, name, password, role)
 
@@ -212,7 +226,7 @@ def staff():
 def staff_member(user_id):
     user = User.get_or_none(User.id == user_id, User.role.in_(STAFF_ROLES))
     if user is None:
-        raise NotFound("No such staff member.")
+        raise NotFound(_("No such staff member."))
     return user
 
 
@@ -235,8 +249,10 @@ def create_admin(email, password, name="Administrator"):
     return _create_user(email, name, password, "admin")
 
 
-WEEKDAY_NAMES = dict(zip(WEEKDAYS, ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday",
-                                     "Saturday", "Sunday"), strict=True))
+# Marked for the catalog; translated where shown (templates: _(WEEKDAY_NAMES[day])).
+WEEKDAY_NAMES = dict(zip(WEEKDAYS, (N_("Monday"), N_("Tuesday"), N_("Wednesday"),
+                                     N_("Thursday"), N_("Friday"), N_("Saturday"),
+                                     N_("Sunday")), strict=True))
 RANGES_A_DAY = 2  # the admin form's ranges a weekday (morning and afternoon)
 
 
@@ -247,12 +263,13 @@ def parse_working_hours(value):
     so the weekly editor says it beside the day."""
     if not isinstance(value, dict):
         raise Invalid("working_hours must be an object of weekdays",
-                      {"working_hours": "Expected weekdays mon..sun with lists of intervals."})
+                      {"working_hours": _("Expected weekdays mon..sun with lists of intervals.")})
     result, errors = {}, {}
     for day, intervals in value.items():
         if day not in WEEKDAYS:
             raise Invalid(f"unknown weekday {day!r}; use mon..sun",
-                          {"working_hours": f"Unknown weekday {day!r}; use mon..sun."})
+                          {"working_hours": _("Unknown weekday %(day)s; use mon..sun.")
+                           % {"day": repr(day)}})
         if problem := _day_problem(day, intervals):
             errors[f"working_hours.{day}"] = problem
             continue
@@ -268,17 +285,19 @@ def parse_working_hours(value):
 def _day_problem(day, intervals):
     """What is wrong with one weekday's ranges, or None."""
     if not isinstance(intervals, list):
-        return f"{day}: expected a list of [start, end] pairs."
+        return _("%(day)s: expected a list of [start, end] pairs.") % {"day": day}
     for interval in intervals:
         if not (isinstance(interval, list | tuple) and len(interval) == 2
                 and all(isinstance(t, str) and TIME_RE.match(t) for t in interval)):
-            return f"{day}: enter each time as HH:MM, such as 09:00."
+            return _("%(day)s: enter each time as HH:MM, such as 09:00.") % {"day": day}
         if interval[0] >= interval[1]:
-            return f"{day}: a range must end after it starts ({interval[0]} to {interval[1]})."
+            return (_("%(day)s: a range must end after it starts (%(start)s to %(end)s).")
+                    % {"day": day, "start": interval[0], "end": interval[1]})
     ordered = sorted(tuple(i) for i in intervals)
     for (a, b), (c, d) in zip(ordered, ordered[1:], strict=False):
         if c < b:
-            return f"{day}: the ranges {a}-{b} and {c}-{d} overlap."
+            return (_("%(day)s: the ranges %(first)s and %(second)s overlap.")
+                    % {"day": day, "first": f"{a}-{b}", "second": f"{c}-{d}"})
     return None
 
 
@@ -317,15 +336,15 @@ def _hhmm(raw):
 def _check_practice(errors, specialization, slot_minutes):
     specialization = (specialization or "").strip()
     if not specialization:
-        errors["specialization"] = "Enter a specialization."
+        errors["specialization"] = _("Enter a specialization.")
     elif len(specialization) > 100:
-        errors["specialization"] = "The specialization is too long."
+        errors["specialization"] = _("The specialization is too long.")
     try:
         slot = int(slot_minutes)
         if not 5 <= slot <= 240:
             raise ValueError
     except (TypeError, ValueError):
-        errors["slot_minutes"] = "Enter a slot length from 5 to 240 minutes."
+        errors["slot_minutes"] = _("Enter a slot length from 5 to 240 minutes.")
         slot = None
     return specialization, slot
 
@@ -350,17 +369,17 @@ def update_doctor(doctor_id, name, specialization, slot_minutes, working_hours, 
                   password=""):
     doctor = Doctor.get_or_none(Doctor.user == doctor_id)
     if doctor is None:
-        raise NotFound("No such doctor.")
+        raise NotFound(_("No such doctor."))
     errors = {}
     if not (name or "").strip():
-        errors["name"] = "Enter a name."
+        errors["name"] = _("Enter a name.")
     specialization, slot = _check_practice(errors, specialization, slot_minutes)
     try:
         hours = parse_working_hours(working_hours or {})
     except Invalid as exc:
         errors.update(exc.fields)
     if password and len(password) < auth.MIN_PASSWORD_LENGTH:
-        errors["password"] = f"Use at least {auth.MIN_PASSWORD_LENGTH} characters."
+        errors["password"] = password_problem(password)
     check(errors)
     with database.atomic():
         changes = {"name": name.strip(), "active": bool(active)}
@@ -408,17 +427,17 @@ def patient_for(user, patient_id):
     patient = (Patient.select(Patient, User).join(User)
                .where(Patient.user == patient_id).first())
     if patient is None:
-        raise NoAccess("No such patient.", "patient", patient_id)
+        raise NoAccess(_("No such patient."), "patient", patient_id)
     if user.role == "admin" or user.id == patient.user_id:
         return patient
     if user.role == "doctor" and is_doctor_of(user.id, patient.user_id):
         return patient
-    raise NoAccess("No such patient.", "patient", patient_id)
+    raise NoAccess(_("No such patient."), "patient", patient_id)
 
 
 def require_role(user, *roles):
     if user is None or user.role not in roles:
-        raise Forbidden("You do not have access to this.")
+        raise Forbidden(_("You do not have access to this."))
 
 
 def search_patients(query="", limit=50, offset=0):
@@ -446,5 +465,5 @@ def get_doctor(doctor_id):
     """The doctor's profile (with ``.user``), active or not, or NotFound."""
     doctor = Doctor.select(Doctor, User).join(User).where(Doctor.user == doctor_id).first()
     if doctor is None:
-        raise NotFound("No such doctor.")
+        raise NotFound(_("No such doctor."))
     return doctor

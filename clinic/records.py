@@ -6,6 +6,7 @@ Amendment row), marks the record amended, and is audited. Only the visit's docto
 from clinic import appointments, audit, clock
 from clinic.db import database, locked
 from clinic.errors import Conflict, Forbidden, Invalid
+from clinic.i18n import _
 from clinic.models import Amendment, Treatment
 
 FIELD_NAMES = {"visit_type": "Visit type", "symptoms": "Symptoms", "diagnosis": "Diagnosis",
@@ -23,22 +24,22 @@ def amend(appointment, doctor_user, fields, reason="", now=None, address="", pat
     """
     now = now or clock.now()
     if appointment.doctor_id != doctor_user.id:
-        raise Forbidden("Only the visit's doctor can amend its record.")
+        raise Forbidden(_("Only the visit's doctor can amend its record."))
     if appointment.status != "completed":
-        raise Conflict("Only the record of a completed visit can be amended.")
+        raise Conflict(_("Only the record of a completed visit can be amended."))
     reason = (reason or "").strip()
     if len(reason) > 2000:
-        raise Invalid("The reason is too long.", {"reason": "Keep it under 2000 characters."})
+        raise Invalid(_("The reason is too long."), {"reason": _("Keep it under 2000 characters.")})
     with database.atomic():
         record = locked(Treatment.select().where(Treatment.appointment == appointment.id)).first()
         if record is None:
-            raise Conflict("This visit has no record to amend.")
+            raise Conflict(_("This visit has no record to amend."))
         current = {name: getattr(record, name) for name in appointments.TREATMENT_FIELDS}
         values = appointments.treatment_values({**current, **fields})
         changed = [name for name in appointments.TREATMENT_FIELDS
                    if values[name] != current[name]]
         if not changed:
-            raise Invalid("Nothing was changed: the record already says this.")
+            raise Invalid(_("Nothing was changed: the record already says this."))
         amendment = Amendment.create(
             appointment=appointment.id, author=doctor_user.id, author_name=doctor_user.name,
             at=now, before={name: current[name] for name in changed},

@@ -33,6 +33,7 @@ from peewee import JOIN, fn
 from clinic import clock
 from clinic.db import database
 from clinic.errors import Invalid, NotFound
+from clinic.i18n import N_, _
 from clinic.jobs import progress
 from clinic.jobs.queue import NORMAL
 from clinic.mail import outbox
@@ -50,8 +51,9 @@ from huey_config import huey
 log = logging.getLogger("clinic.reports")
 
 TASK_NAME = "monthly-reports"
-STATUS_LABELS = {"completed": "Completed", "no_show": "No-show", "cancelled": "Cancelled",
-                 "booked": "Booked, never recorded", "confirmed": "Confirmed, never recorded"}
+STATUS_LABELS = {"completed": N_("Completed"), "no_show": N_("No-show"),
+                 "cancelled": N_("Cancelled"), "booked": N_("Booked, never recorded"),
+                 "confirmed": N_("Confirmed, never recorded")}  # translated in the email
 
 
 # -- months ---------------------------------------------------------------------------------------
@@ -201,8 +203,7 @@ def _make_one(doctor, month, figures, rows, now):
                 .on_conflict_ignore().as_rowcount().execute())
         if not made:
             return False
-        context = {"doctor_name": doctor.name, "month": month,
-                   "month_name": month.strftime("%B %Y"), "figures": figures,
+        context = {"doctor_name": doctor.name, "month": month, "figures": figures,
                    "labels": STATUS_LABELS, "days": by_day(rows)}
         message = outbox.enqueue("monthly_report", key(doctor.id, month), doctor.email,
                                  context=context, user=doctor.id)
@@ -268,7 +269,7 @@ def send_monthly(now=None, progress=None):
 def _active_doctor(doctor_id):
     doctor = active_doctors().where(User.id == doctor_id).first()
     if doctor is None:
-        raise NotFound("No active doctor has that id.")
+        raise NotFound(_("No active doctor has that id."))
     return doctor
 
 

@@ -17,6 +17,7 @@ from peewee import Cast, fn
 from clinic import clock, settings, signing
 from clinic.db import database
 from clinic.errors import NotFound, check
+from clinic.i18n import _
 from clinic.mail import outbox
 from clinic.models import Appointment, DoctorRating, Message, Review, Treatment
 
@@ -112,7 +113,7 @@ def visit_for(token, now=None):
                     Appointment.status == "completed")
              .first())
     if visit is None:
-        raise NotFound("This visit cannot be reviewed.")
+        raise NotFound(_("This visit cannot be reviewed."))
     return visit, Review.get_or_none(Review.appointment == visit.id)
 
 
@@ -133,10 +134,11 @@ def submit(token, rating, comment, now=None):
     except ValueError:
         rating = None
     if rating not in STARS:
-        errors["rating"] = "Choose from 1 to 5 stars."
+        errors["rating"] = _("Choose from 1 to 5 stars.")
     comment = (comment or "").strip()
     if len(comment) > MAX_COMMENT:
-        errors["comment"] = f"Please keep the comment under {MAX_COMMENT} characters."
+        errors["comment"] = (_("Please keep the comment under %(count)d characters.")
+                             % {"count": MAX_COMMENT})
     check(errors)
     with database.atomic():
         added = (Review.insert(appointment=visit.id, patient=visit.patient_id,

@@ -234,9 +234,9 @@ def register(*settings):
 
 # Modules that declare settings of their own with register(); imported before settings are read
 # so that every setting is known (and documented) whichever module was imported first.
-SETTING_MODULES = ("clinic.mail.compose", "clinic.mail.sender", "clinic.mail.ratelimit",
-                   "clinic.jobs.scheduler", "clinic.exports", "clinic.reminders",
-                   "clinic.accounts", "clinic.waitlist")
+SETTING_MODULES = ("clinic.i18n", "clinic.mail.compose", "clinic.mail.sender",
+                   "clinic.mail.ratelimit", "clinic.jobs.scheduler", "clinic.exports",
+                   "clinic.reminders", "clinic.accounts", "clinic.waitlist")
 
 
 def _import_setting_modules():

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, time, timedelta
 
 from clinic import clock, settings, waitlist
 from clinic.errors import NotFound
+from clinic.i18n import _
 from clinic.models import WEEKDAYS, Appointment, Doctor, TimeOff, User
 
 # No visit is this long: an overlap search starts this far before the time asked about, so the
@@ -117,8 +118,8 @@ def free_by_day(doctor, first, last, now=None, exclude=None, minutes=None, patie
     if not doctor.user.active or not days:
         return dict.fromkeys(days, [])
     length = timedelta(minutes=minutes or doctor.slot_minutes)
-    lo, _ = clock.day_bounds(first)
-    _, hi = clock.day_bounds(last)
+    lo, _end = clock.day_bounds(first)
+    _start, hi = clock.day_bounds(last)
     free = clear_of(busy(doctor.user_id, lo, hi + length, exclude=exclude)
                     + waitlist.held(doctor.user_id, lo, hi + length, patient_id),
                     [(t.start, t.end) for t in away(doctor.user_id, lo, hi + length)], length)
@@ -184,9 +185,9 @@ def bookable_doctor(doctor_id):
     try:
         doctor_id = int(doctor_id)
     except (TypeError, ValueError):
-        raise NotFound("No such doctor.") from None
+        raise NotFound(_("No such doctor.")) from None
     doctor = (Doctor.select(Doctor, User).join(User)
               .where(Doctor.user == doctor_id, User.active).first())
     if doctor is None:
-        raise NotFound("No such doctor.")
+        raise NotFound(_("No such doctor."))
     return doctor

@@ -14,9 +14,10 @@ from datetime import date, datetime, timedelta
 
 from peewee import JOIN
 
-from clinic import cancellations, clock, slots, waitlist
+from clinic import cancellations, clock, i18n, slots, waitlist
 from clinic.db import database
 from clinic.errors import Conflict, Invalid, NotFound, check
+from clinic.i18n import N_, _
 from clinic.models import ACTIVE_STATUSES, Appointment, Doctor, TimeOff, User
 
 MAX_REASON = 200
@@ -30,8 +31,8 @@ def _instant(raw, name, errors, end=False):
             return clock.midnight(day + timedelta(days=1) if end else day)
         return clock.to_utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
     except (ValueError, OverflowError):
-        errors[name] = ("Enter a date and time such as 2026-03-03T12:00 (clinic time), or a "
-                        "date for the whole day.")
+        errors[name] = (_("Enter a date and time such as 2026-03-03T12:00 (clinic time), or a "
+                        "date for the whole day."))
         return None
 
 
@@ -47,16 +48,17 @@ def parse(doctor_id, start, end, reason):
             doctor_id = int(doctor_id.strip())
         if isinstance(doctor_id, bool) or not isinstance(doctor_id, int) \
                 or Doctor.get_or_none(Doctor.user == doctor_id) is None:
-            errors["doctor_id"] = "Choose a doctor, or none for the whole clinic."
+            errors["doctor_id"] = _("Choose a doctor, or none for the whole clinic.")
     start = _instant(start, "start", errors)
     end = _instant(end, "end", errors, end=True)
     if start and end and end <= start:
-        errors["end"] = "The end must come after the start."
+        errors["end"] = _("The end must come after the start.")
     elif start and end and end - start > slots.LONGEST_TIME_OFF:
-        errors["end"] = "Enter at most a year at a time."
+        errors["end"] = _("Enter at most a year at a time.")
     reason = " ".join(str(reason or "").split())
     if len(reason) > MAX_REASON:
-        errors["reason"] = f"Keep the reason under {MAX_REASON} characters."
+        errors["reason"] = (_("Keep the reason under %(count)s characters.")
+                            % {"count": MAX_REASON})
     check(errors)
     return doctor_id, start, end, reason
 
@@ -71,8 +73,9 @@ def _check_free(doctor_id, start, end, exclude=None):
         query = query.where(TimeOff.id != exclude)
     clash = query.first()
     if clash is not None:
-        raise Conflict(f"This overlaps time off already entered ({describe(clash)}): change "
-                       "or remove that one instead.", {"start": "Overlaps other time off."})
+        raise Conflict(_("This overlaps time off already entered (%(other)s): change or remove "
+                         "that one instead.") % {"other": describe(clash)},
+                       {"start": _("Overlaps other time off.")})
 
 
 def affected(time_off):
@@ -92,8 +95,8 @@ def add(doctor_id, start, end, reason, user=None, cancel_affected=False, now=Non
     cancelled in the background and each patient is told why (``time_off.cancellation``)."""
     doctor_id, start, end, reason = parse(doctor_id, start, end, reason)
     if cancel_affected and not reason:
-        raise Invalid("Say why: the patients whose visits are cancelled are told.",
-                      {"reason": "Enter the reason the patients are told."})
+        raise Invalid(_("Say why: the patients whose visits are cancelled are told."),
+                      {"reason": _("Enter the reason the patients are told.")})
     with database.atomic():
         _check_free(doctor_id, start, end)
         time_off = TimeOff.create(doctor=doctor_id, start=start, end=end, reason=reason,
@@ -111,9 +114,10 @@ def add(doctor_id, start, end, reason, user=None, cancel_affected=False, now=Non
 def cancel_visits(time_off, user=None):
     """Cancel the visits still booked inside approved time off and tell the patients why."""
     if time_off.status != "approved":
-        raise Conflict("Only approved time off cancels visits.")
+        raise Conflict(_("Only approved time off cancels visits."))
     ids = [a.id for a in affected(time_off)]
-    batch = cancellations.start(ids, time_off.reason or "the doctor is away", user=user)
+    # Marked, not translated: each patient's email translates it (the "translated" filter).
+    batch = cancellations.start(ids, time_off.reason or N_("the doctor is away"), user=user)
     TimeOff.update(cancellation=batch.id).where(TimeOff.id == time_off.id).execute()
     return batch
 
@@ -132,14 +136,18 @@ def decide(time_off_id, approve, user=None, cancel_affected=False):
     """An admin approves or declines a doctor's request; returns it."""
     time_off = get(time_off_id)
     if time_off.status != "requested":
-        raise Conflict(f"This request was {time_off.status} already.")
+        raise Conflict(_("This request was approved already.") if time_off.status == "approved"
+                       else _("This request was declined already.")
+                       if time_off.status == "declined"
+                       else _("This request was %(status)s already.")
+                       % {"status": time_off.status})
     with database.atomic():
         if approve:
             _check_free(time_off.doctor_id, time_off.start, time_off.end, exclude=time_off.id)
         changed = (TimeOff.update(status="approved" if approve else "declined")
                    .where(TimeOff.id == time_off.id, TimeOff.status == "requested").execute())
     if not changed:
-        raise Conflict("This request was decided meanwhile.")
+        raise Conflict(_("This request was decided meanwhile."))
     time_off = get(time_off.id)
     if approve and cancel_affected:
         cancel_visits(time_off, user)
@@ -165,12 +173,12 @@ def get(time_off_id):
     try:
         time_off_id = int(time_off_id)
     except (TypeError, ValueError):
-        raise NotFound("No such time off.") from None
+        raise NotFound(_("No such time off.")) from None
     time_off = (TimeOff.select(TimeOff, User).join(User, on=(TimeOff.doctor == User.id),
                                                     join_type=JOIN.LEFT_OUTER, attr="doctor_user")
                 .where(TimeOff.id == time_off_id).first())
     if time_off is None:
-        raise NotFound("No such time off.")
+        raise NotFound(_("No such time off."))
     return time_off
 
 
@@ -190,10 +198,11 @@ def listing(status=None, doctor_id=None, upcoming_from=None):
 
 
 def describe(time_off):
-    who = "the whole clinic" if time_off.doctor_id is None else "the doctor"
-    start, end = clock.local(time_off.start), clock.local(time_off.end)
-    return (f"{who}, {start:%a %d %b %Y %H:%M} to {end:%a %d %b %Y %H:%M}"
-            + (f": {time_off.reason}" if time_off.reason else ""))
+    who = _("the whole clinic") if time_off.doctor_id is None else _("the doctor")
+    text = (_("%(who)s, %(start)s to %(end)s")
+            % {"who": who, "start": i18n.formatted(time_off.start),
+               "end": i18n.formatted(time_off.end)})
+    return text + (f": {time_off.reason}" if time_off.reason else "")
 
 
 def as_dict(time_off, with_affected=True):

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from clinic import clock, reminders, settings, waitlist
+from clinic import clock, i18n, reminders, settings, waitlist
 from clinic.jobs import scheduler
 from clinic.mail import notices
 from clinic.models import ACTIVE_STATUSES, Message, Review, Treatment
@@ -261,4 +261,4 @@ def _minute(instant):
 
 
 def _when(instant):
-    return clock.local(instant).strftime("%a %d %b %Y, %H:%M")
+    return i18n.formatted(instant)

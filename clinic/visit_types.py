@@ -11,6 +11,7 @@ from datetime import datetime, time
 from clinic import clock
 from clinic.db import database
 from clinic.errors import Invalid, NotFound, check
+from clinic.i18n import _
 from clinic.models import Doctor, User, VisitType, VisitTypeDoctor
 
 MIN_MINUTES = 5
@@ -37,14 +38,15 @@ def create(name, minutes, doctor_ids, now=None):
     errors = {}
     name = " ".join(str(name or "").split())
     if not name:
-        errors["name"] = "Enter a name, such as First consultation."
+        errors["name"] = _("Enter a name, such as First consultation.")
     elif len(name) > MAX_NAME:
-        errors["name"] = f"Keep the name under {MAX_NAME} characters."
+        errors["name"] = _("Keep the name under %(count)s characters.") % {"count": MAX_NAME}
     if isinstance(minutes, str) and minutes.strip().isdigit():
         minutes = int(minutes.strip())
     if isinstance(minutes, bool) or not isinstance(minutes, int) \
             or not MIN_MINUTES <= minutes <= MAX_MINUTES:
-        errors["minutes"] = f"Enter a length from {MIN_MINUTES} to {MAX_MINUTES} minutes."
+        errors["minutes"] = (_("Enter a length from %(least)s to %(most)s minutes.")
+                              % {"least": MIN_MINUTES, "most": MAX_MINUTES})
         minutes = None
     doctors = _doctors(doctor_ids, errors)
     if minutes and doctors:
@@ -62,20 +64,21 @@ def create(name, minutes, doctor_ids, now=None):
 
 def _doctors(doctor_ids, errors):
     if not isinstance(doctor_ids, list | tuple) or not doctor_ids:
-        errors["doctor_ids"] = "Choose at least one doctor."
+        errors["doctor_ids"] = _("Choose at least one doctor.")
         return []
     ids = set()
     for raw in doctor_ids:
         if isinstance(raw, str) and raw.strip().isdigit() and len(raw.strip()) <= 18:
             raw = int(raw.strip())
         if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= 2**63 - 1:
-            errors["doctor_ids"] = "Expected a list of doctors' ids."
+            errors["doctor_ids"] = _("Expected a list of doctors' ids.")
             return []
         ids.add(raw)
     found = list(Doctor.select(Doctor, User).join(User).where(Doctor.user.in_(sorted(ids))))
     if len(found) != len(ids):
         missing = sorted(ids - {d.user_id for d in found})
-        errors["doctor_ids"] = "No such doctor: " + ", ".join(map(str, missing)) + "."
+        errors["doctor_ids"] = (_("No such doctor: %(ids)s.")
+                                 % {"ids": ", ".join(map(str, missing))})
         return []
     return found
 
@@ -106,7 +109,7 @@ def offered(doctor_id, visit_type_id):
     if isinstance(visit_type_id, str) and visit_type_id.strip().isdigit() \
             and len(visit_type_id.strip()) <= 18:
         visit_type_id = int(visit_type_id.strip())
-    message = "This doctor does not offer that kind of visit."
+    message = _("This doctor does not offer that kind of visit.")
     if isinstance(visit_type_id, bool) or not isinstance(visit_type_id, int):
         raise Invalid("visit_type_id must be a visit type's id", {"visit_type_id": message})
     visit_type = (VisitType.select().join(VisitTypeDoctor)
@@ -120,7 +123,7 @@ def offered(doctor_id, visit_type_id):
 def delete(visit_type_id):
     visit_type = VisitType.get_or_none(VisitType.id == visit_type_id)
     if visit_type is None:
-        raise NotFound("No such visit type.")
+        raise NotFound(_("No such visit type."))
     visit_type.delete_instance(recursive=True)
 
 

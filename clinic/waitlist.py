@@ -25,6 +25,7 @@ from datetime import timedelta
 from clinic import appointments, clock, settings, signing, slots
 from clinic.db import database, locked
 from clinic.errors import Conflict, Invalid, NoAccess, NotFound
+from clinic.i18n import _
 from clinic.jobs.queue import URGENT
 from clinic.mail import outbox
 from clinic.models import (
@@ -55,12 +56,13 @@ MAX_DAYS = 366  # the longest range one entry may wait over
 
 def _day(raw, name):
     if not isinstance(raw, str):
-        raise Invalid(f"{name} must be a date, YYYY-MM-DD.", {name: "Enter a date as YYYY-MM-DD."})
+        raise Invalid(f"{name} must be a date, YYYY-MM-DD.",
+                      {name: _("Enter a date as YYYY-MM-DD.")})
     try:
         return clock.parse_day(raw.strip())
     except Invalid:
         raise Invalid(f"{name} must be a date, YYYY-MM-DD.",
-                      {name: "Enter a date as YYYY-MM-DD."}) from None
+                      {name: _("Enter a date as YYYY-MM-DD.")}) from None
 
 
 def join(patient_id, doctor_id, from_raw, to_raw, now=None):
@@ -81,23 +83,23 @@ def join(patient_id, doctor_id, from_raw, to_raw, now=None):
     if not errors:
         today = clock.local(now).date()
         if end_day < start_day:
-            errors["to"] = "The last day must not be before the first."
+            errors["to"] = _("The last day must not be before the first.")
         elif end_day < today:
-            errors["to"] = "Choose days from today on."
+            errors["to"] = _("Choose days from today on.")
         elif (end_day - start_day).days >= MAX_DAYS:
-            errors["to"] = f"Wait for at most {MAX_DAYS} days at a time."
+            errors["to"] = _("Wait for at most %(days)s days at a time.") % {"days": MAX_DAYS}
     if errors:
         raise Invalid(next(iter(errors.values())) if len(errors) == 1
                       else "Please correct the highlighted fields.", errors)
     doctor = slots.bookable_doctor(doctor_id)
     with database.atomic():
         if Patient.get_or_none(Patient.user == patient_id) is None:
-            raise NotFound("No such patient.")
+            raise NotFound(_("No such patient."))
         if WaitlistEntry.select().where(
                 WaitlistEntry.patient == patient_id, WaitlistEntry.doctor == doctor.user_id,
                 WaitlistEntry.status == "waiting", WaitlistEntry.from_day <= end_day,
                 WaitlistEntry.to_day >= start_day).exists():
-            raise Conflict("You are on this doctor's waitlist for some of these days already.")
+            raise Conflict(_("You are on this doctor's waitlist for some of these days already."))
         return WaitlistEntry.create(patient=patient_id, doctor=doctor.user_id,
                                     from_day=start_day, to_day=end_day, status="waiting",
                                     created_at=now, updated_at=now)
@@ -112,7 +114,9 @@ def leave(entry, now=None):
                    .execute())
         if not changed:
             status = WaitlistEntry.get_by_id(entry.id).status
-            raise Conflict(f"This waitlist entry is {status} already: it is off the waitlist.")
+            raise Conflict(_("This waitlist entry is booked already: it is off the waitlist.")
+                           if status == "booked" else
+                           _("This waitlist entry is left already: it is off the waitlist."))
         for offer in WaitlistOffer.select().where(WaitlistOffer.entry == entry.id,
                                                   WaitlistOffer.status == "held"):
             _end_hold(offer, now)
@@ -136,10 +140,10 @@ def entry_for(user, entry_id):
     try:
         entry_id = int(entry_id)
     except (TypeError, ValueError):
-        raise NotFound("No such waitlist entry.") from None
+        raise NotFound(_("No such waitlist entry.")) from None
     entry = visible_to(user).where(WaitlistEntry.id == entry_id).first()
     if entry is None:
-        raise NoAccess("No such waitlist entry.", "waitlist entry", entry_id)
+        raise NoAccess(_("No such waitlist entry."), "waitlist entry", entry_id)
     return entry
 
 
@@ -281,7 +285,7 @@ def offer_for_link(token, now=None):
              .where(WaitlistOffer.id == data.get("o"), WaitlistEntry.patient == data.get("p"))
              .first())
     if offer is None:
-        raise NotFound("No such offer.")
+        raise NotFound(_("No such offer."))
     return offer
 
 
@@ -298,7 +302,7 @@ def claim(entry, now=None):
             WaitlistOffer.status.in_(("held", "expired"))).order_by(
                 WaitlistOffer.id.desc())).first()
         if offer is None:
-            raise Conflict("No time is being held for you on this waitlist entry.")
+            raise Conflict(_("No time is being held for you on this waitlist entry."))
         return claim_offer(offer, now)
 
 
@@ -313,9 +317,9 @@ def claim_offer(offer, now=None):
         if not changed:
             current = WaitlistOffer.get_by_id(offer.id)
             if current.status == "claimed":
-                raise Conflict("You have booked this time already: it is in your appointments.")
-            raise Conflict("This offer has expired: the time was offered to the next patient "
-                           "on the waitlist. You are still on the waitlist.")
+                raise Conflict(_("You have booked this time already: it is in your appointments."))
+            raise Conflict(_("This offer has expired: the time was offered to the next patient "
+                           "on the waitlist. You are still on the waitlist."))
         entry = WaitlistEntry.get_by_id(offer.entry_id)
         appointment = appointments.book(entry.patient_id, offer.doctor_id, offer.start,
                                         "Booked from the waitlist", now=now)

@@ -86,6 +86,15 @@ def test_the_machine_s_cpu_use_is_measured():
     assert busy is None or 0 <= busy <= 1
 
 
+def test_the_language_bench_runs(capsys):
+    """bench/i18n_render.py at one round of one render: it renders both pages in both languages
+    (it checks each answer is a 200 and the German one says so)."""
+    from bench import i18n_render
+
+    i18n_render.main(["--rounds", "1", "--renders", "1"])
+    assert "German / English: median" in capsys.readouterr().out
+
+
 def test_the_sms_bench_runs_at_a_tiny_size(capsys):
     from bench import sms as sms_bench
 

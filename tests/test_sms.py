@@ -11,7 +11,7 @@ import time_machine
 from clinic import appointments, clock, reminders, settings, timeline
 from clinic.mail import delivery, outbox, sms_text, sweeper
 from clinic.mail.gateway import parse_url as sms_gateway_url
-from clinic.models import Appointment, Message, Patient, SmsOptOut
+from clinic.models import Appointment, Message, Patient, SmsOptOut, User
 from tests import sms_gateway
 from tests.conftest import TZ, login, slot
 
@@ -140,6 +140,23 @@ def test_a_booking_by_sms_goes_to_the_gateway_and_says_nothing_medical(
     assert row.status == "sent" and row.recipient == PHONE
     assert row.gateway_id.startswith("SM") and row.price == "-0.00750"
     assert row.price_unit == "USD" and row.segments >= 1
+
+
+def test_a_german_patients_sms_is_in_german_and_an_english_ones_in_english(
+        sms_settings, gateway, drain, alice, bob, carol):
+    """The SMS speaks its patient's language, as the email does (clinic/i18n.py)."""
+    settings.use(settings.get().replace(languages=("en", "de")))
+    User.update(language="de").where(User.id == alice.id).execute()
+    choose(alice, "sms")
+    choose(bob, "sms")
+    book(alice, carol, at="10:00")
+    book(bob, carol, at="11:00")
+    drain()
+    bodies = sorted((request.form["Body"] for request in gateway.requests), key=len)
+    german = next(body for body in bodies if "10:00" in body)
+    english = next(body for body in bodies if "11:00" in body)
+    assert "Ihr Termin bei Dr Carol Clark am" in german and "ist gebucht" in german
+    assert "your appointment with Dr Carol Clark on" in english and "is booked" in english
 
 
 def test_the_short_link_in_the_sms_opens_the_visit_page(sms_settings, gateway, drain, client,

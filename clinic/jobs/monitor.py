@@ -12,7 +12,7 @@ from datetime import timedelta
 from huey.exceptions import HueyException
 from huey.registry import Message
 
-from clinic import clock, db, filters
+from clinic import clock, db, filters, i18n
 from clinic.errors import Conflict, NotFound
 from clinic.jobs import runs, scheduler
 from clinic.models import TASK_RUN_STATES, JobState, TaskRecord, TaskRun
@@ -143,10 +143,9 @@ def banner(now=None):
 
 
 def _when(instant, now):
-    local = clock.local(instant)
-    if local.date() == clock.local(now).date():
-        return local.strftime("%H:%M")
-    return local.strftime("%a %d %b, %H:%M")
+    if clock.local(instant).date() == clock.local(now).date():
+        return i18n.formatted(instant, "time")
+    return i18n.formatted(instant, "short")
 
 
 def format_runtime(seconds):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import jinja2
 
-from clinic import clock, details, settings
+from clinic import clock, details, i18n, settings
 from clinic.mail import preferences
 from clinic.mail.errors import PermanentError
 from clinic.settings import Setting
@@ -122,10 +122,6 @@ def new_message_id(s=None):
 # -- rendering ------------------------------------------------------------------------------------
 
 
-def _local(fmt):
-    return lambda value: clock.formatted(value, fmt)
-
-
 def make_templates():
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(EMAILS)),
@@ -138,11 +134,8 @@ def make_templates():
         # time on every render cost more than rendering it. A changed template needs a restart.
         auto_reload=False,
     )
-    # The web pages' filters, for instants in the clinic's time zone.
-    env.filters["local"] = _local("%a %d %b %Y, %H:%M")
-    env.filters["time"] = _local("%H:%M")
-    env.filters["day"] = _local("%a %d %b %Y")
-    env.filters["isodate"] = _local("%Y-%m-%d")
+    # The web pages' gettext and date filters, in the recipient's language.
+    i18n.install(env)
     return env
 
 
@@ -155,9 +148,10 @@ _KIND = re.compile(r"[a-z][a-z0-9_]*")
 SECRET_LINK_KINDS = ("password_reset", "email_change")
 
 
-def render(kind, **context):
+def render(kind, language=None, **context):
     """``(subject, text, html)`` of the email ``kind`` from templates/emails/<kind>.subject.txt,
-    <kind>.txt and <kind>.html. The context always has the clinic's details in force
+    <kind>.txt and <kind>.html, in ``language`` (the recipient's: i18n.of(user); an unknown or
+    missing one is the clinic's first). The context always has the clinic's details in force
     (clinic_name, clinic_address, clinic_phone, clinic_website: see clinic/details.py) and
     base_url, for every email's footer."""
     if not _KIND.fullmatch(kind):
@@ -167,7 +161,8 @@ def render(kind, **context):
     context = {"clinic_name": clinic.name, "clinic_address": clinic.address,
                "clinic_phone": clinic.phone_text, "clinic_website": clinic.website,
                "base_url": s.base_url, **context}
-    subject, text, html = (template.render(context) for template in _templates_of(kind))
+    with i18n.using(i18n.chosen(language) or i18n.default()):
+        subject, text, html = [template.render(context) for template in _templates_of(kind)]
     return " ".join(subject.split()), text.strip() + "\n", html
 
 

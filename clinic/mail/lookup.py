@@ -6,6 +6,7 @@ from peewee import fn
 
 from clinic import filters
 from clinic.errors import NotFound
+from clinic.i18n import N_, _
 from clinic.mail import compose, errors, gateway
 from clinic.models import CHANNELS, MESSAGE_STATUSES, Message, User
 
@@ -46,29 +47,30 @@ def search(status="", kind="", recipient="", day_from="", day_to="", limit=25, o
 
 
 # Each kind of email in words, for the Messages pages (one place: the list, its filter and a
-# message's page all say the same).
+# message's page all say the same); marked here, translated by kind_words().
 KIND_WORDS = {
-    "confirmation": "Booking confirmation",
-    "rescheduled": "New time",
-    "cancellation": "Cancellation",
-    "reminder_daily": "Reminder on the day",
-    "reminder_advance": "Reminder before the visit",
-    "review_request": "Review request",
-    "review_reminder": "Review reminder",
-    "announcement": "Announcement",
-    "history_export": "History export",
-    "monthly_report": "Monthly report",
-    "password_reset": "Password reset",
-    "email_change": "New email address",
-    "account_changed": "Account change notice",
-    "waitlist_offer": "Waitlist offer",
-    "test": "Test email",
+    "confirmation": N_("Booking confirmation"),
+    "rescheduled": N_("New time"),
+    "cancellation": N_("Cancellation"),
+    "reminder_daily": N_("Reminder on the day"),
+    "reminder_advance": N_("Reminder before the visit"),
+    "review_request": N_("Review request"),
+    "review_reminder": N_("Review reminder"),
+    "announcement": N_("Announcement"),
+    "history_export": N_("History export"),
+    "monthly_report": N_("Monthly report"),
+    "password_reset": N_("Password reset"),
+    "email_change": N_("New email address"),
+    "account_changed": N_("Account change notice"),
+    "waitlist_offer": N_("Waitlist offer"),
+    "test": N_("Test email"),
 }
 
 
 def kind_words(kind):
     """``kind`` as the Messages pages say it; an unknown kind with its underscores as spaces."""
-    return KIND_WORDS.get(kind) or kind.replace("_", " ").capitalize()
+    words = KIND_WORDS.get(kind)
+    return _(words) if words else kind.replace("_", " ").capitalize()
 
 
 def kinds():
@@ -81,7 +83,7 @@ def message_for(message_id):
     """The message with this id, or NotFound."""
     message = Message.get_or_none(Message.id == message_id)
     if message is None:
-        raise NotFound("No such message.")
+        raise NotFound(_("No such message."))
     return message
 
 

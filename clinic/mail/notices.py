@@ -26,9 +26,10 @@ No notice mentions the reason for the visit or anything else medical.
 import re
 from datetime import UTC
 
-from clinic import clock, settings, signing
+from clinic import clock, i18n, settings, signing
 from clinic import details as clinic_details
 from clinic.errors import NotFound
+from clinic.i18n import _
 from clinic.jobs.queue import URGENT
 from clinic.mail import compose, outbox
 from clinic.models import Appointment, Message
@@ -57,10 +58,10 @@ def appointment_for_link(token, now=None):
     not made by us, LinkExpired once the appointment has started."""
     data = signing.open_link(
         LINK_PURPOSE, token, now=now,
-        expired="This link has expired: the appointment has started or is over. Sign in to see "
-                "your appointments, or " + clinic_details.call_us(capital=False),
-        invalid="This link is not valid. Please use the link in your latest email from the "
-                "clinic, or sign in.")
+        expired=_("This link has expired: the appointment has started or is over. Sign in to "
+                  "see your appointments, or %(call)s") % {"call": clinic_details.call_us(False)},
+        invalid=_("This link is not valid. Please use the link in your latest email from the "
+                  "clinic, or sign in."))
     appointment = (Appointment.with_people()
                    .where(Appointment.id == data.get("a"), Appointment.patient == data.get("p"))
                    .first())
@@ -112,7 +113,7 @@ def details(appointment):
         "end": appointment.end,
         "timezone": clock.zone_words(),
         "link": link(appointment),
-        "cutoff": duration_words(settings.get().cancel_cutoff),
+        "cutoff": settings.get().cancel_cutoff,  # the templates say it in the recipient's words
     }
 
 
@@ -148,10 +149,8 @@ def stamp(instant, precise=False):
 
 
 def duration_words(delta):
-    """2 hours, 1 hour, 90 minutes."""
-    minutes = int(delta.total_seconds() // 60)
-    count, unit = (minutes // 60, "hour") if minutes % 60 == 0 else (minutes, "minute")
-    return f"{count} {unit}{'' if count == 1 else 's'}"
+    """2 hours, 1 hour, 90 minutes: in the language in force."""
+    return i18n.duration(delta)
 
 
 # -- the calendar invite (RFC 5545) ---------------------------------------------------------------

@@ -35,7 +35,7 @@ from clinic import clock, settings
 from clinic.db import database
 from clinic.mail import compose, preferences, sms
 from clinic.mail.delivery import send_messages
-from clinic.models import Message, Patient
+from clinic.models import Message, Patient, User
 
 log = logging.getLogger("clinic.mail.outbox")
 
@@ -105,7 +105,8 @@ def _enqueue_sms(kind, key, phone, context, user, appointment, priority, due_at)
         return skip(key, kind, phone, sms.stop_reason(phone), user=user,
                     appointment=appointment, now=now, channel="sms")
     text, segments = sms.render(kind, context, getattr(appointment, "id", appointment),
-                                getattr(user, "id", user))
+                                getattr(user, "id", user),
+                                language=languages_of([user]).get(_id(user)))
     due_at = due_at or now
     with database.atomic():
         inserted = Message.insert(
@@ -144,7 +145,8 @@ def _enqueue_email(kind, key, recipient, context=None, user=None, appointment=No
                     appointment=appointment, now=now)
     if choice and user is not None:
         context = {**(context or {}), "unsubscribe_url": preferences.unsubscribe_url(user, kind)}
-    subject, text, html = compose.render(kind, **(context or {}))
+    subject, text, html = compose.render(kind, language=languages_of([user]).get(_id(user)),
+                                         **(context or {}))
     recipient = (recipient or "").strip()
     status, error = _address_status(recipient)
     due_at = due_at or now
@@ -161,6 +163,20 @@ def _enqueue_email(kind, key, recipient, context=None, user=None, appointment=No
     if status == "pending" and due_at <= now:
         _send_after_commit([message.id])
     return message
+
+
+def _id(user):
+    return user.id if isinstance(user, User) else user
+
+
+def languages_of(users):
+    """``{user id: language}`` of the users (User rows or ids; None left out): each email is
+    written in its recipient's language."""
+    known = {user.id: user.language for user in users if isinstance(user, User)}
+    ids = [user for user in users if user is not None and not isinstance(user, User)]
+    if ids:
+        known.update(User.select(User.id, User.language).where(User.id.in_(ids)).tuples())
+    return known
 
 
 def _address_status(recipient):
@@ -276,6 +292,7 @@ def enqueue_many(kind, items, priority=0, task_priority=None, now=None, batch=No
                                            if not item.get("reason")])
     stopped = sms.opted_out([item["recipient"] for item in fresh if item["channel"] == "sms"])
     s = settings.get()
+    language = languages_of([item.get("user") for item in fresh])
     rows = []
     for item in fresh:  # rendered before the transaction: it holds the write lock meanwhile
         user, recipient = item.get("user"), (item.get("recipient") or "").strip()
@@ -294,14 +311,15 @@ def enqueue_many(kind, items, priority=0, task_priority=None, now=None, batch=No
             row.update(subject="", text_body="", html_body="", status="skipped",
                        last_error=reason)
         elif channel == "sms":
-            text, segments = sms.render(kind, item.get("context"), item.get("appointment"), user)
+            text, segments = sms.render(kind, item.get("context"), item.get("appointment"), user,
+                                        language=language.get(user))
             row.update(subject="", text_body=text, html_body="", segments=segments,
                        status="pending", last_error="")
         else:
             context = dict(item.get("context") or {})
             if choice and user is not None:
                 context["unsubscribe_url"] = preferences.unsubscribe_url(user, kind)
-            subject, text, html = compose.render(kind, **context)
+            subject, text, html = compose.render(kind, language=language.get(user), **context)
             status, error = _address_status(recipient)
             row.update(subject=subject[:300], text_body=text, html_body=html, status=status,
                        last_error=error)

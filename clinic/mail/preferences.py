@@ -15,6 +15,7 @@ to be sent.
 from clinic import clock, settings, signing
 from clinic.db import database
 from clinic.errors import NotFound
+from clinic.i18n import N_, _
 from clinic.models import OPT_OUT_KINDS, Message, OptOut, User
 
 PURPOSE = "unsubscribe"
@@ -29,10 +30,10 @@ assert tuple(KINDS) == OPT_OUT_KINDS
 CHOICE_OF = {kind: choice for choice, kinds in KINDS.items() for kind in kinds}
 
 # How each choice reads on the page and in a skipped message's reason.
-WORDS = {
-    "reminders": "reminders of coming visits",
-    "reviews": "review requests",
-    "announcements": "announcements from the clinic",
+WORDS = {  # translated where they are shown
+    "reminders": N_("reminders of coming visits"),
+    "reviews": N_("review requests"),
+    "announcements": N_("announcements from the clinic"),
 }
 REASON_WORDS = {"reminders": "reminders", "reviews": "review requests",
                 "announcements": "announcements"}
@@ -120,7 +121,7 @@ def for_token(raw):
     choice = data.get("k")
     user = User.get_or_none(User.id == data.get("p"), User.role == "patient")
     if user is None or choice not in KINDS:
-        raise NotFound("This link is not valid any more.")
+        raise NotFound(_("This link is not valid any more."))
     return user, choice
 
 

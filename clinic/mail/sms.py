@@ -19,7 +19,7 @@ from pathlib import Path
 
 import jinja2
 
-from clinic import clock, people, settings
+from clinic import clock, i18n, people, settings
 from clinic.db import database
 from clinic.mail import compose, sms_text
 from clinic.models import Message, SmsOptOut
@@ -43,6 +43,7 @@ def _templates():
         autoescape=jinja2.select_autoescape([], default_for_string=False, default=False),
         undefined=jinja2.StrictUndefined, auto_reload=False)
     env.filters.update(compose.templates.filters)  # local, time, day: the clinic's time zone
+    i18n.install(env)  # _() and the date filters in the language in force (render's language)
     return env
 
 
@@ -55,14 +56,16 @@ def has_text(kind):
     return (SMS / f"{kind}.txt").is_file()
 
 
-def render(kind, context, appointment_id=None, patient_id=None):
-    """``(text, segments)`` of the SMS ``kind``: the template with the SAFE part of the email's
+def render(kind, context, appointment_id=None, patient_id=None, language=None):
+    """``(text, segments)`` of the SMS ``kind`` in ``language`` (the patient's; an unknown or
+    missing one is the clinic's first): the template with the SAFE part of the email's
     ``context``, then the short link to the visit (when there is one, else the context's
     ``link``), the whole within MAX_SEGMENTS parts."""
     s = settings.get()
     safe = {"clinic_name": s.name, "clinic_address": s.address, "base_url": s.base_url}
     safe.update({key: value for key, value in (context or {}).items() if key in SAFE})
-    text = " ".join(templates.get_template(f"{kind}.txt").render(safe).split())
+    with i18n.using(i18n.chosen(language) or i18n.default()):
+        text = " ".join(templates.get_template(f"{kind}.txt").render(safe).split())
     if appointment_id is not None and patient_id is not None:
         link = short_link(appointment_id, patient_id)
     else:

@@ -14,7 +14,8 @@ import logging
 import bottle
 from bottle import request, response
 
-from clinic import db, settings
+from clinic import db, i18n, settings
+from clinic.i18n import _
 from clinic.jobs import queue
 from clinic.web import api_accounts, api_admin, api_calendar, api_desk, api_routes, api_waitlist
 from clinic.web.inputs import has_nul
@@ -39,7 +40,7 @@ from clinic.web.pages import (
     staff,
     waitlist,
 )
-from clinic.web.rendering import STATIC, render
+from clinic.web.rendering import STATIC, page_language, render
 
 log = logging.getLogger("clinic.web")
 
@@ -96,9 +97,11 @@ class ClinicApp:
         if "%00" in environ.get("QUERY_STRING", ""):
             return _refuse(environ, start, "400 Bad Request", "The address holds a NUL character.")
         mine = db.acquire()
+        language = i18n.use(page_language)  # decided when a text first needs it
         try:
             return self.bottle(environ, start)
         finally:
+            i18n.reset(language)
             if mine:
                 db.release()
 
@@ -119,14 +122,15 @@ def _error_page(error):
         if error.status_code >= 500:
             message = "Internal error; it has been logged."
         return json.dumps({"error": message})
-    titles = {404: "Not found", 405: "Not allowed", 413: "Too large", 500: "Something went wrong"}
+    titles = {404: _("Not found"), 405: _("Not allowed"), 413: _("Too large"),
+              500: _("Something went wrong")}
     messages = {
-        404: "There is nothing at this address.",
-        500: "Something went wrong on our side. It has been logged; please try again.",
+        404: _("There is nothing at this address."),
+        500: _("Something went wrong on our side. It has been logged; please try again."),
     }
     try:
         return render("error.html", status=error.status_code,
-                      title=titles.get(error.status_code, "Error"),
+                      title=titles.get(error.status_code, _("Error")),
                       message=messages.get(error.status_code, error.status_line))
     except Exception:  # the error page itself must never fail
         return f"<!doctype html><title>Error</title><p>{error.status_code}</p>"

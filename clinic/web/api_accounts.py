@@ -7,6 +7,7 @@ from bottle import request, response
 
 from clinic import accounts, auth
 from clinic.errors import NotFound, check
+from clinic.i18n import _
 from clinic.web import api_input
 from clinic.web.csrf import csrf_ok
 from clinic.web.decorators import ANYONE_SIGNED_IN, api, json_error
@@ -119,19 +120,21 @@ def me():
 
 @routes.route("/api/me", method="PATCH")
 @api(*ANYONE_SIGNED_IN)
-@doc("Change the profile: name, and a patient's phone, date of birth and channel; or the email",
+@doc("Change the profile: name, language, and a patient's phone, date of birth and channel; "
+     "or the email",
      body="ProfileChanges", returns="Me",
      description="Only the fields sent change. A phone is E.164 once spaces are taken out "
                  "(+49 30 1234567); a date of birth is in the past; `channel` (email, sms or "
                  "both) needs a phone for SMS. A new email takes effect "
                  "once the link emailed to it is followed (POST /api/me/email/confirm); until "
-                 "then it is `pending_email`.")
+                 "then it is `pending_email`. A language is one of CLINIC_LANGUAGES; it decides "
+                 "the pages and every message the person gets.")
 def me_update():
     if request.environ.get("clinic.auth") == "cookie" and not csrf_ok():
         return json_error(403, "CSRF check failed: send the X-CSRF-Token header.")
     errors = {}
     changes = api_input.texts(json_body(), ("name", "phone", "date_of_birth", "email",
-                                            "channel"), errors, present_only=True)
+                                            "language", "channel"), errors, present_only=True)
     check(errors)
     return accounts.update_profile(current_user(), changes)
 
@@ -250,7 +253,7 @@ def totp_disable():
      returns="TotpReset", description="Recorded in the audit log.")
 def totp_reset(user_id):
     if not (user_id.isascii() and user_id.isdigit() and len(user_id) <= 18):
-        raise NotFound("No such user.")
+        raise NotFound(_("No such user."))
     target = accounts.reset_totp(current_user(), int(user_id), **origin())
     return {"user_id": target.id, "totp_enabled": False}
 
@@ -278,7 +281,9 @@ SCHEMAS.update({
         "role": {"type": "string", "enum": ["patient", "doctor", "admin", "desk"]},
         "phone": {"type": "string", "nullable": True, "description": "Patients only."},
         "date_of_birth": {"type": "string", "format": "date", "nullable": True},
-        "language": {"type": "string", "nullable": True, "description": "Not chosen yet: null."},
+        "language": {"type": "string", "nullable": True,
+                     "description": "A code of CLINIC_LANGUAGES, such as de; not chosen yet: "
+                                    "null (the clinic's first language)."},
         "channel": {"type": "string", "nullable": True, "enum": ["email", "sms", "both"],
                     "description": "How a patient gets confirmations, cancellations and "
                                    "reminders; null for other roles."},
@@ -295,6 +300,8 @@ SCHEMAS.update({
         "phone": {"type": "string", "example": "+49 30 1234567"},
         "date_of_birth": {"type": "string", "format": "date"},
         "email": {"type": "string", "description": "Takes effect once confirmed."},
+        "language": {"type": "string", "example": "de",
+                     "description": "One of CLINIC_LANGUAGES; another is refused with 400."},
         "channel": {"type": "string", "enum": ["email", "sms", "both"],
                     "description": "Patients only; sms and both need a phone."},
     }),

@@ -7,6 +7,7 @@ from bottle import request, response
 
 from clinic import announcements, clock, details, people, reports, stats
 from clinic.errors import Invalid, check
+from clinic.i18n import _
 from clinic.models import WEEKDAYS, Doctor
 from clinic.web import api_input, api_routes
 from clinic.web.csrf import csrf_ok
@@ -70,7 +71,7 @@ def create_doctor():
     text = api_input.texts(data, ("name", "email", "password", "specialization"), errors)
     slot_minutes = data.get("slot_minutes", 30)
     if isinstance(slot_minutes, bool) or not isinstance(slot_minutes, int):
-        errors["slot_minutes"] = "Enter a slot length from 5 to 240 minutes."
+        errors["slot_minutes"] = _("Enter a slot length from 5 to 240 minutes.")
     hours = data.get("working_hours")
     if hours is None:
         hours = {}

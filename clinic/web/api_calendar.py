@@ -7,6 +7,7 @@ from bottle import response
 
 from clinic import cancellations, people, time_off, visit_types
 from clinic.errors import Invalid, check
+from clinic.i18n import _
 from clinic.web import api_input
 from clinic.web.decorators import api
 from clinic.web.inputs import json_body
@@ -19,7 +20,7 @@ routes = bottle.Bottle()
 def _flag(data, name, errors):
     value = data.get(name, False)
     if not isinstance(value, bool):
-        errors[name] = "Expected true or false."
+        errors[name] = _("Expected true or false.")
     return value is True
 
 
@@ -161,7 +162,7 @@ def list_visit_types():
 def doctor_visit_types(doctor_id):
     doctor = people.get_doctor(api_input.path_id(doctor_id, "doctor"))
     if not doctor.user.active:
-        raise Invalid("This doctor is not taking bookings.")
+        raise Invalid(_("This doctor is not taking bookings."))
     return {"visit_types": [visit_types.as_dict(v)
                             for v in visit_types.for_doctor(doctor.user_id)]}
 

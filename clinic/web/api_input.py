@@ -13,6 +13,7 @@ from bottle import request
 
 from clinic import clock
 from clinic.errors import Invalid, NotFound
+from clinic.i18n import _
 from clinic.web.decorators import json_error
 
 MAX_ID = 2**63 - 1  # the largest integer the database stores
@@ -30,7 +31,7 @@ def texts(data, names, errors, present_only=False):
         if value is None:
             value = ""
         if not isinstance(value, str):
-            errors[name] = "Expected a string."
+            errors[name] = _("Expected a string.")
             value = ""
         values[name] = value.replace("\x00", "")
     return values
@@ -39,7 +40,7 @@ def texts(data, names, errors, present_only=False):
 def body_id(data, name, errors):
     value = data.get(name)
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_ID:
-        errors[name] = "Expected an id (a whole number)."
+        errors[name] = _("Expected an id (a whole number).")
         return None
     return value
 
@@ -80,11 +81,12 @@ def query_int(name, default, low, high):
 
 def day(raw):
     if not raw:
-        raise Invalid("date is required, as YYYY-MM-DD.", {"date": "Enter the date as YYYY-MM-DD."})
+        raise Invalid("date is required, as YYYY-MM-DD.",
+                      {"date": _("Enter the date as YYYY-MM-DD.")})
     value = clock.parse_day(raw)
     # The first and last days of the calendar have no neighbours to compute a day's bounds with.
     if not MINYEAR < value.year < MAXYEAR:
-        raise Invalid("date is out of range.", {"date": "Enter a date near today."})
+        raise Invalid("date is out of range.", {"date": _("Enter a date near today.")})
     return value
 
 

@@ -24,6 +24,7 @@ from clinic import (
     visit_types,
 )
 from clinic.errors import Forbidden, Invalid, NotFound, check
+from clinic.i18n import _
 from clinic.jobs import progress
 from clinic.models import APPOINTMENT_STATUSES, Appointment, Doctor
 from clinic.web import api_accounts, api_input
@@ -158,7 +159,7 @@ def doctor_list():
 def doctor_slots(doctor_id):
     doctor = people.doctors().where(Doctor.user == api_input.path_id(doctor_id, "doctor")).first()
     if doctor is None:
-        raise NotFound("No such doctor.")
+        raise NotFound(_("No such doctor."))
     day = api_input.day(request.query.get("date"))
     visit_type = visit_types.offered(doctor.user_id, request.query.get("visit_type") or None)
     minutes = visit_type.minutes if visit_type else None
@@ -226,7 +227,7 @@ def book_appointment():
     if user.role in ("admin", "desk"):
         patient_id = api_input.body_id(data, "patient_id", errors)
     elif data.get("patient_id") not in (None, user.id):
-        raise Forbidden("Patients book for themselves: leave out patient_id.")
+        raise Forbidden(_("Patients book for themselves: leave out patient_id."))
     else:
         patient_id = user.id
     visit_type_id = data.get("visit_type_id")

@@ -6,6 +6,7 @@ from bottle import request, response
 
 from clinic import appointments, clock, listings, waitlist
 from clinic.errors import Forbidden, Invalid, check
+from clinic.i18n import _
 from clinic.models import WaitlistEntry
 from clinic.web import api_input
 from clinic.web.decorators import api
@@ -55,7 +56,7 @@ def join_waitlist():
     if user.role in STAFF:
         patient_id = api_input.body_id(data, "patient_id", errors)
     elif data.get("patient_id") not in (None, user.id):
-        raise Forbidden("Patients join for themselves: leave out patient_id.")
+        raise Forbidden(_("Patients join for themselves: leave out patient_id."))
     else:
         patient_id = user.id
     check(errors)

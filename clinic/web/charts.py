@@ -14,6 +14,9 @@ import math
 
 from markupsafe import Markup, escape
 
+from clinic import i18n
+from clinic.i18n import N_, _
+
 WIDTH = 720
 TEXT = "#1d2329"
 MUTED = "#5b6670"
@@ -23,7 +26,7 @@ STATUS_COLOURS = {"booked": "#0072B2", "confirmed": "#56B4E9", "completed": "#00
                   "cancelled": "#999999", "no_show": "#D55E00"}
 SENT, FAILED = "#009E73", "#D55E00"
 SMS_SENT, SMS_FAILED = "#56B4E9", "#CC79A7"
-NO_DATA = "No data yet."
+NO_DATA = N_("No data yet.")  # translated where it is drawn
 
 
 def _number(value):
@@ -81,8 +84,8 @@ def nice_scale(largest, ticks=4):
 
 def no_data(chart_id, title, message=""):
     """What a chart is when there is nothing to draw: its title and a plain sentence."""
-    desc = f"{NO_DATA} {message}".strip()
-    body = [_text(WIDTH / 2, 36, NO_DATA, "middle", font_size="16", font_weight="bold")]
+    desc = f"{_(NO_DATA)} {message}".strip()
+    body = [_text(WIDTH / 2, 36, _(NO_DATA), "middle", font_size="16", font_weight="bold")]
     if message:
         body.append(_text(WIDTH / 2, 60, message, "middle", fill=MUTED))
     return _svg(chart_id, title, desc, 80, body)
@@ -180,34 +183,35 @@ def horizontal_bars(chart_id, title, rows, legend, colour, x_label, empty=""):
 
 
 def _day(day):
-    return f"{day.day} {day:%b}"
+    return i18n.formatted(day, "day_month")
 
 
 def appointments_per_day(data):
-    series = [(status, status.replace("_", " "), STATUS_COLOURS[status])
+    # The status words are the macros' (templates/macros.html), in the catalog already.
+    series = [(status, _(status.replace("_", " ")), STATUS_COLOURS[status])
               for status in STATUS_COLOURS]
     columns = [(_day(day), figures) for day, figures in data["days"]]
-    return stacked_bars("chart-appointments", "Appointments per day, by status", columns,
-                        series, "Day (the day each appointment starts)", "Appointments",
-                        empty="The daily-stats job records each day's figures every night.")
+    return stacked_bars("chart-appointments", _("Appointments per day, by status"), columns,
+                        series, _("Day (the day each appointment starts)"), _("Appointments"),
+                        empty=_("The daily-stats job records each day's figures every night."))
 
 
 def emails_per_day(data):
-    series = [("emails_sent", "sent", SENT), ("emails_failed", "failed", FAILED),
-              ("sms_sent", "SMS sent", SMS_SENT), ("sms_failed", "SMS failed", SMS_FAILED)]
+    series = [("emails_sent", _("sent"), SENT), ("emails_failed", _("failed"), FAILED),
+              ("sms_sent", _("SMS sent"), SMS_SENT), ("sms_failed", _("SMS failed"), SMS_FAILED)]
     columns = [(_day(day), figures) for day, figures in data["days"]]
-    return stacked_bars("chart-emails", "Emails and SMS sent and failed per day", columns,
-                        series, "Day", "Emails and SMS",
-                        empty="The daily-stats job records each day's figures every night.")
+    return stacked_bars("chart-emails", _("Emails and SMS sent and failed per day"), columns,
+                        series, _("Day"), _("Emails and SMS"),
+                        empty=_("The daily-stats job records each day's figures every night."))
 
 
 def no_show_rates(data):
     rows = [(row["name"], row["rate"], f"{row['no_shows']} of {row['due']}")
             for row in data["no_shows"]]
-    return horizontal_bars("chart-no-shows", "No-show rate per doctor", rows,
-                           "No-shows out of visits due (completed or no-show)",
-                           STATUS_COLOURS["no_show"], "Share of visits due that were no-shows",
-                           empty="No visit was completed or missed in these days.")
+    return horizontal_bars("chart-no-shows", _("No-show rate per doctor"), rows,
+                           _("No-shows out of visits due (completed or no-show)"),
+                           STATUS_COLOURS["no_show"], _("Share of visits due that were no-shows"),
+                           empty=_("No visit was completed or missed in these days."))
 
 
 def dashboard(data):

@@ -11,6 +11,7 @@ from bottle import HTTPResponse, request, response
 
 from clinic import audit
 from clinic.errors import ClinicError
+from clinic.i18n import _
 from clinic.web.csrf import csrf_ok
 from clinic.web.rendering import render
 from clinic.web.sessions import current_user, origin
@@ -37,9 +38,9 @@ def _csrf_refused():
     if request.path.startswith("/api/"):
         return json_error(403, "CSRF check failed: send the X-CSRF-Token header.")
     return HTTPResponse(
-        render("error.html", status=403, title="Form expired",
-               message="This form has expired or was sent from another site. Go back, reload "
-                       "the page and try again."),
+        render("error.html", status=403, title=_("Form expired"),
+               message=_("This form has expired or was sent from another site. Go back, "
+                         "reload the page and try again.")),
         status=403)
 
 
@@ -59,13 +60,13 @@ def page(*roles):
                     redirect("/login?" + urlencode({"next": request.fullpath}))
                 if user.role not in roles:
                     audit.refusal(user, kwargs, **origin())
-                    return render("error.html", status=403, title="Not allowed",
-                                  message="Your account does not have access to this page.")
+                    return render("error.html", status=403, title=_("Not allowed"),
+                                  message=_("Your account does not have access to this page."))
             try:
                 return fn(*args, **kwargs)
             except ClinicError as exc:
                 audit.refusal(user, kwargs, exc, **origin())
-                return render("error.html", status=exc.status, title="Cannot do that",
+                return render("error.html", status=exc.status, title=_("Cannot do that"),
                               message=exc.message)
 
         return wrapper

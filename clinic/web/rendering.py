@@ -7,7 +7,7 @@ from urllib.parse import quote, urlencode
 import jinja2
 from bottle import request, response
 
-from clinic import clock, details
+from clinic import clock, details, i18n
 from clinic.mail import lookup
 from clinic.web.cookies import pop_flash
 from clinic.web.csrf import csrf_token
@@ -16,10 +16,6 @@ from clinic.web.sessions import current_user
 ROOT = Path(__file__).resolve().parent.parent.parent
 TEMPLATES = ROOT / "templates"
 STATIC = ROOT / "static"
-
-
-def _local(value, fmt="%a %d %b %Y, %H:%M"):
-    return clock.formatted(value, fmt)
 
 
 def _static_url(name):
@@ -48,10 +44,7 @@ def make_templates():
         # needs a restart, as changed code does.
         auto_reload=False,
     )
-    env.filters["local"] = _local
-    env.filters["time"] = lambda v: _local(v, "%H:%M")
-    env.filters["day"] = lambda v: _local(v, "%a %d %b %Y")
-    env.filters["isodate"] = lambda v: _local(v, "%Y-%m-%d")
+    i18n.install(env)
     env.filters["phone"] = details.format_phone  # E.164 as people write it: +49 30 1234567
     env.filters["kind"] = lookup.kind_words  # an email's kind in words
     env.globals.update(static_url=_static_url, query=_query)
@@ -59,6 +52,15 @@ def make_templates():
 
 
 templates = make_templates()
+
+
+def page_language():
+    """The signed-in user's language, else the one Accept-Language prefers, else the first of
+    CLINIC_LANGUAGES."""
+    user = current_user()
+    if user is not None and i18n.chosen(user.language):
+        return user.language
+    return i18n.negotiate(request.get_header("Accept-Language"))
 
 
 def render(name, status=200, **context):
@@ -76,6 +78,7 @@ def render(name, status=200, **context):
         timezone_words=clock.zone_words(clinic.timezone),
         path=request.path,
         flash=pop_flash(),
+        languages=i18n.choices(),
     )
     response.status = status
     response.content_type = "text/html; charset=utf-8"

@@ -3,8 +3,9 @@
 import bottle
 from bottle import request
 
-from clinic import accounts, auth, people
+from clinic import accounts, auth, i18n, people
 from clinic.errors import Invalid
+from clinic.i18n import _, ngettext
 from clinic.web.cookies import flash
 from clinic.web.decorators import page, redirect
 from clinic.web.inputs import form, safe_next
@@ -36,8 +37,9 @@ def login_form():
 
 def _throttle_message(exc):
     minutes = max(1, round(exc.retry_after.total_seconds() / 60))
-    return (f"Too many failed sign-ins. Please wait {minutes} minute"
-            f"{'s' if minutes != 1 else ''} and try again.")
+    return ngettext("Too many failed sign-ins. Please wait %(num)d minute and try again.",
+                    "Too many failed sign-ins. Please wait %(num)d minutes and try again.",
+                    minutes) % {"num": minutes}
 
 
 @routes.post("/login")
@@ -52,7 +54,7 @@ def login():
                       errors={"email": _throttle_message(exc)})
     if user is None:
         return render("auth/login.html", status=400, form=data,
-                      errors={"password": "That email and password do not match an account."})
+                      errors={"password": _("That email and password do not match an account.")})
     if accounts.sign_in_step(user):  # a code, or setting up two-factor sign-in
         return account_settings.second_step(user, data)
     start_web_session(user)
@@ -63,7 +65,7 @@ def login():
 @page()
 def logout():
     end_web_session()
-    flash("You are signed out.")
+    flash(_("You are signed out."))
     redirect("/login")
 
 
@@ -80,10 +82,11 @@ def register():
     try:
         user = people.register_patient(data.get("email"), data.get("password"),
                                        data.get("name"), data.get("date_of_birth"),
-                                       data.get("phone"))
+                                       data.get("phone"),
+                                       data.get("language") or i18n.language())
     except Invalid as exc:
         data.pop("password", None)
         return render("auth/register.html", status=400, form=data, errors=exc.fields)
     start_web_session(user)
-    flash("Welcome! Your account is ready: book your first appointment below.")
+    flash(_("Welcome! Your account is ready: book your first appointment below."))
     redirect("/patient/doctors")

@@ -9,6 +9,7 @@ from bottle import request, response
 
 from clinic import accounts, auth, clock, signing
 from clinic.errors import Conflict, Invalid
+from clinic.i18n import _, ngettext
 from clinic.models import User
 from clinic.web.cookies import flash, set_cookie
 from clinic.web.decorators import page, redirect
@@ -26,7 +27,8 @@ TICKET_LIFETIME = timedelta(minutes=5)
 
 def _wait(exc):
     minutes = max(1, round(exc.retry_after.total_seconds() / 60))
-    return f"Too many tries. Please wait {minutes} minute{'s' if minutes != 1 else ''}."
+    return ngettext("Too many tries. Please wait %(num)d minute.",
+                    "Too many tries. Please wait %(num)d minutes.", minutes) % {"num": minutes}
 
 
 # -- forgot and reset -----------------------------------------------------------------------------
@@ -66,14 +68,14 @@ def reset(token):
     data = form()
     if data.get("password") != data.get("password_again"):
         return render("auth/reset.html", status=400, token=token,
-                      errors={"password_again": "The two passwords differ."})
+                      errors={"password_again": _("The two passwords differ.")})
     try:
         accounts.reset_password(token, data.get("password"), **origin())
     except Invalid as exc:
         if "token" in exc.fields:
             return render("auth/reset.html", status=400, bad_link=exc.message)
         return render("auth/reset.html", status=400, token=token, errors=exc.fields)
-    flash("Your password is changed. Sign in with the new one.")
+    flash(_("Your password is changed. Sign in with the new one."))
     redirect("/login")
 
 
@@ -86,7 +88,7 @@ def second_step(user, data):
     if accounts.sign_in_step(user) == "enrol":
         token = accounts.start_enrolment_session(user, client_ip())
         set_cookie(ENROL_COOKIE, token, max_age=int(accounts.ENROL_LIFETIME.total_seconds()))
-        flash("Your account must use two-factor sign-in: set it up to go on.")
+        flash(_("Your account must use two-factor sign-in: set it up to go on."))
         redirect("/account/2fa")
     ticket = signing.sign(TICKET, {"user": user.id}, expires_at=clock.now() + TICKET_LIFETIME)
     return render("auth/login_code.html", form={"ticket": ticket, "next": data.get("next", "")})
@@ -99,7 +101,7 @@ def login_code():
     try:
         user_id = signing.unsign(TICKET, data.get("ticket", ""))["user"]
     except signing.BadSignature:
-        flash("That took too long: sign in again.")
+        flash(_("That took too long: sign in again."))
         redirect("/login")
     user = User.get_or_none(User.id == user_id, User.active)
     if user is None:
@@ -132,13 +134,15 @@ def profile():
     data = form()
     fields = ["name", "email"] + (["phone", "date_of_birth"]
                                   if current_user().role == "patient" else [])
+    if data.get("language"):  # offered only when the clinic has more than one language
+        fields.append("language")
     try:
         me = accounts.update_profile(current_user(), {k: data.get(k, "") for k in fields})
     except Invalid as exc:
         return render("account/profile.html", status=400, me=accounts.profile(current_user()),
                       form=data, errors=exc.fields)
-    flash(f"Saved. We sent a link to {me['pending_email']}: your email changes once you "
-          "follow it." if me["pending_email"] else "Saved.")
+    flash(_("Saved. We sent a link to %(email)s: your email changes once you follow it.")
+          % {"email": me["pending_email"]} if me["pending_email"] else _("Saved."))
     redirect("/account")
 
 
@@ -159,7 +163,7 @@ def email_confirm(token):
         user = accounts.confirm_email(token)
     except Invalid as exc:
         return render("account/email.html", status=400, bad_link=exc.message)
-    flash(f"Your email is now {user.email}.")
+    flash(_("Your email is now %(email)s.") % {"email": user.email})
     redirect("/account" if current_user() else "/login")
 
 
@@ -176,7 +180,7 @@ def password():
     user = current_user()
     errors = {}
     if data.get("new_password") != data.get("new_password_again"):
-        errors = {"new_password_again": "The two new passwords differ."}
+        errors = {"new_password_again": _("The two new passwords differ.")}
     else:
         try:
             accounts.change_password(user, data.get("current_password"),
@@ -189,7 +193,7 @@ def password():
                           errors={"current_password": _wait(exc)})
     if errors:
         return render("account/password.html", status=400, errors=errors)
-    flash("Your password is changed. Other browsers and apps signed in as you are signed out.")
+    flash(_("Your password is changed. Other browsers and apps signed in as you are signed out."))
     redirect("/account")
 
 
@@ -235,7 +239,7 @@ def totp_change():
                       required=user.role in accounts.roles_required(), form={},
                       errors={"code": message})
     if turn_off:
-        flash("Two-factor sign-in is off. Signing in asks for the password only.")
+        flash(_("Two-factor sign-in is off. Signing in asks for the password only."))
         redirect("/account/2fa")
     return render("account/2fa_codes.html", codes=codes, home="/account/2fa")
 
@@ -284,5 +288,6 @@ def totp_list():
 @page("admin")
 def totp_reset(user_id):
     target = accounts.reset_totp(current_user(), user_id, **origin())
-    flash(f"Two-factor sign-in of {target.name} is off; they can set it up again.")
+    flash(_("Two-factor sign-in of %(name)s is off; they can set it up again.")
+          % {"name": target.name})
     redirect("/admin/2fa")

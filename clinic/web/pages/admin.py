@@ -4,8 +4,18 @@ import bottle
 from bottle import request
 from markupsafe import Markup
 
-from clinic import appointments, audit, cancellations, clock, listings, people, settings, stats
+from clinic import (
+    appointments,
+    audit,
+    cancellations,
+    i18n,
+    listings,
+    people,
+    settings,
+    stats,
+)
 from clinic.errors import Conflict, Invalid
+from clinic.i18n import _, ngettext
 from clinic.models import APPOINTMENT_STATUSES
 from clinic.web import charts
 from clinic.web.cookies import flash
@@ -25,19 +35,20 @@ DEFAULT_HOURS = {day: [["09:00", "13:00"], ["14:00", "17:00"]]
 
 
 # The charts section as drawn for the chart figures the stats memo keeps (the same dict while
-# they are cached): drawing every doctor's bar and the tables cost more than the rest of the page.
-_drawn = (None, None)
+# they are cached), in one language: drawing every doctor's bar and the tables cost more than
+# the rest of the page.
+_drawn = (None, None, None)
 
 
 def _charts_section(chart_data):
     global _drawn
-    data, html = _drawn
-    if data is not chart_data:
+    data, language, html = _drawn
+    if data is not chart_data or language != i18n.language():
         section = templates.get_template("admin/_dashboard_charts.html")
         html = Markup(section.render(  # noqa: S704 (an autoescaped template's output)
             chart_data=chart_data, charts=charts.dashboard(chart_data),
             statuses=stats.DAY_STATUSES))
-        _drawn = (chart_data, html)
+        _drawn = (chart_data, i18n.language(), html)
     return html
 
 
@@ -115,7 +126,8 @@ def create_doctor():
     except Invalid as exc:
         data.pop("password", None)
         return _doctor_form(None, status=400, form=data, errors=exc.fields)
-    flash(f"{user.name} can now sign in as a doctor with {user.email}.")
+    flash(_("%(name)s can now sign in as a doctor with %(email)s.")
+          % {"name": user.name, "email": user.email})
     redirect("/admin/doctors")
 
 
@@ -148,7 +160,7 @@ def edit_doctor(doctor_id):
     except Invalid as exc:
         data.pop("password", None)
         return _doctor_form(doctor, status=400, form=data, errors=exc.fields)
-    flash(f"The details of {(data.get('name') or '').strip()} are saved.")
+    flash(_("The details of %(name)s are saved.") % {"name": (data.get("name") or "").strip()})
     redirect("/admin/doctors")
 
 
@@ -159,22 +171,23 @@ def set_doctor_active(doctor_id, action):
     data = form()
     if action == "activate":
         people.set_active(doctor.user_id, True)
-        flash(f"{doctor.user.name} is active again and takes bookings.")
+        flash(_("%(name)s is active again and takes bookings.") % {"name": doctor.user.name})
     elif data.get("cancel_upcoming"):
         try:
-            upcoming, _ = cancellations.deactivate_doctor(
+            upcoming, _emailed = cancellations.deactivate_doctor(
                 doctor.user_id, True, data.get("reason"), user=current_user())
         except Invalid as exc:
             return _doctor_form(doctor, status=400, form=_doctor_fields(doctor),
                                 deactivation=data, deactivation_errors=exc.fields)
-        flash(f"{doctor.user.name} is deactivated and signed out. {len(upcoming)} upcoming "
-              f"appointment{'' if len(upcoming) == 1 else 's'} "
-              f"{'is' if len(upcoming) == 1 else 'are'} being cancelled and each patient "
-              "emailed the reason.")
+        flash(ngettext("%(name)s is deactivated and signed out. %(num)d upcoming appointment is "
+                       "being cancelled and the patient emailed the reason.",
+                       "%(name)s is deactivated and signed out. %(num)d upcoming appointments "
+                       "are being cancelled and each patient emailed the reason.",
+                       len(upcoming)) % {"name": doctor.user.name, "num": len(upcoming)})
     else:
         people.set_active(doctor.user_id, False)
-        flash(f"{doctor.user.name} is deactivated: no new bookings, and signed out. "
-              "Appointments already booked stay; cancel them if needed.")
+        flash(_("%(name)s is deactivated: no new bookings, and signed out. Appointments already "
+                "booked stay; cancel them if needed.") % {"name": doctor.user.name})
     redirect("/admin/doctors")
 
 
@@ -242,6 +255,6 @@ def cancel_appointment(appointment_id):
     except Conflict as exc:
         return _appointment_page(appt, status=409, errors={"__all__": exc.message})
     audit.on_behalf(user, "cancel appointment", cancelled, **origin())
-    flash(f"The appointment of {appt.patient.name} on "
-          f"{clock.local(appt.start):%a %d %b %Y, %H:%M} is cancelled.")
+    flash(_("The appointment of %(name)s on %(when)s is cancelled.")
+          % {"name": appt.patient.name, "when": i18n.formatted(appt.start)})
     redirect(f"/admin/appointments/{appt.id}")

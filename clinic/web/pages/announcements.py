@@ -5,6 +5,7 @@ import bottle
 
 from clinic import announcements, people
 from clinic.errors import Conflict, Invalid
+from clinic.i18n import _, ngettext
 from clinic.models import TaskRecord
 from clinic.web.cookies import flash
 from clinic.web.decorators import page, redirect
@@ -60,11 +61,13 @@ def preview_or_send():
         return _form_page(data, preview=preview)
     if data.get("checked") != preview["fingerprint"]:
         return _form_page(data, status=409, preview=preview,
-                          notice="The message changed since its preview: check it again.")
-    announcement, _ = announcements.start(current_user(), data.get("subject"), data.get("text"),
-                                          _audience(data))
-    flash(f"Sending to {announcement.recipients} patients. You may leave this page: it goes on "
-          "in the background.")
+                          notice=_("The message changed since its preview: check it again."))
+    announcement, _record = announcements.start(current_user(), data.get("subject"),
+                                                data.get("text"), _audience(data))
+    flash(ngettext("Sending to %(num)d patient. You may leave this page: it goes on in the "
+                   "background.", "Sending to %(num)d patients. You may leave this page: it goes "
+                   "on in the background.", announcement.recipients)
+          % {"num": announcement.recipients})
     redirect(f"/admin/announcements/{announcement.id}")
 
 
@@ -89,5 +92,5 @@ def resume(announcement_id):
         announcements.resume(current_user(), announcement.id)
     except Conflict as exc:
         return _detail(announcement, status=409, errors={"__all__": exc.message})
-    flash("Sending again: whoever has the announcement already does not get it twice.")
+    flash(_("Sending again: whoever has the announcement already does not get it twice."))
     redirect(f"/admin/announcements/{announcement.id}")

@@ -5,6 +5,7 @@ import bottle
 
 from clinic import cancellations, clock, people, time_off, visit_types
 from clinic.errors import Conflict, Invalid
+from clinic.i18n import _, ngettext
 from clinic.models import Patient, TimeOff
 from clinic.web.cookies import flash
 from clinic.web.decorators import page, redirect
@@ -73,13 +74,17 @@ def add_time_off():
         return _time_off_page(status=exc.status, form=data, errors=errors)
     found = len(entry.affected_ids)
     if entry.cancellation_id:
-        flash(f"Time off entered: {found} visit{'' if found == 1 else 's'} inside "
-              f"{'is' if found == 1 else 'are'} being cancelled and the patients told.")
+        flash(ngettext("Time off entered: %(num)d visit inside is being cancelled and the "
+                       "patient told.",
+                       "Time off entered: %(num)d visits inside are being cancelled and the "
+                       "patients told.", found) % {"num": found})
     elif found:
-        flash(f"Time off entered. {found} visit{'' if found == 1 else 's'} inside "
-              f"{'is' if found == 1 else 'are'} still booked: see the list below.")
+        flash(ngettext("Time off entered. %(num)d visit inside is still booked: see the list "
+                       "below.",
+                       "Time off entered. %(num)d visits inside are still booked: see the list "
+                       "below.", found) % {"num": found})
     else:
-        flash("Time off entered: no visits were booked inside.")
+        flash(_("Time off entered: no visits were booked inside."))
     redirect("/admin/time-off")
 
 
@@ -87,7 +92,7 @@ def add_time_off():
 @page("admin")
 def remove_time_off(time_off_id):
     time_off.remove(time_off_id)
-    flash("Time off removed: its times can be booked again.")
+    flash(_("Time off removed: its times can be booked again."))
     redirect("/admin/time-off")
 
 
@@ -97,7 +102,7 @@ def decide_time_off(time_off_id, decision):
     data = form()
     entry = time_off.decide(time_off_id, decision == "approve", user=current_user(),
                             cancel_affected=bool(data.get("cancel")))
-    flash(f"Request {entry.status}.")
+    flash(_("Request approved.") if entry.status == "approved" else _("Request declined."))
     redirect("/admin/time-off")
 
 
@@ -105,7 +110,7 @@ def decide_time_off(time_off_id, decision):
 @page("admin")
 def cancel_visits(time_off_id):
     time_off.cancel_visits(time_off.get(time_off_id), user=current_user())
-    flash("The visits inside are being cancelled and each patient is emailed why.")
+    flash(_("The visits inside are being cancelled and each patient is emailed why."))
     redirect("/admin/time-off")
 
 
@@ -113,7 +118,7 @@ def cancel_visits(time_off_id):
 @page("admin")
 def resume_cancellation(batch_id):
     cancellations.resume(batch_id, user=current_user())
-    flash("Running it again: patients told already are not emailed twice.")
+    flash(_("Running it again: patients told already are not emailed twice."))
     redirect(form().get("next") if form().get("next", "").startswith("/admin/")
              else "/admin/time-off")
 
@@ -145,7 +150,8 @@ def add_visit_type():
         visit_type = visit_types.create(data.get("name"), data.get("minutes"), chosen)
     except Invalid as exc:
         return _visit_types_page(status=400, form=data, chosen=chosen, errors=exc.fields)
-    flash(f"{visit_type.name} ({visit_type.minutes} minutes) can now be booked.")
+    flash(_("%(name)s (%(minutes)s minutes) can now be booked.")
+          % {"name": visit_type.name, "minutes": visit_type.minutes})
     redirect("/admin/visit-types")
 
 
@@ -153,7 +159,7 @@ def add_visit_type():
 @page("admin")
 def remove_visit_type(visit_type_id):
     visit_types.delete(visit_type_id)
-    flash("Visit type removed. Visits booked with it keep their times.")
+    flash(_("Visit type removed. Visits booked with it keep their times."))
     redirect("/admin/visit-types")
 
 
@@ -186,5 +192,5 @@ def request_time_off():
         errors = dict(exc.fields)
         errors["__all__"] = exc.message
         return _doctor_page(status=exc.status, form=data, errors=errors)
-    flash("Your request is sent: the clinic's admins see it now and will approve or decline it.")
+    flash(_("Your request is sent: the clinic's admins see it now and will approve or decline it."))
     redirect("/doctor/time-off")

@@ -6,6 +6,7 @@ import bottle
 
 from clinic import clock, details
 from clinic.errors import Conflict, Invalid
+from clinic.i18n import _
 from clinic.jobs import scheduler
 from clinic.web.cookies import flash
 from clinic.web.decorators import page, redirect
@@ -46,6 +47,6 @@ def save_clinic():
         details.update(changes, current_user(), confirm=True)
     except (Invalid, Conflict) as exc:
         return _clinic_page(status=exc.status, values=changes, errors=exc.fields)
-    flash("The clinic's details are saved and in force: pages, emails and schedules use them "
-          "from now on.")
+    flash(_("The clinic's details are saved and in force: pages, emails and schedules use them "
+          "from now on."))
     redirect("/admin/clinic")

@@ -8,9 +8,10 @@ from urllib.parse import quote
 import bottle
 from bottle import request
 
-from clinic import appointments, audit, clock, desk, people, slots
+from clinic import appointments, audit, clock, desk, i18n, people, slots
 from clinic.db import database
 from clinic.errors import ClinicError, Invalid
+from clinic.i18n import _
 from clinic.models import ACTIVE_STATUSES
 from clinic.web.cookies import flash
 from clinic.web.decorators import page, redirect
@@ -100,9 +101,12 @@ def book():
         return _booking_page(400, form=data, errors=exc.fields or {"__all__": exc.message})
     except ClinicError as exc:
         return _booking_page(exc.status, form=data, errors={"__all__": exc.message})
-    note = "" if patient.email else " They have no email address: tell them the time yourself."
-    flash(f"Booked {patient.name} at {clock.local(start):%H:%M} with "
-          f"{appointment.doctor.name}.{note}")
+    text = (_("Booked %(name)s at %(time)s with %(doctor)s.")
+            % {"name": patient.name, "time": i18n.formatted(start, "time"),
+               "doctor": appointment.doctor.name})
+    if not patient.email:
+        text += " " + _("They have no email address: tell them the time yourself.")
+    flash(text)
     redirect(_sheet_url(start))
 
 
@@ -129,9 +133,10 @@ def register_patient():
     except Invalid as exc:
         return _patients_page(400, form=data, errors=exc.fields or {"__all__": exc.message})
     audit.record(current_user(), "register patient", patient.id, **origin())
-    note = ("" if patient.email else " They have no email address, so the clinic will send "
-            "them no email.")
-    flash(f"{patient.name} is registered.{note}")
+    text = _("%(name)s is registered.") % {"name": patient.name}
+    if not patient.email:
+        text += " " + _("They have no email address, so the clinic will send them no email.")
+    flash(text)
     redirect(f"/desk/patients?q={quote(patient.name)}")
 
 
@@ -139,7 +144,7 @@ def _int(raw):
     try:
         return int(raw)
     except (TypeError, ValueError):
-        raise Invalid("Choose a patient.") from None
+        raise Invalid(_("Choose a patient.")) from None
 
 
 def _appointment(appointment_id):
@@ -153,7 +158,8 @@ def check_in(appointment_id):
     arrived = appointments.check_in(appt)
     if arrived.status != appt.status:
         audit.on_behalf(current_user(), "check in", arrived, **origin())
-    flash(f"{appt.patient.name} is checked in for {clock.local(appt.start):%H:%M}.")
+    flash(_("%(name)s is checked in for %(time)s.")
+          % {"name": appt.patient.name, "time": i18n.formatted(appt.start, "time")})
     redirect(_sheet_url(appt.start))
 
 
@@ -163,8 +169,9 @@ def cancel(appointment_id):
     appt = _appointment(appointment_id)
     cancelled = appointments.cancel(appt, current_user())
     audit.on_behalf(current_user(), "cancel appointment", cancelled, **origin())
-    flash(f"Cancelled {appt.patient.name} at {clock.local(appt.start):%H:%M} with "
-          f"{appt.doctor.name}.")
+    flash(_("Cancelled %(name)s at %(time)s with %(doctor)s.")
+          % {"name": appt.patient.name, "time": i18n.formatted(appt.start, "time"),
+             "doctor": appt.doctor.name})
     redirect(_sheet_url(appt.start))
 
 
@@ -193,5 +200,6 @@ def move(appointment_id):
     except ClinicError as exc:
         return _move_page(appt, exc.status, {"__all__": exc.message})
     audit.on_behalf(current_user(), "move appointment", moved, **origin())
-    flash(f"Moved {appt.patient.name} to {clock.local(moved.start):%a %d %b, %H:%M}.")
+    flash(_("Moved %(name)s to %(when)s.")
+          % {"name": appt.patient.name, "when": i18n.formatted(moved.start, "short")})
     redirect(_sheet_url(moved.start))

@@ -9,6 +9,7 @@ from bottle import request
 
 from clinic import appointments, audit, clock, listings, records
 from clinic.errors import Conflict, Invalid
+from clinic.i18n import _
 from clinic.web.cookies import flash
 from clinic.web.decorators import page, redirect
 from clinic.web.inputs import form
@@ -84,7 +85,8 @@ def complete(appointment_id):
     except Conflict as exc:
         # Keep what was typed: a note written during the visit must not be lost to a refusal.
         return _appointment_page(appt, status=409, form=data, errors={"__all__": exc.message})
-    flash(f"Visit completed: the treatment of {appt.patient.name} is recorded.")
+    flash(_("Visit completed: the treatment of %(name)s is recorded.")
+          % {"name": appt.patient.name})
     redirect(f"/doctor/appointments/{appt.id}")
 
 
@@ -103,7 +105,7 @@ def amend(appointment_id):
     except Conflict as exc:
         return _appointment_page(appt, status=409, amend_form=data,
                                  errors={"__all__": exc.message})
-    flash("The record is amended; the earlier text is kept below.")
+    flash(_("The record is amended; the earlier text is kept below."))
     redirect(f"/doctor/appointments/{appt.id}")
 
 
@@ -116,7 +118,7 @@ def no_show(appointment_id):
         appointments.mark_no_show(appt, user)
     except Conflict as exc:
         return _appointment_page(appt, status=409, errors={"__all__": exc.message})
-    flash(f"{appt.patient.name} is marked as a no-show: they did not come.")
+    flash(_("%(name)s is marked as a no-show: they did not come.") % {"name": appt.patient.name})
     redirect(f"/doctor/appointments/{appt.id}")
 
 
@@ -129,6 +131,7 @@ def undo_no_show(appointment_id):
         appointments.undo_no_show(appt, user)
     except Conflict as exc:
         return _appointment_page(appt, status=409, errors={"__all__": exc.message})
-    flash(f"The no-show mark is undone: {appt.patient.name}'s visit is open again.")
+    flash(_("The no-show mark is undone: %(name)s's visit is open again.")
+          % {"name": appt.patient.name})
     redirect(f"/doctor/appointments/{appt.id}")
 

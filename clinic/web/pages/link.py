@@ -11,8 +11,9 @@ from datetime import timedelta
 import bottle
 from bottle import request
 
-from clinic import appointments, clock, details, settings, slots
+from clinic import appointments, clock, details, i18n, settings, slots
 from clinic.errors import Conflict, Invalid
+from clinic.i18n import _
 from clinic.mail import notices
 from clinic.web.cookies import flash
 from clinic.web.decorators import page, redirect
@@ -24,7 +25,16 @@ routes = bottle.Bottle()
 
 
 def _when(instant):
-    return clock.local(instant).strftime("%a %d %b %Y, %H:%M")
+    return i18n.formatted(instant)
+
+
+def _appointment(token):
+    """The link's appointment; the page is in its patient's language, if they chose one (the
+    link came in their email, and whoever opens it need not be signed in)."""
+    appointment = notices.appointment_for_link(token)
+    if i18n.chosen(appointment.patient.language):
+        i18n.use(appointment.patient.language)
+    return appointment
 
 
 def _visit_page(token, appointment, errors=None, status=200):
@@ -43,13 +53,13 @@ def _banner(exc):
 @routes.get("/visit/<token>")
 @page()
 def visit(token):
-    return _visit_page(token, notices.appointment_for_link(token))
+    return _visit_page(token, _appointment(token))
 
 
 def _on_link(token, change, answer):
     """Run ``change(appointment)`` on the link's appointment and return ``answer(appointment)``;
     if the booking rules refuse, the visit page says why."""
-    appointment = notices.appointment_for_link(token)
+    appointment = _appointment(token)
     try:
         change(appointment)
     except Conflict as exc:
@@ -66,7 +76,7 @@ def _back_to_visit(token, message):
 @page()
 def confirm(token):
     return _on_link(token, appointments.confirm,
-                    lambda _: _back_to_visit(token, "Thank you: we expect you then."))
+                    lambda a: _back_to_visit(token, _("Thank you: we expect you then.")))
 
 
 @routes.get("/visit/<token>/cancel")
@@ -81,7 +91,8 @@ def cancel_confirm(token):
 def cancel(token):
     return _on_link(token, lambda a: appointments.cancel(a, a.patient),
                     lambda a: _back_to_visit(
-                        token, f"Your appointment on {_when(a.start)} is cancelled."))
+                        token, _("Your appointment on %(when)s is cancelled.")
+                        % {"when": _when(a.start)}))
 
 
 def _slot_picker(token, appointment, raw_day, form=None, errors=None, status=200):
@@ -113,7 +124,7 @@ def _slot_picker(token, appointment, raw_day, form=None, errors=None, status=200
 @routes.get("/visit/<token>/reschedule")
 @page()
 def reschedule_form(token):
-    appointment = notices.appointment_for_link(token)
+    appointment = _appointment(token)
     try:
         appointments.check_changeable(appointment, appointment.patient)
     except Conflict as exc:
@@ -124,17 +135,17 @@ def reschedule_form(token):
 @routes.post("/visit/<token>/reschedule")
 @page()
 def reschedule(token):
-    appointment = notices.appointment_for_link(token)
+    appointment = _appointment(token)
     data = form()
     try:
         start = appointments.parse_start(data.get("start"))
         moved = appointments.reschedule(appointment, start, appointment.patient)
     except (Invalid, Conflict) as exc:
-        appointment = notices.appointment_for_link(token)  # as it is now
+        appointment = _appointment(token)  # as it is now
         if not appointments.can_change(appointment, appointment.patient):
             return _visit_page(token, appointment, errors=_banner(exc), status=exc.status)
         return _slot_picker(token, appointment, data.get("date", ""), form=data,
                             errors=_banner(exc), status=exc.status)
-    flash(f"Your appointment is moved to {_when(moved.start)}. We have emailed you the new "
-          "time.")
+    flash(_("Your appointment is moved to %(when)s. We have emailed you the new time.")
+          % {"when": _when(moved.start)})
     redirect(notices.link_path(moved))  # a link valid until the new start

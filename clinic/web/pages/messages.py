@@ -14,6 +14,7 @@ from bottle import request, response
 
 from clinic import clock, details, health, settings, timeline
 from clinic.errors import Invalid
+from clinic.i18n import _
 from clinic.jobs import scheduler
 from clinic.jobs.queue import URGENT
 from clinic.mail import compose, gateway, lookup, outbox
@@ -110,9 +111,10 @@ def resend(message_id):
     if not outbox.resend(message.id):
         message = lookup.message_for(message_id)
         return _message_page(message, status=409, errors={
-            "__all__": f"Only a failed message can be sent again; this one is {message.status}."})
-    flash(f"The message to {message.recipient} is queued again: it goes out in a moment. "
-          "This page shows how it went.")
+            "__all__": _("Only a failed message can be sent again; this one is %(status)s.")
+            % {"status": message.status}})
+    flash(_("The message to %(recipient)s is queued again: it goes out in a moment. This page "
+            "shows how it went.") % {"recipient": message.recipient})
     redirect(f"/admin/messages/{message.id}")
 
 
@@ -140,8 +142,8 @@ def send_test_email():
     now = clock.now()
     outbox.enqueue("test", key=f"test:{user.id}:{now.isoformat()}", recipient=user.email,
                    context={"name": user.name}, user=user, priority=URGENT)
-    flash(f"A test email is on its way to {user.email}: check your inbox, or the Messages "
-          "page to see whether it went.")
+    flash(_("A test email is on its way to %(email)s: check your inbox, or the Messages page "
+            "to see whether it went.") % {"email": user.email})
     redirect("/admin/settings")
 
 

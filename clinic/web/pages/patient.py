@@ -11,6 +11,7 @@ from clinic import (
     audit,
     clock,
     exports,
+    i18n,
     listings,
     people,
     reviews,
@@ -19,6 +20,7 @@ from clinic import (
     visit_types,
 )
 from clinic.errors import Conflict, Invalid, NotFound
+from clinic.i18n import _
 from clinic.web.cookies import flash
 from clinic.web.decorators import page, redirect
 from clinic.web.inputs import form
@@ -29,14 +31,12 @@ routes = bottle.Bottle()
 
 
 def _when(instant):
-    return clock.local(instant).strftime("%a %d %b %Y, %H:%M")
+    return i18n.formatted(instant)
 
 
 def _cutoff():
     """The cancel cutoff in words, for "online changes close 2 hours before the start"."""
-    minutes = int(settings.get().cancel_cutoff.total_seconds() // 60)
-    count, unit = (minutes // 60, "hour") if minutes % 60 == 0 else (minutes, "minute")
-    return f"{count} {unit}{'' if count == 1 else 's'}"
+    return i18n.duration(settings.get().cancel_cutoff)
 
 
 def _banner(exc):
@@ -137,7 +137,7 @@ def book():
             raise exc from None  # no picker to go back to: the error page says why
         return _slot_picker(doctor, data.get("date", ""), form=data, errors=_banner(exc),
                             status=exc.status)
-    flash(f"Booked: {_when(appointment.start)}. See you then!")
+    flash(_("Booked: %(when)s. See you then!") % {"when": _when(appointment.start)})
     redirect(f"/patient/appointments/{appointment.id}")
 
 
@@ -179,8 +179,8 @@ def cancel_confirm(appointment_id):
 @page("patient")
 def cancel(appointment_id):
     def cancelled(appointment):
-        flash(f"Your appointment on {_when(appointment.start)} with {appointment.doctor.name} "
-              "is cancelled.")
+        flash(_("Your appointment on %(when)s with %(doctor)s is cancelled.")
+              % {"when": _when(appointment.start), "doctor": appointment.doctor.name})
         redirect("/patient")
 
     return _on_appointment(appointment_id, appointments.cancel, cancelled)
@@ -213,7 +213,7 @@ def reschedule(appointment_id):
         return _slot_picker(appointment.doctor_profile, data.get("date", ""),
                             appointment=appointment, form=data, errors=_banner(exc),
                             status=exc.status)
-    flash(f"Your appointment is moved to {_when(moved.start)}.")
+    flash(_("Your appointment is moved to %(when)s.") % {"when": _when(moved.start)})
     redirect(f"/patient/appointments/{moved.id}")
 
 
@@ -236,7 +236,7 @@ def export_history():
     record, started = exports.start(current_user())
     # Only the page says how far it is: a flash saying "preparing" would stay beside "Ready".
     if not started:
-        flash("You asked for an export a moment ago: this is it.")
+        flash(_("You asked for an export a moment ago: this is it."))
     redirect(f"/patient/exports/{record.task_id}")
 
 

@@ -9,8 +9,9 @@ cookies, and the token in the address is the only key it needs.
 
 import bottle
 
-from clinic import accounts
+from clinic import accounts, i18n
 from clinic.errors import ClinicError, Invalid
+from clinic.i18n import _
 from clinic.mail import preferences
 from clinic.web.cookies import flash
 from clinic.web.decorators import page, redirect
@@ -46,7 +47,7 @@ def save_channel():
         accounts.update_profile(current_user(), {"channel": data.get("channel") or ""})
     except Invalid as exc:
         return _page(status=400, errors=exc.fields, form=data)
-    flash("Your choice of how we reach you is saved.")
+    flash(_("Your choice of how we reach you is saved."))
     redirect("/patient/preferences")
 
 
@@ -54,9 +55,17 @@ def save_channel():
 @page("patient")
 def save_preferences():
     data = form()
-    preferences.save(current_user(), {choice: bool(data.get(choice))
-                                      for choice in preferences.KINDS})
-    flash("Your email choices are saved.")
+    user = current_user()
+    if data.get("language") and data["language"] != user.language:
+        try:
+            accounts.update_profile(user, {"language": data["language"]})
+        except Invalid as exc:
+            return render("patient/preferences.html", status=400,
+                          choices=preferences.choices(user), words=preferences.WORDS,
+                          form=data, errors=exc.fields)
+        i18n.use(data["language"])  # the saved message below is in the new language
+    preferences.save(user, {choice: bool(data.get(choice)) for choice in preferences.KINDS})
+    flash(_("Your email choices are saved."))
     redirect("/patient/preferences")
 
 
@@ -67,7 +76,7 @@ def unsubscribe_confirm(token):
     user, choice = preferences.for_token(token)
     wanted = preferences.choices(user)[choice]
     return render("patient/unsubscribe.html", token=token, patient=user, choice=choice,
-                  what=preferences.WORDS[choice], wanted=wanted, done=False)
+                  what=_(preferences.WORDS[choice]), wanted=wanted, done=False)
 
 
 # No @page on the POSTs: that would ask for the CSRF token a mail client cannot send.
@@ -87,7 +96,7 @@ def _changed(token, action, wanted):
     try:
         user, choice = action(token)
     except ClinicError as exc:
-        return render("error.html", status=exc.status, title="Cannot do that",
+        return render("error.html", status=exc.status, title=_("Cannot do that"),
                       message=exc.message)
     return render("patient/unsubscribe.html", token=token, patient=user, choice=choice,
-                  what=preferences.WORDS[choice], wanted=wanted, done=True)
+                  what=_(preferences.WORDS[choice]), wanted=wanted, done=True)

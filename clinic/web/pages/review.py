@@ -5,6 +5,7 @@ import bottle
 
 from clinic import reviews
 from clinic.errors import Invalid
+from clinic.i18n import _
 from clinic.web.cookies import flash
 from clinic.web.decorators import page, redirect
 from clinic.web.inputs import form
@@ -30,10 +31,10 @@ def review(token):
     try:
         visit, added = reviews.submit(token, data.get("rating"), data.get("comment"))
     except Invalid as exc:
-        visit, _ = reviews.visit_for(token)
+        visit, _review = reviews.visit_for(token)
         return render("review/form.html", status=400, visit=visit, token=token,
                       stars=reviews.STARS, form=data, errors=exc.fields)
     if not added:
         return render("review/thanks.html", visit=visit, review=None)
-    flash("Thank you for your review!")
+    flash(_("Thank you for your review!"))
     redirect(f"/review/{token}")

@@ -5,6 +5,7 @@ import bottle
 
 from clinic import people
 from clinic.errors import Invalid
+from clinic.i18n import _
 from clinic.web.cookies import flash
 from clinic.web.decorators import page, redirect
 from clinic.web.inputs import form
@@ -34,7 +35,9 @@ def add_staff():
                                    data.get("role"))
     except Invalid as exc:
         return _staff_page(400, form=data, errors=exc.fields or {"__all__": exc.message})
-    flash(f"{user.name} can now sign in as {user.role}.")
+    flash(_("%(name)s can now sign in as front desk.") % {"name": user.name}
+          if user.role == "desk" else
+          _("%(name)s can now sign in as admin.") % {"name": user.name})
     redirect("/admin/staff")
 
 
@@ -43,10 +46,10 @@ def add_staff():
 def set_staff_active(user_id, action):
     user = people.staff_member(user_id)
     if user.id == current_user().id:
-        return _staff_page(409, errors={"__all__": "You cannot deactivate yourself."})
+        return _staff_page(409, errors={"__all__": _("You cannot deactivate yourself.")})
     people.set_active(user.id, action == "activate")
-    done = "active again" if action == "activate" else "deactivated and signed out"
-    flash(f"{user.name} is {done}.")
+    flash(_("%(name)s is active again.") % {"name": user.name} if action == "activate"
+          else _("%(name)s is deactivated and signed out.") % {"name": user.name})
     redirect("/admin/staff")
 
 
@@ -57,5 +60,5 @@ def reset_staff_password(user_id):
         user = people.reset_staff_password(user_id, form().get("password"))
     except Invalid as exc:
         return _staff_page(400, errors={f"password-{user_id}": exc.message})
-    flash(f"{user.name} has a new password; their sign-ins were ended.")
+    flash(_("%(name)s has a new password; their sign-ins were ended.") % {"name": user.name})
     redirect("/admin/staff")

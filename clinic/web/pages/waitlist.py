@@ -4,8 +4,9 @@ which needs no sign-in: its signed token is the key (clinic.waitlist.offer_for_l
 
 import bottle
 
-from clinic import clock, people, waitlist
+from clinic import clock, i18n, people, waitlist
 from clinic.errors import Conflict, Invalid, NotFound
+from clinic.i18n import _
 from clinic.models import User, WaitlistEntry, WaitlistOffer
 from clinic.web.cookies import flash
 from clinic.web.decorators import page, redirect
@@ -17,7 +18,7 @@ routes = bottle.Bottle()
 
 
 def _when(instant):
-    return clock.local(instant).strftime("%a %d %b %Y, %H:%M")
+    return i18n.formatted(instant)
 
 
 def _banner(exc):
@@ -54,8 +55,8 @@ def join():
                               data.get("to"))
     except (Invalid, NotFound, Conflict) as exc:
         return _patient_page(data, _banner(exc), exc.status)
-    flash(f"You are on the waitlist of {entry.doctor.name}: we email you as soon as a time "
-          "comes free.")
+    flash(_("You are on the waitlist of %(doctor)s: we email you as soon as a time comes free.")
+          % {"doctor": entry.doctor.name})
     redirect("/patient/waitlist")
 
 
@@ -67,7 +68,7 @@ def leave(entry_id):
         waitlist.leave(entry)
     except Conflict as exc:
         return _patient_page(errors=_banner(exc), status=exc.status)
-    flash("You have left the waitlist.")
+    flash(_("You have left the waitlist."))
     redirect("/patient/waitlist")
 
 
@@ -79,7 +80,7 @@ def claim(entry_id):
         appointment = waitlist.claim(entry)
     except (Invalid, Conflict) as exc:
         return _patient_page(errors=_banner(exc), status=exc.status)
-    flash(f"Booked: {_when(appointment.start)}. See you then!")
+    flash(_("Booked: %(when)s. See you then!") % {"when": _when(appointment.start)})
     redirect(f"/patient/appointments/{appointment.id}")
 
 
@@ -112,12 +113,12 @@ def staff_join():
     try:
         raw = (data.get("patient_id") or "").strip()
         if not (raw.isdigit() and len(raw) <= 18):
-            raise Invalid("Enter the patient's number.", {"patient_id": "Enter the patient's "
-                                                                        "number."})
+            raise Invalid(_("Enter the patient's number."), {"patient_id": _("Enter the patient's "
+                                                                        "number.")})
         waitlist.join(int(raw), data.get("doctor_id"), data.get("from"), data.get("to"))
     except (Invalid, NotFound, Conflict) as exc:
         return _staff_page(data, _banner(exc), exc.status)
-    flash("The patient is on the waitlist.")
+    flash(_("The patient is on the waitlist."))
     redirect("/admin/waitlist")
 
 
@@ -129,7 +130,7 @@ def staff_leave(entry_id):
         waitlist.leave(entry)
     except Conflict as exc:
         return _staff_page(errors=_banner(exc), status=exc.status)
-    flash("The entry is off the waitlist.")
+    flash(_("The entry is off the waitlist."))
     redirect("/admin/waitlist")
 
 
@@ -159,5 +160,6 @@ def offer_claim(token):
         return _offer_page(token, WaitlistOffer.get_by_id(offer.id), _banner(exc), exc.status)
     from clinic.mail import notices
 
-    flash(f"Booked: {_when(appointment.start)}. We have emailed you the confirmation.")
+    flash(_("Booked: %(when)s. We have emailed you the confirmation.")
+          % {"when": _when(appointment.start)})
     redirect(notices.link_path(appointment))
