@@ -210,6 +210,12 @@ def erin(app):
 
 
 @pytest.fixture
+def dana(app):
+    """The front desk (role ``desk``)."""
+    return people.create_staff("Dana Desk", "dana@example.com", PASSWORD, "desk")
+
+
+@pytest.fixture
 def everyone(alice, bob, carol, dave, erin):
     return {"alice": alice, "bob": bob, "carol": carol, "dave": dave, "erin": erin}
 

@@ -3,19 +3,18 @@
 patient to book for, checking in, and the printed sheet. Screenshots go to
 tests.browser.SCREENSHOTS."""
 
-from datetime import datetime
 
 import pytest
 import time_machine
 
-from clinic import appointments, people
+from clinic import appointments
 from clinic.models import Appointment, User
 from tests.browser import browser, screenshot  # noqa: F401 (fixture)
-from tests.conftest import PASSWORD, TZ
+from tests.conftest import PASSWORD
+from tests.test_desk_api import MORNING
 
 pytestmark = pytest.mark.browser
 
-MORNING = datetime(2031, 3, 12, 8, 0, tzinfo=TZ)  # a Wednesday, before the 09:00 start
 WIDTHS = {"phone": 412, "tablet": 820}
 
 
@@ -23,11 +22,6 @@ WIDTHS = {"phone": 412, "tablet": 820}
 def clinic_morning():
     with time_machine.travel(MORNING, tick=True):
         yield
-
-
-@pytest.fixture
-def dana(app):
-    return people.create_staff("Dana Desk", "dana@example.com", PASSWORD, "desk")
 
 
 def _sign_in(driver, server, email):

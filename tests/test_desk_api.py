@@ -28,11 +28,6 @@ def morning():
 
 
 @pytest.fixture
-def dana(app):
-    return people.create_staff("Dana Desk", "dana@example.com", PASSWORD, "desk")
-
-
-@pytest.fixture
 def desk(morning, new_client, dana):
     client = new_client()
     client.api_login(dana.email)

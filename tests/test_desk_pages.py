@@ -3,7 +3,6 @@ moving, cancelling, checking in, and the admin's staff page. Dana works at the d
 the admin; Alice is a patient; Dr Carol and Dr Dave are doctors."""
 
 import re
-from datetime import datetime, timedelta
 from urllib.parse import quote
 
 import pytest
@@ -11,25 +10,14 @@ import time_machine
 
 from clinic import appointments, people
 from clinic.models import Appointment, AuditEntry, Session, User
-from tests.conftest import PASSWORD, TZ, login
-
-MORNING = datetime(2031, 3, 12, 8, 0, tzinfo=TZ)  # a Wednesday, before the first slot
-
-
-def at(hhmm, days=0):
-    hour, minute = map(int, hhmm.split(":"))
-    return (MORNING + timedelta(days=days)).replace(hour=hour, minute=minute)
+from tests.conftest import PASSWORD, login
+from tests.test_desk_api import MORNING, at
 
 
 @pytest.fixture
 def morning():
     with time_machine.travel(MORNING, tick=False) as traveller:
         yield traveller
-
-
-@pytest.fixture
-def dana(app):
-    return people.create_staff("Dana Desk", "dana@example.com", PASSWORD, "desk")
 
 
 @pytest.fixture
