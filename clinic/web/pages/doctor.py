@@ -109,29 +109,29 @@ def amend(appointment_id):
     redirect(f"/doctor/appointments/{appt.id}")
 
 
-@routes.post("/doctor/appointments/<appointment_id:int>/no-show")
-@page("doctor")
-def no_show(appointment_id):
+def _mark(appointment_id, change, done):
+    """Apply ``change(appointment, doctor)`` to one of the doctor's visits, then show the visit
+    with ``done`` (a message naming ``%(name)s``, the patient); a refusal shows it with why."""
     user = current_user()
     appt = appointments.appointment_for(user, appointment_id)
     try:
-        appointments.mark_no_show(appt, user)
+        change(appt, user)
     except Conflict as exc:
         return _appointment_page(appt, status=409, errors={"__all__": exc.message})
-    flash(_("%(name)s is marked as a no-show: they did not come.") % {"name": appt.patient.name})
+    flash(done % {"name": appt.patient.name})
     redirect(f"/doctor/appointments/{appt.id}")
+
+
+@routes.post("/doctor/appointments/<appointment_id:int>/no-show")
+@page("doctor")
+def no_show(appointment_id):
+    return _mark(appointment_id, appointments.mark_no_show,
+                 _("%(name)s is marked as a no-show: they did not come."))
 
 
 @routes.post("/doctor/appointments/<appointment_id:int>/undo-no-show")
 @page("doctor")
 def undo_no_show(appointment_id):
-    user = current_user()
-    appt = appointments.appointment_for(user, appointment_id)
-    try:
-        appointments.undo_no_show(appt, user)
-    except Conflict as exc:
-        return _appointment_page(appt, status=409, errors={"__all__": exc.message})
-    flash(_("The no-show mark is undone: %(name)s's visit is open again.")
-          % {"name": appt.patient.name})
-    redirect(f"/doctor/appointments/{appt.id}")
+    return _mark(appointment_id, appointments.undo_no_show,
+                 _("The no-show mark is undone: %(name)s's visit is open again."))
 
