@@ -10,7 +10,7 @@ import time_machine
 
 from clinic import appointments, people
 from clinic.models import Appointment, AuditEntry, Session, User
-from tests.conftest import PASSWORD, login
+from tests.conftest import PASSWORD, TZ, login
 from tests.test_desk_api import MORNING, at
 
 
@@ -264,3 +264,20 @@ def test_an_admins_cancellation_from_the_appointment_page_is_audited(admin, erin
     assert admin.post(f"/admin/appointments/{visit.id}/cancel").status == 303
     entry = AuditEntry.get(AuditEntry.action == "cancel appointment")
     assert (entry.user_id, entry.patient_id) == (erin.id, alice.id)
+
+
+def test_the_sheet_offers_no_time_in_time_off_or_held_for_the_waitlist(desk, alice, bob,
+                                                                       carol):
+    from clinic import desk as day_sheet_module
+    from clinic import time_off, waitlist
+
+    time_off.add(carol.id, at("09:00").strftime("%Y-%m-%dT%H:%M"),
+                 at("10:00").strftime("%Y-%m-%dT%H:%M"), "Team meeting")
+    visit = appointments.book(alice.id, carol.id, at("11:00"))
+    waitlist.join(bob.id, carol.id, MORNING.date().isoformat(), MORNING.date().isoformat())
+    appointments.cancel(visit, alice)  # 11:00 is now held for bob
+    (column,) = [c for c in day_sheet_module.day_sheet(MORNING.date())
+                 if c.doctor.user_id == carol.id]
+    free = {start.astimezone(TZ).strftime("%H:%M") for start in column.free}
+    assert not free & {"09:00", "09:30", "11:00"}
+    assert {"10:00", "10:30", "11:30"} <= free
