@@ -36,6 +36,8 @@ def test_the_desk_lands_on_the_day_sheet(morning, new_client, dana):
     assert sheet.headers["cache-control"] == "no-store"  # patients' names: kept out of caches
     page = sheet.text
     assert 'href="/desk">Day sheet</a>' in page
+    assert 'href="/admin/waitlist">Waitlist</a>' in page  # the desk keeps the waitlist too
+    assert browser.get("/admin/waitlist").status == 200
     assert "/admin/doctors" not in page and "/doctor/upcoming" not in page
 
 
