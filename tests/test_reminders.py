@@ -24,12 +24,13 @@ def local(*args):
     return datetime(*args, tzinfo=TZ).astimezone(UTC)
 
 
-def visit(patient, doctor, start, booked_at=None, status="booked", reason="Private reason"):
+def visit(patient, doctor, start, booked_at=None, status="booked", reason="Private reason",
+          minutes=30):
     """An appointment made directly (any time of day), booked a week ahead unless told."""
     booked_at = booked_at or start - 7 * DAY
     return Appointment.create(patient=patient, doctor=doctor, start=start,
-                              end=start + timedelta(minutes=30), status=status, reason=reason,
-                              created_at=booked_at, updated_at=booked_at)
+                              end=start + timedelta(minutes=minutes), status=status,
+                              reason=reason, created_at=booked_at, updated_at=booked_at)
 
 
 def reminders_of(appointment=None):
@@ -279,9 +280,10 @@ def test_a_10_oclock_visit_gets_one_reminder_at_8(smtp_settings, smtp, alice, ca
         (event.what, event.detail, event.status) for event in events]
 
 
-def test_the_gap_counts_from_the_last_reminder_sent(app, alice, carol):
+def test_the_gap_counts_from_the_last_reminder_sent(app, alice, carol, dave):
+    # Two doctors: one doctor's visits may not overlap (PostgreSQL refuses it).
     reminded = visit(alice, carol, local(2026, 12, 2, 16, 0))  # 2 h reminder at 14:00: 6 h on
-    skipped = visit(alice, carol, local(2026, 12, 2, 15, 55))  # at 13:55: 5 h 55 min on
+    skipped = visit(alice, dave, local(2026, 12, 2, 15, 55))  # at 13:55: 5 h 55 min on
     reminders.send_daily(now=local(2026, 12, 2, 8, 0))
     reminders.send_advance(now=local(2026, 12, 2, 13, 55))
     reminders.send_advance(now=local(2026, 12, 2, 14, 0))
@@ -301,8 +303,9 @@ def test_a_reminder_skipped_for_the_patient_does_not_count(app, alice, carol):
 def test_the_daily_and_2h_jobs_at_once_write_one_reminder(smtp_settings, smtp, alice, bob,
                                                          carol, dave):
     start = local(2026, 12, 10, 10, 0)
+    # A minute apart and a minute long: one doctor's visits may not overlap.
     visits = [visit((alice, bob)[i % 2], (carol, dave)[i % 2],
-                    start + i // 2 * timedelta(minutes=1)) for i in range(6)]
+                    start + i // 2 * timedelta(minutes=1), minutes=1) for i in range(6)]
     now = start - 2 * HOUR + timedelta(minutes=5)
     jobs = [reminders.send_daily, reminders.send_advance] * 2
     results = in_threads(4, lambda: jobs.pop()(now=now))
