@@ -54,3 +54,14 @@ def screenshot(driver, name):
     driver.save_screenshot(str(path))
     assert path.stat().st_size > 1000, "the screenshot is empty"
     return path
+
+
+def follow(driver, element):
+    """Click ``element`` (a link or a submit button) and wait until the page it leads to has
+    replaced this one: a click returns once the request is sent, not once the answer is in."""
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    page = driver.find_element("tag name", "html")
+    element.click()
+    WebDriverWait(driver, 15).until(expected_conditions.staleness_of(page))

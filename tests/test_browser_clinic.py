@@ -6,7 +6,7 @@ import pytest
 
 from clinic import details, settings
 from clinic.models import ClinicSettings
-from tests.browser import browser, screenshot  # noqa: F401 (fixture)
+from tests.browser import browser, follow, screenshot  # noqa: F401 (fixture)
 from tests.test_browser_phone import _sign_in
 
 pytestmark = pytest.mark.browser
@@ -37,7 +37,6 @@ def _fill(driver, name, value):
 
 def test_a_new_clinics_admin_sets_it_up_on_the_clinic_page(browser, server, erin):  # noqa: F811
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     browser.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": True})
     _sign_in(browser, server, erin.email)
@@ -48,9 +47,7 @@ def test_a_new_clinics_admin_sets_it_up_on_the_clinic_page(browser, server, erin
     _fill(browser, "name", "Praxis am Park")
     _fill(browser, "phone", "call me maybe")
     _fill(browser, "timezone", "Europe/Berlinn")
-    browser.find_element(By.CSS_SELECTOR, "#clinic-form button[type=submit]").click()
-    # The click returns once the form is sent, not once the answer is in: wait for the page.
-    WebDriverWait(browser, 15).until(lambda driver: driver.find_elements(By.ID, "e-phone"))
+    follow(browser, browser.find_element(By.CSS_SELECTOR, "#clinic-form button[type=submit]"))
     phone_error = browser.find_element(By.ID, "e-phone")
     zone_error = browser.find_element(By.ID, "e-timezone")
     assert "not a phone number" in phone_error.text and "Not a time zone" in zone_error.text
@@ -64,9 +61,7 @@ def test_a_new_clinics_admin_sets_it_up_on_the_clinic_page(browser, server, erin
 
     _fill(browser, "phone", "+49 30 1234567")
     _fill(browser, "timezone", "Europe/Berlin")
-    browser.find_element(By.CSS_SELECTOR, "#clinic-form button[type=submit]").click()
-    WebDriverWait(browser, 15).until(lambda driver: driver.find_elements(By.CSS_SELECTOR,
-                                                                         ".flash"))
+    follow(browser, browser.find_element(By.CSS_SELECTOR, "#clinic-form button[type=submit]"))
     assert "saved and in force" in browser.find_element(By.CSS_SELECTOR, ".flash").text
     assert not browser.find_elements(By.ID, "confirm-timezone")
     assert browser.find_element(By.CSS_SELECTOR, "a.brand").text == "Praxis am Park"

@@ -9,7 +9,7 @@ import time_machine
 
 from clinic import appointments
 from clinic.models import Appointment, User
-from tests.browser import browser, screenshot  # noqa: F401 (fixture)
+from tests.browser import browser, follow, screenshot  # noqa: F401 (fixture)
 from tests.conftest import PASSWORD
 from tests.test_desk_api import MORNING
 
@@ -35,16 +35,6 @@ def _sign_in(driver, server, email):
     WebDriverWait(driver, 15).until(lambda d: "/login" not in d.current_url)
     # The address changes before the day sheet has loaded: open it again, which waits for it.
     driver.get(f"{server}/desk")
-
-
-def _go(driver, element):
-    """Click ``element`` and wait until the page it leads to has replaced this one."""
-    from selenium.webdriver.support import expected_conditions
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    page = driver.find_element("tag name", "html")
-    element.click()
-    WebDriverWait(driver, 15).until(expected_conditions.staleness_of(page))
 
 
 def _flash(driver):
@@ -84,13 +74,13 @@ def test_the_desk_books_a_walk_in_and_checks_in_a_patient(browser, server, dana,
     screenshot(browser, f"desk-sheet-{device}")
 
     # Check Alice in.
-    _go(browser, _column(browser, "Dr Carol Clark").find_element(
+    follow(browser, _column(browser, "Dr Carol Clark").find_element(
         By.XPATH, ".//button[normalize-space()='Check in']"))
     assert "Alice Adams is checked in" in _flash(browser)
     assert Appointment.get_by_id(visit.id).status == "arrived"
 
     # Book Dr Dave's 10:00 for a walk-in with no email, registered in the same form.
-    _go(browser, _column(browser, "Dr Dave Davis").find_element(
+    follow(browser, _column(browser, "Dr Dave Davis").find_element(
         By.XPATH, ".//button[normalize-space()='10:00']"))
     assert "Book 10:00 with Dr Dave Davis" in browser.find_element(By.TAG_NAME, "h1").text
     form = browser.find_element(By.CSS_SELECTOR, "form.new-patient")
@@ -98,7 +88,7 @@ def test_the_desk_books_a_walk_in_and_checks_in_a_patient(browser, server, dana,
     form.find_element(By.NAME, "name").send_keys("Walter Walk-in")
     form.find_element(By.NAME, "phone").send_keys("+49 170 1234567")
     screenshot(browser, f"desk-new-patient-{device}")
-    _go(browser, form.find_element(By.CSS_SELECTOR, "button[type=submit]"))
+    follow(browser, form.find_element(By.CSS_SELECTOR, "button[type=submit]"))
     assert "no email address" in _flash(browser)
     assert "Walter Walk-in" in _column(browser, "Dr Dave Davis").text
     walter = User.get(User.name == "Walter Walk-in")
@@ -114,13 +104,13 @@ def test_the_desk_finds_a_patient_and_books_for_them(browser, server, dana, alic
     browser.set_window_size(WIDTHS[device], 1000)
     browser.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": True})
     _sign_in(browser, server, dana.email)
-    _go(browser, _column(browser, "Dr Carol Clark").find_element(
+    follow(browser, _column(browser, "Dr Carol Clark").find_element(
         By.XPATH, ".//button[normalize-space()='11:00']"))
     browser.find_element(By.NAME, "q").send_keys("1980-05-17")
-    _go(browser, browser.find_element(By.CSS_SELECTOR, "form.search button[type=submit]"))
+    follow(browser, browser.find_element(By.CSS_SELECTOR, "form.search button[type=submit]"))
     choice = browser.find_element(By.XPATH, "//button[normalize-space()='Book for Alice Adams']")
     screenshot(browser, f"desk-find-patient-{device}")
-    _go(browser, choice)
+    follow(browser, choice)
     assert "Booked Alice Adams at 11:00" in _flash(browser)
     column = _column(browser, "Dr Carol Clark")
     assert "Alice Adams" in column.text
