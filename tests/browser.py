@@ -59,9 +59,13 @@ def screenshot(driver, name):
 def follow(driver, element):
     """Click ``element`` (a link or a submit button) and wait until the page it leads to has
     replaced this one: a click returns once the request is sent, not once the answer is in."""
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
     page = driver.find_element("tag name", "html")
     element.click()
-    WebDriverWait(driver, 15).until(expected_conditions.staleness_of(page))
+    # Mid-navigation, chromedriver can answer "node does not belong to the document" instead
+    # of "stale element"; that is the same page going away, so ask again.
+    WebDriverWait(driver, 15, ignored_exceptions=(WebDriverException,)).until(
+        expected_conditions.staleness_of(page))
