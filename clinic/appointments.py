@@ -18,7 +18,15 @@ from clinic.db import database, locked
 from clinic.errors import Conflict, Forbidden, Invalid, NoAccess, NotFound
 from clinic.i18n import _
 from clinic.mail import notices
-from clinic.models import ACTIVE_STATUSES, Appointment, Doctor, Patient, Treatment, User
+from clinic.models import (
+    ACTIVE_STATUSES,
+    BUSY_STATUSES,
+    Appointment,
+    Doctor,
+    Patient,
+    Treatment,
+    User,
+)
 
 TREATMENT_FIELDS = ("visit_type", "symptoms", "diagnosis", "treatment", "prescription", "notes")
 SLOT_TAKEN = "This time was just taken by someone else. Please choose another slot."
@@ -78,7 +86,7 @@ def _check_bookable(doctor, start, now, exclude=None, patient_id=None, minutes=N
 
 def _check_patient_free(patient_id, start, end, exclude=None):
     clash = Appointment.select().where(
-        Appointment.patient == patient_id, Appointment.status.in_(ACTIVE_STATUSES),
+        Appointment.patient == patient_id, Appointment.status.in_(BUSY_STATUSES),
         Appointment.start > start - slots.LONGEST_VISIT, Appointment.start < end,
         Appointment.end > start)
     if exclude is not None:

@@ -27,6 +27,7 @@ ROLES = ("patient", "doctor", "admin", "desk")  # desk: the front desk, no medic
 APPOINTMENT_STATUSES = ("booked", "confirmed", "arrived", "completed", "cancelled", "no_show")
 ACTIVE_STATUSES = ("booked", "confirmed")  # still going to happen
 # "arrived": checked in at the desk, waiting to be seen; it keeps its slot taken.
+BUSY_STATUSES = (*ACTIVE_STATUSES, "arrived")  # the patient is expected, or there
 MESSAGE_STATUSES = ("pending", "sending", "sent", "failed", "skipped")
 CHANNELS = ("email", "sms")  # how a message goes out
 CHANNEL_CHOICES = ("email", "sms", "both")  # what a patient may choose

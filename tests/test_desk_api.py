@@ -9,7 +9,7 @@ import time_machine
 
 from clinic import appointments, people
 from clinic.mail import outbox
-from clinic.models import AuditEntry, Message, Patient, Session, User
+from clinic.models import Appointment, AuditEntry, Message, Patient, Session, User
 from tests.conftest import PASSWORD, TZ, make_patient
 
 # A Wednesday morning, before the first slot (09:00).
@@ -211,6 +211,16 @@ def test_check_in_makes_the_visit_arrived_and_keeps_its_slot(desk, dana, alice, 
                                 {"visit_type": "Check-up"})
     assert done.status == 200, done
     assert done.json()["status"] == "completed"
+
+
+def test_a_checked_in_patient_cannot_be_booked_elsewhere_at_that_time(desk, alice, carol, dave):
+    visit = appointments.book(alice.id, carol.id, at("10:00"))
+    desk.post_json(f"/api/appointments/{visit.id}/check-in")
+    response = desk.post_json("/api/appointments", {"doctor_id": dave.id, "patient_id": alice.id,
+                                                    "start": at("10:00").isoformat()})
+    assert response.status == 409, response
+    assert "already have an appointment" in response.json()["error"]
+    assert Appointment.select().where(Appointment.doctor == dave.id).count() == 0
 
 
 def test_check_in_is_for_the_visits_day_and_active_visits(desk, alice, carol):
