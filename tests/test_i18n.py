@@ -247,3 +247,13 @@ def test_clinic_languages_must_have_a_catalog():
     with pytest.raises(settings.SettingsError, match="CLINIC_LANGUAGES"):
         settings.load(environ={"CLINIC_LANGUAGES": "en,xx"})
     assert settings.load(environ={"CLINIC_LANGUAGES": "de, en"}).languages == ("de", "en")
+
+
+def test_an_unknown_language_on_the_preferences_page_is_a_field_error(languages, client, alice):
+    client.login(alice.email)
+    client.get("/patient/preferences")
+    answer = client.post("/patient/preferences", {"reminders": "1", "language": "xx"})
+    assert answer.status == 400, answer
+    assert 'id="e-language"' in answer.text
+    assert 'name="channel" value="email" checked' in answer.text  # the whole page, again
+    assert User.get_by_id(alice.id).language == ""

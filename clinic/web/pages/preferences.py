@@ -60,9 +60,7 @@ def save_preferences():
         try:
             accounts.update_profile(user, {"language": data["language"]})
         except Invalid as exc:
-            return render("patient/preferences.html", status=400,
-                          choices=preferences.choices(user), words=preferences.WORDS,
-                          form=data, errors=exc.fields)
+            return _page(status=400, errors=exc.fields, form=data)
         i18n.use(data["language"])  # the saved message below is in the new language
     preferences.save(user, {choice: bool(data.get(choice)) for choice in preferences.KINDS})
     flash(_("Your email choices are saved."))
