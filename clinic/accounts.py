@@ -37,7 +37,7 @@ ENROL_LIFETIME = timedelta(minutes=15)
 ENROL_KIND = "enr"  # the Session kind of an enrolment-only sign-in
 RECOVERY_CODES = 10
 RECOVERY_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i to misread
-BAD_LINK = "This link has expired or was used already. Ask for a new one."
+BAD_LINK = N_("This link has expired or was used already. Ask for a new one.")
 
 
 def _roles(raw):
@@ -93,7 +93,7 @@ def _link(token, purpose, now):
                   AccountToken.expires_at > now, User.active)
            .first())
     if row is None:
-        raise Invalid(BAD_LINK, {"token": BAD_LINK})
+        raise Invalid(_(BAD_LINK), {"token": _(BAD_LINK)})
     return row
 
 
@@ -102,7 +102,7 @@ def _use(row, now):
     used = (AccountToken.update(used_at=now)
             .where(AccountToken.id == row.id, AccountToken.used_at.is_null()).execute())
     if used != 1:
-        raise Invalid(BAD_LINK, {"token": BAD_LINK})
+        raise Invalid(_(BAD_LINK), {"token": _(BAD_LINK)})
 
 
 def _count_failure(key, ip, now):

@@ -16,7 +16,7 @@ from peewee import IntegrityError
 from clinic import clock, details, i18n, settings, slots, visit_types, waitlist
 from clinic.db import database, locked
 from clinic.errors import Conflict, Forbidden, Invalid, NoAccess, NotFound
-from clinic.i18n import _
+from clinic.i18n import N_, _
 from clinic.mail import notices
 from clinic.models import (
     ACTIVE_STATUSES,
@@ -29,8 +29,9 @@ from clinic.models import (
 )
 
 TREATMENT_FIELDS = ("visit_type", "symptoms", "diagnosis", "treatment", "prescription", "notes")
-SLOT_TAKEN = "This time was just taken by someone else. Please choose another slot."
-ALREADY_YOURS = "You already booked this time: it is in your appointments."
+# Marked here, translated where raised: the words of a refused booking.
+SLOT_TAKEN = N_("This time was just taken by someone else. Please choose another slot.")
+ALREADY_YOURS = N_("You already booked this time: it is in your appointments.")
 
 
 def _taken(patient_id, doctor_id, start):
@@ -38,7 +39,7 @@ def _taken(patient_id, doctor_id, start):
     own = Appointment.select().where(
         Appointment.patient == patient_id, Appointment.doctor == doctor_id,
         Appointment.start == start, Appointment.status.in_(ACTIVE_STATUSES))
-    return ALREADY_YOURS if own.exists() else SLOT_TAKEN
+    return _(ALREADY_YOURS if own.exists() else SLOT_TAKEN)
 
 
 def parse_start(raw):
@@ -152,7 +153,7 @@ def reschedule(appointment, start, user, now=None):
             appointment = Appointment.get_by_id(appointment.id)
             notices.booked(appointment, "rescheduled")
     except IntegrityError:
-        raise Conflict(SLOT_TAKEN) from None
+        raise Conflict(_(SLOT_TAKEN)) from None
     return appointment
 
 

@@ -257,3 +257,14 @@ def test_an_unknown_language_on_the_preferences_page_is_a_field_error(languages,
     assert 'id="e-language"' in answer.text
     assert 'name="channel" value="email" checked' in answer.text  # the whole page, again
     assert User.get_by_id(alice.id).language == ""
+
+
+def test_a_taken_time_is_refused_in_the_patients_language(languages, client, alice, bob, carol):
+    appointments.book(bob.id, carol.id, slot(2, "10:00"))
+    User.update(language="de").where(User.id == alice.id).execute()
+    client.api_login(alice.email)
+    answer = client.post_json("/api/appointments", {"doctor_id": carol.id,
+                                                    "start": slot(2, "10:00").isoformat()})
+    assert answer.status == 409, answer
+    assert answer.json()["error"] == ("Diese Zeit wurde gerade von jemand anderem gebucht. "
+                                      "Bitte wählen Sie eine andere.")

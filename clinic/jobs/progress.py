@@ -9,6 +9,7 @@ import uuid
 
 from clinic import clock
 from clinic.errors import NoAccess, NotFound
+from clinic.i18n import _
 from clinic.models import Export, TaskRecord
 
 STATES = ("PENDING", "PROGRESS", "SUCCESS", "FAILURE")
@@ -53,12 +54,12 @@ def for_user(user, task_id):
     people's tasks are not to be probed)."""
     record = TaskRecord.get_or_none(TaskRecord.task_id == str(task_id)[:64])
     if record is None:
-        raise NotFound("No such task.")
+        raise NotFound(_("No such task."))
     if user.role != "admin" and record.user_id != user.id:
         # Someone else's history export is a medical record: the refusal goes into the audit.
         if Export.select().where(Export.task_id == record.task_id).exists():
-            raise NoAccess("No such task.", "export", record.task_id)
-        raise NotFound("No such task.")
+            raise NoAccess(_("No such task."), "export", record.task_id)
+        raise NotFound(_("No such task."))
     return record
 
 

@@ -66,7 +66,7 @@ def appointment_for_link(token, now=None):
                    .where(Appointment.id == data.get("a"), Appointment.patient == data.get("p"))
                    .first())
     if appointment is None:
-        raise NotFound("No such appointment.")
+        raise NotFound(_("No such appointment."))
     return appointment
 
 

@@ -116,8 +116,9 @@ def for_token(raw):
     try:
         data = signing.unsign(PURPOSE, raw)
     except signing.BadSignature:
-        raise NotFound("This link is not valid. Please use the link in your latest email from "
-                       "the clinic, or sign in and choose your emails on your page.") from None
+        raise NotFound(_("This link is not valid. Please use the link in your latest email "
+                         "from the clinic, or sign in and choose your emails on your page.")
+                       ) from None
     choice = data.get("k")
     user = User.get_or_none(User.id == data.get("p"), User.role == "patient")
     if user is None or choice not in KINDS:

@@ -6,7 +6,7 @@ import bottle
 
 from clinic import clock, details
 from clinic.errors import Conflict, Invalid
-from clinic.i18n import _
+from clinic.i18n import N_, _
 from clinic.jobs import scheduler
 from clinic.web.cookies import flash
 from clinic.web.decorators import page, redirect
@@ -16,8 +16,8 @@ from clinic.web.sessions import current_user
 
 routes = bottle.Bottle()
 
-LABELS = {"name": "Name", "address": "Address", "phone": "Phone", "timezone": "Time zone",
-          "website": "Website"}
+LABELS = {"name": N_("Name"), "address": N_("Address"), "phone": N_("Phone"),
+          "timezone": N_("Time zone"), "website": N_("Website")}  # translated where shown
 
 
 def _clinic_page(status=200, values=None, errors=None):
