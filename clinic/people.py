@@ -92,12 +92,19 @@ def _example(region):
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
 
 
+# How each channel reads on the forms that choose it, translated where shown.
+CHANNEL_WORDS = {"email": N_("By email"), "sms": N_("By SMS (text message)"),
+                 "both": N_("By email and SMS")}
+assert tuple(CHANNEL_WORDS) == CHANNEL_CHOICES
+
+
 def parse_channel(patient_id, changes, patient_changes, errors):
     """``{"channel": ...}`` from ``changes`` (the profile form, PATCH /api/me, the desk) for the
     patient ``patient_id``, or {} when it does not change; checks that a channel with SMS has
     a phone, the one in ``patient_changes`` (already parsed) or else the stored one. Problems go
-    into ``errors``, beside the field that was sent."""
-    current = Patient.get_or_none(Patient.user == patient_id)
+    into ``errors``, beside the field that was sent. ``patient_id`` None: a patient being
+    registered."""
+    current = patient_id and Patient.get_or_none(Patient.user == patient_id)
     channel = (changes.get("channel") or "").strip().lower() if "channel" in changes else (
         current.channel if current else "email")
     if channel not in CHANNEL_CHOICES:
@@ -108,10 +115,10 @@ def parse_channel(patient_id, changes, patient_changes, errors):
     phone = patient_changes.get("phone", current.phone if current else "")
     if channel != "email" and not phone:
         if "channel" in changes:
-            errors["channel"] = _("SMS needs a phone number: enter yours with its country "
+            errors["channel"] = _("SMS needs a phone number: enter one with its country "
                                   "code.")
         else:
-            errors["phone"] = _("Your messages go by SMS: keep a phone number, or choose email "
+            errors["phone"] = _("Messages go by SMS: keep a phone number, or choose email "
                                 "first.")
     return {"channel": channel} if "channel" in changes else {}
 
@@ -168,9 +175,10 @@ def register_patient(email, password, name, date_of_birth="", phone="", language
 NO_PASSWORD = "!"  # noqa: S105 (a marker, not a password)
 
 
-def register_at_desk(name, email="", date_of_birth="", phone=""):
-    """A patient registered by the front desk: a name, and an email, a date of birth and a
-    phone number if the patient has them. A patient without an email gets no email at all."""
+def register_at_desk(name, email="", date_of_birth="", phone="", channel="", language=""):
+    """A patient registered by the front desk: a name, and an email, a date of birth, a phone
+    number, how their messages go (``channel``, default email) and their language if the
+    desk knows them. A patient without an email gets no email at all."""
     errors = {}
     email = auth.normalize_email(email or "")
     if email and (problem := email_problem(email)):
@@ -181,15 +189,17 @@ def register_at_desk(name, email="", date_of_birth="", phone=""):
         errors["name"] = _("The name is too long (200 characters at most).")
     dob = parse_birth_date(date_of_birth, errors)
     phone = parse_phone(phone, errors)
+    language = parse_language(language, errors)
+    chosen = parse_channel(None, {"channel": channel or "email"}, {"phone": phone}, errors)
     check(errors)
     with database.atomic():
         try:
             user = User.create(email=email or None, name=name.strip(), role="patient",
-                               password_hash=NO_PASSWORD)
+                               password_hash=NO_PASSWORD, language=language)
         except IntegrityError:
             raise Invalid(_("An account with this email already exists."),
                           {"email": _("An account with this email already exists.")}) from None
-        Patient.create(user=user, date_of_birth=dob, phone=phone)
+        Patient.create(user=user, date_of_birth=dob, phone=phone, **chosen)
     return user
 
 
@@ -200,6 +210,16 @@ def patient_to_book(patient_id):
     if user is None:
         raise NotFound(_("No such patient."))
     return user
+
+
+def patient_contact(patient_id):
+    """The Patient profile (with .user) for the desk and admins: how to reach the patient,
+    nothing of their records. NotFound when ``patient_id`` is not a patient's."""
+    patient = (Patient.select(Patient, User).join(User)
+               .where(Patient.user == patient_id, User.role == "patient").first())
+    if patient is None:
+        raise NotFound(_("No such patient."))
+    return patient
 
 
 # -- staff: the front desk and admins ------------------------------------------------------------

@@ -577,7 +577,8 @@ def test_history_is_shown_to_the_patient_their_doctors_and_admins(api_as, everyo
     body = response.json()
     assert body["patient"] == {"id": alice.id, "name": "Alice Adams",
                                "email": "alice@example.com", "date_of_birth": "1980-05-17",
-                               "phone": "+49301234567"}
+                               "phone": "+49301234567", "channel": "email",
+                               "language": None, "sms_opted_out": False}
     assert body["visits"] == [{
         "appointment_id": visit.id, "date": slot(-1).astimezone(TZ).date().isoformat(),
         "start": local_iso(slot(-1, "10:00")), "doctor": "Dr Carol Clark",

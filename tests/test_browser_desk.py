@@ -130,3 +130,25 @@ def test_the_printed_sheet_is_each_doctors_list(browser, server, dana, alice, ca
     assert not column.find_element(By.XPATH, ".//button[normalize-space()='Cancel']"
                                    ).is_displayed()
     screenshot(browser, "desk-sheet-print")
+
+
+def test_the_desk_switches_a_patient_to_sms_from_the_sheet(browser, server, dana, alice,  # noqa: F811
+                                                           carol):
+    from selenium.webdriver.common.by import By
+
+    from clinic import people
+
+    appointments.book(alice.id, carol.id, MORNING.replace(hour=10))
+    browser.set_window_size(WIDTHS["phone"], 1000)
+    browser.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": True})
+    _sign_in(browser, server, dana.email)
+    follow(browser, _column(browser, "Dr Carol Clark").find_element(By.LINK_TEXT, "Alice Adams"))
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Alice Adams"
+    form = browser.find_element(By.CSS_SELECTOR, "form.patient-details")
+    form.find_element(By.CSS_SELECTOR, "input[name=channel][value=sms]").click()
+    screenshot(browser, "desk-patient-details-phone")
+    follow(browser, form.find_element(By.CSS_SELECTOR, "button[type=submit]"))
+    assert "The details of Alice Adams are saved." in _flash(browser)
+    assert browser.find_element(
+        By.CSS_SELECTOR, "input[name=channel][value=sms]").get_attribute("checked")
+    assert people.patient_contact(alice.id).channel == "sms"

@@ -2,13 +2,14 @@
 booking, moving, cancelling and checking in for them, and no medical record ever. Dana works
 at the desk; Erin is the admin; Alice and Bob are patients; Dr Carol and Dr Dave are doctors."""
 
+import json
 from datetime import datetime, timedelta
 
 import pytest
 import time_machine
 
-from clinic import appointments, people
-from clinic.mail import outbox
+from clinic import appointments, people, settings
+from clinic.mail import outbox, sms
 from clinic.models import Appointment, AuditEntry, Message, Patient, Session, User
 from tests.conftest import PASSWORD, TZ, make_patient
 
@@ -101,7 +102,8 @@ def test_the_desk_finds_a_patient_by_name_email_phone_or_birth_date(desk, alice,
     assert response.status == 200, response
     assert response.json() == {"patients": [{
         "id": alice.id, "name": "Alice Adams", "email": "alice@example.com",
-        "phone": "+49301234567", "date_of_birth": "1980-05-17"}]}
+        "phone": "+49301234567", "date_of_birth": "1980-05-17", "channel": "email",
+        "language": None, "sms_opted_out": False}]}
 
 
 def test_the_desk_registers_a_patient_without_email(desk, dana):
@@ -111,7 +113,8 @@ def test_the_desk_registers_a_patient_without_email(desk, dana):
     assert response.status == 201, response
     body = response.json()
     assert body == {"id": body["id"], "name": "Walter Walk-in", "email": None,
-                    "phone": "+491701234567", "date_of_birth": "1950-02-03"}
+                    "phone": "+491701234567", "date_of_birth": "1950-02-03",
+                    "channel": "email", "language": None, "sms_opted_out": False}
     assert [e.patient_id for e in audited("register patient", dana)] == [body["id"]]
     # Two patients without email are fine: NULL is not a duplicate.
     assert desk.post_json("/api/patients", {"name": "Wilma Walk-in"}).status == 201
@@ -142,6 +145,98 @@ def test_a_patient_without_email_gets_no_email_and_the_outbox_says_why(desk, car
     messages = list(Message.select().where(Message.user == patient["id"]))
     assert [(m.kind, m.status, m.last_error) for m in messages] == [
         ("confirmation", "skipped", outbox.NO_EMAIL)]
+
+
+# -- a patient's details: channel, language, how to reach them ----------------------------------
+
+
+@pytest.fixture
+def languages(app):
+    """The clinic offers English and German."""
+    return settings.use(settings.get().replace(languages=("en", "de")))
+
+
+def patch(client, patient_id, payload):
+    return client.request("PATCH", f"/api/patients/{patient_id}",
+                          body=json.dumps(payload).encode(),
+                          headers={"Content-Type": "application/json"})
+
+
+def test_the_desk_sets_a_patients_channel_and_language_and_messages_follow(
+        desk, dana, alice, carol, languages):
+    response = patch(desk, alice.id, {"channel": "sms", "language": "de"})
+    assert response.status == 200, response
+    body = response.json()
+    assert (body["channel"], body["language"], body["pending_email"]) == ("sms", "de", None)
+    assert desk.get(f"/api/patients/{alice.id}").json() == body
+    entry = audited("update patient", dana)[0]
+    assert (entry.patient_id, entry.reason) == (alice.id, "channel, language")
+    # The next confirmation goes by SMS to her phone, in German.
+    desk.post_json("/api/appointments", {"doctor_id": carol.id, "patient_id": alice.id,
+                                         "start": at("10:00").isoformat()})
+    message = Message.get(Message.kind == "confirmation", Message.user == alice.id)
+    assert (message.channel, message.recipient) == ("sms", "+49301234567")
+    assert "Termin" in message.text_body
+
+
+@pytest.mark.parametrize(("payload", "field"), [
+    ({"channel": "fax"}, "channel"),
+    ({"language": "xx", "phone": "+49 170 1234567"}, "language"),  # all or nothing
+    ({"phone": "call me", "name": "Alice B."}, "phone"),
+    ({"phone": "", "channel": "both"}, "channel"),  # SMS needs a phone
+    ({"name": ""}, "name"),
+    ({"email": "bob@example.com"}, "email"),  # Bob's
+    ({"channel": 3}, "channel"),
+])
+def test_bad_details_are_refused_beside_the_field_and_change_nothing(desk, dana, alice, bob,
+                                                                    payload, field):
+    before = (User.get_by_id(alice.id).name, Patient.get(Patient.user == alice.id).phone)
+    response = patch(desk, alice.id, payload)
+    assert response.status == 400, response
+    assert field in response.json()["fields"]
+    assert (User.get_by_id(alice.id).name,
+            Patient.get(Patient.user == alice.id).phone) == before
+    assert audited("update patient", dana) == []
+
+
+def test_a_new_email_from_the_desk_waits_for_the_patients_confirmation(desk, alice):
+    body = patch(desk, alice.id, {"email": "alice@new.example.com"}).json()
+    assert (body["email"], body["pending_email"]) == ("alice@example.com",
+                                                      "alice@new.example.com")
+    sent = Message.get(Message.kind == "email_change")
+    assert sent.recipient == "alice@new.example.com"
+
+
+def test_a_patients_details_are_the_desks_and_admins_only(desk, admin, new_client, alice, bob,
+                                                          carol):
+    assert patch(admin, alice.id, {"name": "Alice Adams-Berg"}).status == 200
+    assert User.get_by_id(alice.id).name == "Alice Adams-Berg"
+    for email in (bob.email, carol.email):
+        other = new_client()
+        other.api_login(email)
+        assert other.get(f"/api/patients/{alice.id}").status == 403
+        assert patch(other, alice.id, {"phone": "+49 170 1234567"}).status == 403
+    # Only patients have these details: a doctor's id, or none, is not found.
+    assert desk.get(f"/api/patients/{carol.id}").status == 404
+    assert patch(desk, carol.id, {"channel": "sms"}).status == 404
+    assert desk.get("/api/patients/99999").status == 404
+
+
+def test_a_stopped_number_shows_and_the_desk_cannot_undo_it(desk, alice):
+    sms.reply("+49301234567", "STOP")
+    found = desk.get("/api/patients?q=alice").json()["patients"]
+    assert found[0]["sms_opted_out"] is True
+    assert patch(desk, alice.id, {"channel": "sms"}).json()["sms_opted_out"] is True
+
+
+def test_the_desk_registers_a_patient_who_reads_sms_in_german(desk, languages):
+    response = desk.post_json("/api/patients", {"name": "Walter Walk-in", "channel": "sms",
+                                                "phone": "+49 170 1234567", "language": "de"})
+    assert response.status == 201, response
+    assert (response.json()["channel"], response.json()["language"]) == ("sms", "de")
+    response = desk.post_json("/api/patients", {"name": "Wilma Walk-in", "channel": "sms"})
+    assert response.status == 400 and "channel" in response.json()["fields"]
+    assert not User.select().where(User.name == "Wilma Walk-in").exists()
 
 
 # -- appointments ---------------------------------------------------------------------------------

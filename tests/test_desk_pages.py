@@ -283,3 +283,81 @@ def test_the_sheet_offers_no_time_in_time_off_or_held_for_the_waitlist(desk, ali
     free = {start.astimezone(TZ).strftime("%H:%M") for start in column.free}
     assert not free & {"09:00", "09:30", "11:00"}
     assert {"10:00", "10:30", "11:30"} <= free
+
+
+# -- a patient's page at the desk -------------------------------------------------------------
+
+
+def test_the_sheet_and_the_search_lead_to_the_patients_page(desk, alice, carol):
+    appointments.book(alice.id, carol.id, at("10:00"), "Knee")
+    link = f'href="/desk/patients/{alice.id}"'
+    assert link in desk.get("/desk").text
+    assert link in desk.get("/desk/patients?q=adams").text
+    assert link in desk.get(_book_url(carol, at("11:00"), "adams")).text
+    page = desk.get(f"/desk/patients/{alice.id}").text
+    assert 'value="+49301234567"' in page and 'value="1980-05-17"' in page
+    assert 'name="channel" value="email" checked' in page
+    assert "Dr Carol Clark" in page and "status-booked" in page  # her coming visit
+    assert "Knee" not in page  # the reason stays with the doctor
+    assert desk.get(f"/desk/patients/{carol.id}").status == 404  # not a patient
+    assert desk.post(f"/desk/patients/{carol.id}", {"name": "X"}).status == 404
+
+
+def test_the_desk_changes_how_a_patient_is_reached(desk, dana, alice):
+    desk.get(f"/desk/patients/{alice.id}")
+    response = desk.post(f"/desk/patients/{alice.id}", {
+        "name": "Alice Adams", "email": "alice@example.com", "phone": "+49 170 1234567",
+        "date_of_birth": "1980-05-17", "channel": "both"})
+    assert response.status == 303, response
+    assert response.location.endswith(f"/desk/patients/{alice.id}")
+    page = desk.get(response.location).text
+    assert "The details of Alice Adams are saved." in page
+    assert 'name="channel" value="both" checked' in page
+    patient = people.patient_contact(alice.id)
+    assert (patient.phone, patient.channel) == ("+491701234567", "both")
+    entry = AuditEntry.get(AuditEntry.action == "update patient")
+    assert (entry.user_id, entry.patient_id) == (dana.id, alice.id)
+
+
+def test_sms_without_a_phone_is_refused_on_the_form_and_keeps_what_was_typed(desk, alice):
+    desk.get(f"/desk/patients/{alice.id}")
+    response = desk.post(f"/desk/patients/{alice.id}", {
+        "name": "Alice Zed", "email": "alice@example.com", "phone": "", "channel": "sms"})
+    assert response.status == 400
+    assert 'id="e-channel"' in response.text and "SMS needs a phone number" in response.text
+    assert 'value="Alice Zed"' in response.text and 'value="sms" checked' in response.text
+    assert User.get_by_id(alice.id).name == "Alice Adams"  # nothing written
+
+
+def test_a_patient_registered_at_the_desk_may_read_sms_in_german(desk):
+    from clinic import settings
+
+    settings.use(settings.get().replace(languages=("en", "de")))
+    page = desk.get("/desk/patients").text
+    assert 'name="channel" value="email" checked' in page
+    assert '<option value="en" lang="en" selected>' in page  # the clinic's first language
+    response = desk.post("/desk/patients", {"name": "Walter Walk-in", "phone": "+49 170 1234567",
+                                            "channel": "sms", "language": "de"})
+    assert response.status == 303, response
+    walter = people.patient_contact(User.get(User.name == "Walter Walk-in").id)
+    assert (walter.channel, walter.user.language) == ("sms", "de")
+
+
+def test_the_desk_page_of_a_stopped_number_says_so(desk, alice):
+    from clinic.mail import sms
+
+    sms.reply("+49301234567", "STOP")
+    assert 'id="sms-stopped"' in desk.get(f"/desk/patients/{alice.id}").text
+
+
+def test_only_staff_open_a_patients_page(morning, new_client, alice, bob, carol):
+    for user in (bob, carol):
+        other = new_client()
+        login(other, user)
+        assert other.get(f"/desk/patients/{alice.id}").status == 403
+        other.get("/account")
+        assert other.post(f"/desk/patients/{alice.id}", {"channel": "sms"}).status == 403
+    anonymous = new_client()
+    response = anonymous.get(f"/desk/patients/{alice.id}")
+    assert response.status == 303 and "/login" in response.location
+    assert people.patient_contact(alice.id).channel == "email"

@@ -268,3 +268,10 @@ def test_a_taken_time_is_refused_in_the_patients_language(languages, client, ali
     assert answer.status == 409, answer
     assert answer.json()["error"] == ("Diese Zeit wurde gerade von jemand anderem gebucht. "
                                       "Bitte wählen Sie eine andere.")
+
+
+def test_the_ways_to_be_reached_read_in_the_patients_language(languages, client, alice):
+    User.update(language="de").where(User.id == alice.id).execute()
+    client.login(alice.email)
+    page = client.get("/patient/preferences").text
+    assert "Per SMS (Textnachricht)" in page and "Per E-Mail und SMS" in page

@@ -455,6 +455,15 @@ def exercise_desk(check, new_client, a, e, alice, carol):
     new = check(desk, "post", "/api/patients", 201, {"name": "Walk In"})
     assert new["email"] is None
     check(desk, "post", "/api/patients", 400, {"name": ""})
+    check(desk, "get", "/api/patients/{patient_id}", 200, patient_id=new["id"])
+    check(desk, "get", "/api/patients/{patient_id}", 404, patient_id=carol.id)
+    check(a, "get", "/api/patients/{patient_id}", 403, patient_id=new["id"])
+    check(desk, "patch", "/api/patients/{patient_id}", 200,
+          {"phone": "+49 170 1234567", "channel": "both"}, patient_id=new["id"])
+    check(desk, "patch", "/api/patients/{patient_id}", 400, {"channel": "fax"},
+          patient_id=new["id"])
+    check(desk, "patch", "/api/patients/{patient_id}", 404, {"name": "X"}, patient_id=carol.id)
+    check(a, "patch", "/api/patients/{patient_id}", 403, {"name": "X"}, patient_id=new["id"])
     today = datetime.now(TZ).replace(hour=9, minute=0, second=0, microsecond=0)
     visit = appointments.book(new["id"], carol.id, today, now=today - timedelta(hours=1))
     check(desk, "post", "/api/appointments/{appointment_id}/check-in", 200,

@@ -5,7 +5,7 @@ of api_routes, which admit the desk too. Nothing here shows a medical record."""
 import bottle
 from bottle import request, response
 
-from clinic import appointments, audit, listings, people
+from clinic import accounts, appointments, audit, listings, people
 from clinic.errors import check
 from clinic.web import api_input, api_routes
 from clinic.web.decorators import api
@@ -18,13 +18,6 @@ routes = bottle.Bottle()
 SEARCH_LIMIT = 50
 
 
-def patient_shape(patient):
-    """A patient as the desk sees one: who they are and how to reach them."""
-    return {"id": patient.user_id, "name": patient.user.name, "email": patient.user.email,
-            "phone": patient.phone,
-            "date_of_birth": patient.date_of_birth and patient.date_of_birth.isoformat()}
-
-
 @routes.get("/api/patients")
 @api("desk", "admin")
 @doc("Find patients", returns="PatientList",
@@ -35,23 +28,56 @@ def patient_shape(patient):
                  "no medical record.")
 def patient_search():
     q = request.query.getunicode("q", default="")
-    return {"patients": [patient_shape(p) for p in people.search_patients(q, SEARCH_LIMIT)]}
+    return {"patients": api_routes.patient_shapes(people.search_patients(q, SEARCH_LIMIT))}
 
 
 @routes.post("/api/patients")
 @api("desk", "admin")
 @doc("Register a patient at the desk", body="NewPatient", returns="Patient", ok=201,
      description="Only the name is required. A patient without an email address gets no "
-                 "email. The patient has no password: with an email, they set one through "
-                 "the forgotten-password link.")
+                 "email. `channel` (default email) says how their messages go; sms and both "
+                 "need a phone. The patient has no password: with an email, they set one "
+                 "through the forgotten-password link.")
 def patient_register():
     errors = {}
-    data = api_input.texts(json_body(), ("name", "email", "date_of_birth", "phone"), errors)
+    data = api_input.texts(json_body(), ("name", "email", "date_of_birth", "phone", "channel",
+                                         "language"), errors)
     check(errors)
     user = people.register_at_desk(**data)
     audit.record(current_user(), "register patient", user.id, **origin())
     response.status = 201
-    return patient_shape(user.patient_profile.get())
+    return api_routes.patient_shape(user.patient_profile.get())
+
+
+@routes.get("/api/patients/<patient_id>")
+@api("desk", "admin")
+@doc("One patient: who they are and how to reach them", returns="Patient",
+     description="No medical record; 404 for an id that is not a patient's.")
+def patient_get(patient_id):
+    return _with_pending_email(
+        people.patient_contact(api_input.path_id(patient_id, "patient")))
+
+
+@routes.route("/api/patients/<patient_id>", method="PATCH")
+@api("desk", "admin")
+@doc("Change a patient's details: name, phone, date of birth, channel, language, email",
+     body="PatientChanges", returns="Patient",
+     description="Only the fields sent change, checked as in PATCH /api/me: all or nothing. "
+                 "A new email takes effect once the patient follows the link emailed to it; "
+                 "until then it is `pending_email`. A number that replied STOP stays opted "
+                 "out until it replies START: the desk cannot opt it back in.")
+def patient_update(patient_id):
+    patient_id = api_input.path_id(patient_id, "patient")
+    errors = {}
+    changes = api_input.texts(json_body(), accounts.PATIENT_FIELDS, errors, present_only=True)
+    check(errors)
+    accounts.update_patient(current_user(), patient_id, changes, **origin())
+    return _with_pending_email(people.patient_contact(patient_id))
+
+
+def _with_pending_email(patient):
+    return {**api_routes.patient_shape(patient),
+            "pending_email": accounts.pending_email(patient.user)}
 
 
 @routes.post("/api/appointments/<appointment_id>/check-in")

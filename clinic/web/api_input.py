@@ -96,8 +96,3 @@ def throttled(exc, message):
     res = json_error(429, f"{message} Try again in {seconds} seconds.")
     res.set_header("Retry-After", str(seconds))
     return res
-
-
-def user_shape(user):
-    """A user as the API shows one."""
-    return {"id": user.id, "email": user.email, "name": user.name, "role": user.role}

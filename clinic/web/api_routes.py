@@ -26,6 +26,7 @@ from clinic import (
 from clinic.errors import Forbidden, Invalid, NotFound, check
 from clinic.i18n import _
 from clinic.jobs import progress
+from clinic.mail import sms
 from clinic.models import APPOINTMENT_STATUSES, Appointment, Doctor
 from clinic.web import api_accounts, api_input
 from clinic.web.decorators import ANYONE_SIGNED_IN, api, json_error
@@ -52,6 +53,26 @@ def doctor_shape(doctor):
     """A doctor as the API shows one (api_admin too)."""
     return {"id": doctor.user_id, "name": doctor.user.name,
             "specialization": doctor.specialization, "slot_minutes": doctor.slot_minutes}
+
+
+def patient_shape(patient, stopped=None):
+    """A patient (the Patient profile, with .user) as the API shows one (api_desk too): who
+    they are and how to reach them. ``stopped``: the numbers that replied STOP, when the caller
+    looked them up for many patients at once (sms.opted_out)."""
+    if stopped is None:
+        stopped = sms.opted_out([sms.e164(patient.phone)])
+    return {"id": patient.user_id, "name": patient.user.name, "email": patient.user.email,
+            "phone": patient.phone,
+            "date_of_birth": patient.date_of_birth and patient.date_of_birth.isoformat(),
+            "channel": patient.channel, "language": patient.user.language or None,
+            "sms_opted_out": bool(patient.phone) and sms.e164(patient.phone) in stopped}
+
+
+def patient_shapes(patients):
+    """patient_shape for many patients, with one query for their SMS opt-outs."""
+    patients = list(patients)
+    stopped = sms.opted_out([sms.e164(p.phone) for p in patients])
+    return [patient_shape(p, stopped) for p in patients]
 
 
 def _visible(appointment_id):
@@ -339,10 +360,7 @@ def patient_history(patient_id):
                            **origin())
     visits = listings.history(patient.user_id)
     return {
-        "patient": {"id": patient.user_id, "name": patient.user.name,
-                    "email": patient.user.email,
-                    "date_of_birth": patient.date_of_birth and patient.date_of_birth.isoformat(),
-                    "phone": patient.phone},
+        "patient": patient_shape(patient),
         "visits": [{"appointment_id": visit.id,
                     "date": clock.local(visit.start).date().isoformat(),
                     "start": clock.local(visit.start).isoformat(),

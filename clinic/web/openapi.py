@@ -141,6 +141,7 @@ _INT = {"type": "integer"}
 _ID = {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
 _INSTANT = {"type": "string", "format": "date-time",
             "description": "ISO 8601 with offset, in the clinic's time zone."}
+_CHANNEL = {"type": "string", "enum": ["email", "sms", "both"]}
 _HHMM = {"type": "string", "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$"}
 _STATUSES = ["booked", "confirmed", "arrived", "completed", "cancelled", "no_show"]
 _TREATMENT = {name: _STR for name in ("visit_type", "symptoms", "diagnosis", "treatment",
@@ -253,7 +254,20 @@ SCHEMAS = {
                   "description": "null: the patient has no email address and gets no email."},
         "date_of_birth": {"type": "string", "format": "date", "nullable": True},
         "phone": _STR,
-    }, ["id", "name", "email", "date_of_birth", "phone"]),
+        "channel": {**_CHANNEL,
+                    "description": "How confirmations, cancellations, reminders and waitlist "
+                                   "offers reach the patient."},
+        "language": {"type": "string", "nullable": True,
+                     "description": "A code of CLINIC_LANGUAGES; null: not chosen (the "
+                                    "clinic's first language)."},
+        "sms_opted_out": {"type": "boolean",
+                          "description": "The phone replied STOP: no SMS until it replies "
+                                         "START."},
+        "pending_email": {"type": "string", "nullable": True,
+                          "description": "GET and PATCH /api/patients/{patient_id} only: a new "
+                                         "address waiting for the patient to confirm it."},
+    }, ["id", "name", "email", "date_of_birth", "phone", "channel", "language",
+        "sms_opted_out"]),
     "PatientList": _object({"patients": {"type": "array", "items": ref("Patient")}},
                            ["patients"]),
     "NewPatient": _object({
@@ -261,7 +275,20 @@ SCHEMAS = {
         "email": {"type": "string", "description": "Optional: without one, no email is sent."},
         "date_of_birth": {"type": "string", "format": "date"},
         "phone": {"type": "string", "description": "With its country code, e.g. +49 30 1234567."},
+        "channel": {**_CHANNEL, "description": "Default email; sms and both need a phone."},
+        "language": {"type": "string", "example": "de",
+                     "description": "One of CLINIC_LANGUAGES; empty: not chosen."},
     }, ["name"]),
+    "PatientChanges": _object({
+        "name": {"type": "string", "maxLength": 200},
+        "email": {"type": "string",
+                  "description": "Takes effect once the patient follows the emailed link."},
+        "phone": {"type": "string", "example": "+49 30 1234567"},
+        "date_of_birth": {"type": "string", "format": "date"},
+        "channel": {**_CHANNEL, "description": "sms and both need a phone."},
+        "language": {"type": "string", "example": "de",
+                     "description": "One of CLINIC_LANGUAGES; another is refused with 400."},
+    }),
     "NewStaff": _object({
         "name": _STR, "email": _STR, "password": {"type": "string", "minLength": 8},
         "role": {"type": "string", "enum": ["desk", "admin"]},

@@ -8,7 +8,7 @@ from urllib.parse import quote
 import bottle
 from bottle import request
 
-from clinic import appointments, audit, clock, desk, i18n, people, slots
+from clinic import accounts, appointments, audit, clock, desk, i18n, listings, people, slots
 from clinic.db import database
 from clinic.errors import ClinicError, Invalid
 from clinic.i18n import _
@@ -52,7 +52,8 @@ def _shown(column, now):
     for visit in column.visits:
         start, end = visit.start.astimezone(tz), visit.end.astimezone(tz)
         visits.append({
-            "id": visit.id, "patient_name": visit.patient_name, "status": visit.status,
+            "id": visit.id, "patient_id": visit.patient_id, "patient_name": visit.patient_name,
+            "status": visit.status,
             "no_email": not visit.patient_email, "time": f"{start:%H:%M}\u2013{end:%H:%M}",
             # The desk may move or cancel any visit still to happen, cutoff or not.
             "changeable": visit.status in ACTIVE_STATUSES,
@@ -69,7 +70,9 @@ def _booking_page(status=200, **context):
     q = (data.get("q") or "").strip()
     found = list(people.search_patients(q, 20)) if q else []
     return render("desk/book.html", status=status, doctor=doctor, start=start, q=q,
-                  found=found, form=data, errors=context.pop("errors", {}), iso=iso, **context)
+                  found=found, form={"language": i18n.default(), **data},
+                  errors=context.pop("errors", {}), iso=iso, channel_words=people.CHANNEL_WORDS,
+                  **context)
 
 
 @routes.get("/desk/book")
@@ -91,8 +94,7 @@ def book():
             if data.get("patient_id"):
                 patient = people.patient_to_book(_int(data["patient_id"]))
             else:
-                patient = people.register_at_desk(data.get("name"), data.get("email"),
-                                                  data.get("date_of_birth"), data.get("phone"))
+                patient = _register(data)
                 audit.record(user, "register patient", patient.id, **origin())
             appointment = appointments.book(patient.id, data.get("doctor_id"), start,
                                             data.get("reason"))
@@ -104,17 +106,25 @@ def book():
     text = (_("Booked %(name)s at %(time)s with %(doctor)s.")
             % {"name": patient.name, "time": i18n.formatted(start, "time"),
                "doctor": appointment.doctor.name})
-    if not patient.email:
+    if not patient.email and people.patient_contact(patient.id).channel == "email":
         text += " " + _("They have no email address: tell them the time yourself.")
     flash(text)
     redirect(_sheet_url(start))
+
+
+def _register(data):
+    """The patient the registration form describes (people.register_at_desk)."""
+    return people.register_at_desk(
+        data.get("name"), data.get("email"), data.get("date_of_birth"), data.get("phone"),
+        data.get("channel"), data.get("language"))
 
 
 def _patients_page(status=200, **context):
     q = request.query.getunicode("q", "").strip()
     return render("desk/patients.html", status=status, q=q,
                   patients=list(people.search_patients(q, 50)) if q else [],
-                  form=context.pop("form", {}), errors=context.pop("errors", {}))
+                  form={"language": i18n.default(), **context.pop("form", {})},
+                  errors=context.pop("errors", {}), channel_words=people.CHANNEL_WORDS)
 
 
 @routes.get("/desk/patients")
@@ -128,8 +138,7 @@ def patients():
 def register_patient():
     data = form()
     try:
-        patient = people.register_at_desk(data.get("name"), data.get("email"),
-                                          data.get("date_of_birth"), data.get("phone"))
+        patient = _register(data)
     except Invalid as exc:
         return _patients_page(400, form=data, errors=exc.fields or {"__all__": exc.message})
     audit.record(current_user(), "register patient", patient.id, **origin())
@@ -138,6 +147,45 @@ def register_patient():
         text += " " + _("They have no email address, so the clinic will send them no email.")
     flash(text)
     redirect(f"/desk/patients?q={quote(patient.name)}")
+
+
+def _patient_page(patient_id, status=200, form=None, errors=None):
+    patient = people.patient_contact(patient_id)
+    profile = accounts.profile(patient.user)
+    upcoming, _past = listings.patient_lists(patient_id, limit=20)
+    return render("desk/patient.html", status=status, patient=patient, profile=profile,
+                  upcoming=upcoming, channel_words=people.CHANNEL_WORDS,
+                  form=form or {**profile, "language": profile["language"] or i18n.default(),
+                                "phone": profile["phone"] or "",
+                                "date_of_birth": profile["date_of_birth"] or "",
+                                "email": profile["email"] or ""},
+                  errors=errors or {})
+
+
+@routes.get("/desk/patients/<patient_id:int>")
+@page(*STAFF)
+def patient_details(patient_id):
+    return _patient_page(patient_id)
+
+
+@routes.post("/desk/patients/<patient_id:int>")
+@page(*STAFF)
+def patient_update(patient_id):
+    """Save the patient's details: how to reach them, their channel and language. Fields the
+    form did not send (the language where only one is offered) stay as they are."""
+    data = form()
+    changes = {name: data[name] for name in accounts.PATIENT_FIELDS if name in data}
+    try:
+        profile = accounts.update_patient(current_user(), patient_id, changes, **origin())
+    except Invalid as exc:
+        return _patient_page(patient_id, 400, form=data,
+                             errors=exc.fields or {"__all__": exc.message})
+    text = _("The details of %(name)s are saved.") % {"name": profile["name"]}
+    if profile["pending_email"]:
+        text += " " + (_("The new email %(email)s takes effect once the patient follows the "
+                         "link sent to it.") % {"email": profile["pending_email"]})
+    flash(text)
+    redirect(f"/desk/patients/{patient_id}")
 
 
 def _int(raw):

@@ -9,7 +9,7 @@ cookies, and the token in the address is the only key it needs.
 
 import bottle
 
-from clinic import accounts, i18n
+from clinic import accounts, i18n, people
 from clinic.errors import ClinicError, Invalid
 from clinic.i18n import _
 from clinic.mail import preferences
@@ -22,14 +22,11 @@ from clinic.web.sessions import current_user
 routes = bottle.Bottle()
 
 
-CHANNEL_WORDS = {"email": "By email", "sms": "By SMS (text message)", "both": "By email and SMS"}
-
-
 def _page(status=200, errors=None, form=None):
     user = current_user()
     return render("patient/preferences.html", status=status,
                   choices=preferences.choices(user), words=preferences.WORDS,
-                  profile=accounts.profile(user), channel_words=CHANNEL_WORDS,
+                  profile=accounts.profile(user), channel_words=people.CHANNEL_WORDS,
                   errors=errors or {}, form=form or {})
 
 
