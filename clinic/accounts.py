@@ -257,15 +257,24 @@ PATIENT_FIELDS = ("name", "email", "phone", "date_of_birth", "channel", "languag
 def update_patient(staff, patient_id, changes, address="", path="", now=None):
     """The front desk's or an admin's ``changes`` to a patient's details (PATIENT_FIELDS only),
     checked and applied as the patient's own would be (update_profile), and audited with the
-    fields changed in the same transaction. A new email waits for the patient to confirm it.
-    Returns the patient's profile."""
+    fields that changed, in the same transaction. Staff may give an email to a patient who has
+    none, never replace one: the link of a new address would let whoever reads it take over
+    the account and its records. Returns the patient's profile."""
     patient = people.patient_contact(patient_id)
     changes = {name: value for name, value in changes.items() if name in PATIENT_FIELDS}
+    new_email = auth.normalize_email(changes.get("email") or "")
+    if patient.user.email and new_email and new_email != patient.user.email:
+        message = _("Only the patient changes their email, on their own account page.")
+        raise Invalid(message, {"email": message})
+    before = profile(patient.user)
     with database.atomic():
         result = update_profile(patient.user, changes, now)
-        if changes:
-            audit.record(staff, "update patient", patient.user_id,
-                         reason=", ".join(sorted(changes)), address=address, path=path, now=now)
+        shown = {"email": "pending_email"}.get  # a new email is pending, not yet the email
+        changed = sorted(name for name in changes
+                         if result[shown(name, name)] != before[shown(name, name)])
+        if changed:
+            audit.record(staff, "update patient", patient.user_id, reason=", ".join(changed),
+                         address=address, path=path, now=now)
     return result
 
 

@@ -199,12 +199,24 @@ def test_bad_details_are_refused_beside_the_field_and_change_nothing(desk, dana,
     assert audited("update patient", dana) == []
 
 
-def test_a_new_email_from_the_desk_waits_for_the_patients_confirmation(desk, alice):
-    body = patch(desk, alice.id, {"email": "alice@new.example.com"}).json()
-    assert (body["email"], body["pending_email"]) == ("alice@example.com",
-                                                      "alice@new.example.com")
+def test_the_desk_gives_a_first_email_but_never_replaces_one(desk, dana, alice):
+    # Replacing it would send its link, and so the account and its records, to the desk.
+    response = patch(desk, alice.id, {"email": "desk@elsewhere.example.com"})
+    assert response.status == 400 and "email" in response.json()["fields"]
+    assert not Message.select().where(Message.kind == "email_change").exists()
+    walter = people.register_at_desk("Walter Walk-in")
+    body = patch(desk, walter.id, {"email": "walter@example.com"}).json()
+    assert (body["email"], body["pending_email"]) == (None, "walter@example.com")
     sent = Message.get(Message.kind == "email_change")
-    assert sent.recipient == "alice@new.example.com"
+    assert sent.recipient == "walter@example.com"
+    assert audited("update patient", dana)[0].reason == "email"
+
+
+def test_only_what_changed_is_audited(desk, dana, alice):
+    patch(desk, alice.id, {"channel": "email", "phone": "+49 30 1234567", "name": "Alice Adams"})
+    assert audited("update patient", dana) == []  # the same values: nothing changed
+    patch(desk, alice.id, {"channel": "both", "phone": "+49 30 1234567"})
+    assert [e.reason for e in audited("update patient", dana)] == ["channel"]
 
 
 def test_a_patients_details_are_the_desks_and_admins_only(desk, admin, new_client, alice, bob,

@@ -316,7 +316,22 @@ def test_the_desk_changes_how_a_patient_is_reached(desk, dana, alice):
     patient = people.patient_contact(alice.id)
     assert (patient.phone, patient.channel) == ("+491701234567", "both")
     entry = AuditEntry.get(AuditEntry.action == "update patient")
-    assert (entry.user_id, entry.patient_id) == (dana.id, alice.id)
+    assert (entry.user_id, entry.patient_id, entry.reason) == (dana.id, alice.id,
+                                                               "channel, phone")
+
+
+def test_saving_the_page_chooses_no_language_for_the_patient(desk, alice):
+    from clinic import settings
+
+    settings.use(settings.get().replace(languages=("en", "de")))
+    page = desk.get(f"/desk/patients/{alice.id}").text
+    assert 'id="email"' in page and 'name="email"' not in page  # hers to change
+    desk.post(f"/desk/patients/{alice.id}", {"name": "Alice Adams", "language": "en",
+                                              "channel": "email"})
+    assert User.get_by_id(alice.id).language == ""  # still not chosen
+    desk.post(f"/desk/patients/{alice.id}", {"name": "Alice Adams", "language": "de",
+                                              "channel": "email"})
+    assert User.get_by_id(alice.id).language == "de"
 
 
 def test_sms_without_a_phone_is_refused_on_the_form_and_keeps_what_was_typed(desk, alice):

@@ -175,6 +175,11 @@ def patient_update(patient_id):
     form did not send (the language where only one is offered) stay as they are."""
     data = form()
     changes = {name: data[name] for name in accounts.PATIENT_FIELDS if name in data}
+    # The select shows the clinic's first language for a patient who chose none: left as it
+    # was, it chooses nothing.
+    stored = people.patient_contact(patient_id).user.language
+    if changes.get("language") == (stored or i18n.default()):
+        del changes["language"]
     try:
         profile = accounts.update_patient(current_user(), patient_id, changes, **origin())
     except Invalid as exc:
